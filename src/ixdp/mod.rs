@@ -1,0 +1,1 @@
+//! ixdp (under construction)

@@ -1,0 +1,7 @@
+//! ethertap: AF_XDP software Ethernet TAP and transparent bridge, driven by RPCL.
+
+pub mod ctl;
+pub mod ixdp;
+pub mod pqueue;
+pub mod rpcl;
+pub mod tap;

@@ -1,0 +1,1 @@
+//! pqueue (under construction)
