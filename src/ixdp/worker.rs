@@ -220,11 +220,18 @@ impl Worker {
             Some(o) => (self.sockets.ports[o].tx.nb_free(BATCH as u32) as usize).min(BATCH),
             None => BATCH,
         };
-        if limit == 0 {
+        // With duplication on, take only as many frames as leave a slot for each copy.
+        let cfg = &policy.fault[p];
+        let take = if o.is_some() && cfg.enabled && cfg.dup_p > 0 {
+            limit / 2
+        } else {
+            limit
+        };
+        if take == 0 {
             return (0, None);
         }
         // SAFETY: the RX ring only returns frames of this UMEM.
-        let n = unsafe { self.sockets.ports[p].rx.consume(&mut scratch.rx[..limit]) };
+        let n = unsafe { self.sockets.ports[p].rx.consume(&mut scratch.rx[..take]) };
         if n == 0 {
             return (0, None);
         }

@@ -32,7 +32,7 @@ pub fn require_root_and_tools() {
         nix::unistd::geteuid().is_root(),
         "this test builds a network-namespace lab and needs root"
     );
-    for tool in ["ip", "ping"] {
+    for tool in ["ip", "ping", "ethtool"] {
         let ok = Command::new(tool)
             .arg("-V")
             .stdout(Stdio::null())
@@ -41,7 +41,7 @@ pub fn require_root_and_tools() {
             .is_ok();
         assert!(
             ok,
-            "this test needs `{tool}` (package iproute2 / iputils-ping)"
+            "this test needs `{tool}` (packages iproute2, iputils-ping, ethtool)"
         );
     }
 }
@@ -160,6 +160,16 @@ impl Lab {
             ]);
         }
         lab
+    }
+
+    /// Makes the end hosts compute checksums themselves: with veth's checksum offload a TCP
+    /// segment leaves with only a partial checksum, which nothing completes once the frame
+    /// went through AF_XDP (as on a real wire).
+    pub fn host_checksums_in_software(&self) {
+        self.sh(&self.h1, "ethtool -K e0 tx off >/dev/null");
+        if self.bridge {
+            self.sh(&self.h2, "ethtool -K e1 tx off >/dev/null");
+        }
     }
 
     /// Runs a shell command inside a namespace; panics with its stderr when it fails.
@@ -459,6 +469,7 @@ impl Lab {
         let engine = self
             .in_ns(&self.br, move || ethertap::ixdp::Engine::start(config))
             .unwrap_or_else(|e| panic!("engine start: {e}"));
+        self.host_checksums_in_software();
         let vm = ethertap::ixdp::cli::engine_vm(&engine, &queue_name);
         LabEngine {
             engine: Some(engine),
@@ -537,4 +548,36 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     cond()
+}
+
+/// Compares frame lists and reports the first difference briefly (frame dumps are huge).
+#[track_caller]
+pub fn assert_frames(got: &[Vec<u8>], expect: &[Vec<u8>], what: &str) {
+    if got == expect {
+        return;
+    }
+    let first = got
+        .iter()
+        .zip(expect)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(expect.len()));
+    let show = |l: &[Vec<u8>]| {
+        l.get(first)
+            .map(|f| {
+                format!(
+                    "len {} seq {:?} {:02x?}",
+                    f.len(),
+                    seq_of(f, 0),
+                    &f[..f.len().min(24)]
+                )
+            })
+            .unwrap_or_else(|| "-".into())
+    };
+    panic!(
+        "{what}: got {} frames, expected {}; first difference at {first}: got {} / expected {}",
+        got.len(),
+        expect.len(),
+        show(got),
+        show(expect)
+    );
 }
