@@ -383,7 +383,7 @@ impl PacketSocket {
             if n < 0 {
                 continue;
             }
-            if sll.sll_pkttype == libc::PACKET_OUTGOING as u8 || sll.sll_ifindex != self.ifindex {
+            if sll.sll_pkttype == libc::PACKET_OUTGOING || sll.sll_ifindex != self.ifindex {
                 continue;
             }
             buf.truncate(n as usize);
