@@ -18,4 +18,6 @@ pub fn compile_xdp_programs() {
     {
         panic!("compiling {}: {e:#}", source.display());
     }
+    // Tests attach the object the way an old or crashed run would have.
+    println!("cargo:rustc-env=ETHERTAP_BPF_OBJ={}", obj.display());
 }

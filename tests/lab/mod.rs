@@ -207,6 +207,11 @@ impl Lab {
         Some(self.children.remove(i))
     }
 
+    /// Hands a child back to the lab, which kills it on drop.
+    pub fn adopt(&mut self, child: Child) {
+        self.children.push(child);
+    }
+
     /// Interface counter from sysfs as the namespace sees it.
     pub fn counter(&self, ns: &str, ifname: &str, which: &str) -> u64 {
         self.sh(
