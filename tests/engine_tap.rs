@@ -39,11 +39,10 @@ fn drain_queue(name: &str, expect: usize) -> Vec<Tapped> {
                 dir: p.dir,
             });
         }
+        let enough = out.len() >= expect && quiet_since.elapsed() > Duration::from_millis(300);
         if n > 0 {
             quiet_since = Instant::now();
-        } else if out.len() >= expect && quiet_since.elapsed() > Duration::from_millis(300) {
-            break;
-        } else if quiet_since.elapsed() > QUIET {
+        } else if enough || quiet_since.elapsed() > QUIET {
             break;
         }
     }
