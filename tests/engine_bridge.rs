@@ -295,3 +295,65 @@ fn bad_input_gives_clear_errors_and_traffic_keeps_flowing() {
     assert!(q.contains("fill ring"), "{q}");
     assert_eq!(eng.stat(0, "rx"), 3);
 }
+
+#[test]
+fn two_queues_carry_several_tcp_flows_with_exact_summed_counters() {
+    let lab = Lab::bridge("brq2");
+    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
+    config.queues = Some(2);
+    config.queue_name = Some(format!("et-brq2-{}", std::process::id()));
+    let mut eng = lab.start_engine_with(config);
+    assert!(
+        eng.ok("if.stats").contains("queues:2"),
+        "{}",
+        eng.ok("if.stats")
+    );
+    let before = lab.counter(&lab.h1, "e0", "tx_packets");
+    let before_rx = lab.counter(&lab.h2, "e1", "rx_packets");
+
+    let listener = lab.in_ns(&lab.h2, || {
+        std::net::TcpListener::bind((H2_IP, 5202)).unwrap()
+    });
+    let flows = 8;
+    let server = std::thread::spawn(move || {
+        let mut total = 0usize;
+        for _ in 0..flows {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).expect("read");
+            total += buf.len();
+        }
+        total
+    });
+    for _ in 0..flows {
+        let mut c = lab.in_ns(&lab.h1, || {
+            std::net::TcpStream::connect_timeout(
+                &format!("{H2_IP}:5202").parse().unwrap(),
+                Duration::from_secs(5),
+            )
+            .expect("connect")
+        });
+        c.write_all(&vec![0x5a; 200_000]).unwrap();
+    }
+    assert_eq!(server.join().unwrap(), flows * 200_000);
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = lab.counter(&lab.h1, "e0", "tx_packets") - before;
+    let got = lab.counter(&lab.h2, "e1", "rx_packets") - before_rx;
+    assert_eq!(eng.stat(0, "rx"), sent);
+    assert_eq!(eng.stat(1, "tx"), got);
+    assert_eq!(sent, got);
+    // The per-queue counters add up to the summary.
+    let per_queue: u64 = (0..2)
+        .map(|q| {
+            let text = eng.ok(&format!("{q} 0 if.qstats"));
+            text.lines()
+                .find_map(|l| {
+                    l.trim_start()
+                        .strip_prefix("rx ")
+                        .map(|v| v.trim().parse::<u64>().unwrap())
+                })
+                .unwrap_or_else(|| panic!("rx in {text}"))
+        })
+        .sum();
+    assert_eq!(per_queue, sent);
+}

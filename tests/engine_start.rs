@@ -41,8 +41,12 @@ fn run_in_br(lab: &Lab, args: &[&str]) -> (bool, String) {
 }
 
 /// Starts `ethertap start ARGS` in the bridge namespace and waits for its ready banner.
-/// Returns the pid and the rest of its stderr (collected on a thread).
-fn start_bin(lab: &mut Lab, args: &[&str]) -> (u32, std::sync::mpsc::Receiver<String>) {
+/// Returns the pid, the stderr lines before the banner, and the rest of its stderr
+/// (collected on a thread).
+fn start_bin(
+    lab: &mut Lab,
+    args: &[&str],
+) -> (u32, Vec<String>, std::sync::mpsc::Receiver<String>) {
     let mut full = vec![BIN, "start"];
     full.extend_from_slice(args);
     let pid = lab.spawn(&lab.br.clone(), &full);
@@ -62,7 +66,7 @@ fn start_bin(lab: &mut Lab, args: &[&str]) -> (u32, std::sync::mpsc::Receiver<St
     let mut seen = Vec::new();
     loop {
         match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(l) if l.contains("stops it") => return (pid, rx),
+            Ok(l) if l.contains("stops it") => return (pid, seen, rx),
             Ok(l) => seen.push(l),
             Err(_) => panic!("ethertap start did not get ready: {seen:?}"),
         }
@@ -87,7 +91,7 @@ fn wait_exit(
 fn start_bridges_a_ping_and_sigterm_stops_it_cleanly() {
     let mut lab = Lab::bridge("stsig");
     let queue = format!("et-stsig-{}", std::process::id());
-    let (pid, stderr) = start_bin(
+    let (pid, _, stderr) = start_bin(
         &mut lab,
         &["--no-preset", "--queue-name", &queue, "p0", "p1"],
     );
@@ -124,7 +128,15 @@ fn a_killed_engine_leaves_nothing_behind_and_a_new_start_works() {
     let mut lab = Lab::bridge("stkil");
     let queue = format!("et-stkil-{}", std::process::id());
     let args = ["--no-preset", "--queue-name", &queue, "p0", "p1"];
-    let (pid, _) = start_bin(&mut lab, &args);
+    let mut first = args.to_vec();
+    first.extend(["--queues", "1"]);
+    let (pid, early, _) = start_bin(&mut lab, &first);
+    assert!(
+        early
+            .iter()
+            .any(|l| l.contains("warning") && l.contains("p0 has 2 receive queues")),
+        "serving fewer queues than the interface has is reported: {early:?}"
+    );
     assert!(attached(&lab, "p0"));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),

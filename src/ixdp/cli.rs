@@ -44,9 +44,10 @@ pub struct StartArgs {
     /// Force AF_XDP copy mode even where the driver can do zero-copy.
     #[arg(long)]
     pub copy: bool,
-    /// Queues to serve on each interface, one worker thread each (1..8).
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub queues: u32,
+    /// Queues to serve on each interface, one worker thread each (1..8) [default: all the
+    /// receive queues the interfaces have].
+    #[arg(long, value_name = "N")]
+    pub queues: Option<u32>,
     /// Spin always instead of sleeping when idle (costs a full core per worker).
     #[arg(long)]
     pub busy_poll: bool,
@@ -184,6 +185,9 @@ pub fn run_start(args: &StartArgs) -> Result<(), String> {
             return Err(e);
         }
     }
+    for w in engine.warnings() {
+        eprintln!("ethertap: warning: {w}");
+    }
     let view = engine.view();
     let ifs = view.interfaces();
     let mode = if ifs.len() == 2 { "bridge" } else { "mirror" };
@@ -192,12 +196,16 @@ pub fn run_start(args: &StartArgs) -> Result<(), String> {
         .map(|i| format!("{} {}", i.index, i.name))
         .collect();
     eprintln!(
-        "ethertap {}: {mode} mode on {} ({} queue(s), {} {:?}); SIGINT or SIGTERM stops it",
+        "ethertap {}: {mode} mode on {} ({} queue(s), {} {}); SIGINT or SIGTERM stops it",
         env!("CARGO_PKG_VERSION"),
         names.join(", "),
-        args.queues,
+        ifs[0].queues,
         if ifs[0].zerocopy { "ZEROCOPY" } else { "COPY" },
-        ifs[0].attached_mode,
+        if ifs[0].attached_mode == XdpMode::Skb {
+            "SKB"
+        } else {
+            "DRV"
+        },
     );
 
     if std::io::stdin().is_terminal() {

@@ -27,8 +27,9 @@ pub struct EngineConfig {
     pub xdp_mode: XdpMode,
     /// Force AF_XDP copy mode even where the driver can do zero-copy.
     pub force_copy: bool,
-    /// Queues served on each interface (queue ids 0..queues), one worker each.
-    pub queues: u32,
+    /// Queues served on each interface (queue ids 0..queues), one worker each; `None`: every
+    /// receive queue the interfaces have.
+    pub queues: Option<u32>,
     pub polling: Polling,
     /// CPUs to pin workers to, worker `i` on `cpus[i % len]`; empty = no pinning.
     pub cpus: Vec<usize>,
@@ -44,7 +45,7 @@ impl EngineConfig {
             interfaces,
             xdp_mode: XdpMode::Auto,
             force_copy: false,
-            queues: 1,
+            queues: None,
             polling: Polling::Adaptive,
             cpus: Vec::new(),
             queue_name: Some(pqueue::DEFAULT_NAME.to_string()),
@@ -141,6 +142,7 @@ pub struct Engine {
     workers: Vec<JoinHandle<()>>,
     attachments: Vec<XdpAttachment>,
     promisc: Vec<PromiscGuard>,
+    warnings: Vec<String>,
 }
 
 fn is_root() -> bool {
@@ -157,11 +159,10 @@ impl Engine {
                 "give one interface (mirror mode) or two (bridge mode), not {n}"
             ));
         }
-        if config.queues == 0 || config.queues > MAX_QUEUES {
-            return Err(format!(
-                "--queues {}: must be 1..{MAX_QUEUES}",
-                config.queues
-            ));
+        if let Some(q) = config.queues {
+            if q == 0 || q > MAX_QUEUES {
+                return Err(format!("--queues {q}: must be 1..{MAX_QUEUES}"));
+            }
         }
         if !is_root() {
             return Err(
@@ -177,20 +178,50 @@ impl Engine {
             }
             ifindexes.push(idx);
         }
-        for name in &config.interfaces {
-            let have = netdev::rx_queue_count(name);
-            if config.queues > have {
+        let mut warnings = Vec::new();
+        let have: Vec<u32> = config
+            .interfaces
+            .iter()
+            .map(|n| netdev::rx_queue_count(n))
+            .collect();
+        let fewest = have.iter().copied().min().unwrap_or(1);
+        let queues = match config.queues {
+            Some(q) => {
+                if let Some((name, h)) = config.interfaces.iter().zip(&have).find(|(_, &h)| q > h) {
+                    return Err(format!(
+                        "{name} has {h} receive queue(s); --queues {q} is too many"
+                    ));
+                }
+                q
+            }
+            None if fewest > MAX_QUEUES => {
                 return Err(format!(
-                    "{name} has {have} receive queue(s); --queues {} is too many",
-                    config.queues
+                    "the interfaces have {fewest} receive queues, more than the {MAX_QUEUES} \
+                     workers ethertap runs: reduce them (ethtool -L IF combined {MAX_QUEUES}) \
+                     or choose with --queues"
                 ));
             }
+            None => fewest,
+        };
+        for (name, &h) in config.interfaces.iter().zip(&have) {
+            if h > queues {
+                warnings.push(format!(
+                    "{name} has {h} receive queues but only 0..{} are served: frames arriving \
+                     on the others go to the kernel stack (align them with \
+                     ethtool -L {name} combined {queues})",
+                    queues - 1
+                ));
+            }
+        }
+        for name in &config.interfaces {
             if !netdev::is_up(name).map_err(|e| format!("{name}: {e}"))? {
                 return Err(format!(
                     "{name} is down; bring it up first (ip link set dev {name} up)"
                 ));
             }
         }
+        // libbpf would also print its own copy of errors we report with more context.
+        libbpf_rs::set_print(None);
         for (name, &idx) in config.interfaces.iter().zip(&ifindexes) {
             xdp::remove_stale(name, idx)?;
         }
@@ -208,7 +239,7 @@ impl Engine {
             attachments.push(XdpAttachment::attach(name, idx, config.xdp_mode)?);
         }
 
-        let sockets = open_all_queues(&config)?;
+        let sockets = open_all_queues(&config.interfaces, queues, config.force_copy)?;
         let zerocopy = sockets.1;
         let sockets = sockets.0;
         for qs in &sockets {
@@ -232,16 +263,16 @@ impl Engine {
                 index: i,
                 name: name.clone(),
                 driver: netdev::driver_name(name),
-                queues: config.queues,
+                queues,
                 zerocopy,
                 attached_mode: attachments[i].mode,
             })
             .collect();
-        let queues = config.queues as usize;
+        let nqueues = queues as usize;
         let snapshots: Vec<Vec<Arc<RingSnapshot>>> = (0..n)
-            .map(|_| (0..queues).map(|_| Arc::default()).collect())
+            .map(|_| (0..nqueues).map(|_| Arc::default()).collect())
             .collect();
-        let refresh: Vec<Arc<Refresh>> = (0..queues).map(|_| Arc::default()).collect();
+        let refresh: Vec<Arc<Refresh>> = (0..nqueues).map(|_| Arc::default()).collect();
         let program_counters = attachments
             .iter()
             .map(|a| a.counters_map())
@@ -250,7 +281,7 @@ impl Engine {
         let shared = Arc::new(Shared {
             infos,
             policy: Arc::new(PolicyCell::default()),
-            stats: StatsBoard::new(n, queues),
+            stats: StatsBoard::new(n, nqueues),
             snapshots,
             refresh,
             program_counters,
@@ -261,7 +292,8 @@ impl Engine {
         let mut engine = Engine {
             shared: shared.clone(),
             stop: stop.clone(),
-            workers: Vec::with_capacity(queues),
+            workers: Vec::with_capacity(nqueues),
+            warnings,
             attachments,
             promisc,
         };
@@ -295,6 +327,11 @@ impl Engine {
     /// The view the engine words read and change.
     pub fn view(&self) -> Arc<dyn EngineView> {
         self.shared.clone()
+    }
+
+    /// Things the operator should know about the configuration (e.g. unserved queues).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Whether every worker is still running (a worker that died is a bug; the engine keeps
@@ -339,17 +376,21 @@ fn now_seed() -> u64 {
 /// All queues' sockets, zero-copy when every interface allows it (a shared UMEM binds all
 /// its sockets in the mode of the first), else copy mode. Returns the sockets and whether
 /// they are zero-copy.
-fn open_all_queues(config: &EngineConfig) -> Result<(Vec<QueueSockets>, bool), String> {
-    if !config.force_copy {
-        let zc: Result<Vec<_>, String> = (0..config.queues)
-            .map(|q| xsk::open_queue(&config.interfaces, q, true))
+fn open_all_queues(
+    interfaces: &[String],
+    queues: u32,
+    force_copy: bool,
+) -> Result<(Vec<QueueSockets>, bool), String> {
+    if !force_copy {
+        let zc: Result<Vec<_>, String> = (0..queues)
+            .map(|q| xsk::open_queue(interfaces, q, true))
             .collect();
         if let Ok(s) = zc {
             return Ok((s, true));
         }
     }
-    let copy: Result<Vec<_>, String> = (0..config.queues)
-        .map(|q| xsk::open_queue(&config.interfaces, q, false))
+    let copy: Result<Vec<_>, String> = (0..queues)
+        .map(|q| xsk::open_queue(interfaces, q, false))
         .collect();
     Ok((copy?, false))
 }

@@ -110,6 +110,7 @@ impl Worker {
             .collect();
         let mut last_work = Instant::now();
         let mut empty_rounds: u32 = 0;
+        let mut dozing = false;
         let mut tx_dirty = vec![false; self.sockets.ports.len()];
 
         while !self.stop.load(Ordering::Relaxed) {
@@ -142,6 +143,7 @@ impl Worker {
 
             if work > 0 {
                 empty_rounds = 0;
+                dozing = false;
                 continue;
             }
             if self.polling == Polling::Busy {
@@ -150,20 +152,24 @@ impl Worker {
             }
             empty_rounds += 1;
             // Reading the clock on every empty round would cost more than the round itself.
-            if empty_rounds % 256 == 0 {
-                if empty_rounds == 256 {
+            // Once a sleep ran out without traffic, sleep again at once: spinning after
+            // every timeout would cost a few percent of a core on an idle tap.
+            if dozing || empty_rounds % 256 == 0 {
+                if !dozing && empty_rounds == 256 {
                     last_work = Instant::now();
-                } else if last_work.elapsed() >= SPIN_BEFORE_SLEEP {
+                } else if dozing || last_work.elapsed() >= SPIN_BEFORE_SLEEP {
                     let timeout = if tx_dirty.iter().any(|&d| d) {
                         1
                     } else {
                         SLEEP_MS
                     };
                     // SAFETY: pollfds is a valid array of pollfd for the call.
-                    unsafe {
+                    let ready = unsafe {
                         libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout)
                     };
+                    dozing = ready == 0;
                     empty_rounds = 0;
+                    continue;
                 }
             }
             std::hint::spin_loop();

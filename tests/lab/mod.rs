@@ -109,6 +109,7 @@ impl Lab {
             pairs.push((&lab.h2, "e1", E1_MAC, "p1", P1_MAC, H2_IP));
         }
         for (host, e, emac, p, pmac, addr) in pairs {
+            // Two queues each, whatever the CPU count, so multi-queue tests are reproducible.
             ip(&[
                 "link",
                 "add",
@@ -117,6 +118,10 @@ impl Lab {
                 host,
                 "address",
                 &mac_text(&emac),
+                "numtxqueues",
+                "2",
+                "numrxqueues",
+                "2",
                 "type",
                 "veth",
                 "peer",
@@ -126,6 +131,10 @@ impl Lab {
                 &lab.br,
                 "address",
                 &mac_text(&pmac),
+                "numtxqueues",
+                "2",
+                "numrxqueues",
+                "2",
             ]);
             ip(&["-n", host, "addr", "add", &format!("{addr}/24"), "dev", e]);
             ip(&["-n", host, "link", "set", e, "up"]);

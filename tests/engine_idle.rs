@@ -1,0 +1,44 @@
+//! Adaptive polling: an idle engine costs (almost) no CPU. Alone in its own test binary so
+//! no other engine's worker is measured (needs root).
+
+mod lab;
+
+use lab::*;
+use std::time::Duration;
+
+/// CPU time (user + system, in clock ticks) of this process's threads named `name`.
+fn thread_cpu_ticks(name: &str) -> u64 {
+    let mut sum = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let after = &stat[stat.rfind(')').map(|i| i + 2).unwrap_or(0)..];
+        let f: Vec<&str> = after.split_whitespace().collect();
+        sum += f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
+    }
+    sum
+}
+
+#[test]
+fn an_idle_worker_sleeps_instead_of_spinning() {
+    let lab = Lab::bridge("bridl");
+    let eng = lab.start_engine("bridl");
+    // This test binary runs this one engine only, so its `ixdp-q0` thread is the worker.
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = thread_cpu_ticks("ixdp-q0");
+    let start = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let ticks = thread_cpu_ticks("ixdp-q0") - t0;
+    let hz = 100.0;
+    let busy = ticks as f64 / hz / start.elapsed().as_secs_f64();
+    // A spinning worker would show close to 1.0 (a full core).
+    assert!(
+        busy < 0.3,
+        "idle workers used {:.0} % of a core",
+        busy * 100.0
+    );
+    drop(eng);
+}
