@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ethertap", version, about = "AF_XDP software Ethernet TAP and transparent bridge, driven by RPCL")]
+#[command(
+    name = "ethertap",
+    version,
+    about = "AF_XDP software Ethernet TAP and transparent bridge, driven by RPCL"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,8 +46,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let _ = cli.command;
-    eprintln!("ethertap: not built yet");
-    ExitCode::FAILURE
+    use ethertap::rpcl::cli;
+    match Cli::parse().command {
+        Command::Run {
+            file,
+            args,
+            local: _,
+        } => cli::run_local(cli::local_vm(), &file, args),
+        Command::Eval { line, local: _ } => cli::eval_local(cli::local_vm(), &line),
+        Command::Check { file, disasm } => cli::check(&file, disasm),
+        Command::Console => cli::console_local(cli::local_vm()),
+    }
 }
