@@ -210,7 +210,7 @@ mod tests {
             vec![
                 (Bare, "1".into(), 2, 1),
                 (Str, "a b#".into(), 2, 3),
-                (Bare, "a#b".into(), 2, 11),
+                (Bare, "a#b".into(), 2, 10),
                 (Str, "".into(), 3, 3),
                 (Bare, "x".into(), 3, 6),
             ]
