@@ -222,7 +222,7 @@ lines""#
             ),
             vec![
                 (Str, "q\"\\\n\t".into(), 1, 1),
-                (Str, "two\nlines".into(), 1, 12)
+                (Str, "two\nlines".into(), 1, 13)
             ]
         );
     }
