@@ -3,7 +3,7 @@
 
 use super::dict::{valid_name, Dict, Entry};
 use super::lexer::{Token, TokenKind};
-use super::value::{canonical_int, parse_number, Value};
+use super::value::{canonical_int, parse_number, Value, MAX_STRING};
 use super::words::{Kind, BUILTINS};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -47,6 +47,16 @@ pub(crate) enum Op {
     Drop,
     Swap,
     Over,
+    // A number literal fused with the operator after it (`1 +`, `5 <`).
+    AddI(i64),
+    SubI(i64),
+    MulI(i64),
+    LtI(i64),
+    GtI(i64),
+    LeI(i64),
+    GeI(i64),
+    EqI(i64),
+    NeI(i64),
 }
 
 #[derive(Clone, Debug)]
@@ -92,12 +102,35 @@ struct Open<'t> {
 
 struct Compiler<'t> {
     chunk: Chunk,
+    /// The latest jump target: a literal before it cannot fuse with an operator at it.
+    label: usize,
     open: Vec<Open<'t>>,
     errors: Vec<CompileError>,
 }
 
 impl<'t> Compiler<'t> {
     fn emit(&mut self, op: Op, tok: &Token) -> usize {
+        let at = self.chunk.ops.len();
+        if let (Some(&Op::Int(n)), true) = (self.chunk.ops.last(), self.label != at) {
+            let fused = match op {
+                Op::Add => Some(Op::AddI(n)),
+                Op::Sub => Some(Op::SubI(n)),
+                Op::Mul => Some(Op::MulI(n)),
+                Op::Lt => Some(Op::LtI(n)),
+                Op::Gt => Some(Op::GtI(n)),
+                Op::Le => Some(Op::LeI(n)),
+                Op::Ge => Some(Op::GeI(n)),
+                Op::Eq => Some(Op::EqI(n)),
+                Op::Ne => Some(Op::NeI(n)),
+                _ => None,
+            };
+            if let Some(f) = fused {
+                self.chunk.ops[at - 1] = f;
+                self.chunk.pos[at - 1] = (tok.line, tok.col);
+                self.chunk.toks[at - 1] = tok.text.as_str().into();
+                return at - 1;
+            }
+        }
         self.chunk.ops.push(op);
         self.chunk.pos.push((tok.line, tok.col));
         self.chunk.toks.push(tok.text.as_str().into());
@@ -109,6 +142,7 @@ impl<'t> Compiler<'t> {
     }
 
     fn patch(&mut self, at: usize, target: u32) {
+        self.label = target as usize;
         match &mut self.chunk.ops[at] {
             Op::Jump(t) | Op::JumpFalse(t) | Op::Leave(t) => *t = target,
             _ => {}
@@ -180,6 +214,7 @@ impl<'t> Compiler<'t> {
             }
             "begin" => {
                 let here = self.chunk.ops.len();
+                self.label = here;
                 self.open.push(Open {
                     ctl: Ctl::Begin(here),
                     tok,
@@ -221,6 +256,7 @@ impl<'t> Compiler<'t> {
             "do" => {
                 self.emit(Op::Do, tok);
                 let body = self.chunk.ops.len();
+                self.label = body;
                 self.open.push(Open {
                     ctl: Ctl::Do {
                         body,
@@ -302,6 +338,13 @@ impl<'t> Compiler<'t> {
 
     fn token(&mut self, tok: &'t Token, dict: &mut Dict) {
         if tok.kind == TokenKind::Str {
+            if tok.text.len() > MAX_STRING {
+                let msg = format!(
+                    "string of {} bytes is longer than {MAX_STRING}",
+                    tok.text.len()
+                );
+                self.error(tok, msg);
+            }
             self.push_const(Value::string(&tok.text), tok);
             return;
         }
@@ -322,6 +365,10 @@ impl<'t> Compiler<'t> {
         if let Some(n) = canonical_int(text.as_bytes()) {
             self.emit(Op::Int(n), tok);
             return;
+        }
+        if text.len() > MAX_STRING {
+            let msg = format!("token of {} bytes is longer than {MAX_STRING}", text.len());
+            self.error(tok, msg);
         }
         // Numbers and names that cannot be defined never execute: push them as they are.
         if !valid_name(text) || parse_number(text.as_bytes()).is_ok() {
@@ -353,6 +400,7 @@ pub(crate) fn compile(
         },
         open: Vec::new(),
         errors: Vec::new(),
+        label: 0,
     };
     for tok in tokens {
         c.token(tok, dict);
@@ -401,7 +449,16 @@ pub(crate) fn disasm(chunk: &Chunk, dict: &Dict) -> String {
                     "load".into()
                 }
             }
-            other => format!("{}", op_name(*other)),
+            Op::AddI(n) => format!("+ int    {n}"),
+            Op::SubI(n) => format!("- int    {n}"),
+            Op::MulI(n) => format!("* int    {n}"),
+            Op::LtI(n) => format!("< int    {n}"),
+            Op::GtI(n) => format!("> int    {n}"),
+            Op::LeI(n) => format!("<= int   {n}"),
+            Op::GeI(n) => format!(">= int   {n}"),
+            Op::EqI(n) => format!("= int    {n}"),
+            Op::NeI(n) => format!("<> int   {n}"),
+            other => op_name(*other).to_string(),
         };
         let _ = writeln!(s, "{i:04}  {:>9}  {text}", format!("{line}:{col}"));
     }

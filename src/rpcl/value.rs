@@ -89,17 +89,25 @@ impl Subtype {
 #[derive(Clone, Debug)]
 pub struct Value(pub(crate) Repr);
 
+/// Every variant is one machine word, so a `Value` is a register pair: pushes and copies in
+/// the run loop stay in registers instead of being assembled in memory.
 #[derive(Clone, Debug)]
 pub(crate) enum Repr {
     Int(i64),
-    Str(Arc<[u8]>),
-    Data(Subtype, Arc<[u8]>),
+    Str(Arc<Vec<u8>>),
+    Data(Arc<DataItem>),
+}
+
+#[derive(Debug)]
+pub(crate) struct DataItem {
+    pub subtype: Subtype,
+    pub bytes: Vec<u8>,
 }
 
 impl PartialEq for Value {
     fn eq(&self, other: &Value) -> bool {
         match (&self.0, &other.0) {
-            (Repr::Data(a, x), Repr::Data(b, y)) => a == b && x == y,
+            (Repr::Data(a), Repr::Data(b)) => a.subtype == b.subtype && a.bytes == b.bytes,
             (Repr::Data(..), _) | (_, Repr::Data(..)) => false,
             (Repr::Int(a), Repr::Int(b)) => a == b,
             _ => self.bytes() == other.bytes(),
@@ -120,12 +128,12 @@ impl Value {
     pub fn from_bytes(b: &[u8]) -> Value {
         match canonical_int(b) {
             Some(n) => Value(Repr::Int(n)),
-            None => Value(Repr::Str(b.into())),
+            None => Value(Repr::Str(Arc::new(b.to_vec()))),
         }
     }
 
     pub fn data(subtype: Subtype, bytes: Vec<u8>) -> Value {
-        Value(Repr::Data(subtype, bytes.into()))
+        Value(Repr::Data(Arc::new(DataItem { subtype, bytes })))
     }
 
     pub fn is_data(&self) -> bool {
@@ -134,8 +142,13 @@ impl Value {
 
     /// The subtype of a data item, `None` for a string.
     pub fn subtype(&self) -> Option<Subtype> {
+        self.data_parts().map(|(t, _)| t)
+    }
+
+    /// Subtype and content of a data item.
+    pub(crate) fn data_parts(&self) -> Option<(Subtype, &[u8])> {
         match &self.0 {
-            Repr::Data(t, _) => Some(*t),
+            Repr::Data(d) => Some((d.subtype, &d.bytes)),
             _ => None,
         }
     }
@@ -144,14 +157,16 @@ impl Value {
     pub fn bytes(&self) -> Cow<'_, [u8]> {
         match &self.0 {
             Repr::Int(n) => Cow::Owned(n.to_string().into_bytes()),
-            Repr::Str(s) | Repr::Data(_, s) => Cow::Borrowed(s),
+            Repr::Str(s) => Cow::Borrowed(s),
+            Repr::Data(d) => Cow::Borrowed(&d.bytes),
         }
     }
 
     pub fn len(&self) -> usize {
         match &self.0 {
             Repr::Int(n) => int_len(*n),
-            Repr::Str(s) | Repr::Data(_, s) => s.len(),
+            Repr::Str(s) => s.len(),
+            Repr::Data(d) => d.bytes.len(),
         }
     }
 
@@ -173,10 +188,10 @@ impl Value {
         match &self.0 {
             Repr::Int(n) => Ok(*n),
             Repr::Str(s) => parse_number(s),
-            Repr::Data(t, b) => match t.int_kind() {
-                Some((w, signed)) if b.len() == w => {
+            Repr::Data(d) => match d.subtype.int_kind() {
+                Some((w, signed)) if d.bytes.len() == w => {
                     let mut buf = [0u8; 8];
-                    buf[..w].copy_from_slice(b);
+                    buf[..w].copy_from_slice(&d.bytes);
                     let raw = u64::from_ne_bytes(buf);
                     if signed {
                         let shift = 64 - 8 * w as u32;
@@ -199,16 +214,16 @@ impl Value {
         match &self.0 {
             Repr::Int(n) => n.to_string(),
             Repr::Str(s) => String::from_utf8_lossy(s).into_owned(),
-            Repr::Data(t, b) => data_text(*t, b),
+            Repr::Data(d) => data_text(d.subtype, &d.bytes),
         }
     }
 
     /// How an error message names the item: a string quoted, data by subtype and text.
     pub fn describe(&self) -> String {
-        match &self.0 {
-            Repr::Data(Subtype::Generic, b) => format!("data of length {}", b.len()),
-            Repr::Data(t, b) => format!("{} {}", t.name(), data_text(*t, b)),
-            _ => format!("\"{}\"", self.text()),
+        match self.data_parts() {
+            Some((Subtype::Generic, b)) => format!("data of length {}", b.len()),
+            Some((t, b)) => format!("{} {}", t.name(), data_text(t, b)),
+            None => format!("\"{}\"", self.text()),
         }
     }
 }

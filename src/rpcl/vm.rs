@@ -14,6 +14,16 @@ use std::sync::Arc;
 pub(crate) const UNDERFLOW: &str = "stack underflow";
 pub(crate) const OVERFLOW: &str = "stack overflow (1024 items)";
 
+#[cold]
+fn overflow() -> WordError {
+    WordError::new(OVERFLOW)
+}
+
+#[cold]
+fn underflow() -> WordError {
+    WordError::new(UNDERFLOW)
+}
+
 pub(crate) struct LoopFrame {
     index: i64,
     limit: i64,
@@ -43,7 +53,9 @@ pub(crate) enum SetKey {
 pub(crate) struct State {
     pub stack: Vec<Value>,
     /// Base index of each open `{` frame.
-    pub frames: Vec<usize>,
+    frames: Vec<usize>,
+    /// The innermost frame's base (0 without frames), kept next to the stack for speed.
+    fbase: usize,
     pub loops: Vec<LoopFrame>,
     pub calls: Vec<CallFrame>,
     pub dict: Dict,
@@ -103,8 +115,9 @@ fn seed() -> u64 {
 impl State {
     pub fn new() -> State {
         State {
-            stack: Vec::with_capacity(64),
+            stack: Vec::with_capacity(MAX_STACK),
             frames: Vec::new(),
+            fbase: 0,
             loops: Vec::new(),
             calls: Vec::new(),
             dict: Dict::new(),
@@ -122,7 +135,12 @@ impl State {
 
     #[inline]
     pub fn base(&self) -> usize {
-        self.frames.last().copied().unwrap_or(0)
+        self.fbase
+    }
+
+    fn truncate_frames(&mut self, n: usize) {
+        self.frames.truncate(n);
+        self.fbase = self.frames.last().copied().unwrap_or(0);
     }
 
     /// Items in the current frame.
@@ -152,19 +170,28 @@ impl State {
         Ok(&self.stack[self.stack.len() - 1 - n])
     }
 
-    #[inline]
+    /// Push an item known to be within the size limits (a constant or a copy of an item).
+    #[inline(always)]
+    fn push_fast(&mut self, v: Value) -> Result<(), WordError> {
+        if self.stack.len() >= MAX_STACK {
+            return Err(overflow());
+        }
+        self.stack.push(v);
+        Ok(())
+    }
+
     pub fn push(&mut self, v: Value) -> Result<(), WordError> {
         if self.stack.len() >= MAX_STACK {
-            return Err(WordError::new(OVERFLOW));
+            return Err(overflow());
         }
         match &v.0 {
             Repr::Str(s) if s.len() > MAX_STRING => Err(WordError::new(format!(
                 "string of {} bytes is longer than {MAX_STRING}",
                 s.len()
             ))),
-            Repr::Data(_, d) if d.len() > MAX_DATA => Err(WordError::new(format!(
+            Repr::Data(d) if d.bytes.len() > MAX_DATA => Err(WordError::new(format!(
                 "data of {} bytes is longer than {MAX_DATA}",
-                d.len()
+                d.bytes.len()
             ))),
             _ => {
                 self.stack.push(v);
@@ -260,7 +287,7 @@ impl State {
         })?;
         self.interrupt.store(false, Ordering::Relaxed);
         let r = self.run(chunk, out);
-        self.frames.clear();
+        self.truncate_frames(0);
         self.loops.clear();
         self.calls.clear();
         r.map_err(|f| f.format())
@@ -323,6 +350,8 @@ impl State {
             self.restore_journal();
         }
         self.journal.clear();
+        // Outside a word's call nothing is journalled.
+        self.low_water = 0;
         r
     }
 
@@ -331,13 +360,14 @@ impl State {
         chunk: &mut Arc<Chunk>,
         ip: &mut usize,
         callee: Arc<Chunk>,
+        left: &mut u64,
     ) -> Result<(), WordError> {
         if self.calls.len() + 1 >= MAX_DEPTH {
             return Err(WordError::new(format!(
                 "execution depth limit ({MAX_DEPTH}) exceeded"
             )));
         }
-        self.interrupted()?;
+        self.tick(left, 1)?;
         let caller = std::mem::replace(chunk, callee);
         self.calls.push(CallFrame {
             chunk: caller,
@@ -354,7 +384,7 @@ impl State {
     fn two_ints(&self) -> Result<(i64, i64), WordError> {
         let len = self.stack.len();
         if self.depth() < 2 {
-            return Err(WordError::new(UNDERFLOW));
+            return Err(underflow());
         }
         match (&self.stack[len - 2].0, &self.stack[len - 1].0) {
             (Repr::Int(a), Repr::Int(b)) => Ok((*a, *b)),
@@ -399,6 +429,80 @@ impl State {
             *top = Value::int(f(a, b) as i64);
         }
         Ok(())
+    }
+
+    /// The top number of the frame; with an empty frame the literal is pushed first (as the
+    /// unfused `n OP` would have done) and the error is an underflow.
+    #[inline(always)]
+    fn top_int_imm(&mut self, n: i64) -> Result<i64, WordError> {
+        if self.depth() == 0 {
+            self.push_fast(Value::int(n))?;
+            return Err(underflow());
+        }
+        match self.stack.last() {
+            Some(Value(Repr::Int(a))) => Ok(*a),
+            Some(v) => v.as_int(),
+            None => Err(underflow()),
+        }
+    }
+
+    #[inline(always)]
+    fn set_top(&mut self, v: Value) {
+        if let Some(top) = self.stack.last_mut() {
+            *top = v;
+        }
+    }
+
+    #[inline(always)]
+    fn binary_imm(
+        &mut self,
+        n: i64,
+        f: fn(i64, i64) -> Option<i64>,
+        what: &str,
+        identity: bool,
+    ) -> Result<(), WordError> {
+        if identity && self.depth() == 0 {
+            return self.push_fast(Value::int(n));
+        }
+        let a = self.top_int_imm(n)?;
+        let r =
+            f(a, n).ok_or_else(|| WordError::new(format!("{what} of {a} and {n} overflows")))?;
+        self.set_top(Value::int(r));
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn compare_imm(&mut self, n: i64, f: fn(i64, i64) -> bool) -> Result<(), WordError> {
+        let a = self.top_int_imm(n)?;
+        self.set_top(Value::int(f(a, n) as i64));
+        Ok(())
+    }
+
+    fn equal_imm(&mut self, n: i64, negate: bool) -> Result<(), WordError> {
+        if self.depth() == 0 {
+            self.push_fast(Value::int(n))?;
+            return Err(underflow());
+        }
+        let eq = match self.stack.last() {
+            Some(v) => super::words::values_equal(v, &Value::int(n)),
+            None => false,
+        };
+        self.set_top(Value::int((eq != negate) as i64));
+        Ok(())
+    }
+
+    /// Charge the budget for `cost` instructions (at backward jumps and calls: straight-line
+    /// code is bounded by its length) and poll the interrupt flag.
+    #[inline(always)]
+    fn tick(&self, left: &mut u64, cost: usize) -> Result<(), WordError> {
+        *left = left.saturating_sub(cost as u64);
+        if *left == 0 {
+            return Err(WordError::new(format!(
+                "instruction budget exhausted ({} instructions)",
+                self.budget
+            )));
+        }
+        self.interrupted()
     }
 
     fn equal(&mut self, negate: bool) -> Result<(), WordError> {
@@ -455,7 +559,7 @@ impl State {
                 match self.calls.pop() {
                     None => return Ok(Flow::Continue),
                     Some(c) => {
-                        self.frames.truncate(c.frames);
+                        self.truncate_frames(c.frames);
                         self.loops.truncate(c.loops);
                         chunk = c.chunk;
                         ip = c.ip;
@@ -463,19 +567,11 @@ impl State {
                     }
                 }
             };
-            if left == 0 {
-                let e = WordError::new(format!(
-                    "instruction budget exhausted ({} instructions)",
-                    self.budget
-                ));
-                return Err(self.fault(&chunk, ip, e));
-            }
-            left -= 1;
             ip += 1;
             let r: Result<(), WordError> = match op {
-                Op::Int(n) => self.push(Value::int(n)),
+                Op::Int(n) => self.push_fast(Value::int(n)),
                 Op::Const(k) => match chunk.consts.get(k as usize) {
-                    Some(v) => self.push(v.clone()),
+                    Some(v) => self.push_fast(v.clone()),
                     None => Err(WordError::new("bad constant")),
                 },
                 Op::Add => self.additive(i64::checked_add, "sum"),
@@ -486,18 +582,34 @@ impl State {
                 Op::Le => self.compare(|a, b| a <= b),
                 Op::Ge => self.compare(|a, b| a >= b),
                 Op::Eq => self.equal(false),
+                Op::AddI(n) => self.binary_imm(n, i64::checked_add, "sum", true),
+                Op::MulI(n) => self.binary_imm(n, i64::checked_mul, "product", true),
+                Op::SubI(n) => self.binary_imm(n, i64::checked_sub, "difference", false),
+                Op::LtI(n) => self.compare_imm(n, |a, b| a < b),
+                Op::GtI(n) => self.compare_imm(n, |a, b| a > b),
+                Op::LeI(n) => self.compare_imm(n, |a, b| a <= b),
+                Op::GeI(n) => self.compare_imm(n, |a, b| a >= b),
+                Op::EqI(n) => self.equal_imm(n, false),
+                Op::NeI(n) => self.equal_imm(n, true),
                 Op::Ne => self.equal(true),
                 Op::Dup => match self.peek(0) {
                     Ok(v) => {
                         let v = v.clone();
-                        self.push(v)
+                        self.push_fast(v)
                     }
                     Err(e) => Err(e),
                 },
-                Op::Drop => self.pop().map(|_| ()),
+                Op::Drop => {
+                    if self.depth() == 0 {
+                        Err(underflow())
+                    } else {
+                        self.stack.pop();
+                        Ok(())
+                    }
+                }
                 Op::Swap => {
                     if self.depth() < 2 {
-                        Err(WordError::new(UNDERFLOW))
+                        Err(underflow())
                     } else {
                         let n = self.stack.len();
                         self.stack.swap(n - 1, n - 2);
@@ -507,15 +619,15 @@ impl State {
                 Op::Over => match self.peek(1) {
                     Ok(v) => {
                         let v = v.clone();
-                        self.push(v)
+                        self.push_fast(v)
                     }
                     Err(e) => Err(e),
                 },
                 Op::Jump(t) => {
-                    let back = (t as usize) < ip;
+                    let from = ip;
                     ip = t as usize;
-                    if back {
-                        self.interrupted()
+                    if ip < from {
+                        self.tick(&mut left, from - ip)
                     } else {
                         Ok(())
                     }
@@ -523,10 +635,10 @@ impl State {
                 Op::JumpFalse(t) => match self.pop_flag() {
                     Ok(true) => Ok(()),
                     Ok(false) => {
-                        let back = (t as usize) < ip;
+                        let from = ip;
                         ip = t as usize;
-                        if back {
-                            self.interrupted()
+                        if ip < from {
+                            self.tick(&mut left, from - ip)
                         } else {
                             Ok(())
                         }
@@ -546,18 +658,18 @@ impl State {
                     Err(e) => Err(e),
                 },
                 Op::Loop(t) => match self.loops.last_mut() {
-                    Some(l) => {
-                        match l.index.checked_add(1) {
-                            Some(i) if i < l.limit => {
-                                l.index = i;
-                                ip = t as usize;
-                            }
-                            _ => {
-                                self.loops.pop();
-                            }
+                    Some(l) => match l.index.checked_add(1) {
+                        Some(i) if i < l.limit => {
+                            l.index = i;
+                            let from = ip;
+                            ip = t as usize;
+                            self.tick(&mut left, from.saturating_sub(ip))
                         }
-                        self.interrupted()
-                    }
+                        _ => {
+                            self.loops.pop();
+                            Ok(())
+                        }
+                    },
                     None => Err(WordError::new("not inside a loop")),
                 },
                 Op::PlusLoop(t) => match self.peek(0).and_then(|v| v.as_int()) {
@@ -573,11 +685,13 @@ impl State {
                                 };
                                 if go_on {
                                     l.index = next.unwrap_or(0);
+                                    let from = ip;
                                     ip = t as usize;
+                                    self.tick(&mut left, from.saturating_sub(ip))
                                 } else {
                                     self.loops.pop();
+                                    Ok(())
                                 }
-                                self.interrupted()
                             }
                             None => Err(WordError::new("not inside a loop")),
                         }
@@ -586,7 +700,7 @@ impl State {
                 },
                 Op::Leave(t) => {
                     if let Some(l) = self.loops.pop() {
-                        self.frames.truncate(l.frames);
+                        self.truncate_frames(l.frames);
                     }
                     ip = t as usize;
                     Ok(())
@@ -595,7 +709,7 @@ impl State {
                     let back = if op == Op::I { 1 } else { 2 };
                     let n = self.loops.len();
                     match n.checked_sub(back).map(|k| self.loops[k].index) {
-                        Some(i) => self.push(Value::int(i)),
+                        Some(i) => self.push_fast(Value::int(i)),
                         None => Err(WordError::new("not inside a loop")),
                     }
                 }
@@ -605,15 +719,17 @@ impl State {
                 }
                 Op::Bye => return Ok(Flow::Bye),
                 Op::FrameOpen => {
-                    self.frames.push(self.stack.len());
+                    self.fbase = self.stack.len();
+                    self.frames.push(self.fbase);
                     Ok(())
                 }
                 Op::FrameClose => {
-                    self.frames.pop();
+                    let n = self.frames.len().saturating_sub(1);
+                    self.truncate_frames(n);
                     Ok(())
                 }
                 Op::Load { optional } => match self.load(optional) {
-                    Ok(Some(callee)) => self.enter(&mut chunk, &mut ip, callee),
+                    Ok(Some(callee)) => self.enter(&mut chunk, &mut ip, callee, &mut left),
                     Ok(None) => Ok(()),
                     Err(e) => Err(e),
                 },
@@ -624,7 +740,7 @@ impl State {
                 Op::Bare(sym) => match self.dict.entries.get(sym as usize) {
                     Some(Entry::Word { chunk: c, .. }) => {
                         let c = c.clone();
-                        self.enter(&mut chunk, &mut ip, c)
+                        self.enter(&mut chunk, &mut ip, c, &mut left)
                     }
                     Some(Entry::Host { f, .. }) => {
                         let f = f.clone();
@@ -636,7 +752,7 @@ impl State {
                     },
                     Some(_) => {
                         let v = self.dict.as_value[sym as usize].clone();
-                        self.push(v)
+                        self.push_fast(v)
                     }
                     None => Err(WordError::new("unknown name")),
                 },

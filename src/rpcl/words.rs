@@ -515,15 +515,16 @@ fn underline(cx: &Ctx<'_>, s: &str) -> String {
 
 fn dot(cx: &mut Ctx<'_>) -> Result<(), WordError> {
     let v = cx.pop()?;
-    let text = match &v.0 {
-        Repr::Data(Subtype::Generic, b) => hexdump(b),
-        Repr::Data(..) => format!("{}\n", underline(cx, &v.text())),
-        Repr::Str(s) => {
+    let text = match (&v.0, v.data_parts()) {
+        (_, Some((Subtype::Generic, b))) => hexdump(b),
+        (_, Some(_)) => format!("{}\n", underline(cx, &v.text())),
+        (Repr::Str(s), _) => {
             let mut b = s.to_vec();
             b.push(b'\n');
             return cx.out.write_all(&b).map_err(io);
         }
-        Repr::Int(n) => format!("{n}\n"),
+        (Repr::Int(n), _) => format!("{n}\n"),
+        _ => String::new(),
     };
     emit(cx, &text)
 }
@@ -536,10 +537,10 @@ fn dot_x(cx: &mut Ctx<'_>) -> Result<(), WordError> {
 
 /// The `.s` form of one item (also used by `.d` for data).
 fn bracketed(v: &Value) -> String {
-    match &v.0 {
-        Repr::Data(Subtype::Generic, b) => format!("[data length {}]", b.len()),
-        Repr::Data(t, _) => format!("[{} {}]", t.name(), v.text()),
-        _ => format!("[{}]", v.text()),
+    match v.data_parts() {
+        Some((Subtype::Generic, b)) => format!("[data length {}]", b.len()),
+        Some((t, _)) => format!("[{} {}]", t.name(), v.text()),
+        None => format!("[{}]", v.text()),
     }
 }
 
@@ -840,8 +841,8 @@ fn substr(cx: &mut Ctx<'_>) -> Result<(), WordError> {
 
 fn to_str(cx: &mut Ctx<'_>) -> Result<(), WordError> {
     let v = cx.st.peek(0)?;
-    let s = match &v.0 {
-        Repr::Data(Subtype::Generic, b) => hex_string(b),
+    let s = match v.data_parts() {
+        Some((Subtype::Generic, b)) => hex_string(b),
         _ => v.text(),
     };
     if s.len() > value::MAX_STRING {
@@ -923,14 +924,14 @@ pub(crate) fn values_equal(a: &Value, b: &Value) -> bool {
 
 /// Sets keep numbers in numeric order (whatever their spelling), everything else byte-wise.
 fn set_key(v: &Value) -> SetKey {
-    match &v.0 {
-        Repr::Data(Subtype::Uint64, b) if b.len() == 8 => {
+    match v.data_parts() {
+        Some((Subtype::Uint64, b)) if b.len() == 8 => {
             let mut buf = [0u8; 8];
             buf.copy_from_slice(b);
             SetKey::Num(u64::from_ne_bytes(buf) as i128)
         }
-        Repr::Data(Subtype::Generic | Subtype::Ip | Subtype::Ip4, b)
-        | Repr::Data(Subtype::IpRange | Subtype::Mac | Subtype::MacRange, b) => {
+        Some((Subtype::Generic | Subtype::Ip | Subtype::Ip4, b))
+        | Some((Subtype::IpRange | Subtype::Mac | Subtype::MacRange, b)) => {
             SetKey::Bytes(b.to_vec())
         }
         _ => match v.as_int() {
@@ -1011,8 +1012,8 @@ fn set_show(cx: &mut Ctx<'_>) -> Result<(), WordError> {
     let mut s = String::new();
     if let Some(set) = cx.st.sets.get(&name) {
         for v in set.items.values() {
-            match &v.0 {
-                Repr::Data(Subtype::Generic, b) => s.push_str(&hex_string(b)),
+            match v.data_parts() {
+                Some((Subtype::Generic, b)) => s.push_str(&hex_string(b)),
                 _ => s.push_str(&v.text()),
             }
             s.push('\n');
