@@ -48,8 +48,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    use ethertap::rpcl::cli;
+    match Cli::parse().command {
         Command::Start(args) => match ethertap::ixdp::cli::run_start(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -57,9 +57,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        _ => {
-            eprintln!("ethertap: not built yet");
-            ExitCode::FAILURE
-        }
+        Command::Run {
+            file,
+            args,
+            local: _,
+        } => cli::run_local(cli::local_vm(), &file, args),
+        Command::Eval { line, local: _ } => cli::eval_local(cli::local_vm(), &line),
+        Command::Check { file, disasm } => cli::check(&file, disasm),
+        Command::Console => cli::console_local(cli::local_vm()),
     }
 }

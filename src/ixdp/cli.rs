@@ -4,9 +4,9 @@ use super::engine::{Engine, EngineConfig};
 use super::worker::Polling;
 use super::XdpMode;
 use crate::pqueue::{self, Layout};
-use crate::rpcl::Vm;
+use crate::rpcl::{run_console, LocalBackend, Vm};
 use clap::{Args, ValueEnum};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -165,18 +165,23 @@ pub fn run_preset(vm: &mut Vm, file: &std::path::Path, out: &mut dyn Write) -> R
 pub fn run_start(args: &StartArgs) -> Result<(), String> {
     let preset = args.preset_file()?;
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    // On a terminal, Ctrl-C belongs to the console (it interrupts the running line, as in
+    // every `ok ` console); there `bye`, Ctrl-D or SIGTERM stop the engine.
+    let interactive = std::io::stdin().is_terminal();
+    let mut stop_signals = vec![signal_hook::consts::SIGTERM];
+    if !interactive {
+        stop_signals.push(signal_hook::consts::SIGINT);
+    }
+    for sig in stop_signals {
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| format!("installing the signal handler: {e}"))?;
     }
 
     let engine = Engine::start(args.engine_config())?;
     let mut vm = engine_vm(&engine, &args.queue_name);
-    // Ctrl-C also interrupts a running line, so a waiting word cannot delay the stop.
+    // A stop also interrupts a running line, so a waiting word cannot delay it.
     let interrupt = vm.interrupt_handle();
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, interrupt.clone());
-    }
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupt.clone());
 
     let mut stdout = std::io::stdout();
     if let Some(p) = &preset {
@@ -195,8 +200,13 @@ pub fn run_start(args: &StartArgs) -> Result<(), String> {
         .iter()
         .map(|i| format!("{} {}", i.index, i.name))
         .collect();
+    let how = if interactive {
+        "bye, Ctrl-D or SIGTERM stops it"
+    } else {
+        "SIGINT or SIGTERM stops it"
+    };
     eprintln!(
-        "ethertap {}: {mode} mode on {} ({} queue(s), {} {}); SIGINT or SIGTERM stops it",
+        "ethertap {}: {mode} mode on {} ({} queue(s), {} {}); {how}",
         env!("CARGO_PKG_VERSION"),
         names.join(", "),
         ifs[0].queues,
@@ -208,8 +218,8 @@ pub fn run_start(args: &StartArgs) -> Result<(), String> {
         },
     );
 
-    if std::io::stdin().is_terminal() {
-        console(&mut vm, &stop);
+    if interactive {
+        console_until_stopped(vm, &stop, &engine);
     } else {
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(50));
@@ -224,41 +234,38 @@ pub fn run_start(args: &StartArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The `ok ` console on the terminal. Lines are read on a helper thread so that a signal
-/// stops the console even while it waits for input.
-fn console(vm: &mut Vm, stop: &AtomicBool) {
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        let stdin = std::io::stdin();
-        for line in stdin.lock().lines() {
-            match line {
-                Ok(l) => {
-                    if tx.send(l).is_err() {
-                        break;
-                    }
-                }
-                Err(_) => break,
+/// The `ok ` console on the terminal until `bye`, Ctrl-D or a signal. The console runs on
+/// its own thread (it owns the VM there) so that a signal stops the engine even while the
+/// console waits in line editing; the terminal settings are put back before returning.
+fn console_until_stopped(vm: Vm, stop: &AtomicBool, engine: &Engine) {
+    let saved = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
+    let done = Arc::new(AtomicBool::new(false));
+    let done_flag = done.clone();
+    let spawned = std::thread::Builder::new()
+        .name("console".into())
+        .spawn(move || {
+            let mut backend = LocalBackend { vm };
+            if let Err(e) = run_console(&mut backend, None) {
+                eprintln!("ethertap: console: {e}");
             }
+            done_flag.store(true, Ordering::Relaxed);
+        });
+    if let Err(e) = spawned {
+        eprintln!("ethertap: cannot start the console ({e}); waiting for a signal");
+    }
+    while !stop.load(Ordering::Relaxed) && !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if !engine.healthy() {
+            eprintln!("ethertap: a worker thread ended unexpectedly; stopping");
+            break;
         }
-    });
-    let mut out = std::io::stdout();
-    let _ = write!(out, "ok ");
-    let _ = out.flush();
-    while !stop.load(Ordering::Relaxed) {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(line) => {
-                if let Err(e) = vm.eval_line(&line, &mut out) {
-                    let _ = writeln!(out, "{e}");
-                }
-                let _ = write!(out, "ok ");
-                let _ = out.flush();
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                let _ = writeln!(out);
-                break;
-            }
-        }
+    }
+    if let Some(t) = saved {
+        let _ =
+            nix::sys::termios::tcsetattr(std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, &t);
+    }
+    if !done.load(Ordering::Relaxed) {
+        eprintln!();
     }
 }
 
