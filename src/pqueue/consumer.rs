@@ -79,6 +79,13 @@ impl Batch {
     pub fn new() -> Batch {
         Batch::default()
     }
+    /// A batch that holds `packets` packets of up to `bytes_each` bytes without allocating.
+    pub fn with_capacity(packets: usize, bytes_each: usize) -> Batch {
+        Batch {
+            data: Vec::with_capacity(packets * bytes_each),
+            items: Vec::with_capacity(packets),
+        }
+    }
     pub fn clear(&mut self) {
         self.data.clear();
         self.items.clear();
@@ -206,13 +213,21 @@ fn take(seg: &Segment, batch: &mut Batch, max: usize) -> usize {
     got
 }
 
-/// Collect packets left behind the tail by a consumer that leased them and died before
-/// committing: without this, producers would stop at that slot one lap later.
-fn sweep(seg: &Segment, batch: &mut Batch, max: usize) -> usize {
-    let hdr = seg.header();
-    let tail = hdr.tail.0.load(Ordering::Acquire);
-    let mut got = 0;
+/// Positions behind the tail whose slots are still full: packets leased by a consumer that
+/// has not committed them yet, because it is busy, preempted, or dead.
+fn behind_tail(seg: &Segment, found: &mut Vec<u64>) {
+    found.clear();
+    let tail = seg.header().tail.0.load(Ordering::Acquire);
     for p in tail.saturating_sub(seg.slots)..tail {
+        if seg.seq(p).load(Ordering::Acquire) == p + 1 {
+            found.push(p);
+        }
+    }
+}
+
+fn take_positions(seg: &Segment, positions: &[u64], batch: &mut Batch, max: usize) -> usize {
+    let mut got = 0;
+    for &p in positions {
         if got >= max {
             break;
         }
@@ -221,9 +236,48 @@ fn sweep(seg: &Segment, batch: &mut Batch, max: usize) -> usize {
         }
     }
     if got > 0 {
-        hdr.retrieved.0.fetch_add(got as u64, Ordering::Relaxed);
+        seg.header()
+            .retrieved
+            .0
+            .fetch_add(got as u64, Ordering::Relaxed);
     }
     got
+}
+
+/// Finds packets abandoned behind the tail by a consumer that leased them and died before
+/// committing; without this, producers would stop at such a slot one lap later. A packet is
+/// only taken when two sweeps at least `SWEEP_EVERY` apart both saw it, so a live consumer
+/// is not robbed of the lease it is working on (that would be safe, the per-slot CAS decides,
+/// but it would copy packets twice for nothing).
+struct Sweeper {
+    last: Option<Instant>,
+    suspects: Vec<u64>,
+    found: Vec<u64>,
+}
+
+const SWEEP_EVERY: Duration = Duration::from_millis(10);
+
+impl Sweeper {
+    fn new() -> Sweeper {
+        Sweeper {
+            last: None,
+            suspects: Vec::new(),
+            found: Vec::new(),
+        }
+    }
+
+    fn sweep(&mut self, seg: &Segment, batch: &mut Batch, max: usize) -> usize {
+        if self.last.is_some_and(|t| t.elapsed() < SWEEP_EVERY) {
+            return 0;
+        }
+        self.last = Some(Instant::now());
+        behind_tail(seg, &mut self.found);
+        self.found
+            .retain(|p| self.suspects.binary_search(p).is_ok());
+        let got = take_positions(seg, &self.found, batch, max);
+        behind_tail(seg, &mut self.suspects);
+        got
+    }
 }
 
 /// A handle on a queue for status and reset (what `tap.queue.status/reset` use).
@@ -301,7 +355,9 @@ impl Queue {
             batch.clear();
             let mut n = take(&self.seg, &mut batch, 256);
             if n == 0 {
-                n = sweep(&self.seg, &mut batch, 256);
+                let mut behind = Vec::new();
+                behind_tail(&self.seg, &mut behind);
+                n = take_positions(&self.seg, &behind, &mut batch, 256);
             }
             discarded += n as u64;
             if n == 0 || hdr.tail.0.load(Ordering::Acquire) >= head_at_start {
@@ -337,6 +393,7 @@ impl Queue {
 pub struct Consumer {
     queue: Queue,
     spin: Duration,
+    sweeper: Sweeper,
 }
 
 impl Consumer {
@@ -345,6 +402,7 @@ impl Consumer {
         Ok(Consumer {
             queue: Queue::attach(name)?,
             spin: DEFAULT_SPIN,
+            sweeper: Sweeper::new(),
         })
     }
 
@@ -397,7 +455,7 @@ impl Consumer {
             }
         }
         let seg = &self.queue.seg;
-        let n = sweep(seg, batch, max);
+        let n = self.sweeper.sweep(seg, batch, max);
         if n > 0 {
             return Ok(n);
         }

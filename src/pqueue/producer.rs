@@ -1,6 +1,6 @@
 //! The producer side: called per packet by the engine's worker threads.
 
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 
 use super::segment::Segment;
 use super::{Direction, Error, Layout};
@@ -9,6 +9,11 @@ use super::{Direction, Error, Layout};
 /// process share it through an `Arc`.
 pub struct Producer {
     seg: Segment,
+    /// Set when a push found the queue full. While the consumers' tail has not moved past
+    /// the slot that blocked us, further pushes fail from the tail hint alone, without
+    /// touching that slot: it is the one a consumer is copying, and polling its cache line
+    /// at line rate would slow the very consumer that has to make room.
+    saw_full: AtomicBool,
 }
 
 impl Producer {
@@ -20,7 +25,10 @@ impl Producer {
         seg.header()
             .producer_pid
             .store(std::process::id(), Ordering::Relaxed);
-        Ok(Producer { seg })
+        Ok(Producer {
+            seg,
+            saw_full: AtomicBool::new(false),
+        })
     }
 
     /// Join an existing queue (creating it with the default layout if there is none)
@@ -28,6 +36,7 @@ impl Producer {
     pub fn attach(name: &str) -> Result<Producer, Error> {
         Ok(Producer {
             seg: Segment::open_or_create(name, Layout::default())?,
+            saw_full: AtomicBool::new(false),
         })
     }
 
@@ -46,6 +55,13 @@ impl Producer {
         let seg = &self.seg;
         let hdr = seg.header();
         let mut pos = hdr.head.0.load(Ordering::Relaxed);
+        if self.saw_full.load(Ordering::Relaxed) {
+            if hdr.tail.0.load(Ordering::Relaxed) + seg.slots <= pos {
+                hdr.full.0.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            self.saw_full.store(false, Ordering::Relaxed);
+        }
         loop {
             let seq = seg.seq(pos).load(Ordering::Acquire);
             if seq == pos {
@@ -61,6 +77,7 @@ impl Producer {
             } else if seq < pos {
                 // The slot still holds position pos - slots: a full lap behind us.
                 hdr.full.0.fetch_add(1, Ordering::Relaxed);
+                self.saw_full.store(true, Ordering::Relaxed);
                 return false;
             } else {
                 pos = hdr.head.0.load(Ordering::Relaxed);
