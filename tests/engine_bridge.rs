@@ -357,3 +357,19 @@ fn two_queues_carry_several_tcp_flows_with_exact_summed_counters() {
         .sum();
     assert_eq!(per_queue, sent);
 }
+
+#[test]
+fn generic_xdp_mode_bridges_too_and_is_reported() {
+    let lab = Lab::bridge("brskb");
+    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
+    config.xdp_mode = ethertap::ixdp::XdpMode::Skb;
+    config.queue_name = Some(format!("et-brskb-{}", std::process::id()));
+    let mut eng = lab.start_engine_with(config);
+    let stats = eng.ok("if.stats");
+    assert!(stats.contains("COPY SKB"), "{stats}");
+    assert!(lab.sh(&lab.br, "ip link show p0").contains("xdpgeneric"));
+    let ping = lab.sh(&lab.h1, &format!("ping -c 3 -i 0.05 -W 2 {H2_IP}"));
+    assert!(ping.contains("3 received"), "{ping}");
+    assert_eq!(eng.stat(0, "rx"), 3);
+    assert_eq!(eng.stat(1, "rx"), 3);
+}

@@ -42,3 +42,34 @@ fn an_idle_worker_sleeps_instead_of_spinning() {
     );
     drop(eng);
 }
+
+#[test]
+fn workers_are_pinned_to_the_cpus_given() {
+    let lab = Lab::bridge("brpin");
+    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
+    let cpu = std::thread::available_parallelism()
+        .map(|n| n.get() - 1)
+        .unwrap_or(0);
+    config.cpus = vec![cpu];
+    config.queue_name = Some(format!("et-brpin-{}", std::process::id()));
+    let eng = lab.start_engine_with(config);
+    let mut pinned = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("ixdp-q") {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        if status
+            .lines()
+            .any(|l| l.starts_with("Cpus_allowed_list:") && l.ends_with(&format!("\t{cpu}")))
+        {
+            pinned += 1;
+        }
+    }
+    assert_eq!(
+        pinned, 2,
+        "both workers (two veth queues) run on CPU {cpu} only"
+    );
+    drop(eng);
+}

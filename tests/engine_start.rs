@@ -206,6 +206,10 @@ fn start_errors_name_the_problem_and_change_nothing() {
     lab.sh(&lab.br, "ip link add d0 type bridge && ip link set d0 up");
     let (ok, e) = run_in_br(&lab, &["start", "--no-preset", "--xdp-mode", "drv", "d0"]);
     assert!(!ok && e.contains("d0") && e.contains("native XDP"), "{e}");
+    let (ok, e) = run_in_br(&lab, &["start", "--no-preset", "--cpus", "1000", "p0"]);
+    assert!(!ok && e.contains("CPU 1000"), "{e}");
+    let (ok, e) = run_in_br(&lab, &["start", "--no-preset", "--cpus", "x", "p0"]);
+    assert!(!ok && e.contains("\"x\""), "{e}");
     let (ok, e) = run_in_br(&lab, &["start", "--preset", "/nonexistent.rpcl", "p0"]);
     assert!(!ok && e.contains("/nonexistent.rpcl"), "{e}");
 

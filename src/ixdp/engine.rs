@@ -164,6 +164,17 @@ impl Engine {
                 return Err(format!("--queues {q}: must be 1..{MAX_QUEUES}"));
             }
         }
+        if !config.cpus.is_empty() {
+            let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+                .map_err(|e| format!("reading the CPUs this process may use: {e}"))?;
+            if let Some(c) = config
+                .cpus
+                .iter()
+                .find(|&&c| !allowed.is_set(c).unwrap_or(false))
+            {
+                return Err(format!("--cpus: CPU {c} is not available to this process"));
+            }
+        }
         if !is_root() {
             return Err(
                 "ethertap start needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW): run it with sudo"
