@@ -17,9 +17,11 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 pub const FRAME_SIZE: u32 = 2048;
 pub const RING_SIZE: u32 = 2048;
-/// Enough for a full fill ring plus a full RX ring in flight, and the same again in the
-/// other port's TX and completion rings.
-pub const CIRCUIT_FRAMES: u32 = 2 * RING_SIZE;
+/// A frame of a circuit can sit in four rings (its port's fill and RX rings, the other port's
+/// TX and completion rings): with fewer frames than they hold together, a transmit backlog
+/// parks the whole circuit and the fill ring runs dry (measured: most losses under an unpaced
+/// flood were `rx_fill_ring_empty` with half this many).
+pub const CIRCUIT_FRAMES: u32 = 4 * RING_SIZE;
 pub const SPARE_FRAMES: u32 = 256;
 
 /// Who a frame returns to when the kernel hands it back.
