@@ -240,7 +240,7 @@ impl Engine {
         let producer = match &config.queue_name {
             Some(q) => Some(Arc::new(
                 Producer::open(q, config.layout)
-                    .map_err(|e| format!("packet queue \"{q}\": {e:?}"))?,
+                    .map_err(|e| format!("packet queue \"{q}\": {e}"))?,
             )),
             None => None,
         };
@@ -371,6 +371,15 @@ impl Engine {
     }
 }
 
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("interfaces", &self.shared.infos)
+            .field("workers", &self.workers.len())
+            .finish()
+    }
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
         self.shutdown();
@@ -404,4 +413,30 @@ fn open_all_queues(
         .map(|q| xsk::open_queue(interfaces, q, false))
         .collect();
     Ok((copy?, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send<T: Send>() {}
+
+    #[test]
+    fn the_engine_can_move_to_the_daemons_control_thread() {
+        send::<Engine>();
+        send::<Arc<dyn EngineView>>();
+    }
+
+    #[test]
+    fn a_config_is_checked_before_anything_is_touched() {
+        let mut c = EngineConfig::new(vec![]);
+        assert!(Engine::start(c.clone()).unwrap_err().contains("not 0"));
+        c.interfaces = vec!["a".into(), "b".into(), "c".into()];
+        assert!(Engine::start(c.clone()).unwrap_err().contains("not 3"));
+        c.interfaces = vec!["lo".into()];
+        c.queues = Some(9);
+        assert!(Engine::start(c.clone()).unwrap_err().contains("--queues 9"));
+        c.queues = Some(0);
+        assert!(Engine::start(c).unwrap_err().contains("--queues 0"));
+    }
 }
