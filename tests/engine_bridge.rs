@@ -88,7 +88,7 @@ fn bridge_carries_ping_and_tcp_both_ways_with_exact_counters() {
     let got_h1 = lab.counter(&lab.h1, "e0", "rx_packets") - before[1];
     let sent_h2 = lab.counter(&lab.h2, "e1", "tx_packets") - before[2];
     let got_h2 = lab.counter(&lab.h2, "e1", "rx_packets") - before[3];
-    assert!(sent_h1 > 100 && sent_h2 > 100, "{sent_h1} {sent_h2}");
+    assert!(sent_h1 > 1000 && sent_h2 > 0, "{sent_h1} {sent_h2}");
     assert_eq!(eng.stat(0, "rx"), sent_h1, "rx of 0 = frames h1 sent");
     assert_eq!(eng.stat(1, "tx"), got_h2, "tx of 1 = frames h2 received");
     assert_eq!(eng.stat(1, "rx"), sent_h2, "rx of 1 = frames h2 sent");

@@ -8,6 +8,21 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ethertap");
 
+/// Removes a test's packet queue from /dev/shm when the test ends, passed or failed.
+struct QueueFile(String);
+
+impl QueueFile {
+    fn new(test: &str) -> QueueFile {
+        QueueFile(format!("et-{test}-{}", std::process::id()))
+    }
+}
+
+impl Drop for QueueFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(format!("/dev/shm/{}", self.0));
+    }
+}
+
 fn xdp_state(lab: &Lab, ifname: &str) -> String {
     lab.sh(&lab.br, &format!("ip -d link show {ifname}"))
 }
@@ -90,7 +105,8 @@ fn wait_exit(
 #[test]
 fn start_bridges_a_ping_and_sigterm_stops_it_cleanly() {
     let mut lab = Lab::bridge("stsig");
-    let queue = format!("et-stsig-{}", std::process::id());
+    let queue_file = QueueFile::new("stsig");
+    let queue = queue_file.0.clone();
     let (pid, _, stderr) = start_bin(
         &mut lab,
         &["--no-preset", "--queue-name", &queue, "p0", "p1"],
@@ -120,13 +136,13 @@ fn start_bridges_a_ping_and_sigterm_stops_it_cleanly() {
         "XDP detached"
     );
     assert_eq!(promiscuity(&lab, "p0"), 0, "promiscuous mode restored");
-    let _ = std::fs::remove_file(format!("/dev/shm/{queue}"));
 }
 
 #[test]
 fn a_killed_engine_leaves_nothing_behind_and_a_new_start_works() {
     let mut lab = Lab::bridge("stkil");
-    let queue = format!("et-stkil-{}", std::process::id());
+    let queue_file = QueueFile::new("stkil");
+    let queue = queue_file.0.clone();
     let args = ["--no-preset", "--queue-name", &queue, "p0", "p1"];
     let mut first = args.to_vec();
     first.extend(["--queues", "1"]);
@@ -155,7 +171,6 @@ fn a_killed_engine_leaves_nothing_behind_and_a_new_start_works() {
     lab.host_checksums_in_software();
     let ping = lab.sh(&lab.h1, &format!("ping -c 2 -i 0.1 -W 2 {H2_IP}"));
     assert!(ping.contains("2 received"), "{ping}");
-    let _ = std::fs::remove_file(format!("/dev/shm/{queue}"));
 }
 
 #[test]
@@ -172,7 +187,8 @@ fn a_stale_netlink_attached_program_of_ours_is_removed_at_start() {
         ),
     );
     assert!(attached(&lab, "p0"));
-    let queue = format!("et-ststa-{}", std::process::id());
+    let queue_file = QueueFile::new("ststa");
+    let queue = queue_file.0.clone();
     let _ = start_bin(
         &mut lab,
         &["--no-preset", "--queue-name", &queue, "p0", "p1"],
@@ -185,7 +201,6 @@ fn a_stale_netlink_attached_program_of_ours_is_removed_at_start() {
     lab.host_checksums_in_software();
     let ping = lab.sh(&lab.h1, &format!("ping -c 2 -i 0.1 -W 2 {H2_IP}"));
     assert!(ping.contains("2 received"), "{ping}");
-    let _ = std::fs::remove_file(format!("/dev/shm/{queue}"));
 }
 
 #[test]
@@ -204,7 +219,19 @@ fn start_errors_name_the_problem_and_change_nothing() {
     );
     // A Linux bridge device has no native XDP support.
     lab.sh(&lab.br, "ip link add d0 type bridge && ip link set d0 up");
-    let (ok, e) = run_in_br(&lab, &["start", "--no-preset", "--xdp-mode", "drv", "d0"]);
+    let queue_file = QueueFile::new("sterr");
+    let (ok, e) = run_in_br(
+        &lab,
+        &[
+            "start",
+            "--no-preset",
+            "--queue-name",
+            &queue_file.0,
+            "--xdp-mode",
+            "drv",
+            "d0",
+        ],
+    );
     assert!(!ok && e.contains("d0") && e.contains("native XDP"), "{e}");
     let (ok, e) = run_in_br(&lab, &["start", "--no-preset", "--cpus", "1000", "p0"]);
     assert!(!ok && e.contains("CPU 1000"), "{e}");
@@ -241,7 +268,8 @@ fn a_failing_preset_stops_the_start_with_its_position_and_restores_the_interface
     let dir = tempfile::tempdir().unwrap();
     let preset = dir.path().join("bad.rpcl");
     std::fs::write(&preset, "0 tap.rx.enable\n7 tap.tx.enable\n").unwrap();
-    let queue = format!("et-stpre-{}", std::process::id());
+    let queue_file = QueueFile::new("stpre");
+    let queue = queue_file.0.clone();
     let (ok, e) = run_in_br(
         &lab,
         &[
@@ -257,5 +285,4 @@ fn a_failing_preset_stops_the_start_with_its_position_and_restores_the_interface
     assert!(!ok, "{e}");
     assert!(e.contains("bad.rpcl") && e.contains('7'), "{e}");
     assert!(!attached(&lab, "p0") && !attached(&lab, "p1"));
-    let _ = std::fs::remove_file(format!("/dev/shm/{queue}"));
 }

@@ -237,14 +237,6 @@ impl Engine {
             xdp::remove_stale(name, idx)?;
         }
 
-        let producer = match &config.queue_name {
-            Some(q) => Some(Arc::new(
-                Producer::open(q, config.layout)
-                    .map_err(|e| format!("packet queue \"{q}\": {e}"))?,
-            )),
-            None => None,
-        };
-
         let mut attachments = Vec::with_capacity(n);
         for (name, &idx) in config.interfaces.iter().zip(&ifindexes) {
             attachments.push(XdpAttachment::attach(name, idx, config.xdp_mode)?);
@@ -258,6 +250,16 @@ impl Engine {
                 att.bind_queue(qs.queue, port.fd)?;
             }
         }
+
+        // Opened (and re-initialised) only once the interfaces are set up, so a start that
+        // fails before leaves the queue and its consumers alone.
+        let producer = match &config.queue_name {
+            Some(q) => Some(Arc::new(
+                Producer::open(q, config.layout)
+                    .map_err(|e| format!("packet queue \"{q}\": {e}"))?,
+            )),
+            None => None,
+        };
 
         let mut promisc = Vec::with_capacity(n);
         for (name, &idx) in config.interfaces.iter().zip(&ifindexes) {
