@@ -21,6 +21,14 @@ pub const LAA: &str = "Locally Administered Address (LAA)";
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct MacSet {
     sorted: Arc<[Mac]>,
+    /// The same MACs as big-endian integers (same order): one compare per probe instead of a
+    /// six-byte `memcmp`, which made binary search slower than a `HashSet` at 1000 MACs.
+    keys: Arc<[u64]>,
+}
+
+#[inline]
+fn key(m: &Mac) -> u64 {
+    u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
 }
 
 /// Below this size a straight scan beats binary search (no unpredictable branches).
@@ -33,10 +41,18 @@ impl MacSet {
 
     #[inline]
     pub fn contains(&self, m: &Mac) -> bool {
-        if self.sorted.len() <= LINEAR_SCAN_MAX {
-            self.sorted.iter().any(|x| x == m)
+        let k = key(m);
+        if self.keys.len() <= LINEAR_SCAN_MAX {
+            self.keys.iter().any(|&x| x == k)
         } else {
-            self.sorted.binary_search(m).is_ok()
+            self.keys.binary_search(&k).is_ok()
+        }
+    }
+
+    fn from_sorted(v: Vec<Mac>) -> MacSet {
+        MacSet {
+            keys: v.iter().map(key).collect(),
+            sorted: v.into(),
         }
     }
 
@@ -57,7 +73,7 @@ impl MacSet {
                 v.extend_from_slice(&self.sorted[..at]);
                 v.push(m);
                 v.extend_from_slice(&self.sorted[at..]);
-                MacSet { sorted: v.into() }
+                MacSet::from_sorted(v)
             }
         }
     }
@@ -69,7 +85,7 @@ impl MacSet {
             Ok(at) => {
                 let mut v = self.sorted.to_vec();
                 v.remove(at);
-                MacSet { sorted: v.into() }
+                MacSet::from_sorted(v)
             }
         }
     }
@@ -85,7 +101,7 @@ impl FromIterator<Mac> for MacSet {
         let mut v: Vec<Mac> = iter.into_iter().collect();
         v.sort_unstable();
         v.dedup();
-        MacSet { sorted: v.into() }
+        MacSet::from_sorted(v)
     }
 }
 
