@@ -84,10 +84,13 @@ fn machash(c: &mut Criterion) {
     g.finish();
 }
 
+/// rx, frames per source MAC, (frames, last source) per (VLAN level, Ethertype).
+type Tables = (u64, HashMap<Mac, u64>, HashMap<(u8, u16), (u64, Mac)>);
+
 /// The obvious alternative to `QueueStats`: counters and tables behind one lock.
 #[derive(Default)]
 struct LockedStats {
-    inner: Mutex<(u64, HashMap<Mac, u64>, HashMap<(u8, u16), (u64, Mac)>)>,
+    inner: Mutex<Tables>,
 }
 
 impl LockedStats {

@@ -43,7 +43,7 @@ impl MacSet {
     pub fn contains(&self, m: &Mac) -> bool {
         let k = key(m);
         if self.keys.len() <= LINEAR_SCAN_MAX {
-            self.keys.iter().any(|&x| x == k)
+            self.keys.contains(&k)
         } else {
             self.keys.binary_search(&k).is_ok()
         }
