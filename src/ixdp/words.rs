@@ -5,7 +5,9 @@
 //! a failure that says how to start the engine, and `docs/words-engine.md` is checked against it.
 
 use super::policy::{Policy, MAX_IFS, PROBABILITY_SCALE};
-use super::stats::{Counters, ETHERTYPE_8023_LENGTH, MAC_TABLE_CAPACITY};
+use super::stats::{
+    Counters, OverflowEstimate, ETHERTYPE_8023_LENGTH, ETYPE_TABLE_CAPACITY, MAC_TABLE_CAPACITY,
+};
 use super::{EngineView, InterfaceInfo, XdpMode};
 use crate::rpcl::{Ctx, Vm, WordError};
 use crate::tap::{describe, format_mac, Mac, MacSet};
@@ -454,9 +456,14 @@ fn if_mac_show(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
         }
     }
     if r.overflow > 0 {
+        let macs = match r.overflow_macs {
+            OverflowEstimate::About(n) => format!("about {n}"),
+            OverflowEstimate::AtLeast(n) => format!("at least {n}"),
+            OverflowEstimate::None => "unknown".to_string(),
+        };
         let _ = writeln!(
             s,
-            "  {} frames from further MACs not listed: the table holds {MAC_TABLE_CAPACITY} per queue",
+            "  not listed: {} frames from {macs} further MACs (the table holds {MAC_TABLE_CAPACITY} per queue)",
             r.overflow
         );
     }
@@ -512,7 +519,7 @@ fn if_etype_show(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> 
     if r.overflow > 0 {
         let _ = writeln!(
             s,
-            "  {} frames of further types not listed: the table is full",
+            "  not listed: {} frames of further types (the table holds {ETYPE_TABLE_CAPACITY} per queue)",
             r.overflow
         );
     }
