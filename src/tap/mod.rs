@@ -144,14 +144,19 @@ pub fn is_locally_administered(m: &Mac) -> bool {
     m[0] & 0x02 != 0
 }
 
-/// The vendor of a MAC for display: the IEEE registry's organisation name, `Broadcast`,
-/// `IPv6 multicast` (33:33:…, which also carries the local bit), [`LAA`], or [`UNKNOWN_VENDOR`].
+/// The vendor of a MAC for display: the IEEE registry's organisation name, [`LAA`], or
+/// [`UNKNOWN_VENDOR`]. The well-known group addresses a TAP machash may list as destinations are
+/// named instead, since the registry has no entry for them (and 33:33:… and ff:ff:… also carry
+/// the local bit).
 pub fn describe(m: &Mac) -> String {
-    if *m == [0xff; 6] {
-        return "Broadcast".to_string();
-    }
-    if m[0] == 0x33 && m[1] == 0x33 {
-        return "IPv6 multicast".to_string();
+    match m {
+        [0xff, 0xff, 0xff, 0xff, 0xff, 0xff] => return "Broadcast".to_string(),
+        [0x33, 0x33, ..] => return "IPv6 multicast".to_string(),
+        [0x01, 0x00, 0x5e, b, ..] if b & 0x80 == 0 => return "IPv4 multicast".to_string(),
+        [0x01, 0x80, 0xc2, 0x00, 0x00, b] if *b <= 0x0f => {
+            return "IEEE 802.1 link-local (STP, LACP, LLDP, 802.1X)".to_string()
+        }
+        _ => {}
     }
     if is_locally_administered(m) {
         return LAA.to_string();
@@ -243,6 +248,14 @@ mod tests {
         assert_eq!(describe(&[0xde, 0xad, 0xbe, 0xef, 0x00, 0x01]), LAA);
         assert_eq!(describe(&[0xff; 6]), "Broadcast");
         assert_eq!(describe(&[0x33, 0x33, 0, 0, 0, 1]), "IPv6 multicast");
+        assert_eq!(
+            describe(&[0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb]),
+            "IPv4 multicast"
+        );
+        assert_eq!(
+            describe(&[0x01, 0x80, 0xc2, 0x00, 0x00, 0x0e]),
+            "IEEE 802.1 link-local (STP, LACP, LLDP, 802.1X)"
+        );
         // F4:FF:FF is not assigned in the bundled registry.
         assert_eq!(vendor(&[0xf4, 0xff, 0xff, 0, 0, 1]), None);
         assert_eq!(describe(&[0xf4, 0xff, 0xff, 0, 0, 1]), UNKNOWN_VENDOR);
