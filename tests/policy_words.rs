@@ -389,7 +389,7 @@ fn interface_and_probability_errors_name_the_value() {
             err.starts_with(&format!("error: {word}: ")) && err.contains("eth0"),
             "{err}"
         );
-        let err = run(&mut vm, word).unwrap_err();
+        let err = run(&mut vm_for(&e), word).unwrap_err();
         assert!(err.contains("underflow"), "{err}");
     }
     for word in [
