@@ -293,9 +293,10 @@ fn emit(cx: &mut Ctx<'_>, text: &str) -> Result<(), WordError> {
         .map_err(|e| WordError::new(format!("cannot write the output: {e}")))
 }
 
-fn interface_range(count: usize) -> String {
+/// The valid indices for an error message: `0..N-1`, `only 0`, or `none` when there are none.
+fn index_range(count: usize, none: &str) -> String {
     match count {
-        0 => "the engine has none".to_string(),
+        0 => none.to_string(),
         1 => "only 0".to_string(),
         n => format!("0..{}", n - 1),
     }
@@ -316,7 +317,7 @@ fn pop_interface<'e>(
         .ok_or_else(|| {
             WordError::new(format!(
                 "{n} is not an interface ({})",
-                interface_range(count)
+                index_range(count, "the engine has none")
             ))
         })
 }
@@ -406,11 +407,7 @@ fn if_qstats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
     else {
         return Err(WordError::new(format!(
             "{q} is not a queue of interface {i} ({})",
-            match queues {
-                0 => "it has none".to_string(),
-                1 => "only 0".to_string(),
-                n => format!("0..{}", n - 1),
-            }
+            index_range(queues, "it has none")
         )));
     };
     let q = q as usize;

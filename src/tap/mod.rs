@@ -272,6 +272,15 @@ mod tests {
             vendor(&[0x70, 0xb3, 0xd5, 0x31, 0x80, 0x00]),
             Some("Exemplar Medical, Llc")
         );
+        // A 28-bit MA-M block: 9C:69:B4:3.
+        assert_eq!(
+            vendor(&[0x9c, 0x69, 0xb4, 0x3f, 0xff, 0xff]),
+            Some("Appareo Systems, Llc")
+        );
+        assert_ne!(
+            vendor(&[0x9c, 0x69, 0xb4, 0x40, 0, 0]),
+            Some("Appareo Systems, Llc")
+        );
         assert!(oui::table_len() > 50_000);
     }
 }
