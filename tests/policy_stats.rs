@@ -228,3 +228,72 @@ fn a_worker_sees_a_new_policy_at_its_next_batch() {
     worker.join().unwrap();
     assert!(tapped.load(SeqCst) >= 64, "the batch after the swap taps A");
 }
+
+#[test]
+fn random_frames_never_panic_and_the_tables_add_up() {
+    use ethertap::ixdp::fault::{flip_random_bit, FaultRng};
+    use ethertap::ixdp::policy::Policy;
+    let mut rng = FaultRng::new(0x5eed);
+    let q = QueueStats::new();
+    let policy = Policy {
+        tap_hash: [A, B].into_iter().collect(),
+        drop_hash: [B].into_iter().collect(),
+        fault_hash: [A].into_iter().collect(),
+        ..Policy::default()
+    };
+    let (mut with_src, mut with_type) = (0u64, 0u64);
+    let n = 20_000u64;
+    for _ in 0..n {
+        let len = rng.below(80) as usize;
+        let mut f: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        // Make tags, listed MACs and short frames common enough to matter.
+        if len >= 12 && rng.chance(50_000) {
+            f[6..12].copy_from_slice(if rng.chance(50_000) { &A } else { &B });
+        }
+        let mut at = 12;
+        while at + 2 <= len && rng.chance(60_000) {
+            let tag: u16 = if rng.chance(50_000) { 0x8100 } else { 0x88a8 };
+            f[at..at + 2].copy_from_slice(&tag.to_be_bytes());
+            at += 4;
+        }
+        q.on_rx(&f);
+        let _ = (
+            policy.tap_selects(&f),
+            policy.drop_selects(&f),
+            policy.fault_selects(0, &f),
+        );
+        assert_eq!(flip_random_bit(&mut f, &mut rng), len > 14);
+        with_src += u64::from(len >= 12);
+        with_type += u64::from(len >= 14);
+    }
+    assert_eq!(q.counters().rx, n);
+    let macs = q.macs();
+    assert_eq!(
+        macs.macs.iter().map(|m| m.frames).sum::<u64>() + macs.overflow,
+        with_src
+    );
+    let types = q.etypes();
+    let level0: u64 = types
+        .types
+        .iter()
+        .filter(|t| t.level == 0)
+        .map(|t| t.frames)
+        .sum();
+    assert!(level0 <= with_type && level0 + types.overflow >= with_type);
+    // Every frame counted at level n > 0 was counted at level n - 1 as a tag.
+    for level in 1..=4u8 {
+        let here: u64 = types
+            .types
+            .iter()
+            .filter(|t| t.level == level)
+            .map(|t| t.frames)
+            .sum();
+        let tags_above: u64 = types
+            .types
+            .iter()
+            .filter(|t| t.level == level - 1 && (t.ethertype == 0x8100 || t.ethertype == 0x88a8))
+            .map(|t| t.frames)
+            .sum();
+        assert!(here <= tags_above, "level {level}: {here} > {tags_above}");
+    }
+}
