@@ -269,6 +269,8 @@ pub fn ethertype_name(t: u16) -> Option<&'static str> {
         0x8892 => "PROFINET",
         0x88a4 => "EtherCAT",
         0x88a8 => "802.1ad QinQ",
+        0x88b5 => "Local experimental 1",
+        0x88b6 => "Local experimental 2",
         0x88b8 => "GOOSE",
         0x88ba => "Sampled values",
         0x88cc => "LLDP",
