@@ -225,6 +225,30 @@ fn if_mac_show_lists_macs_with_counts_and_vendors() {
 }
 
 #[test]
+fn if_mac_show_reports_what_did_not_fit() {
+    let e = engine(1, 1);
+    let q = e.stats.queue(0, 0);
+    for i in 0..1030u32 {
+        let src = [0x00, 0x50, 0x56, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+        q.on_rx(&frame(CISCO, src, 0x0800));
+    }
+    let mut vm = vm_for(&e);
+    let out = run(&mut vm, "0 if.mac.show").unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0 enp1s0f0 source MACs: 1024");
+    assert_eq!(lines.len(), 1 + 1 + 1024 + 1);
+    assert_eq!(
+        lines[1026],
+        "  not listed: 6 frames from about 6 further MACs (the table holds 1024 per queue)"
+    );
+    assert!(
+        lines[2..1026].iter().all(|l| l.ends_with("  VMware, Inc")),
+        "{}",
+        lines[2]
+    );
+}
+
+#[test]
 fn if_etype_show_lists_types_per_vlan_level() {
     let e = engine(1, 1);
     let q = e.stats.queue(0, 0);
@@ -365,7 +389,7 @@ fn interface_and_probability_errors_name_the_value() {
             err.starts_with(&format!("error: {word}: ")) && err.contains("eth0"),
             "{err}"
         );
-        let err = run(&mut vm, word).unwrap_err();
+        let err = run(&mut vm_for(&e), word).unwrap_err();
         assert!(err.contains("underflow"), "{err}");
     }
     for word in [

@@ -5,7 +5,9 @@
 //! a failure that says how to start the engine, and `docs/words-engine.md` is checked against it.
 
 use super::policy::{Policy, MAX_IFS, PROBABILITY_SCALE};
-use super::stats::{Counters, ETHERTYPE_8023_LENGTH, MAC_TABLE_CAPACITY};
+use super::stats::{
+    Counters, OverflowEstimate, ETHERTYPE_8023_LENGTH, ETYPE_TABLE_CAPACITY, MAC_TABLE_CAPACITY,
+};
 use super::{EngineView, InterfaceInfo, XdpMode};
 use crate::rpcl::{Ctx, Vm, WordError};
 use crate::tap::{describe, format_mac, Mac, MacSet};
@@ -267,6 +269,8 @@ pub fn ethertype_name(t: u16) -> Option<&'static str> {
         0x8892 => "PROFINET",
         0x88a4 => "EtherCAT",
         0x88a8 => "802.1ad QinQ",
+        0x88b5 => "Local experimental 1",
+        0x88b6 => "Local experimental 2",
         0x88b8 => "GOOSE",
         0x88ba => "Sampled values",
         0x88cc => "LLDP",
@@ -291,9 +295,10 @@ fn emit(cx: &mut Ctx<'_>, text: &str) -> Result<(), WordError> {
         .map_err(|e| WordError::new(format!("cannot write the output: {e}")))
 }
 
-fn interface_range(count: usize) -> String {
+/// The valid indices for an error message: `0..N-1`, `only 0`, or `none` when there are none.
+fn index_range(count: usize, none: &str) -> String {
     match count {
-        0 => "the engine has none".to_string(),
+        0 => none.to_string(),
         1 => "only 0".to_string(),
         n => format!("0..{}", n - 1),
     }
@@ -314,7 +319,7 @@ fn pop_interface<'e>(
         .ok_or_else(|| {
             WordError::new(format!(
                 "{n} is not an interface ({})",
-                interface_range(count)
+                index_range(count, "the engine has none")
             ))
         })
 }
@@ -404,11 +409,7 @@ fn if_qstats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
     else {
         return Err(WordError::new(format!(
             "{q} is not a queue of interface {i} ({})",
-            match queues {
-                0 => "it has none".to_string(),
-                1 => "only 0".to_string(),
-                n => format!("0..{}", n - 1),
-            }
+            index_range(queues, "it has none")
         )));
     };
     let q = q as usize;
@@ -454,9 +455,14 @@ fn if_mac_show(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
         }
     }
     if r.overflow > 0 {
+        let macs = match r.overflow_macs {
+            OverflowEstimate::About(n) => format!("about {n}"),
+            OverflowEstimate::AtLeast(n) => format!("at least {n}"),
+            OverflowEstimate::None => "unknown".to_string(),
+        };
         let _ = writeln!(
             s,
-            "  {} frames from further MACs not listed: the table holds {MAC_TABLE_CAPACITY} per queue",
+            "  not listed: {} frames from {macs} further MACs (the table holds {MAC_TABLE_CAPACITY} per queue)",
             r.overflow
         );
     }
@@ -512,7 +518,7 @@ fn if_etype_show(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> 
     if r.overflow > 0 {
         let _ = writeln!(
             s,
-            "  {} frames of further types not listed: the table is full",
+            "  not listed: {} frames of further types (the table holds {ETYPE_TABLE_CAPACITY} per queue)",
             r.overflow
         );
     }
