@@ -200,16 +200,25 @@ fn run_dgram(size: usize, np: u64, nc: u64, iters: u64) -> Duration {
     elapsed
 }
 
-/// `collect` (the release binary) writing pcap to tmpfs while one producer fills the queue.
-fn run_collect(size: usize, iters: u64) -> Duration {
+/// `ncollect` `collect` processes (the release binary) writing pcap to tmpfs while one
+/// producer fills the queue; they share the packets, each stopping at its share.
+fn run_collect(size: usize, iters: u64, ncollect: u64) -> Duration {
     let name = format!("pqbench.collect.{}", std::process::id());
     let producer = Producer::open(&name, Layout::default()).unwrap();
-    let out = format!("/dev/shm/pqbench.{}.pcap", std::process::id());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_collect"))
-        .args(["-s", "-n", "-q", &name, "-p", &iters.to_string(), &out])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut children = vec![];
+    let mut files = vec![];
+    for i in 0..ncollect {
+        let out = format!("/dev/shm/pqbench.{}.{i}.pcap", std::process::id());
+        let limit = share(iters, ncollect, i).to_string();
+        children.push(
+            Command::new(env!("CARGO_BIN_EXE_collect"))
+                .args(["-s", "-n", "-q", &name, "-p", &limit, &out])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        files.push(out);
+    }
     let mut frame = testgen::frame(size, 0);
     let start = Instant::now();
     for s in 0..iters {
@@ -218,11 +227,15 @@ fn run_collect(size: usize, iters: u64) -> Duration {
             backoff();
         }
     }
-    assert!(child.wait().unwrap().success());
+    for c in &mut children {
+        assert!(c.wait().unwrap().success());
+    }
     let elapsed = start.elapsed();
     let mut q = Queue::attach(&name).unwrap();
     assert_eq!(q.status().unwrap().retrieved, iters);
-    let _ = std::fs::remove_file(&out);
+    for f in files {
+        let _ = std::fs::remove_file(f);
+    }
     let _ = std::fs::remove_file(queue_path(&name));
     elapsed
 }
@@ -250,9 +263,11 @@ fn benches(c: &mut Criterion) {
     g.sample_size(10);
     g.warm_up_time(Duration::from_millis(500));
     g.measurement_time(Duration::from_secs(3));
-    g.bench_function("collect-tmpfs/1500B/1p", |b| {
-        b.iter_custom(|iters| run_collect(1500, iters * 1000))
-    });
+    for ncollect in [1u64, 2] {
+        g.bench_function(format!("collect-tmpfs/1500B/1p{ncollect}c"), |b| {
+            b.iter_custom(|iters| run_collect(1500, iters * 1000, ncollect))
+        });
+    }
     g.finish();
 }
 

@@ -393,6 +393,30 @@ fn size_rotation_keeps_a_ring_of_files() {
 }
 
 #[test]
+fn time_rotation_starts_a_new_file_every_interval() {
+    let mut lab = Lab::new("rotate-time");
+    let p = Producer::open(&lab.queue, Layout::default()).unwrap();
+    let out = lab.file("timed.pcap");
+    let pid = lab.collect(&["-s", "-G", "1", &out], Stdio::null()).id() as i32;
+    std::thread::sleep(Duration::from_millis(300));
+    for s in 0..25 {
+        push_frames(&p, s..s + 1, 0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: kill(2) on the collect we started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let (st, err) = wait_exit(lab.children.last_mut().unwrap(), Duration::from_secs(10));
+    assert!(st.success(), "{err}");
+    let names: Vec<String> = std::iter::once(out.clone())
+        .chain((1..10).map(|i| format!("{out}{i}")))
+        .filter(|n| Path::new(n).exists())
+        .collect();
+    assert!(names.len() >= 2, "files: {names:?}");
+    let total: usize = names.iter().map(|n| tshark_frames(n).len()).sum();
+    assert_eq!(total, 25, "every packet in exactly one file");
+}
+
+#[test]
 fn bad_options_are_refused_with_a_reason() {
     let mut lab = Lab::new("badopts");
     let child = lab.collect(&["-G", "5", "-"], Stdio::null());

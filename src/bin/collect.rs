@@ -157,8 +157,23 @@ fn run_in_background(args: &Args, opts: &CollectOptions, stop: &AtomicBool) -> E
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            detached.failed(&format!("collect: {e}"));
+            let msg = format!("collect: {e}");
+            // Before start-up completed the waiting parent prints it; after, stderr is
+            // /dev/null and only the system log can tell.
+            detached.failed(&msg);
+            log_error(&msg);
             ExitCode::FAILURE
         }
+    }
+}
+
+fn log_error(msg: &str) {
+    let Ok(text) = std::ffi::CString::new(msg.replace('\0', " ")) else {
+        return;
+    };
+    // SAFETY: constant format string with one C string argument.
+    unsafe {
+        libc::openlog(c"collect".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON);
+        libc::syslog(libc::LOG_ERR, c"%s".as_ptr(), text.as_ptr());
     }
 }

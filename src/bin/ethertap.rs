@@ -4,11 +4,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "ethertap",
-    version,
-    about = "AF_XDP software Ethernet TAP and transparent bridge, driven by RPCL"
-)]
+#[command(name = "ethertap", version, about = "AF_XDP software Ethernet TAP and transparent bridge, driven by RPCL")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -84,40 +84,54 @@ impl PidFile {
     /// (its process gone) is taken over. `program` names the process in messages.
     pub fn create(path: &Path, program: &str) -> Result<PidFile, String> {
         let pid = std::process::id() as i32;
-        for _ in 0..3 {
-            match OpenOptions::new()
+        // Written in full under a temporary name, then linked into place: a competitor never
+        // reads a pid file that is still empty, and the link fails if one exists.
+        let tmp = path.with_file_name(format!(
+            ".{}.{pid}.tmp",
+            path.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        ));
+        let write_tmp = || -> io::Result<()> {
+            let mut f = OpenOptions::new()
                 .write(true)
-                .create_new(true)
+                .create(true)
+                .truncate(true)
                 .mode(0o644)
-                .open(path)
-            {
-                Ok(mut f) => {
-                    f.write_all(format!("{pid}\n").as_bytes())
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
-                    return Ok(PidFile {
-                        path: path.to_path_buf(),
-                        pid,
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    if let Some(other) = running_pid(path) {
-                        if other != pid {
-                            return Err(format!(
-                                "{program} is already running as PID {other} (pid file {})",
-                                path.display()
-                            ));
-                        }
+                .open(&tmp)?;
+            f.write_all(format!("{pid}\n").as_bytes())
+        };
+        write_tmp().map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let result = (|| {
+            for _ in 0..3 {
+                match std::fs::hard_link(&tmp, path) {
+                    Ok(()) => {
+                        return Ok(PidFile {
+                            path: path.to_path_buf(),
+                            pid,
+                        })
                     }
-                    // Stale (or garbled, or our own pid reused): take it over.
-                    let _ = std::fs::remove_file(path);
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        if let Some(other) = running_pid(path) {
+                            if other != pid {
+                                return Err(format!(
+                                    "{program} is already running as PID {other} (pid file {})",
+                                    path.display()
+                                ));
+                            }
+                        }
+                        // Stale (its process is gone), garbled, or naming us: take it over.
+                        let _ = std::fs::remove_file(path);
+                    }
+                    Err(e) => return Err(format!("{}: {e}", path.display())),
                 }
-                Err(e) => return Err(format!("{}: {e}", path.display())),
             }
-        }
-        Err(format!(
-            "{}: another process keeps creating it; is {program} starting twice?",
-            path.display()
-        ))
+            Err(format!(
+                "{}: another process keeps creating it; is {program} starting twice?",
+                path.display()
+            ))
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        result
     }
 
     pub fn path(&self) -> &Path {

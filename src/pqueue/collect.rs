@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -237,6 +237,9 @@ pub fn run(
     started: &mut dyn FnMut(),
 ) -> Result<CollectReport, String> {
     opts.check()?;
+    if opts.output == "-" && io::stdout().is_terminal() {
+        return Err("refusing to write binary pcap to a terminal: pipe it (collect - | tshark -r -) or give a file name".into());
+    }
     let mut consumer = Consumer::attach(&opts.queue).map_err(|e| e.to_string())?;
     if !opts.keep_waiting {
         consumer.reset().map_err(|e| e.to_string())?;

@@ -460,6 +460,10 @@ impl Consumer {
             return Ok(n);
         }
         let hdr = seg.header();
+        // A consumer killed while asleep leaves `sleepers` one too high for the life of this
+        // generation. That costs producers one load of the semaphore value per push and at
+        // most one post per sleep of a live consumer (a post is skipped while one is pending),
+        // never a syscall per packet; the next daemon start or dead-producer reset clears it.
         hdr.sleepers.0.fetch_add(1, Ordering::SeqCst);
         // Pairs with the producer's fence after publishing (see Producer::push).
         fence(Ordering::SeqCst);
