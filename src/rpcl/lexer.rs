@@ -63,12 +63,15 @@ fn located_piece(s: &str, start: usize) -> IResult<&str, (usize, Piece<'_>)> {
     string_piece(s).map(|(rest, p)| (rest, (start - s.len(), p)))
 }
 
-fn string_body<'a>(i: &'a str) -> IResult<&'a str, (String, Option<(usize, char)>)> {
+/// A string's text and its first bad escape (offset in the body, character).
+type StringBody = (String, Option<(usize, char)>);
+
+fn string_body<'a>(i: &'a str) -> IResult<&'a str, StringBody> {
     let start = i.len();
     fold_many0(
         move |s: &'a str| located_piece(s, start),
         || (String::new(), None),
-        |(mut s, mut bad): (String, Option<(usize, char)>), (at, p)| {
+        |(mut s, mut bad): StringBody, (at, p)| {
             match p {
                 Piece::Text(t) => s.push_str(t),
                 Piece::Escape(c) => s.push(c),

@@ -431,12 +431,18 @@ impl State {
         Ok(())
     }
 
-    /// The top number of the frame; with an empty frame the literal is pushed first (as the
-    /// unfused `n OP` would have done) and the error is an underflow.
+    /// A fused `n OP` failed: leave the stack as the unfused pair would have (literal pushed).
+    #[cold]
+    fn fail_imm(&mut self, n: i64, e: WordError) -> WordError {
+        match self.push_fast(Value::int(n)) {
+            Ok(()) => e,
+            Err(overflow) => overflow,
+        }
+    }
+
     #[inline(always)]
-    fn top_int_imm(&mut self, n: i64) -> Result<i64, WordError> {
+    fn top_int(&self) -> Result<i64, WordError> {
         if self.depth() == 0 {
-            self.push_fast(Value::int(n))?;
             return Err(underflow());
         }
         match self.stack.last() {
@@ -464,24 +470,32 @@ impl State {
         if identity && self.depth() == 0 {
             return self.push_fast(Value::int(n));
         }
-        let a = self.top_int_imm(n)?;
-        let r =
-            f(a, n).ok_or_else(|| WordError::new(format!("{what} of {a} and {n} overflows")))?;
-        self.set_top(Value::int(r));
-        Ok(())
+        let r = self.top_int().and_then(|a| {
+            f(a, n).ok_or_else(|| WordError::new(format!("{what} of {a} and {n} overflows")))
+        });
+        match r {
+            Ok(r) => {
+                self.set_top(Value::int(r));
+                Ok(())
+            }
+            Err(e) => Err(self.fail_imm(n, e)),
+        }
     }
 
     #[inline(always)]
     fn compare_imm(&mut self, n: i64, f: fn(i64, i64) -> bool) -> Result<(), WordError> {
-        let a = self.top_int_imm(n)?;
-        self.set_top(Value::int(f(a, n) as i64));
-        Ok(())
+        match self.top_int() {
+            Ok(a) => {
+                self.set_top(Value::int(f(a, n) as i64));
+                Ok(())
+            }
+            Err(e) => Err(self.fail_imm(n, e)),
+        }
     }
 
     fn equal_imm(&mut self, n: i64, negate: bool) -> Result<(), WordError> {
         if self.depth() == 0 {
-            self.push_fast(Value::int(n))?;
-            return Err(underflow());
+            return Err(self.fail_imm(n, underflow()));
         }
         let eq = match self.stack.last() {
             Some(v) => super::words::values_equal(v, &Value::int(n)),
@@ -567,6 +581,7 @@ impl State {
                     }
                 }
             };
+            let at = ip;
             ip += 1;
             let r: Result<(), WordError> = match op {
                 Op::Int(n) => self.push_fast(Value::int(n)),
@@ -758,7 +773,7 @@ impl State {
                 },
             };
             if let Err(e) = r {
-                return Err(self.fault(&chunk, ip - 1, e));
+                return Err(self.fault(&chunk, at, e));
             }
         }
     }
