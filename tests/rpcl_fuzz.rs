@@ -30,10 +30,38 @@ impl Rng {
 }
 
 const NUMBERS: &[&str] = &[
-    "0", "1", "-1", "2", "3", "5", "7", "10", "16", "31", "32", "255", "256", "1023", "1024",
-    "65535", "65536", "4294967295", "9223372036854775807", "-9223372036854775808",
-    "9223372036854775808", "0x10", "0xff", "0xffffffffffffffff", "-0", "007", "+3", "1.5",
-    "99999999999999999999", "0x", "-", "",
+    "0",
+    "1",
+    "-1",
+    "2",
+    "3",
+    "5",
+    "7",
+    "10",
+    "16",
+    "31",
+    "32",
+    "255",
+    "256",
+    "1023",
+    "1024",
+    "65535",
+    "65536",
+    "4294967295",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "9223372036854775808",
+    "0x10",
+    "0xff",
+    "0xffffffffffffffff",
+    "-0",
+    "007",
+    "+3",
+    "1.5",
+    "99999999999999999999",
+    "0x",
+    "-",
+    "",
 ];
 
 const CONTROL: &[&str] = &[
@@ -42,10 +70,29 @@ const CONTROL: &[&str] = &[
 ];
 
 const STRINGS: &[&str] = &[
-    "\"\"", "\"x\"", "\"3 +\"", "\"dup\"", "\"aa:bb:cc:dd:ee:ff\"", "\"10.1.1.1\"",
-    "\"10.0.0.1-10.0.0.9\"", "\"::1\"", "\"0a0bff\"", "\"00:00:00:00:00:01-00:00:00:00:00:02\"",
-    "\"if\"", "\"begin 0 until\"", "\"x x\"", "\"1 if\"", "\"{ 2 + }\"", "\"a\\\"b\"", "\"\\q\"",
-    "\"#\"", "\"unterminated", "\"multi\nline\"", "\"set\"", "\"nip\"", "\"i\"",
+    "\"\"",
+    "\"x\"",
+    "\"3 +\"",
+    "\"dup\"",
+    "\"aa:bb:cc:dd:ee:ff\"",
+    "\"10.1.1.1\"",
+    "\"10.0.0.1-10.0.0.9\"",
+    "\"::1\"",
+    "\"0a0bff\"",
+    "\"00:00:00:00:00:01-00:00:00:00:00:02\"",
+    "\"if\"",
+    "\"begin 0 until\"",
+    "\"x x\"",
+    "\"1 if\"",
+    "\"{ 2 + }\"",
+    "\"a\\\"b\"",
+    "\"\\q\"",
+    "\"#\"",
+    "\"unterminated",
+    "\"multi\nline\"",
+    "\"set\"",
+    "\"nip\"",
+    "\"i\"",
 ];
 
 const NAMES: &[&str] = &["x", "y", "w", "macs", "three", "testvar", "f", "g", "rec"];
@@ -168,7 +215,11 @@ fn random_and_mutated_streams_never_panic() {
     let cases: u64 = std::env::var("RPCL_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(if cfg!(debug_assertions) { 50_000 } else { 200_000 });
+        .unwrap_or(if cfg!(debug_assertions) {
+            50_000
+        } else {
+            200_000
+        });
     let seed: u64 = std::env::var("RPCL_FUZZ_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -204,7 +255,10 @@ fn random_and_mutated_streams_never_panic() {
                 assert!(!e.is_empty());
                 e[0].clone()
             }),
-            1 => vm.disasm("fuzz.rpcl", &stream).map(|_| ()).map_err(|e| e[0].clone()),
+            1 => vm
+                .disasm("fuzz.rpcl", &stream)
+                .map(|_| ())
+                .map_err(|e| e[0].clone()),
             2..=4 => vm.run_file("fuzz.rpcl", &stream, &mut out),
             _ => vm.eval_line(&stream, &mut out),
         };
@@ -212,7 +266,10 @@ fn random_and_mutated_streams_never_panic() {
             Ok(()) => ok += 1,
             Err(e) => {
                 errors += 1;
-                assert!(e.0.contains("error: "), "badly formatted error {e:?} for {stream:?}");
+                assert!(
+                    e.0.contains("error: "),
+                    "badly formatted error {e:?} for {stream:?}"
+                );
             }
         }
         // Still usable: the top level is reset, and a line runs normally.
@@ -225,5 +282,8 @@ fn random_and_mutated_streams_never_panic() {
         "rpcl fuzz: {cases} streams (seed {seed}) in {:.1?}: {ok} ran, {errors} errors, {skipped} skipped (ms)",
         start.elapsed()
     );
-    assert!(ok > cases / 20 && errors > cases / 20, "the generator lost its variety");
+    assert!(
+        ok > cases / 20 && errors > cases / 20,
+        "the generator lost its variety"
+    );
 }

@@ -17,7 +17,7 @@ pub(crate) enum Op {
     /// Late-bound name: run the word it names now, or push the name.
     Bare(u32),
     /// A built-in implemented as a function.
-    Builtin(u16),
+    Builtin(u32),
     Jump(u32),
     JumpFalse(u32),
     Do,
@@ -30,9 +30,8 @@ pub(crate) enum Op {
     Bye,
     FrameOpen,
     FrameClose,
-    Load {
-        optional: bool,
-    },
+    Load,
+    LoadIfPresent,
     // The hot words get their own instruction (no call, no journal).
     Add,
     Sub,
@@ -353,7 +352,7 @@ impl<'t> Compiler<'t> {
             let i = *i;
             match BUILTINS[i as usize].kind {
                 Kind::Fn(_) => {
-                    self.emit(Op::Builtin(i), tok);
+                    self.emit(Op::Builtin(i as u32), tok);
                 }
                 Kind::Op(op) => {
                     self.emit(op, tok);
@@ -442,13 +441,8 @@ pub(crate) fn disasm(chunk: &Chunk, dict: &Dict) -> String {
             Op::Loop(t) => format!("loop      {t:04}"),
             Op::PlusLoop(t) => format!("+loop     {t:04}"),
             Op::Leave(t) => format!("leave     {t:04}"),
-            Op::Load { optional } => {
-                if *optional {
-                    "load-if-present".into()
-                } else {
-                    "load".into()
-                }
-            }
+            Op::Load => "load".into(),
+            Op::LoadIfPresent => "load-if-present".into(),
             Op::AddI(n) => format!("+ int    {n}"),
             Op::SubI(n) => format!("- int    {n}"),
             Op::MulI(n) => format!("* int    {n}"),

@@ -131,12 +131,12 @@ pub(crate) static BUILTINS: &[Builtin] = &[
     op(
         "load",
         "run an RPCL file; a missing file is an error ( filename - )",
-        Op::Load { optional: false },
+        Op::Load,
     ),
     op(
         "load-if-present",
         "run an RPCL file if it exists ( filename - )",
-        Op::Load { optional: true },
+        Op::LoadIfPresent,
     ),
     // stack
     op("dup", "duplicate the top item ( a - a a )", Op::Dup),
