@@ -184,7 +184,10 @@ fn mutate(rng: &mut Rng, seed: &str, vocab: &[String]) -> String {
                 s.insert_str(at, &piece);
             }
             4 => s.insert(at, *rng.pick(&['"', '{', '}', '#', '\\', '\n'])),
-            _ => s.insert_str(at, *rng.pick(CONTROL)),
+            _ => {
+                let word: &str = rng.pick(CONTROL);
+                s.insert_str(at, word)
+            }
         }
     }
     s
