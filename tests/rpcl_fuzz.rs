@@ -185,7 +185,7 @@ fn mutate(rng: &mut Rng, seed: &str, vocab: &[String]) -> String {
             }
             4 => s.insert(at, *rng.pick(&['"', '{', '}', '#', '\\', '\n'])),
             _ => {
-                let word: &str = rng.pick(CONTROL);
+                let word: &&str = rng.pick(CONTROL);
                 s.insert_str(at, word)
             }
         }
