@@ -103,6 +103,8 @@ struct Compiler<'t> {
     chunk: Chunk,
     /// The latest jump target: a literal before it cannot fuse with an operator at it.
     label: usize,
+    /// Where the open `do` structures are in `open` (`i`, `j` and `leave` look for them).
+    do_at: Vec<usize>,
     open: Vec<Open<'t>>,
     errors: Vec<CompileError>,
 }
@@ -152,7 +154,7 @@ impl<'t> Compiler<'t> {
         self.errors.push(CompileError {
             line: tok.line,
             col: tok.col,
-            word: tok.text.clone(),
+            word: super::value::shorten(&tok.text, 40),
             msg,
         });
     }
@@ -169,10 +171,7 @@ impl<'t> Compiler<'t> {
     }
 
     fn loops_open(&self) -> usize {
-        self.open
-            .iter()
-            .filter(|o| matches!(o.ctl, Ctl::Do { .. }))
-            .count()
+        self.do_at.len()
     }
 
     fn control(&mut self, tok: &'t Token) {
@@ -256,6 +255,7 @@ impl<'t> Compiler<'t> {
                 self.emit(Op::Do, tok);
                 let body = self.chunk.ops.len();
                 self.label = body;
+                self.do_at.push(self.open.len());
                 self.open.push(Open {
                     ctl: Ctl::Do {
                         body,
@@ -274,6 +274,7 @@ impl<'t> Compiler<'t> {
                     };
                     self.emit(op, tok);
                     let here = self.here();
+                    self.do_at.pop();
                     if let Some(Open {
                         ctl: Ctl::Do { leaves, .. },
                         ..
@@ -293,12 +294,11 @@ impl<'t> Compiler<'t> {
                     return;
                 }
                 let at = self.emit(Op::Leave(0), tok);
-                if let Some(Ctl::Do { leaves, .. }) = self
-                    .open
-                    .iter_mut()
-                    .rev()
-                    .map(|o| &mut o.ctl)
-                    .find(|c| matches!(c, Ctl::Do { .. }))
+                let innermost = self.do_at.last().copied().unwrap_or(0);
+                if let Some(Open {
+                    ctl: Ctl::Do { leaves, .. },
+                    ..
+                }) = self.open.get_mut(innermost)
                 {
                     leaves.push(at);
                 }
@@ -400,6 +400,7 @@ pub(crate) fn compile(
         open: Vec::new(),
         errors: Vec::new(),
         label: 0,
+        do_at: Vec::new(),
     };
     for tok in tokens {
         c.token(tok, dict);

@@ -313,7 +313,7 @@ impl State {
         let word = chunk
             .toks
             .get(ip)
-            .map(|t| t.to_string())
+            .map(|t| super::value::shorten(t, 40))
             .unwrap_or_default();
         // The position is where the error happened in a file or line; inside compound words
         // it is the place that called them.

@@ -470,7 +470,7 @@ fn fetch(cx: &mut Ctx<'_>) -> Result<(), WordError> {
         Some(Entry::Builtin(i)) => Value::string(BUILTINS[*i as usize].help),
         Some(Entry::Host { help, .. }) => Value::string(help),
         Some(Entry::Word { source, .. }) => Value::string(source),
-        _ => return err(format!("\"{name}\" is not defined")),
+        _ => return err(format!("{} is not defined", v.describe())),
     };
     cx.st.pop()?;
     cx.st.push(found)
@@ -1044,7 +1044,7 @@ fn forget(cx: &mut Ctx<'_>) -> Result<(), WordError> {
             cx.pop()?;
             Ok(())
         }
-        _ => err(format!("\"{name}\" is not defined")),
+        _ => err(format!("{} is not defined", v.describe())),
     }
 }
 
