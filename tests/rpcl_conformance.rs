@@ -328,3 +328,28 @@ fn run_of_a_missing_file_fails_cleanly() {
         "{err}"
     );
 }
+
+#[test]
+fn ctrl_c_interrupts_a_running_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("spin.rpcl");
+    std::fs::write(&f, "\"spinning\" . .fflush\nbegin 0 until\n").unwrap();
+    let child = Command::new(BIN)
+        .arg("run")
+        .arg(&f)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: plain kill(2) on the pid of the child this test started.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(rc, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "spinning\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("{}:2:9: error: until: interrupted\n", f.display())
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

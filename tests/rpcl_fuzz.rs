@@ -290,3 +290,38 @@ fn random_and_mutated_streams_never_panic() {
         "the generator lost its variety"
     );
 }
+
+/// Sources shaped to find quadratic corners (one huge line, deep nesting) run to the end.
+#[test]
+fn pathological_sources_complete() {
+    let long_line = ["1 drop"; 200_000].join(" ") + " 7 .";
+    let deep_loops = format!(
+        "0 {} {} {} .",
+        ["1 0 do"; 20_000].join(" "),
+        ["i drop leave"; 20_000].join(" "),
+        ["loop"; 20_000].join(" ")
+    );
+    let deep_frames = format!(
+        "{} 1 {} .",
+        ["{"; 50_000].join(" "),
+        ["}"; 50_000].join(" ")
+    );
+    let deep_ifs = format!(
+        "{} 5 . {}",
+        ["1 if"; 50_000].join(" "),
+        ["then"; 50_000].join(" ")
+    );
+    for (src, want) in [
+        (long_line, "7\n"),
+        (deep_loops, "0\n"),
+        (deep_frames, "1\n"),
+        (deep_ifs, "5\n"),
+    ] {
+        let mut vm = Vm::new();
+        let mut out = Vec::new();
+        vm.run_file("big.rpcl", &src, &mut out).unwrap();
+        assert_eq!(String::from_utf8_lossy(&out), want);
+    }
+    let unbalanced = ["do"; 100_000].join("\n");
+    assert_eq!(check("u.rpcl", &unbalanced).unwrap_err().len(), 100_000);
+}
