@@ -47,14 +47,19 @@ enum Command {
 
 fn main() -> ExitCode {
     use ethertap::rpcl::cli;
+    let local_vm = || {
+        let mut vm = cli::local_vm();
+        vm.set_var("version.ethertap", env!("CARGO_PKG_VERSION"));
+        vm
+    };
     match Cli::parse().command {
         Command::Run {
             file,
             args,
             local: _,
-        } => cli::run_local(cli::local_vm(), &file, args),
-        Command::Eval { line, local: _ } => cli::eval_local(cli::local_vm(), &line),
+        } => cli::run_local(local_vm(), &file, args),
+        Command::Eval { line, local: _ } => cli::eval_local(local_vm(), &line),
         Command::Check { file, disasm } => cli::check(&file, disasm),
-        Command::Console => cli::console_local(cli::local_vm()),
+        Command::Console => cli::console_local(local_vm()),
     }
 }
