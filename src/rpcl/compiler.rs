@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
-    /// Push a canonical decimal number.
-    Int(i64),
+    /// Push a canonical decimal number that fits 32 bits (wider ones are constants): an op
+    /// stays 8 bytes, one register.
+    Int(i32),
     /// Push a constant of the chunk.
     Const(u32),
     /// Late-bound name: run the word it names now, or push the name.
@@ -47,15 +48,15 @@ pub(crate) enum Op {
     Swap,
     Over,
     // A number literal fused with the operator after it (`1 +`, `5 <`).
-    AddI(i64),
-    SubI(i64),
-    MulI(i64),
-    LtI(i64),
-    GtI(i64),
-    LeI(i64),
-    GeI(i64),
-    EqI(i64),
-    NeI(i64),
+    AddI(i32),
+    SubI(i32),
+    MulI(i32),
+    LtI(i32),
+    GtI(i32),
+    LeI(i32),
+    GeI(i32),
+    EqI(i32),
+    NeI(i32),
 }
 
 #[derive(Clone, Debug)]
@@ -161,7 +162,7 @@ impl<'t> Compiler<'t> {
 
     fn push_const(&mut self, v: Value, tok: &Token) {
         let op = match v.0 {
-            super::value::Repr::Int(n) => Op::Int(n),
+            super::value::Repr::Int(n) if i32::try_from(n).is_ok() => Op::Int(n as i32),
             _ => {
                 self.chunk.consts.push(v);
                 Op::Const(self.chunk.consts.len() as u32 - 1)
@@ -362,7 +363,7 @@ impl<'t> Compiler<'t> {
             return;
         }
         if let Some(n) = canonical_int(text.as_bytes()) {
-            self.emit(Op::Int(n), tok);
+            self.push_const(Value::int(n), tok);
             return;
         }
         if text.len() > MAX_STRING {
@@ -483,5 +484,15 @@ fn op_name(op: Op) -> &'static str {
         Op::Swap => "swap",
         Op::Over => "over",
         _ => "?",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Op;
+
+    #[test]
+    fn an_op_is_one_register() {
+        assert_eq!(std::mem::size_of::<Op>(), 8);
     }
 }

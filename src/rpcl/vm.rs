@@ -640,7 +640,7 @@ impl State {
             let at = pc;
             pc += 1;
             let r: Result<(), WordError> = match op {
-                Op::Int(n) => self.push_fast(Value::int(n)),
+                Op::Int(n) => self.push_fast(Value::int(n as i64)),
                 Op::Const(k) => match chunk.consts.get(k as usize) {
                     Some(v) => self.push_fast(v.clone()),
                     None => Err(WordError::new("bad constant")),
@@ -653,15 +653,15 @@ impl State {
                 Op::Le => self.compare(|a, b| a <= b),
                 Op::Ge => self.compare(|a, b| a >= b),
                 Op::Eq => self.equal(false),
-                Op::AddI(n) => self.binary_imm(n, i64::checked_add, "sum", true),
-                Op::MulI(n) => self.binary_imm(n, i64::checked_mul, "product", true),
-                Op::SubI(n) => self.binary_imm(n, i64::checked_sub, "difference", false),
-                Op::LtI(n) => self.compare_imm(n, |a, b| a < b),
-                Op::GtI(n) => self.compare_imm(n, |a, b| a > b),
-                Op::LeI(n) => self.compare_imm(n, |a, b| a <= b),
-                Op::GeI(n) => self.compare_imm(n, |a, b| a >= b),
-                Op::EqI(n) => self.equal_imm(n, false),
-                Op::NeI(n) => self.equal_imm(n, true),
+                Op::AddI(n) => self.binary_imm(n as i64, i64::checked_add, "sum", true),
+                Op::MulI(n) => self.binary_imm(n as i64, i64::checked_mul, "product", true),
+                Op::SubI(n) => self.binary_imm(n as i64, i64::checked_sub, "difference", false),
+                Op::LtI(n) => self.compare_imm(n as i64, |a, b| a < b),
+                Op::GtI(n) => self.compare_imm(n as i64, |a, b| a > b),
+                Op::LeI(n) => self.compare_imm(n as i64, |a, b| a <= b),
+                Op::GeI(n) => self.compare_imm(n as i64, |a, b| a >= b),
+                Op::EqI(n) => self.equal_imm(n as i64, false),
+                Op::NeI(n) => self.equal_imm(n as i64, true),
                 Op::Ne => self.equal(true),
                 Op::Dup => match self.peek(0) {
                     Ok(v) => {
