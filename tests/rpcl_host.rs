@@ -299,3 +299,26 @@ fn check_reports_all_errors_without_running() {
     );
     assert!(ethertap::rpcl::check("ok.rpcl", "1 2 + . \"x\" y !!").is_ok());
 }
+
+/// (ref) `random64 .` prints like `0x4bcb286cfd056aac`: 0x and 16 lower-case hex digits.
+#[test]
+fn random_values_print_in_the_reference_format() {
+    let mut vm = Vm::new();
+    let mut seen = std::collections::HashSet::new();
+    for (word, digits) in [("random64", 16), ("random32", 8)] {
+        for _ in 0..20 {
+            let out = eval(&mut vm, &format!("{word} .")).unwrap();
+            let hex = out
+                .strip_prefix("0x")
+                .and_then(|s| s.strip_suffix('\n'))
+                .unwrap_or_else(|| panic!("{word} printed {out:?}"));
+            assert_eq!(hex.len(), digits, "{out:?}");
+            assert!(
+                hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
+                "{out:?}"
+            );
+            seen.insert(out);
+        }
+    }
+    assert!(seen.len() >= 39, "random words repeat: {seen:?}");
+}
