@@ -45,6 +45,11 @@ enum Command {
 
 fn main() -> ExitCode {
     use ethertap::rpcl::cli;
+    let local_vm = || {
+        let mut vm = cli::local_vm();
+        vm.set_var("version.ethertap", env!("CARGO_PKG_VERSION"));
+        vm
+    };
     match Cli::parse().command {
         Command::Start(args) => match ethertap::ixdp::cli::run_start(&args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -57,9 +62,9 @@ fn main() -> ExitCode {
             file,
             args,
             local: _,
-        } => cli::run_local(cli::local_vm(), &file, args),
-        Command::Eval { line, local: _ } => cli::eval_local(cli::local_vm(), &line),
+        } => cli::run_local(local_vm(), &file, args),
+        Command::Eval { line, local: _ } => cli::eval_local(local_vm(), &line),
         Command::Check { file, disasm } => cli::check(&file, disasm),
-        Command::Console => cli::console_local(cli::local_vm()),
+        Command::Console => cli::console_local(local_vm()),
     }
 }

@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-/// A VM for the local front ends: standard library, `version.ethertap`, colour when stdout
-/// is a terminal. The caller may register more words (e.g. the engine's "unavailable" ones).
+/// A VM for the local front ends: standard library, colour when stdout is a terminal. The
+/// binary adds `version.ethertap` and may register more words (e.g. the engine's
+/// "unavailable" ones) before handing it to `run_local`, `eval_local` or `console_local`.
 pub fn local_vm() -> Vm {
     let mut vm = Vm::new();
-    vm.set_var("version.ethertap", env!("CARGO_PKG_VERSION"));
     vm.set_color(std::io::stdout().is_terminal());
     vm
 }

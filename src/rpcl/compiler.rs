@@ -10,14 +10,15 @@ use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
-    /// Push a canonical decimal number.
-    Int(i64),
+    /// Push a canonical decimal number that fits 32 bits (wider ones are constants): an op
+    /// stays 8 bytes, one register.
+    Int(i32),
     /// Push a constant of the chunk.
     Const(u32),
     /// Late-bound name: run the word it names now, or push the name.
     Bare(u32),
     /// A built-in implemented as a function.
-    Builtin(u16),
+    Builtin(u32),
     Jump(u32),
     JumpFalse(u32),
     Do,
@@ -30,9 +31,8 @@ pub(crate) enum Op {
     Bye,
     FrameOpen,
     FrameClose,
-    Load {
-        optional: bool,
-    },
+    Load,
+    LoadIfPresent,
     // The hot words get their own instruction (no call, no journal).
     Add,
     Sub,
@@ -48,15 +48,15 @@ pub(crate) enum Op {
     Swap,
     Over,
     // A number literal fused with the operator after it (`1 +`, `5 <`).
-    AddI(i64),
-    SubI(i64),
-    MulI(i64),
-    LtI(i64),
-    GtI(i64),
-    LeI(i64),
-    GeI(i64),
-    EqI(i64),
-    NeI(i64),
+    AddI(i32),
+    SubI(i32),
+    MulI(i32),
+    LtI(i32),
+    GtI(i32),
+    LeI(i32),
+    GeI(i32),
+    EqI(i32),
+    NeI(i32),
 }
 
 #[derive(Clone, Debug)]
@@ -104,6 +104,8 @@ struct Compiler<'t> {
     chunk: Chunk,
     /// The latest jump target: a literal before it cannot fuse with an operator at it.
     label: usize,
+    /// Where the open `do` structures are in `open` (`i`, `j` and `leave` look for them).
+    do_at: Vec<usize>,
     open: Vec<Open<'t>>,
     errors: Vec<CompileError>,
 }
@@ -153,14 +155,14 @@ impl<'t> Compiler<'t> {
         self.errors.push(CompileError {
             line: tok.line,
             col: tok.col,
-            word: tok.text.clone(),
+            word: super::value::shorten(&tok.text, 40),
             msg,
         });
     }
 
     fn push_const(&mut self, v: Value, tok: &Token) {
         let op = match v.0 {
-            super::value::Repr::Int(n) => Op::Int(n),
+            super::value::Repr::Int(n) if i32::try_from(n).is_ok() => Op::Int(n as i32),
             _ => {
                 self.chunk.consts.push(v);
                 Op::Const(self.chunk.consts.len() as u32 - 1)
@@ -170,10 +172,7 @@ impl<'t> Compiler<'t> {
     }
 
     fn loops_open(&self) -> usize {
-        self.open
-            .iter()
-            .filter(|o| matches!(o.ctl, Ctl::Do { .. }))
-            .count()
+        self.do_at.len()
     }
 
     fn control(&mut self, tok: &'t Token) {
@@ -257,6 +256,7 @@ impl<'t> Compiler<'t> {
                 self.emit(Op::Do, tok);
                 let body = self.chunk.ops.len();
                 self.label = body;
+                self.do_at.push(self.open.len());
                 self.open.push(Open {
                     ctl: Ctl::Do {
                         body,
@@ -275,6 +275,7 @@ impl<'t> Compiler<'t> {
                     };
                     self.emit(op, tok);
                     let here = self.here();
+                    self.do_at.pop();
                     if let Some(Open {
                         ctl: Ctl::Do { leaves, .. },
                         ..
@@ -294,12 +295,11 @@ impl<'t> Compiler<'t> {
                     return;
                 }
                 let at = self.emit(Op::Leave(0), tok);
-                if let Some(Ctl::Do { leaves, .. }) = self
-                    .open
-                    .iter_mut()
-                    .rev()
-                    .map(|o| &mut o.ctl)
-                    .find(|c| matches!(c, Ctl::Do { .. }))
+                let innermost = self.do_at.last().copied().unwrap_or(0);
+                if let Some(Open {
+                    ctl: Ctl::Do { leaves, .. },
+                    ..
+                }) = self.open.get_mut(innermost)
                 {
                     leaves.push(at);
                 }
@@ -353,7 +353,7 @@ impl<'t> Compiler<'t> {
             let i = *i;
             match BUILTINS[i as usize].kind {
                 Kind::Fn(_) => {
-                    self.emit(Op::Builtin(i), tok);
+                    self.emit(Op::Builtin(i as u32), tok);
                 }
                 Kind::Op(op) => {
                     self.emit(op, tok);
@@ -363,7 +363,7 @@ impl<'t> Compiler<'t> {
             return;
         }
         if let Some(n) = canonical_int(text.as_bytes()) {
-            self.emit(Op::Int(n), tok);
+            self.push_const(Value::int(n), tok);
             return;
         }
         if text.len() > MAX_STRING {
@@ -401,6 +401,7 @@ pub(crate) fn compile(
         open: Vec::new(),
         errors: Vec::new(),
         label: 0,
+        do_at: Vec::new(),
     };
     for tok in tokens {
         c.token(tok, dict);
@@ -442,13 +443,8 @@ pub(crate) fn disasm(chunk: &Chunk, dict: &Dict) -> String {
             Op::Loop(t) => format!("loop      {t:04}"),
             Op::PlusLoop(t) => format!("+loop     {t:04}"),
             Op::Leave(t) => format!("leave     {t:04}"),
-            Op::Load { optional } => {
-                if *optional {
-                    "load-if-present".into()
-                } else {
-                    "load".into()
-                }
-            }
+            Op::Load => "load".into(),
+            Op::LoadIfPresent => "load-if-present".into(),
             Op::AddI(n) => format!("+ int    {n}"),
             Op::SubI(n) => format!("- int    {n}"),
             Op::MulI(n) => format!("* int    {n}"),
@@ -488,5 +484,15 @@ fn op_name(op: Op) -> &'static str {
         Op::Swap => "swap",
         Op::Over => "over",
         _ => "?",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Op;
+
+    #[test]
+    fn an_op_is_one_register() {
+        assert_eq!(std::mem::size_of::<Op>(), 8);
     }
 }

@@ -98,6 +98,7 @@ fn console_loop(
     backend: &mut dyn ConsoleBackend,
     history_file: Option<&PathBuf>,
 ) -> anyhow::Result<()> {
+    let flag = backend.interrupt_flag();
     let mut ed: Editor<WordCompleter, DefaultHistory> = Editor::new()?;
     ed.set_helper(Some(WordCompleter {
         names: backend.word_names(),
@@ -131,6 +132,10 @@ fn console_loop(
                 let mut out = stdout.lock();
                 let r = backend.eval(&text, &mut out);
                 if let Err(e) = &r {
+                    // After Ctrl-C the terminal has echoed "^C": start a fresh line.
+                    if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                        let _ = writeln!(out);
+                    }
                     let _ = writeln!(out, "{e}");
                 }
                 let _ = out.flush();

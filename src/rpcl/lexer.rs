@@ -63,12 +63,15 @@ fn located_piece(s: &str, start: usize) -> IResult<&str, (usize, Piece<'_>)> {
     string_piece(s).map(|(rest, p)| (rest, (start - s.len(), p)))
 }
 
-fn string_body<'a>(i: &'a str) -> IResult<&'a str, (String, Option<(usize, char)>)> {
+/// A string's text and its first bad escape (offset in the body, character).
+type StringBody = (String, Option<(usize, char)>);
+
+fn string_body<'a>(i: &'a str) -> IResult<&'a str, StringBody> {
     let start = i.len();
     fold_many0(
         move |s: &'a str| located_piece(s, start),
         || (String::new(), None),
-        |(mut s, mut bad): (String, Option<(usize, char)>), (at, p)| {
+        |(mut s, mut bad): StringBody, (at, p)| {
             match p {
                 Piece::Text(t) => s.push_str(t),
                 Piece::Escape(c) => s.push(c),
@@ -98,29 +101,45 @@ fn bare(i: &str) -> IResult<&str, &str> {
     take_while1(|c: char| !is_space(c)).parse(i)
 }
 
-/// Position lookup: byte offset to 1-based line and (character) column.
+/// Byte offset to 1-based line and (character) column. Tokens come in source order, so the
+/// cursor only moves forward: positions cost O(length of the text) in all.
 struct Lines<'a> {
     text: &'a str,
-    starts: Vec<usize>,
+    off: usize,
+    line: u32,
+    col: u32,
 }
 
 impl<'a> Lines<'a> {
     fn new(text: &'a str) -> Self {
-        let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Lines { text, starts }
+        Lines {
+            text,
+            off: 0,
+            line: 1,
+            col: 1,
+        }
     }
-    fn pos(&self, off: usize) -> (u32, u32) {
-        let line = self.starts.partition_point(|&s| s <= off) - 1;
-        let col = self.text[self.starts[line]..off].chars().count() + 1;
-        (line as u32 + 1, col as u32)
+    fn pos(&mut self, off: usize) -> (u32, u32) {
+        if off < self.off {
+            *self = Lines::new(self.text);
+        }
+        for c in self.text[self.off..off].chars() {
+            if c == '\n' {
+                self.line += 1;
+                self.col = 1;
+            } else {
+                self.col += 1;
+            }
+        }
+        self.off = off;
+        (self.line, self.col)
     }
 }
 
 /// Split source into tokens. Errors are collected; scanning goes on after a bad escape, and an
 /// unterminated string ends the source.
 pub fn tokenize(text: &str) -> (Vec<Token>, Vec<LexError>) {
-    let lines = Lines::new(text);
+    let mut lines = Lines::new(text);
     let mut tokens = Vec::new();
     let mut errors = Vec::new();
     let mut rest = text;

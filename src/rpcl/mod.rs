@@ -4,6 +4,21 @@
 //! structures resolved to jumps) → [`vm`] (data stack, frames, return stack, dictionary).
 //! Hosts (the engine, the packet queue) add their own words through [`Vm::register`] and see
 //! the stack only through [`Ctx`].
+//!
+//! Design points:
+//! * Late binding: a bare token that names a built-in is bound when compiled (built-ins never
+//!   change); any other name is an index into the dictionary, looked up when it runs: a
+//!   compound word runs, anything else pushes the token. Numbers are never names.
+//! * Numbers stay strings in the language, but an integer whose text is canonical is kept as
+//!   an `i64` ([`Value`]); other spellings (`0x10`) keep their exact text. Literals are
+//!   classified at compile time, and a literal followed by an arithmetic or comparison word
+//!   becomes one instruction.
+//! * A failing word leaves the stack as it was before that word (items it popped come back);
+//!   frames, loops and calls are reset. Errors are one line, `FILE:LINE:COL: error: WORD: msg`.
+//! * The instruction budget is charged at backward jumps (by the length of the loop body)
+//!   and at calls, so every unbounded execution pays for itself; straight-line code is
+//!   bounded by its length. The interrupt flag is polled at the same places and by waiting
+//!   words.
 
 pub mod cli;
 pub(crate) mod compiler;

@@ -223,8 +223,16 @@ impl Value {
         match self.data_parts() {
             Some((Subtype::Generic, b)) => format!("data of length {}", b.len()),
             Some((t, b)) => format!("{} {}", t.name(), data_text(t, b)),
-            None => format!("\"{}\"", self.text()),
+            None => format!("\"{}\"", shorten(&self.text(), 64)),
         }
+    }
+}
+
+/// At most `max` characters of `s`, with "…" when cut (error messages stay one short line).
+pub(crate) fn shorten(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
     }
 }
 
@@ -252,7 +260,7 @@ pub(crate) fn canonical_int(b: &[u8]) -> Option<i64> {
 
 /// RPCL number syntax: optional sign, decimal or `0x` hex, 64-bit signed.
 pub(crate) fn parse_number(b: &[u8]) -> Result<i64, WordError> {
-    let text = || String::from_utf8_lossy(b);
+    let text = || shorten(&String::from_utf8_lossy(b), 64);
     let bad = || WordError::new(format!("\"{}\" is not a number", text()));
     let (neg, rest) = match b.first() {
         Some(b'-') => (true, &b[1..]),
@@ -426,7 +434,7 @@ pub(crate) fn hexdump(b: &[u8]) -> String {
 /// Integer conversions of `str->int8_t` … `str->uint64_t`, range-checked, host byte order.
 pub(crate) fn int_data(t: Subtype, text: &[u8]) -> Result<Value, WordError> {
     let (w, signed) = t.int_kind().unwrap_or((8, true));
-    let name = String::from_utf8_lossy(text);
+    let name = shorten(&String::from_utf8_lossy(text), 64);
     let out_of_range = || WordError::new(format!("\"{name}\" is out of range for {}", t.name()));
     // uint64_t needs the full unsigned range, beyond the 64-bit signed numbers.
     let v: i128 = if !signed && w == 8 {

@@ -37,6 +37,14 @@ pub(crate) struct CallFrame {
     loops: usize,
 }
 
+/// How a stretch of one chunk ended.
+enum Transfer {
+    Return,
+    Call(Arc<Chunk>),
+    Bye,
+    Fault(usize, WordError),
+}
+
 /// A typed, ordered set of `set.*` words.
 pub(crate) struct Set {
     /// `None` holds strings.
@@ -305,7 +313,7 @@ impl State {
         let word = chunk
             .toks
             .get(ip)
-            .map(|t| t.to_string())
+            .map(|t| super::value::shorten(t, 40))
             .unwrap_or_default();
         // The position is where the error happened in a file or line; inside compound words
         // it is the place that called them.
@@ -355,28 +363,14 @@ impl State {
         r
     }
 
-    fn enter(
-        &mut self,
-        chunk: &mut Arc<Chunk>,
-        ip: &mut usize,
-        callee: Arc<Chunk>,
-        left: &mut u64,
-    ) -> Result<(), WordError> {
+    /// The checks before a call: execution depth, budget, interrupt.
+    fn may_call(&self, left: &mut u64) -> Result<(), WordError> {
         if self.calls.len() + 1 >= MAX_DEPTH {
             return Err(WordError::new(format!(
                 "execution depth limit ({MAX_DEPTH}) exceeded"
             )));
         }
-        self.tick(left, 1)?;
-        let caller = std::mem::replace(chunk, callee);
-        self.calls.push(CallFrame {
-            chunk: caller,
-            ip: *ip,
-            frames: self.frames.len(),
-            loops: self.loops.len(),
-        });
-        *ip = 0;
-        Ok(())
+        self.tick(left, 1)
     }
 
     /// Two numbers of the current frame (second, top), left on the stack.
@@ -396,8 +390,36 @@ impl State {
         }
     }
 
+    /// Integer fast path of the binary operators: both operands are cached integers, so the
+    /// result overwrites the second one in place and nothing needs dropping.
+    #[inline(always)]
+    fn int_pair_in_place(&mut self, f: impl Fn(i64, i64) -> Option<i64>) -> bool {
+        let len = self.stack.len();
+        if len < self.fbase + 2 {
+            return false;
+        }
+        let r = match (&self.stack[len - 2].0, &self.stack[len - 1].0) {
+            (Repr::Int(a), Repr::Int(b)) => f(*a, *b),
+            _ => None,
+        };
+        let Some(r) = r else {
+            return false;
+        };
+        if let Some(top) = self.stack.pop() {
+            // An integer owns nothing: skip the drop glue.
+            std::mem::forget(top);
+        }
+        if let Some(Value(Repr::Int(x))) = self.stack.last_mut() {
+            *x = r;
+        }
+        true
+    }
+
     #[inline(always)]
     fn binary(&mut self, f: fn(i64, i64) -> Option<i64>, what: &str) -> Result<(), WordError> {
+        if self.int_pair_in_place(f) {
+            return Ok(());
+        }
         let (a, b) = self.two_ints()?;
         let r =
             f(a, b).ok_or_else(|| WordError::new(format!("{what} of {a} and {b} overflows")))?;
@@ -411,6 +433,9 @@ impl State {
     /// `+` and `*`: alone in its frame, the missing operand is the identity.
     #[inline(always)]
     fn additive(&mut self, f: fn(i64, i64) -> Option<i64>, what: &str) -> Result<(), WordError> {
+        if self.int_pair_in_place(f) {
+            return Ok(());
+        }
         if self.depth() == 1 {
             let n = self.peek(0)?.as_int()?;
             if let Some(top) = self.stack.last_mut() {
@@ -423,6 +448,9 @@ impl State {
 
     #[inline(always)]
     fn compare(&mut self, f: fn(i64, i64) -> bool) -> Result<(), WordError> {
+        if self.int_pair_in_place(|a, b| Some(f(a, b) as i64)) {
+            return Ok(());
+        }
         let (a, b) = self.two_ints()?;
         self.stack.pop();
         if let Some(top) = self.stack.last_mut() {
@@ -431,12 +459,18 @@ impl State {
         Ok(())
     }
 
-    /// The top number of the frame; with an empty frame the literal is pushed first (as the
-    /// unfused `n OP` would have done) and the error is an underflow.
+    /// A fused `n OP` failed: leave the stack as the unfused pair would have (literal pushed).
+    #[cold]
+    fn fail_imm(&mut self, n: i64, e: WordError) -> WordError {
+        match self.push_fast(Value::int(n)) {
+            Ok(()) => e,
+            Err(overflow) => overflow,
+        }
+    }
+
     #[inline(always)]
-    fn top_int_imm(&mut self, n: i64) -> Result<i64, WordError> {
+    fn top_int(&self) -> Result<i64, WordError> {
         if self.depth() == 0 {
-            self.push_fast(Value::int(n))?;
             return Err(underflow());
         }
         match self.stack.last() {
@@ -464,24 +498,32 @@ impl State {
         if identity && self.depth() == 0 {
             return self.push_fast(Value::int(n));
         }
-        let a = self.top_int_imm(n)?;
-        let r =
-            f(a, n).ok_or_else(|| WordError::new(format!("{what} of {a} and {n} overflows")))?;
-        self.set_top(Value::int(r));
-        Ok(())
+        let r = self.top_int().and_then(|a| {
+            f(a, n).ok_or_else(|| WordError::new(format!("{what} of {a} and {n} overflows")))
+        });
+        match r {
+            Ok(r) => {
+                self.set_top(Value::int(r));
+                Ok(())
+            }
+            Err(e) => Err(self.fail_imm(n, e)),
+        }
     }
 
     #[inline(always)]
     fn compare_imm(&mut self, n: i64, f: fn(i64, i64) -> bool) -> Result<(), WordError> {
-        let a = self.top_int_imm(n)?;
-        self.set_top(Value::int(f(a, n) as i64));
-        Ok(())
+        match self.top_int() {
+            Ok(a) => {
+                self.set_top(Value::int(f(a, n) as i64));
+                Ok(())
+            }
+            Err(e) => Err(self.fail_imm(n, e)),
+        }
     }
 
     fn equal_imm(&mut self, n: i64, negate: bool) -> Result<(), WordError> {
         if self.depth() == 0 {
-            self.push_fast(Value::int(n))?;
-            return Err(underflow());
+            return Err(self.fail_imm(n, underflow()));
         }
         let eq = match self.stack.last() {
             Some(v) => super::words::values_equal(v, &Value::int(n)),
@@ -548,28 +590,57 @@ impl State {
         Ok(Some(chunk))
     }
 
-    /// The run loop.
+    /// The run loop: one chunk at a time; calls and returns switch chunks here.
     fn run(&mut self, entry: Arc<Chunk>, out: &mut dyn Write) -> Result<Flow, Fault> {
         let mut chunk = entry;
         let mut ip = 0usize;
         let mut left = self.budget;
         loop {
-            let Some(&op) = chunk.ops.get(ip) else {
-                // End of a compound word or loaded file: return to the caller.
-                match self.calls.pop() {
+            match self.run_chunk(&chunk, &mut ip, &mut left, out) {
+                Transfer::Return => match self.calls.pop() {
                     None => return Ok(Flow::Continue),
                     Some(c) => {
                         self.truncate_frames(c.frames);
                         self.loops.truncate(c.loops);
                         chunk = c.chunk;
                         ip = c.ip;
-                        continue;
                     }
+                },
+                Transfer::Call(callee) => {
+                    let caller = std::mem::replace(&mut chunk, callee);
+                    self.calls.push(CallFrame {
+                        chunk: caller,
+                        ip,
+                        frames: self.frames.len(),
+                        loops: self.loops.len(),
+                    });
+                    ip = 0;
                 }
+                Transfer::Bye => return Ok(Flow::Bye),
+                Transfer::Fault(at, e) => return Err(self.fault(&chunk, at, e)),
+            }
+        }
+    }
+
+    /// Execute one chunk from `ip` until it ends, calls, or fails. The op slice stays in
+    /// registers for the whole stretch.
+    fn run_chunk(
+        &mut self,
+        chunk: &Chunk,
+        ip: &mut usize,
+        left: &mut u64,
+        out: &mut dyn Write,
+    ) -> Transfer {
+        let ops = &chunk.ops[..];
+        let mut pc = *ip;
+        loop {
+            let Some(&op) = ops.get(pc) else {
+                return Transfer::Return;
             };
-            ip += 1;
+            let at = pc;
+            pc += 1;
             let r: Result<(), WordError> = match op {
-                Op::Int(n) => self.push_fast(Value::int(n)),
+                Op::Int(n) => self.push_fast(Value::int(n as i64)),
                 Op::Const(k) => match chunk.consts.get(k as usize) {
                     Some(v) => self.push_fast(v.clone()),
                     None => Err(WordError::new("bad constant")),
@@ -582,15 +653,15 @@ impl State {
                 Op::Le => self.compare(|a, b| a <= b),
                 Op::Ge => self.compare(|a, b| a >= b),
                 Op::Eq => self.equal(false),
-                Op::AddI(n) => self.binary_imm(n, i64::checked_add, "sum", true),
-                Op::MulI(n) => self.binary_imm(n, i64::checked_mul, "product", true),
-                Op::SubI(n) => self.binary_imm(n, i64::checked_sub, "difference", false),
-                Op::LtI(n) => self.compare_imm(n, |a, b| a < b),
-                Op::GtI(n) => self.compare_imm(n, |a, b| a > b),
-                Op::LeI(n) => self.compare_imm(n, |a, b| a <= b),
-                Op::GeI(n) => self.compare_imm(n, |a, b| a >= b),
-                Op::EqI(n) => self.equal_imm(n, false),
-                Op::NeI(n) => self.equal_imm(n, true),
+                Op::AddI(n) => self.binary_imm(n as i64, i64::checked_add, "sum", true),
+                Op::MulI(n) => self.binary_imm(n as i64, i64::checked_mul, "product", true),
+                Op::SubI(n) => self.binary_imm(n as i64, i64::checked_sub, "difference", false),
+                Op::LtI(n) => self.compare_imm(n as i64, |a, b| a < b),
+                Op::GtI(n) => self.compare_imm(n as i64, |a, b| a > b),
+                Op::LeI(n) => self.compare_imm(n as i64, |a, b| a <= b),
+                Op::GeI(n) => self.compare_imm(n as i64, |a, b| a >= b),
+                Op::EqI(n) => self.equal_imm(n as i64, false),
+                Op::NeI(n) => self.equal_imm(n as i64, true),
                 Op::Ne => self.equal(true),
                 Op::Dup => match self.peek(0) {
                     Ok(v) => {
@@ -624,10 +695,10 @@ impl State {
                     Err(e) => Err(e),
                 },
                 Op::Jump(t) => {
-                    let from = ip;
-                    ip = t as usize;
-                    if ip < from {
-                        self.tick(&mut left, from - ip)
+                    let from = pc;
+                    pc = t as usize;
+                    if pc < from {
+                        self.tick(left, from - pc)
                     } else {
                         Ok(())
                     }
@@ -635,10 +706,10 @@ impl State {
                 Op::JumpFalse(t) => match self.pop_flag() {
                     Ok(true) => Ok(()),
                     Ok(false) => {
-                        let from = ip;
-                        ip = t as usize;
-                        if ip < from {
-                            self.tick(&mut left, from - ip)
+                        let from = pc;
+                        pc = t as usize;
+                        if pc < from {
+                            self.tick(left, from - pc)
                         } else {
                             Ok(())
                         }
@@ -661,9 +732,9 @@ impl State {
                     Some(l) => match l.index.checked_add(1) {
                         Some(i) if i < l.limit => {
                             l.index = i;
-                            let from = ip;
-                            ip = t as usize;
-                            self.tick(&mut left, from.saturating_sub(ip))
+                            let from = pc;
+                            pc = t as usize;
+                            self.tick(left, from.saturating_sub(pc))
                         }
                         _ => {
                             self.loops.pop();
@@ -685,9 +756,9 @@ impl State {
                                 };
                                 if go_on {
                                     l.index = next.unwrap_or(0);
-                                    let from = ip;
-                                    ip = t as usize;
-                                    self.tick(&mut left, from.saturating_sub(ip))
+                                    let from = pc;
+                                    pc = t as usize;
+                                    self.tick(left, from.saturating_sub(pc))
                                 } else {
                                     self.loops.pop();
                                     Ok(())
@@ -702,7 +773,7 @@ impl State {
                     if let Some(l) = self.loops.pop() {
                         self.truncate_frames(l.frames);
                     }
-                    ip = t as usize;
+                    pc = t as usize;
                     Ok(())
                 }
                 Op::I | Op::J => {
@@ -713,11 +784,8 @@ impl State {
                         None => Err(WordError::new("not inside a loop")),
                     }
                 }
-                Op::Exit => {
-                    ip = chunk.ops.len();
-                    Ok(())
-                }
-                Op::Bye => return Ok(Flow::Bye),
+                Op::Exit => return Transfer::Return,
+                Op::Bye => return Transfer::Bye,
                 Op::FrameOpen => {
                     self.fbase = self.stack.len();
                     self.frames.push(self.fbase);
@@ -728,8 +796,14 @@ impl State {
                     self.truncate_frames(n);
                     Ok(())
                 }
-                Op::Load { optional } => match self.load(optional) {
-                    Ok(Some(callee)) => self.enter(&mut chunk, &mut ip, callee, &mut left),
+                Op::Load | Op::LoadIfPresent => match self.load(op == Op::LoadIfPresent) {
+                    Ok(Some(callee)) => match self.may_call(left) {
+                        Ok(()) => {
+                            *ip = pc;
+                            return Transfer::Call(callee);
+                        }
+                        Err(e) => Err(e),
+                    },
                     Ok(None) => Ok(()),
                     Err(e) => Err(e),
                 },
@@ -740,7 +814,13 @@ impl State {
                 Op::Bare(sym) => match self.dict.entries.get(sym as usize) {
                     Some(Entry::Word { chunk: c, .. }) => {
                         let c = c.clone();
-                        self.enter(&mut chunk, &mut ip, c, &mut left)
+                        match self.may_call(left) {
+                            Ok(()) => {
+                                *ip = pc;
+                                return Transfer::Call(c);
+                            }
+                            Err(e) => Err(e),
+                        }
                     }
                     Some(Entry::Host { f, .. }) => {
                         let f = f.clone();
@@ -758,7 +838,7 @@ impl State {
                 },
             };
             if let Err(e) = r {
-                return Err(self.fault(&chunk, ip - 1, e));
+                return Transfer::Fault(at, e);
             }
         }
     }

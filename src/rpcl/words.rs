@@ -131,12 +131,12 @@ pub(crate) static BUILTINS: &[Builtin] = &[
     op(
         "load",
         "run an RPCL file; a missing file is an error ( filename - )",
-        Op::Load { optional: false },
+        Op::Load,
     ),
     op(
         "load-if-present",
         "run an RPCL file if it exists ( filename - )",
-        Op::Load { optional: true },
+        Op::LoadIfPresent,
     ),
     // stack
     op("dup", "duplicate the top item ( a - a a )", Op::Dup),
@@ -470,7 +470,7 @@ fn fetch(cx: &mut Ctx<'_>) -> Result<(), WordError> {
         Some(Entry::Builtin(i)) => Value::string(BUILTINS[*i as usize].help),
         Some(Entry::Host { help, .. }) => Value::string(help),
         Some(Entry::Word { source, .. }) => Value::string(source),
-        _ => return err(format!("\"{name}\" is not defined")),
+        _ => return err(format!("{} is not defined", v.describe())),
     };
     cx.st.pop()?;
     cx.st.push(found)
@@ -515,18 +515,17 @@ fn underline(cx: &Ctx<'_>, s: &str) -> String {
 
 fn dot(cx: &mut Ctx<'_>) -> Result<(), WordError> {
     let v = cx.pop()?;
-    let text = match (&v.0, v.data_parts()) {
-        (_, Some((Subtype::Generic, b))) => hexdump(b),
-        (_, Some(_)) => format!("{}\n", underline(cx, &v.text())),
-        (Repr::Str(s), _) => {
-            let mut b = s.to_vec();
-            b.push(b'\n');
-            return cx.out.write_all(&b).map_err(io);
-        }
-        (Repr::Int(n), _) => format!("{n}\n"),
-        _ => String::new(),
+    let mut bytes = match v.data_parts() {
+        Some((Subtype::Generic, b)) => hexdump(b).into_bytes(),
+        Some(_) => underline(cx, &v.text()).into_bytes(),
+        // A string prints its exact bytes, valid UTF-8 or not.
+        None => v.bytes().into_owned(),
     };
-    emit(cx, &text)
+    // A hexdump ends its own lines.
+    if v.subtype() != Some(Subtype::Generic) {
+        bytes.push(b'\n');
+    }
+    cx.out.write_all(&bytes).map_err(io)
 }
 
 fn dot_x(cx: &mut Ctx<'_>) -> Result<(), WordError> {
@@ -779,18 +778,8 @@ fn abort(cx: &mut Ctx<'_>) -> Result<(), WordError> {
 }
 
 fn concat(cx: &mut Ctx<'_>) -> Result<(), WordError> {
-    let b = cx.st.peek(0)?.bytes().into_owned();
-    let a = cx.st.peek(1)?;
-    let mut s = if a.is_data() {
-        a.text().into_bytes()
-    } else {
-        a.bytes().into_owned()
-    };
-    if cx.st.peek(0)?.is_data() {
-        s.extend_from_slice(cx.st.peek(0)?.text().as_bytes());
-    } else {
-        s.extend_from_slice(&b);
-    }
+    let mut s = text_bytes(cx.st.peek(1)?);
+    s.extend_from_slice(&text_bytes(cx.st.peek(0)?));
     if s.len() > value::MAX_STRING {
         return err(format!(
             "string of {} bytes is longer than {}",
@@ -803,6 +792,7 @@ fn concat(cx: &mut Ctx<'_>) -> Result<(), WordError> {
     cx.push(Value::from_bytes(&s))
 }
 
+/// The bytes of a string, or the text form of data (what `concat` and `strlen` work on).
 fn text_bytes(v: &Value) -> Vec<u8> {
     if v.is_data() {
         v.text().into_bytes()
@@ -1044,7 +1034,7 @@ fn forget(cx: &mut Ctx<'_>) -> Result<(), WordError> {
             cx.pop()?;
             Ok(())
         }
-        _ => err(format!("\"{name}\" is not defined")),
+        _ => err(format!("{} is not defined", v.describe())),
     }
 }
 
