@@ -373,3 +373,21 @@ fn generic_xdp_mode_bridges_too_and_is_reported() {
     assert_eq!(eng.stat(0, "rx"), 3);
     assert_eq!(eng.stat(1, "rx"), 3);
 }
+
+#[test]
+fn warnings_name_unserved_queues_and_too_large_mtus() {
+    let lab = Lab::bridge("brwarn");
+    lab.sh(&lab.br, "ip link set dev p1 mtu 3000");
+    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
+    config.queues = Some(1);
+    config.queue_name = Some(format!("et-brwarn-{}", std::process::id()));
+    let eng = lab.start_engine_with(config);
+    let warnings = eng.engine.as_ref().unwrap().warnings().join("\n");
+    assert!(warnings.contains("p0 has 2 receive queues"), "{warnings}");
+    assert!(warnings.contains("p1 has 2 receive queues"), "{warnings}");
+    assert!(
+        warnings.contains("p1 has an MTU") && warnings.contains("jumbo"),
+        "{warnings}"
+    );
+    assert!(!warnings.contains("p0 has an MTU"), "{warnings}");
+}

@@ -225,6 +225,18 @@ impl Engine {
             }
         }
         for name in &config.interfaces {
+            // Ethernet header and two VLAN tags on top of the MTU.
+            let longest = netdev::mtu(name).unwrap_or(1500) + 14 + 8;
+            if longest > xsk::MAX_FRAME_LEN {
+                warnings.push(format!(
+                    "{name} has an MTU for frames of up to {longest} bytes; frames longer than \
+                     {} bytes are dropped (rx_dropped in if.qstats): jumbo frames are not \
+                     supported",
+                    xsk::MAX_FRAME_LEN
+                ));
+            }
+        }
+        for name in &config.interfaces {
             if !netdev::is_up(name).map_err(|e| format!("{name}: {e}"))? {
                 return Err(format!(
                     "{name} is down; bring it up first (ip link set dev {name} up)"

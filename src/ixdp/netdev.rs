@@ -125,6 +125,23 @@ pub fn rx_queue_count(name: &str) -> u32 {
     }
 }
 
+/// The interface's MTU.
+pub fn mtu(name: &str) -> io::Result<u32> {
+    let sock = control_socket()?;
+    // SAFETY: all-zero is a valid ifreq.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(ifname_bytes(name)?) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU fills ifr_mtu of the ifreq we own.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel set the mtu member of the union.
+    Ok(unsafe { req.ifr_ifru.ifru_mtu } as u32)
+}
+
 /// Whether the interface is administratively up.
 pub fn is_up(name: &str) -> io::Result<bool> {
     let sock = control_socket()?;

@@ -17,6 +17,8 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 pub const FRAME_SIZE: u32 = 2048;
 pub const RING_SIZE: u32 = 2048;
+/// The longest frame a UMEM frame holds (the kernel keeps XDP_PACKET_HEADROOM in front).
+pub const MAX_FRAME_LEN: u32 = FRAME_SIZE - 256;
 /// A frame of a circuit can sit in four rings (its port's fill and RX rings, the other port's
 /// TX and completion rings): with fewer frames than they hold together, a transmit backlog
 /// parks the whole circuit and the fill ring runs dry (measured: most losses under an unpaced
