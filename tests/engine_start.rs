@@ -286,3 +286,57 @@ fn a_failing_preset_stops_the_start_with_its_position_and_restores_the_interface
     assert!(e.contains("bad.rpcl") && e.contains('7'), "{e}");
     assert!(!attached(&lab, "p0") && !attached(&lab, "p1"));
 }
+
+#[test]
+fn on_a_terminal_start_runs_the_console_with_the_engine_words_and_bye_stops_it() {
+    let lab = Lab::bridge("stcon");
+    assert!(
+        Command::new("expect").arg("-v").output().is_ok(),
+        "this test needs `expect` (package expect)"
+    );
+    let queue_file = QueueFile::new("stcon");
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("console.exp");
+    std::fs::write(
+        &script,
+        format!(
+            r#"set timeout 10
+spawn ip netns exec {br} {bin} start --no-preset --queue-name {q} p0 p1
+expect {{
+  "ok " {{}}
+  timeout {{ puts "NO PROMPT"; exit 2 }}
+}}
+send "0 tap.rx.enable if.stats\r"
+expect {{
+  "RX tap                enabled" {{}}
+  timeout {{ puts "NO STATS"; exit 3 }}
+}}
+expect "ok "
+send "7 tap.rx.enable\r"
+expect {{
+  "7 is not an interface" {{}}
+  timeout {{ puts "NO ERROR"; exit 4 }}
+}}
+expect "ok "
+send "bye\r"
+expect {{
+  "stopped, interfaces restored" {{}}
+  timeout {{ puts "NO STOP"; exit 5 }}
+}}
+expect eof
+"#,
+            br = lab.br,
+            bin = BIN,
+            q = queue_file.0
+        ),
+    )
+    .unwrap();
+    let out = Command::new("expect")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run expect");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "console session failed:\n{text}");
+    assert!(!attached(&lab, "p0"), "XDP detached after bye");
+}
