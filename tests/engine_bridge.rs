@@ -391,3 +391,47 @@ fn warnings_name_unserved_queues_and_too_large_mtus() {
     );
     assert!(!warnings.contains("p0 has an MTU"), "{warnings}");
 }
+
+#[test]
+fn frames_for_a_port_that_is_down_count_as_noif_and_traffic_resumes_when_it_is_up() {
+    let lab = Lab::bridge("brdown");
+    let mut eng = lab.start_engine("brdown");
+    let s0 = lab.packet_socket(&lab.h1, "e0");
+    let s1 = lab.packet_socket(&lab.h2, "e1");
+    lab.sh(&lab.br, "ip link set dev p1 down");
+    let frames = frames_from(&[E0_MAC], 100, 60);
+    for f in &frames {
+        s0.send(f);
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert!(
+        s1.collect(1, Duration::from_millis(500)).is_empty(),
+        "nothing crosses a down port"
+    );
+    let noif = eng.stat(0, "noif");
+    let tx = eng.stat(1, "tx");
+    assert_eq!(eng.stat(0, "rx"), 100);
+    assert_eq!(
+        noif + tx,
+        100,
+        "each frame is either waiting in the TX ring or counted in noif"
+    );
+    assert!(
+        noif >= 90,
+        "once the kernel said the port is down, frames count as noif: {noif}"
+    );
+
+    lab.sh(&lab.br, "ip link set dev p1 up");
+    std::thread::sleep(Duration::from_millis(300));
+    s1.drain();
+    s0.send_all(&frames);
+    let got = s1.collect(frames.len(), QUIET);
+    let fresh: Vec<Vec<u8>> = got.iter().filter(|f| frames.contains(f)).cloned().collect();
+    assert!(
+        fresh.len() >= frames.len(),
+        "traffic flows again: {} of {}",
+        fresh.len(),
+        frames.len()
+    );
+    assert_eq!(eng.stat(0, "noif"), noif, "no new noif once the port is up");
+}

@@ -130,8 +130,9 @@ impl Worker {
             }
             drop(policy);
             for (p, dirty) in tx_dirty.iter_mut().enumerate() {
-                if *dirty {
-                    *dirty = kick_tx(&mut self.sockets.ports[p]);
+                let port = &mut self.sockets.ports[p];
+                if *dirty || port.down {
+                    *dirty = kick_tx(port);
                 }
             }
 
@@ -250,6 +251,7 @@ impl Worker {
         let mut fi_dropped = 0u64;
         let mut fi_flipped = 0u64;
         let mut fi_dup = 0u64;
+        let mut noif = 0u64;
         for d in scratch.rx[..n].iter_mut() {
             // SAFETY: d came from this UMEM's RX ring and is in no ring now.
             let frame = unsafe { umem.data(d) }.contents();
@@ -259,11 +261,16 @@ impl Worker {
                     q.push(frame, p as u8, Direction::Rx, ts);
                 }
             }
-            let Some(_) = o else {
+            let Some(out_port) = o else {
                 // Mirror mode: receive and tap only.
                 self.sockets.ports[p].free.push(*d);
                 continue;
             };
+            if self.sockets.ports[out_port].down {
+                noif += 1;
+                self.sockets.ports[p].free.push(*d);
+                continue;
+            }
             if policy.drop_selects(frame) {
                 dropped += 1;
                 self.sockets.ports[p].free.push(*d);
@@ -307,6 +314,9 @@ impl Worker {
         }
         if dropped > 0 {
             stats.add_drop(dropped);
+        }
+        if noif > 0 {
+            stats.add_noif(noif);
         }
         if fi_dropped > 0 {
             stats.add_fi_dropped(fi_dropped);
@@ -382,6 +392,11 @@ impl Worker {
 /// Asks the kernel to transmit what waits in the TX ring (copy mode needs a kick per 32
 /// descriptors). Returns whether frames are still waiting.
 fn kick_tx(port: &mut Port) -> bool {
+    // While the interface is down the kernel may also have drained the ring, so a down port
+    // is probed even with nothing to send: that is how it notices the port came back.
+    if port.down && !tx_kick(port) {
+        return port.tx.nb_free_exact() != RING_SIZE;
+    }
     for _ in 0..MAX_KICKS {
         if port.tx.nb_free_exact() == RING_SIZE {
             return false;
@@ -389,9 +404,29 @@ fn kick_tx(port: &mut Port) -> bool {
         if !port.tx.needs_wakeup() {
             return true;
         }
-        let _ = port.tx.wakeup();
+        if !tx_kick(port) {
+            return true;
+        }
     }
     port.tx.nb_free_exact() != RING_SIZE
+}
+
+/// One transmit kick; records and returns whether the interface is up. A raw sendto
+/// because `TxQueue::wakeup` hides ENETDOWN.
+fn tx_kick(port: &mut Port) -> bool {
+    // SAFETY: a zero-length sendto on our own socket, as AF_XDP defines the kick.
+    let rc = unsafe {
+        libc::sendto(
+            port.fd,
+            std::ptr::null(),
+            0,
+            libc::MSG_DONTWAIT,
+            std::ptr::null(),
+            0,
+        )
+    };
+    port.down = rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENETDOWN);
+    !port.down
 }
 
 fn pin_to_cpu(cpu: usize) {

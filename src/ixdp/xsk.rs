@@ -54,6 +54,9 @@ pub struct Port {
     /// Frames of this port's circuit held by the worker, ready for the fill ring.
     pub free: Vec<FrameDesc>,
     pub fd: RawFd,
+    /// The kernel refused to transmit because the interface is down: frames that would go
+    /// out here count as `noif` until a transmit kick succeeds again.
+    pub down: bool,
 }
 
 /// Every socket of one queue index, handed to that queue's worker.
@@ -130,6 +133,7 @@ pub fn open_queue(ifnames: &[String], queue: u32, zerocopy: bool) -> Result<Queu
             comp,
             free,
             fd,
+            down: false,
         });
     }
     Ok(QueueSockets {
