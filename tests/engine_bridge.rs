@@ -435,3 +435,106 @@ fn frames_for_a_port_that_is_down_count_as_noif_and_traffic_resumes_when_it_is_u
     );
     assert_eq!(eng.stat(0, "noif"), noif, "no new noif once the port is up");
 }
+
+#[test]
+fn runt_and_odd_frames_are_forwarded_or_counted_without_harm() {
+    let lab = Lab::bridge("brrunt");
+    let mut eng = lab.start_engine("brrunt");
+    eng.ok("0 tap.rx.enable 1 tap.tx.enable 0 fault.enable 100000 0 fault.flip.probability");
+    eng.ok("100000 0 fault.dup.probability");
+    let s0 = lab.packet_socket(&lab.h1, "e0");
+    let s1 = lab.packet_socket(&lab.h2, "e1");
+    // 14 bytes (header only), 15 (one byte after it), a 4-tag VLAN stack, a full-size frame.
+    let mut frames = vec![
+        frame(E1_MAC, E0_MAC, &[], 0, 0)[..14].to_vec(),
+        frame(E1_MAC, E0_MAC, &[], 0, 0)[..15].to_vec(),
+        frame(
+            E1_MAC,
+            E0_MAC,
+            &[(0x88a8, 1), (0x8100, 2), (0x8100, 3), (0x8100, 4)],
+            7,
+            80,
+        ),
+        frame(E1_MAC, E0_MAC, &[], 9, 1514),
+    ];
+    frames.push(frame(E1_MAC, [0xff; 6], &[], 10, 60)); // broadcast as source
+    for f in &frames {
+        s0.send(f);
+    }
+    let got = s1.collect(2 * frames.len(), QUIET);
+    assert_eq!(eng.stat(0, "rx"), frames.len() as u64);
+    // The 14-byte frame has no byte at offset 14 or later to flip; everything else is
+    // flipped and duplicated.
+    assert_eq!(got.len(), 2 * frames.len(), "each frame twice");
+    assert!(got.iter().all(|g| g.len() >= 14));
+    let stats = eng.ok("if.stats");
+    assert!(stats.contains("duplicated by FI"), "{stats}");
+    eng.ok("0 if.mac.show 0 if.etype.show 0 0 if.qstats");
+}
+
+#[test]
+fn changing_sets_and_flags_under_traffic_loses_nothing() {
+    let lab = Lab::bridge("brlive");
+    let mut eng = lab.start_engine("brlive");
+    let before = lab.counter(&lab.h1, "e0", "tx_packets");
+    let before_rx = lab.counter(&lab.h2, "e1", "rx_packets");
+    let listener = lab.in_ns(&lab.h2, || {
+        std::net::TcpListener::bind((H2_IP, 5203)).unwrap()
+    });
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).expect("read");
+        buf.len()
+    });
+    let mut client = lab.in_ns(&lab.h1, || {
+        std::net::TcpStream::connect_timeout(
+            &format!("{H2_IP}:5203").parse().unwrap(),
+            Duration::from_secs(5),
+        )
+        .expect("connect")
+    });
+    let writer = std::thread::spawn(move || {
+        for _ in 0..40 {
+            client.write_all(&[0x11; 100_000]).unwrap();
+        }
+    });
+    let other = [0x02, 0x42, 0, 0, 0, 1];
+    let mut rounds = 0;
+    while !writer.is_finished() {
+        eng.ok("0 tap.rx.enable 1 tap.tx.enable");
+        eng.ok(&format!(
+            "{} tap.hash.insert {} drop.hash.insert",
+            mac_text(&E0_MAC),
+            mac_text(&other)
+        ));
+        eng.ok(&format!(
+            "{} fault.hash.insert 0 fault.enable",
+            mac_text(&other)
+        ));
+        eng.ok("100000 0 fault.drop.probability");
+        eng.ok("tap.hash.reset drop.hash.reset fault.hash.reset 0 fault.disable");
+        eng.ok("0 tap.rx.disable 1 tap.tx.disable");
+        rounds += 1;
+    }
+    writer.join().unwrap();
+    assert_eq!(
+        server.join().unwrap(),
+        4_000_000,
+        "the transfer completed whole"
+    );
+    assert!(rounds > 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = lab.counter(&lab.h1, "e0", "tx_packets") - before;
+    assert_eq!(eng.stat(0, "rx"), sent);
+    assert_eq!(
+        lab.counter(&lab.h2, "e1", "rx_packets") - before_rx,
+        sent,
+        "nothing lost"
+    );
+    assert_eq!(
+        eng.stat(0, "drop"),
+        0,
+        "only frames of other sources were ever at risk"
+    );
+}
