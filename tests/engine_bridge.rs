@@ -260,14 +260,51 @@ fn mac_and_ethertype_statistics_list_the_frames_including_vlan_tags() {
     s0.send_all(&frames);
     assert_eq!(s1.collect(30, QUIET).len(), 30);
     let macs = eng.ok("0 if.mac.show");
-    assert!(macs.contains(&mac_text(&E0_MAC)), "{macs}");
-    assert!(macs.contains(&mac_text(&intel)), "{macs}");
-    assert!(macs.contains("20"), "E0 sent 20 frames: {macs}");
-    assert!(macs.contains("Locally Administered"), "{macs}");
+    let mac_rows: Vec<Vec<String>> = macs
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().take(2).map(String::from).collect())
+        .collect();
+    assert_eq!(
+        mac_rows,
+        vec![
+            vec![mac_text(&E0_MAC), "20".to_string()],
+            vec![mac_text(&intel), "10".to_string()]
+        ],
+        "{macs}"
+    );
+    assert!(
+        macs.contains("Locally Administered Address (LAA)"),
+        "{macs}"
+    );
+    assert!(macs.contains("Intel"), "{macs}");
+    // Level, Ethertype, frames: untagged 88b5; 8100 then 88b5; 88a8, 8100, then 88b5.
     let etypes = eng.ok("0 if.etype.show").to_lowercase();
-    for t in ["88b5", "8100", "88a8"] {
-        assert!(etypes.contains(t), "{t} missing in:\n{etypes}");
-    }
+    let mut rows: Vec<(String, String, String)> = etypes
+        .lines()
+        .skip(2)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[0].to_string(),
+                f[1].to_string(),
+                f[f.len() - 2].to_string(),
+            )
+        })
+        .collect();
+    rows.sort();
+    let want: Vec<(String, String, String)> = [
+        ("0", "0x8100"),
+        ("0", "0x88a8"),
+        ("0", "0x88b5"),
+        ("1", "0x8100"),
+        ("1", "0x88b5"),
+        ("2", "0x88b5"),
+    ]
+    .iter()
+    .map(|(l, t)| (l.to_string(), t.to_string(), "10".to_string()))
+    .collect();
+    assert_eq!(rows, want, "{etypes}");
     let none = eng.ok("1 if.mac.show");
     assert!(
         !none.contains(&mac_text(&E0_MAC)),
