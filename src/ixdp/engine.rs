@@ -200,7 +200,8 @@ impl Engine {
             Some(q) => {
                 if let Some((name, h)) = config.interfaces.iter().zip(&have).find(|(_, &h)| q > h) {
                     return Err(format!(
-                        "{name} has {h} receive queue(s); --queues {q} is too many"
+                        "{name} has {h} receive queue(s); --queues {q} is too many \
+                         (ethtool -l {name} shows them, ethtool -L changes them)"
                     ));
                 }
                 q
