@@ -1,1 +1,37 @@
-//! ixdp (under construction)
+//! The IXDP engine: interfaces, XDP program, AF_XDP sockets, workers, statistics, faults.
+
+pub mod fault;
+pub mod policy;
+pub mod stats;
+pub mod words;
+
+use policy::PolicyCell;
+use stats::StatsBoard;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum XdpMode {
+    Auto,
+    Drv,
+    Skb,
+}
+
+/// What the words know about an interface of the running engine.
+#[derive(Clone, Debug)]
+pub struct InterfaceInfo {
+    pub index: usize,
+    pub name: String,
+    pub driver: String,
+    pub queues: u32,
+    pub zerocopy: bool,
+    /// `Drv` or `Skb` once attached.
+    pub attached_mode: XdpMode,
+}
+
+/// The running engine as the control words see it.
+pub trait EngineView: Send + Sync {
+    fn interfaces(&self) -> &[InterfaceInfo];
+    fn policy(&self) -> &PolicyCell;
+    fn stats(&self) -> &StatsBoard;
+    /// `if.qstats` extras: ring occupancy and `xdp_statistics` of one socket.
+    fn ring_details(&self, ifidx: usize, queue: usize) -> Result<String, String>;
+}
