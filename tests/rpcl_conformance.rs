@@ -305,6 +305,15 @@ fn shebang_scripts_run_directly() {
     );
     assert_eq!(out.status.code(), Some(0));
 
+    // A script's own options are its arguments, not ethertap's.
+    let out = Command::new(&script)
+        .args(["-v", "--local"])
+        .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from-v\n2\n");
+
     let failing = dir.path().join("fail.rpcl");
     std::fs::write(&failing, "#!/usr/bin/env -S ethertap run\n1 0 /\n").unwrap();
     std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
