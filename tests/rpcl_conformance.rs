@@ -305,6 +305,15 @@ fn shebang_scripts_run_directly() {
     );
     assert_eq!(out.status.code(), Some(0));
 
+    // A script's own options are its arguments, not ethertap's.
+    let out = Command::new(&script)
+        .args(["-v", "--local"])
+        .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from-v\n2\n");
+
     let failing = dir.path().join("fail.rpcl");
     std::fs::write(&failing, "#!/usr/bin/env -S ethertap run\n1 0 /\n").unwrap();
     std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -342,9 +351,11 @@ fn ctrl_c_interrupts_a_running_script() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    // SAFETY: plain kill(2) on the pid of the child this test started.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    assert_eq!(rc, 0);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT to the child");
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "spinning\n");
     assert_eq!(

@@ -22,7 +22,9 @@ enum Command {
     Run {
         /// The script to run.
         file: String,
-        /// Arguments for the script (`argc`, `arg`).
+        /// Arguments for the script (`argc`, `arg`); everything after FILE, dashes included
+        /// (so a shebang script takes its own options).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
         /// Run in a local VM even when a daemon is running.
         #[arg(long)]

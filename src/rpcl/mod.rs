@@ -24,7 +24,7 @@ pub mod cli;
 pub(crate) mod compiler;
 pub mod console;
 pub(crate) mod dict;
-pub mod lexer;
+pub(crate) mod lexer;
 pub(crate) mod value;
 pub(crate) mod vm;
 pub(crate) mod words;

@@ -20,6 +20,11 @@ fn overflow() -> WordError {
 }
 
 #[cold]
+fn interrupted_error() -> WordError {
+    WordError::new("interrupted")
+}
+
+#[cold]
 fn underflow() -> WordError {
     WordError::new(UNDERFLOW)
 }
@@ -301,9 +306,10 @@ impl State {
         r.map_err(|f| f.format())
     }
 
+    #[inline(always)]
     fn interrupted(&self) -> Result<(), WordError> {
         if self.interrupt.load(Ordering::Relaxed) {
-            Err(WordError::new("interrupted"))
+            Err(interrupted_error())
         } else {
             Ok(())
         }
@@ -539,12 +545,17 @@ impl State {
     fn tick(&self, left: &mut u64, cost: usize) -> Result<(), WordError> {
         *left = left.saturating_sub(cost as u64);
         if *left == 0 {
-            return Err(WordError::new(format!(
-                "instruction budget exhausted ({} instructions)",
-                self.budget
-            )));
+            return Err(self.budget_exhausted());
         }
         self.interrupted()
+    }
+
+    #[cold]
+    fn budget_exhausted(&self) -> WordError {
+        WordError::new(format!(
+            "instruction budget exhausted ({} instructions)",
+            self.budget
+        ))
     }
 
     fn equal(&mut self, negate: bool) -> Result<(), WordError> {
