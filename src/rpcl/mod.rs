@@ -130,6 +130,10 @@ struct Word {
     f: WordFn,
 }
 
+/// A data stack put aside, so that each client of the daemon keeps its own.
+#[derive(Default)]
+pub struct StackSnapshot(Vec<Value>);
+
 /// An RPCL virtual machine.
 pub struct Vm {
     stack: Vec<Value>,
@@ -223,6 +227,17 @@ impl Vm {
         }
         Ok(())
     }
+
+    /// Exchange the data stack with `other` (per-client stacks in the daemon).
+    pub fn swap_stack(&mut self, other: &mut StackSnapshot) {
+        std::mem::swap(&mut self.stack, &mut other.0);
+    }
+
+    pub fn set_args(&mut self, _args: Vec<String>) {}
+
+    pub fn set_color(&mut self, _on: bool) {}
+
+    pub fn set_budget(&mut self, _budget: u64) {}
 
     /// Names of all words, for Tab completion.
     pub fn word_names(&self) -> Vec<String> {
