@@ -1,6 +1,7 @@
 //! The control plane: daemonizing, pid files, the unix-socket console server and its client.
 
 pub mod client;
+pub mod daemon;
 pub mod proto;
 pub mod server;
 
