@@ -50,14 +50,18 @@ impl Lab {
     }
 
     fn client(&self) -> Client {
-        Client::connect(&self.path()).unwrap().expect("daemon socket")
+        Client::connect(&self.path())
+            .unwrap()
+            .expect("daemon socket")
     }
 }
 
 fn call(client: &mut Client, req: Request) -> (Outcome, String, String) {
     let never = AtomicBool::new(false);
     let (mut out, mut notes) = (Vec::new(), Vec::new());
-    let outcome = client.call(&req, &mut out, &mut notes, &never).expect("call");
+    let outcome = client
+        .call(&req, &mut out, &mut notes, &never)
+        .expect("call");
     (
         outcome,
         String::from_utf8(out).unwrap(),
@@ -101,7 +105,10 @@ fn clients_have_their_own_stacks_but_share_the_dictionary() {
     let (o, _, _) = call(&mut a, Request::Line("41 \"1 +\" inc !!".into()));
     assert_eq!(o, Outcome::Done);
     // b sees the word a defined, but not a's stack.
-    assert_eq!(eval(&mut b, ".s \"done\" ."), (Outcome::Done, "done\n".into()));
+    assert_eq!(
+        eval(&mut b, ".s \"done\" ."),
+        (Outcome::Done, "done\n".into())
+    );
     assert_eq!(eval(&mut b, "1 inc ."), (Outcome::Done, "2\n".into()));
     let (o, out, _) = call(&mut a, Request::Line("inc .".into()));
     assert_eq!((o, out), (Outcome::Done, "42\n".into()));
@@ -165,7 +172,10 @@ fn a_busy_vm_makes_others_wait_with_a_notice() {
         let mut c = Client::connect(&path).unwrap().unwrap();
         call(&mut c, Request::Eval("\"second\" .".into()))
     });
-    assert_eq!(eval(&mut slow, "500 ms \"first\" ."), (Outcome::Done, "first\n".into()));
+    assert_eq!(
+        eval(&mut slow, "500 ms \"first\" ."),
+        (Outcome::Done, "first\n".into())
+    );
     let (o, out, notes) = waiter.join().unwrap();
     assert_eq!((o, out.as_str()), (Outcome::Done, "second\n"));
     assert!(notes.contains("waiting"), "no waiting notice: {notes:?}");
@@ -204,15 +214,12 @@ fn a_client_that_never_reads_cannot_hold_the_vm() {
 #[test]
 fn garbage_and_huge_requests_get_an_error_and_the_next_client_is_served() {
     let lab = Lab::new(ServerConfig::default());
-    for junk in [
-        b"\x00\x01\x02garbage bytes\xff\xfe".to_vec(),
-        {
-            let mut huge = vec![b'E'];
-            huge.extend_from_slice(&(64u32 << 20).to_be_bytes());
-            huge.extend_from_slice(&[b'x'; 4096]);
-            huge
-        },
-    ] {
+    for junk in [b"\x00\x01\x02garbage bytes\xff\xfe".to_vec(), {
+        let mut huge = vec![b'E'];
+        huge.extend_from_slice(&(64u32 << 20).to_be_bytes());
+        huge.extend_from_slice(&[b'x'; 4096]);
+        huge
+    }] {
         let mut raw = UnixStream::connect(lab.path()).unwrap();
         raw.write_all(&junk).unwrap();
         raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

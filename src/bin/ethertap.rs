@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ethertap", version, about = "AF_XDP software Ethernet TAP and transparent bridge, driven by RPCL")]
+#[command(
+    name = "ethertap",
+    version,
+    about = "AF_XDP software Ethernet TAP and transparent bridge, driven by RPCL"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -130,7 +130,9 @@ impl Request {
             b'R' => {
                 let all = text(payload)?;
                 let mut fields = all.split('\0').map(str::to_string);
-                let file = fields.next().ok_or(ProtoError::Malformed("run without a file"))?;
+                let file = fields
+                    .next()
+                    .ok_or(ProtoError::Malformed("run without a file"))?;
                 let source = fields
                     .next()
                     .ok_or(ProtoError::Malformed("run without a script"))?;
@@ -244,6 +246,9 @@ mod tests {
             Err(ProtoError::TooLarge(_))
         ));
         let mut short: &[u8] = b"E\0\0\0\x05ab";
-        assert!(matches!(Request::read_from(&mut short), Err(ProtoError::Closed)));
+        assert!(matches!(
+            Request::read_from(&mut short),
+            Err(ProtoError::Closed)
+        ));
     }
 }

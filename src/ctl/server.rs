@@ -298,7 +298,10 @@ impl Executor<'_> {
             Request::OpenSession => self.open_session(),
             Request::Line(line) => {
                 if !self.in_session {
-                    return send(self.stream, Reply::Failed("no console session is open".into()));
+                    return send(
+                        self.stream,
+                        Reply::Failed("no console session is open".into()),
+                    );
                 }
                 let mut stack = std::mem::take(&mut self.session_stack);
                 let result = self.execute(&mut stack, |vm, out| vm.eval_line(&line, out));
@@ -310,7 +313,10 @@ impl Executor<'_> {
                 send(self.stream, Reply::Words(names))
             }
             Request::Status => {
-                send(self.stream, Reply::Output(self.shared.host.status().into_bytes()))?;
+                send(
+                    self.stream,
+                    Reply::Output(self.shared.host.status().into_bytes()),
+                )?;
                 send(self.stream, Reply::Done)
             }
             Request::Stop => {
@@ -323,10 +329,16 @@ impl Executor<'_> {
     }
 
     fn open_session(&mut self) -> io::Result<()> {
-        let mut holder = self.shared.session.lock().unwrap_or_else(|p| p.into_inner());
+        let mut holder = self
+            .shared
+            .session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         match &*holder {
             Some(h) if h.conn != self.id => {
-                let who = h.pid.map_or("another client".to_string(), |p| format!("PID {p}"));
+                let who = h
+                    .pid
+                    .map_or("another client".to_string(), |p| format!("PID {p}"));
                 let msg = format!(
                     "the ethertap console is in use by {who} (for {} s); one session at a time",
                     h.since.elapsed().as_secs()
@@ -349,7 +361,11 @@ impl Executor<'_> {
 
     fn leave_session(&mut self) {
         if self.in_session {
-            let mut holder = self.shared.session.lock().unwrap_or_else(|p| p.into_inner());
+            let mut holder = self
+                .shared
+                .session
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if holder.as_ref().is_some_and(|h| h.conn == self.id) {
                 *holder = None;
             }

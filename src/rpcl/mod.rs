@@ -66,7 +66,9 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub fn pop(&mut self) -> Result<Value, WordError> {
-        self.stack.pop().ok_or_else(|| WordError::new("stack underflow"))
+        self.stack
+            .pop()
+            .ok_or_else(|| WordError::new("stack underflow"))
     }
     pub fn pop_int(&mut self) -> Result<i64, WordError> {
         match self.pop()? {
@@ -160,8 +162,12 @@ impl Vm {
         vm.register(".", "print the top item ( x - )", |cx| {
             let v = cx.pop()?;
             if let Value::Str(s) = v {
-                cx.out().write_all(&s).map_err(|e| WordError::new(e.to_string()))?;
-                cx.out().write_all(b"\n").map_err(|e| WordError::new(e.to_string()))?;
+                cx.out()
+                    .write_all(&s)
+                    .map_err(|e| WordError::new(e.to_string()))?;
+                cx.out()
+                    .write_all(b"\n")
+                    .map_err(|e| WordError::new(e.to_string()))?;
             }
             Ok(())
         });
@@ -201,11 +207,21 @@ impl Vm {
     }
 
     /// Run a whole script; errors are formatted `FILE:LINE:COL: error: WORD: message`.
-    pub fn run_file(&mut self, file: &str, text: &str, out: &mut dyn Write) -> Result<(), RpclError> {
+    pub fn run_file(
+        &mut self,
+        file: &str,
+        text: &str,
+        out: &mut dyn Write,
+    ) -> Result<(), RpclError> {
         self.run_source(Some(file), text, out)
     }
 
-    fn run_source(&mut self, file: Option<&str>, text: &str, out: &mut dyn Write) -> Result<(), RpclError> {
+    fn run_source(
+        &mut self,
+        file: Option<&str>,
+        text: &str,
+        out: &mut dyn Write,
+    ) -> Result<(), RpclError> {
         self.interrupt.store(false, Ordering::Relaxed);
         for tok in text.split_whitespace() {
             if let Some(w) = self.words.get(tok) {
