@@ -1,12 +1,21 @@
-//! PLACEHOLDER with the interface of INTERFACES.md section 3; the policy branch replaces it.
+//! What the workers obey: tap flags, the three machashes and fault settings, published by the
+//! control thread as immutable snapshots.
+//!
+//! A word never edits the policy a worker is looking at: it copies the current snapshot,
+//! changes the copy and swaps the pointer (RCU style, `arc-swap`). A worker loads the pointer
+//! once per batch, so it never takes a lock and sees every change from its next batch on.
 
-use crate::tap::MacSet;
+use crate::tap::{Mac, MacSet};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 
 pub const MAX_IFS: usize = 2;
 
-#[derive(Clone, Copy, Default, Debug)]
+/// The probability scale of fault injection: `PROBABILITY_SCALE` means always.
+pub const PROBABILITY_SCALE: u32 = 100_000;
+
+/// Fault injection on frames received on one interface; probabilities in 1/100000.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct FaultConfig {
     pub enabled: bool,
     pub drop_p: u32,
@@ -14,7 +23,7 @@ pub struct FaultConfig {
     pub dup_p: u32,
 }
 
-#[derive(Clone, Default, Debug)]
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
 pub struct Policy {
     pub tap_rx: [bool; MAX_IFS],
     pub tap_tx: [bool; MAX_IFS],
@@ -24,28 +33,210 @@ pub struct Policy {
     pub fault: [FaultConfig; MAX_IFS],
 }
 
+/// The destination MAC of an Ethernet frame, if the frame is long enough to have one.
+#[inline]
+pub fn dst_mac(frame: &[u8]) -> Option<&Mac> {
+    frame.get(0..6).and_then(|b| b.try_into().ok())
+}
+
+/// The source MAC of an Ethernet frame, if the frame is long enough to have one.
+#[inline]
+pub fn src_mac(frame: &[u8]) -> Option<&Mac> {
+    frame.get(6..12).and_then(|b| b.try_into().ok())
+}
+
 impl Policy {
-    pub fn tap_selects(&self, _frame: &[u8]) -> bool {
-        true
+    /// TAP machash rule: an empty set selects every frame; otherwise the source or the
+    /// destination MAC must be in it.
+    #[inline]
+    pub fn tap_selects(&self, frame: &[u8]) -> bool {
+        if self.tap_hash.is_empty() {
+            return true;
+        }
+        src_mac(frame).is_some_and(|m| self.tap_hash.contains(m))
+            || dst_mac(frame).is_some_and(|m| self.tap_hash.contains(m))
     }
-    pub fn drop_selects(&self, _frame: &[u8]) -> bool {
-        false
+
+    /// Drop machash: the source MAC is listed. An empty set drops nothing.
+    #[inline]
+    pub fn drop_selects(&self, frame: &[u8]) -> bool {
+        !self.drop_hash.is_empty() && src_mac(frame).is_some_and(|m| self.drop_hash.contains(m))
     }
-    pub fn fault_selects(&self, _rx_if: usize, _frame: &[u8]) -> bool {
-        false
+
+    /// Fault injection applies to frames received on `rx_if` when it is enabled there and the
+    /// fault machash is empty or lists the source MAC.
+    #[inline]
+    pub fn fault_selects(&self, rx_if: usize, frame: &[u8]) -> bool {
+        let Some(cfg) = self.fault.get(rx_if) else {
+            return false;
+        };
+        cfg.enabled
+            && (self.fault_hash.is_empty()
+                || src_mac(frame).is_some_and(|m| self.fault_hash.contains(m)))
     }
 }
 
+/// The published policy. Workers `load()` once per batch; words `update()`.
 #[derive(Default)]
 pub struct PolicyCell(ArcSwap<Policy>);
 
 impl PolicyCell {
+    pub fn new(policy: Policy) -> PolicyCell {
+        PolicyCell(ArcSwap::from_pointee(policy))
+    }
+
+    /// The current snapshot; cheap and lock-free (for the per-batch load of a worker).
+    #[inline]
     pub fn load(&self) -> arc_swap::Guard<Arc<Policy>> {
         self.0.load()
     }
+
+    /// The current snapshot as an owned pointer (for readers that keep it a while).
+    pub fn snapshot(&self) -> Arc<Policy> {
+        self.0.load_full()
+    }
+
+    /// Publishes a changed copy of the current snapshot. `f` may run more than once if
+    /// another thread published in between (read-copy-update retries), hence `Fn`.
     pub fn update(&self, f: impl Fn(&mut Policy)) {
-        let mut p = (**self.0.load()).clone();
-        f(&mut p);
-        self.0.store(Arc::new(p));
+        self.0.rcu(|current| {
+            let mut next = Policy::clone(current);
+            f(&mut next);
+            next
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Mac = [0x00, 0x1b, 0x21, 0, 0, 0xa];
+    const B: Mac = [0x00, 0x1b, 0x21, 0, 0, 0xb];
+    const C: Mac = [0x02, 0, 0, 0, 0, 0xc];
+
+    fn frame(dst: Mac, src: Mac) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&[0u8; 46]);
+        f
+    }
+
+    #[test]
+    fn tap_machash_empty_selects_everything() {
+        let p = Policy::default();
+        assert!(p.tap_selects(&frame(A, B)));
+        assert!(p.tap_selects(&[]), "even a runt: the set does not filter");
+    }
+
+    #[test]
+    fn tap_machash_matches_source_or_destination() {
+        let p = Policy {
+            tap_hash: MacSet::new().inserted(A),
+            ..Policy::default()
+        };
+        assert!(p.tap_selects(&frame(A, B)), "destination listed");
+        assert!(p.tap_selects(&frame(B, A)), "source listed");
+        assert!(!p.tap_selects(&frame(B, C)), "neither listed");
+        assert!(
+            !p.tap_selects(&frame(A, B)[..5]),
+            "too short for a destination"
+        );
+        assert!(
+            p.tap_selects(&frame(A, B)[..6]),
+            "destination complete, source missing"
+        );
+        assert!(!p.tap_selects(&frame(B, A)[..11]), "source cut off");
+    }
+
+    #[test]
+    fn drop_machash_looks_at_the_source_only() {
+        let p = Policy {
+            drop_hash: MacSet::new().inserted(A),
+            ..Policy::default()
+        };
+        assert!(p.drop_selects(&frame(B, A)));
+        assert!(!p.drop_selects(&frame(A, B)), "destination does not count");
+        assert!(!p.drop_selects(&frame(B, A)[..11]));
+        assert!(
+            !Policy::default().drop_selects(&frame(B, A)),
+            "empty set drops nothing"
+        );
+    }
+
+    #[test]
+    fn fault_selection_needs_enabled_interface_and_listed_source() {
+        let mut p = Policy::default();
+        assert!(!p.fault_selects(0, &frame(A, B)), "disabled by default");
+        p.fault[1].enabled = true;
+        assert!(!p.fault_selects(0, &frame(A, B)));
+        assert!(
+            p.fault_selects(1, &frame(A, B)),
+            "empty fault hash: every frame"
+        );
+        assert!(p.fault_selects(1, &[]), "empty fault hash: even a runt");
+        assert!(!p.fault_selects(2, &frame(A, B)), "no such interface");
+        assert!(!p.fault_selects(usize::MAX, &frame(A, B)));
+        p.fault_hash = MacSet::new().inserted(B);
+        assert!(p.fault_selects(1, &frame(A, B)), "source listed");
+        assert!(
+            !p.fault_selects(1, &frame(B, A)),
+            "only the destination listed"
+        );
+        assert!(!p.fault_selects(1, &frame(A, B)[..10]));
+    }
+
+    #[test]
+    fn short_frames_never_panic() {
+        let p = Policy {
+            tap_hash: MacSet::new().inserted(A),
+            drop_hash: MacSet::new().inserted(A),
+            fault_hash: MacSet::new().inserted(A),
+            fault: [FaultConfig {
+                enabled: true,
+                ..Default::default()
+            }; MAX_IFS],
+            ..Policy::default()
+        };
+        let f = frame(A, A);
+        for len in 0..=14 {
+            p.tap_selects(&f[..len]);
+            p.drop_selects(&f[..len]);
+            p.fault_selects(0, &f[..len]);
+        }
+    }
+
+    #[test]
+    fn update_publishes_a_new_snapshot_and_keeps_the_old_one_intact() {
+        let cell = PolicyCell::default();
+        let before = cell.snapshot();
+        cell.update(|p| {
+            p.tap_rx[0] = true;
+            p.tap_hash = p.tap_hash.inserted(A);
+        });
+        let after = cell.load();
+        assert!(after.tap_rx[0] && after.tap_hash.contains(&A));
+        assert!(!before.tap_rx[0] && before.tap_hash.is_empty());
+    }
+
+    #[test]
+    fn concurrent_updates_are_not_lost() {
+        let cell = Arc::new(PolicyCell::default());
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                let cell = cell.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50u8 {
+                        cell.update(|p| p.tap_hash = p.tap_hash.inserted([t, i, 0, 0, 0, 0]));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(cell.load().tap_hash.len(), 200);
     }
 }

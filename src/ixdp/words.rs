@@ -1,9 +1,680 @@
-//! PLACEHOLDER with the interface of INTERFACES.md section 3; the policy branch replaces it.
+//! The RPCL words of the engine (product.md section 4, except `tap.queue.*`).
+//!
+//! [`ENGINE_WORDS`] is the one list of names, help texts and implementations: the daemon
+//! registers it against the running engine, a VM without a daemon registers the same names with
+//! a failure that says how to start the engine, and `docs/words-engine.md` is checked against it.
 
-use super::EngineView;
-use crate::rpcl::Vm;
+use super::policy::{Policy, MAX_IFS, PROBABILITY_SCALE};
+use super::stats::{
+    Counters, OverflowEstimate, ETHERTYPE_8023_LENGTH, ETYPE_TABLE_CAPACITY, MAC_TABLE_CAPACITY,
+};
+use super::{EngineView, InterfaceInfo, XdpMode};
+use crate::rpcl::{Ctx, Vm, WordError};
+use crate::tap::{describe, format_mac, Mac, MacSet};
+use std::fmt::Write as _;
 use std::sync::Arc;
 
-pub fn register_engine_words(_vm: &mut Vm, _engine: Arc<dyn EngineView>) {}
+/// What every engine word says when no engine runs.
+pub const NEEDS_ENGINE: &str = "needs the engine: start it with `ethertap start -d IF0 [IF1]`";
 
-pub fn register_unavailable_words(_vm: &mut Vm) {}
+/// Most MACs one machash may hold: far more than any tap needs, and it keeps the copy that each
+/// change makes (and a script inserting in a runaway loop) small.
+pub const MACHASH_MAX: usize = 65_536;
+
+/// Column where `if.stats` values start (0-based), as in the original tool's output.
+pub const VALUE_COLUMN: usize = 24;
+
+type Run = fn(&mut Ctx<'_>, &dyn EngineView) -> Result<(), WordError>;
+
+/// One engine word.
+pub struct EngineWord {
+    pub name: &'static str,
+    /// `description ( stack effect )`
+    pub help: &'static str,
+    run: Run,
+}
+
+#[derive(Clone, Copy)]
+enum Hash {
+    Tap,
+    Drop,
+    Fault,
+}
+const TAP: u8 = 0;
+const DROP: u8 = 1;
+const FAULT: u8 = 2;
+
+impl Hash {
+    const fn of(h: u8) -> Hash {
+        match h {
+            TAP => Hash::Tap,
+            DROP => Hash::Drop,
+            _ => Hash::Fault,
+        }
+    }
+    fn title(self) -> &'static str {
+        match self {
+            Hash::Tap => "TAP machash",
+            Hash::Drop => "drop machash",
+            Hash::Fault => "fault machash",
+        }
+    }
+    fn set(self, p: &Policy) -> &MacSet {
+        match self {
+            Hash::Tap => &p.tap_hash,
+            Hash::Drop => &p.drop_hash,
+            Hash::Fault => &p.fault_hash,
+        }
+    }
+    fn set_mut(self, p: &mut Policy) -> &mut MacSet {
+        match self {
+            Hash::Tap => &mut p.tap_hash,
+            Hash::Drop => &mut p.drop_hash,
+            Hash::Fault => &mut p.fault_hash,
+        }
+    }
+}
+
+const RX: u8 = 0;
+const TX: u8 = 1;
+const P_DROP: u8 = 0;
+const P_FLIP: u8 = 1;
+const P_DUP: u8 = 2;
+
+pub static ENGINE_WORDS: &[EngineWord] = &[
+    EngineWord {
+        name: "if.stats",
+        help: "print the counters, tap and fault settings of every interface ( - )",
+        run: if_stats,
+    },
+    EngineWord {
+        name: "if.qstats",
+        help: "print the counters of one queue of an interface and its ring details ( queue interface - )",
+        run: if_qstats,
+    },
+    EngineWord {
+        name: "if.mac.show",
+        help: "print the source MACs received on an interface with frame counts and vendors ( interface - )",
+        run: if_mac_show,
+    },
+    EngineWord {
+        name: "if.etype.show",
+        help: "print the Ethertypes received on an interface per VLAN level with frame counts and the last source MAC ( interface - )",
+        run: if_etype_show,
+    },
+    EngineWord {
+        name: "if.stats.reset",
+        help: "zero all counters and the MAC and Ethertype tables of every interface ( - )",
+        run: if_stats_reset,
+    },
+    EngineWord {
+        name: "tap.rx.enable",
+        help: "tap frames received on an interface into the packet queue ( interface - )",
+        run: tap_flag::<RX, true>,
+    },
+    EngineWord {
+        name: "tap.rx.disable",
+        help: "stop tapping frames received on an interface ( interface - )",
+        run: tap_flag::<RX, false>,
+    },
+    EngineWord {
+        name: "tap.tx.enable",
+        help: "tap frames transmitted on an interface into the packet queue ( interface - )",
+        run: tap_flag::<TX, true>,
+    },
+    EngineWord {
+        name: "tap.tx.disable",
+        help: "stop tapping frames transmitted on an interface ( interface - )",
+        run: tap_flag::<TX, false>,
+    },
+    EngineWord {
+        name: "tap.hash.insert",
+        help: "add a MAC to the TAP machash; when it is not empty only frames from or to a listed MAC are tapped ( mac - )",
+        run: hash_insert::<TAP>,
+    },
+    EngineWord {
+        name: "tap.hash.delete",
+        help: "remove a MAC from the TAP machash ( mac - )",
+        run: hash_delete::<TAP>,
+    },
+    EngineWord {
+        name: "tap.hash.reset",
+        help: "empty the TAP machash, so that every frame is tapped ( - )",
+        run: hash_reset::<TAP>,
+    },
+    EngineWord {
+        name: "tap.hash.show",
+        help: "list the TAP machash, one MAC and its vendor per line ( - )",
+        run: hash_show::<TAP>,
+    },
+    EngineWord {
+        name: "drop.hash.insert",
+        help: "drop every frame whose source is this MAC ( mac - )",
+        run: hash_insert::<DROP>,
+    },
+    EngineWord {
+        name: "drop.hash.delete",
+        help: "stop dropping frames from this source MAC ( mac - )",
+        run: hash_delete::<DROP>,
+    },
+    EngineWord {
+        name: "drop.hash.reset",
+        help: "empty the drop machash, so that no frame is dropped by source MAC ( - )",
+        run: hash_reset::<DROP>,
+    },
+    EngineWord {
+        name: "drop.hash.show",
+        help: "list the drop machash, one MAC and its vendor per line ( - )",
+        run: hash_show::<DROP>,
+    },
+    EngineWord {
+        name: "fault.enable",
+        help: "inject faults into frames received on an interface ( interface - )",
+        run: fault_flag::<true>,
+    },
+    EngineWord {
+        name: "fault.disable",
+        help: "stop injecting faults into frames received on an interface ( interface - )",
+        run: fault_flag::<false>,
+    },
+    EngineWord {
+        name: "fault.drop.probability",
+        help: "set the chance in 1/100000 that fault injection drops a frame received on an interface ( p interface - )",
+        run: fault_probability::<P_DROP>,
+    },
+    EngineWord {
+        name: "fault.flip.probability",
+        help: "set the chance in 1/100000 that fault injection flips one random bit at byte offset 14 or later ( p interface - )",
+        run: fault_probability::<P_FLIP>,
+    },
+    EngineWord {
+        name: "fault.dup.probability",
+        help: "set the chance in 1/100000 that fault injection sends a frame received on an interface twice ( p interface - )",
+        run: fault_probability::<P_DUP>,
+    },
+    EngineWord {
+        name: "fault.hash.insert",
+        help: "add a source MAC to the fault machash; when it is not empty only frames from listed MACs get faults ( mac - )",
+        run: hash_insert::<FAULT>,
+    },
+    EngineWord {
+        name: "fault.hash.delete",
+        help: "remove a source MAC from the fault machash ( mac - )",
+        run: hash_delete::<FAULT>,
+    },
+    EngineWord {
+        name: "fault.hash.reset",
+        help: "empty the fault machash, so that faults apply to every frame ( - )",
+        run: hash_reset::<FAULT>,
+    },
+    EngineWord {
+        name: "fault.hash.show",
+        help: "list the fault machash, one MAC and its vendor per line ( - )",
+        run: hash_show::<FAULT>,
+    },
+];
+
+/// Registers every engine word against the running engine.
+pub fn register_engine_words(vm: &mut Vm, engine: Arc<dyn EngineView>) {
+    for w in ENGINE_WORDS {
+        let engine = engine.clone();
+        let run = w.run;
+        vm.register(w.name, w.help, move |cx| run(cx, &*engine));
+    }
+}
+
+/// Registers the engine words for a VM that has no engine: same names and help, each failing
+/// with [`NEEDS_ENGINE`].
+pub fn register_unavailable_words(vm: &mut Vm) {
+    for w in ENGINE_WORDS {
+        vm.register(w.name, w.help, |_| Err(WordError::new(NEEDS_ENGINE)));
+    }
+}
+
+/// One `label value` line of the statistics words: `indent` spaces, the label, padding so that
+/// the value starts in [`VALUE_COLUMN`]. The engine formats `ring_details` lines with it too.
+pub fn stat_line(indent: usize, label: &str, value: impl std::fmt::Display) -> String {
+    let width = VALUE_COLUMN.saturating_sub(indent).max(label.len() + 1);
+    format!("{:indent$}{label:<width$}{value}\n", "")
+}
+
+/// A probability in 1/100000 as `N (P.PPP%)`, with exact integer arithmetic.
+pub fn format_probability(p: u32) -> String {
+    format!("{p} ({}.{:03}%)", p / 1000, p % 1000)
+}
+
+/// A common name for an Ethertype, for `if.etype.show`.
+pub fn ethertype_name(t: u16) -> Option<&'static str> {
+    Some(match t {
+        ETHERTYPE_8023_LENGTH => "802.3 length (LLC)",
+        0x0800 => "IPv4",
+        0x0806 => "ARP",
+        0x0842 => "Wake-on-LAN",
+        0x22f0 => "AVTP",
+        0x22f3 => "TRILL",
+        0x6558 => "Transparent Ethernet Bridging",
+        0x8035 => "RARP",
+        0x809b => "AppleTalk",
+        0x8100 => "802.1Q VLAN",
+        0x8137 => "IPX",
+        0x86dd => "IPv6",
+        0x8808 => "Ethernet flow control",
+        0x8809 => "Slow protocols (LACP)",
+        0x8847 => "MPLS unicast",
+        0x8848 => "MPLS multicast",
+        0x8863 => "PPPoE discovery",
+        0x8864 => "PPPoE session",
+        0x887b => "HomePlug",
+        0x888e => "802.1X EAPOL",
+        0x8892 => "PROFINET",
+        0x88a4 => "EtherCAT",
+        0x88a8 => "802.1ad QinQ",
+        0x88b5 => "Local experimental 1",
+        0x88b6 => "Local experimental 2",
+        0x88b8 => "GOOSE",
+        0x88ba => "Sampled values",
+        0x88cc => "LLDP",
+        0x88e5 => "MACsec",
+        0x88e7 => "802.1ah PBB",
+        0x88f7 => "PTP",
+        0x88fb => "PRP",
+        0x8902 => "CFM / Y.1731",
+        0x8906 => "FCoE",
+        0x8914 => "FCoE initialization",
+        0x8915 => "RoCE",
+        0x892f => "HSR",
+        0x9000 => "Ethernet loopback",
+        0x9100 => "VLAN (legacy QinQ)",
+        _ => return None,
+    })
+}
+
+fn emit(cx: &mut Ctx<'_>, text: &str) -> Result<(), WordError> {
+    cx.out()
+        .write_all(text.as_bytes())
+        .map_err(|e| WordError::new(format!("cannot write the output: {e}")))
+}
+
+/// The valid indices for an error message: `0..N-1`, `only 0`, or `none` when there are none.
+fn index_range(count: usize, none: &str) -> String {
+    match count {
+        0 => none.to_string(),
+        1 => "only 0".to_string(),
+        n => format!("0..{}", n - 1),
+    }
+}
+
+/// Pops an interface index and checks it against the running engine.
+fn pop_interface<'e>(
+    cx: &mut Ctx<'_>,
+    e: &'e dyn EngineView,
+) -> Result<(usize, &'e InterfaceInfo), WordError> {
+    let n = cx.pop_int()?;
+    let ifs = e.interfaces();
+    let count = ifs.len().min(MAX_IFS);
+    usize::try_from(n)
+        .ok()
+        .filter(|&i| i < count)
+        .and_then(|i| Some((i, ifs.get(i)?)))
+        .ok_or_else(|| {
+            WordError::new(format!(
+                "{n} is not an interface ({})",
+                index_range(count, "the engine has none")
+            ))
+        })
+}
+
+fn mode_token(info: &InterfaceInfo) -> String {
+    let copy = if info.zerocopy { "ZEROCOPY" } else { "COPY" };
+    let attach = match info.attached_mode {
+        XdpMode::Drv => "DRV",
+        XdpMode::Skb => "SKB",
+        XdpMode::Auto => "AUTO",
+    };
+    format!("{copy} {attach}")
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b {
+        "enabled"
+    } else {
+        "disabled"
+    }
+}
+
+fn counter_lines(s: &mut String, c: &Counters) {
+    s.push_str(&stat_line(2, "rx", c.rx));
+    s.push_str(&stat_line(2, "tx", c.tx));
+    s.push_str(&stat_line(2, "drop", c.drop));
+    s.push_str(&stat_line(2, "noif", c.noif));
+    s.push_str(&stat_line(2, "err", c.err));
+}
+
+fn if_stats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    let policy = e.policy().snapshot();
+    let mut s = String::new();
+    for (i, info) in e.interfaces().iter().enumerate() {
+        let c = e.stats().totals(i);
+        let fault = policy.fault.get(i).copied().unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "{i} {} {} queues:{} {}",
+            info.name,
+            info.driver,
+            info.queues,
+            mode_token(info)
+        );
+        counter_lines(&mut s, &c);
+        s.push_str(&stat_line(
+            2,
+            "RX tap",
+            on_off(policy.tap_rx.get(i) == Some(&true)),
+        ));
+        s.push_str(&stat_line(
+            2,
+            "TX tap",
+            on_off(policy.tap_tx.get(i) == Some(&true)),
+        ));
+        s.push_str(&stat_line(2, "fault injection", on_off(fault.enabled)));
+        s.push_str(&stat_line(
+            4,
+            "drop probability",
+            format_probability(fault.drop_p),
+        ));
+        s.push_str(&stat_line(
+            4,
+            "flip probability",
+            format_probability(fault.flip_p),
+        ));
+        s.push_str(&stat_line(
+            4,
+            "dup probability",
+            format_probability(fault.dup_p),
+        ));
+        s.push_str(&stat_line(4, "dropped by FI", c.fi_dropped));
+        s.push_str(&stat_line(4, "flipped by FI", c.fi_flipped));
+        s.push_str(&stat_line(4, "duplicated by FI", c.fi_duplicated));
+    }
+    emit(cx, &s)
+}
+
+fn if_qstats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    let (i, info) = pop_interface(cx, e)?;
+    let q = cx.pop_int()?;
+    let queues = info.queues as usize;
+    let Some(stats) = usize::try_from(q)
+        .ok()
+        .filter(|&q| q < queues)
+        .and_then(|q| e.stats().get(i, q))
+    else {
+        return Err(WordError::new(format!(
+            "{q} is not a queue of interface {i} ({})",
+            index_range(queues, "it has none")
+        )));
+    };
+    let q = q as usize;
+    let c = stats.counters();
+    let mut s = format!("{i} {} queue {q}\n", info.name);
+    counter_lines(&mut s, &c);
+    s.push_str(&stat_line(2, "dropped by FI", c.fi_dropped));
+    s.push_str(&stat_line(2, "flipped by FI", c.fi_flipped));
+    s.push_str(&stat_line(2, "duplicated by FI", c.fi_duplicated));
+    match e.ring_details(i, q) {
+        Ok(details) => {
+            for line in details.lines() {
+                s.push_str(line);
+                s.push('\n');
+            }
+        }
+        Err(msg) => s.push_str(&stat_line(2, "rings", format!("unavailable: {msg}"))),
+    }
+    emit(cx, &s)
+}
+
+fn if_mac_show(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    let (i, info) = pop_interface(cx, e)?;
+    let r = e.stats().macs(i);
+    let mut s = format!("{i} {} source MACs: {}\n", info.name, r.macs.len());
+    if !r.macs.is_empty() {
+        let w = r
+            .macs
+            .iter()
+            .map(|m| m.frames.to_string().len())
+            .max()
+            .unwrap_or(0)
+            .max(6);
+        let _ = writeln!(s, "  {:<17}  {:>w$}  vendor", "MAC", "frames");
+        for m in &r.macs {
+            let _ = writeln!(
+                s,
+                "  {}  {:>w$}  {}",
+                format_mac(&m.mac),
+                m.frames,
+                describe(&m.mac)
+            );
+        }
+    }
+    if r.overflow > 0 {
+        let macs = match r.overflow_macs {
+            OverflowEstimate::About(n) => format!("about {n}"),
+            OverflowEstimate::AtLeast(n) => format!("at least {n}"),
+            OverflowEstimate::None => "unknown".to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "  not listed: {} frames from {macs} further MACs (the table holds {MAC_TABLE_CAPACITY} per queue)",
+            r.overflow
+        );
+    }
+    emit(cx, &s)
+}
+
+fn ethertype_label(t: u16) -> String {
+    match (t, ethertype_name(t)) {
+        (ETHERTYPE_8023_LENGTH, Some(n)) => format!("<0x0600 {n}"),
+        (t, Some(n)) => format!("0x{t:04x} {n}"),
+        (t, None) => format!("0x{t:04x}"),
+    }
+}
+
+fn if_etype_show(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    let (i, info) = pop_interface(cx, e)?;
+    let r = e.stats().etypes(i);
+    let mut s = format!("{i} {} ethertypes: {}\n", info.name, r.types.len());
+    if !r.types.is_empty() {
+        let labels: Vec<String> = r
+            .types
+            .iter()
+            .map(|t| ethertype_label(t.ethertype))
+            .collect();
+        let lw = labels
+            .iter()
+            .map(String::len)
+            .max()
+            .unwrap_or(0)
+            .max("ethertype".len());
+        let fw = r
+            .types
+            .iter()
+            .map(|t| t.frames.to_string().len())
+            .max()
+            .unwrap_or(0)
+            .max(6);
+        let _ = writeln!(
+            s,
+            "  level  {:<lw$}  {:>fw$}  last source",
+            "ethertype", "frames"
+        );
+        for (t, label) in r.types.iter().zip(&labels) {
+            let _ = writeln!(
+                s,
+                "  {:<5}  {label:<lw$}  {:>fw$}  {}",
+                t.level,
+                t.frames,
+                format_mac(&t.last_src)
+            );
+        }
+    }
+    if r.overflow > 0 {
+        let _ = writeln!(
+            s,
+            "  not listed: {} frames of further types (the table holds {ETYPE_TABLE_CAPACITY} per queue)",
+            r.overflow
+        );
+    }
+    emit(cx, &s)
+}
+
+fn if_stats_reset(_cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    e.stats().reset();
+    Ok(())
+}
+
+fn tap_flag<const DIR: u8, const ON: bool>(
+    cx: &mut Ctx<'_>,
+    e: &dyn EngineView,
+) -> Result<(), WordError> {
+    let i = pop_interface(cx, e)?.0;
+    e.policy().update(|p| {
+        let flags = if DIR == RX {
+            &mut p.tap_rx
+        } else {
+            &mut p.tap_tx
+        };
+        flags[i] = ON;
+    });
+    Ok(())
+}
+
+fn fault_flag<const ON: bool>(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    let i = pop_interface(cx, e)?.0;
+    e.policy().update(|p| p.fault[i].enabled = ON);
+    Ok(())
+}
+
+fn fault_probability<const WHICH: u8>(
+    cx: &mut Ctx<'_>,
+    e: &dyn EngineView,
+) -> Result<(), WordError> {
+    let i = pop_interface(cx, e)?.0;
+    let p = cx.pop_int()?;
+    let p = u32::try_from(p)
+        .ok()
+        .filter(|&p| p <= PROBABILITY_SCALE)
+        .ok_or_else(|| {
+            WordError::new(format!(
+                "{p} is not a probability (0..{PROBABILITY_SCALE} in 1/100000, {PROBABILITY_SCALE} = always)"
+            ))
+        })?;
+    e.policy().update(|pol| {
+        let f = &mut pol.fault[i];
+        match WHICH {
+            P_DROP => f.drop_p = p,
+            P_FLIP => f.flip_p = p,
+            _ => f.dup_p = p,
+        }
+    });
+    Ok(())
+}
+
+fn hash_insert<const H: u8>(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    let h = Hash::of(H);
+    let mac: Mac = cx.pop_mac()?;
+    let current = e.policy().snapshot();
+    let set = h.set(&current);
+    if !set.contains(&mac) && set.len() >= MACHASH_MAX {
+        return Err(WordError::new(format!(
+            "the {} is full ({MACHASH_MAX} MACs): {} not added",
+            h.title(),
+            format_mac(&mac)
+        )));
+    }
+    e.policy()
+        .update(|p| *h.set_mut(p) = h.set(p).inserted(mac));
+    Ok(())
+}
+
+/// Deleting a MAC that is not listed is not an error: scripts can clean up without checking.
+fn hash_delete<const H: u8>(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    let h = Hash::of(H);
+    let mac: Mac = cx.pop_mac()?;
+    e.policy()
+        .update(|p| *h.set_mut(p) = h.set(p).removed(&mac));
+    Ok(())
+}
+
+fn hash_reset<const H: u8>(_cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    let h = Hash::of(H);
+    e.policy().update(|p| *h.set_mut(p) = MacSet::new());
+    Ok(())
+}
+
+fn hash_show<const H: u8>(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    let h = Hash::of(H);
+    let policy = e.policy().snapshot();
+    let mut s = String::new();
+    for mac in h.set(&policy).iter() {
+        let _ = writeln!(s, "{} {}", format_mac(mac), describe(mac));
+    }
+    emit(cx, &s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_help_ends_in_a_stack_effect() {
+        let mut names: Vec<&str> = ENGINE_WORDS.iter().map(|w| w.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ENGINE_WORDS.len());
+        for w in ENGINE_WORDS {
+            assert!(
+                w.help.ends_with(" )") && w.help.contains(" ( "),
+                "{}: {}",
+                w.name,
+                w.help
+            );
+            assert!(
+                !w.name.starts_with("tap.queue."),
+                "tap.queue.* belong to the pqueue part"
+            );
+        }
+    }
+
+    #[test]
+    fn stat_lines_put_values_in_column_24() {
+        assert_eq!(
+            stat_line(2, "rx", 64183713),
+            "  rx                    64183713\n"
+        );
+        assert_eq!(
+            stat_line(4, "drop probability", format_probability(0)),
+            "    drop probability    0 (0.000%)\n"
+        );
+        assert_eq!(
+            stat_line(2, "a label longer than the column", 1),
+            "  a label longer than the column 1\n"
+        );
+    }
+
+    #[test]
+    fn probabilities_print_exactly() {
+        assert_eq!(format_probability(0), "0 (0.000%)");
+        assert_eq!(format_probability(1), "1 (0.001%)");
+        assert_eq!(format_probability(12_345), "12345 (12.345%)");
+        assert_eq!(format_probability(100_000), "100000 (100.000%)");
+    }
+
+    #[test]
+    fn ethertype_labels() {
+        assert_eq!(ethertype_label(0x0800), "0x0800 IPv4");
+        assert_eq!(ethertype_label(0x88a8), "0x88a8 802.1ad QinQ");
+        assert_eq!(ethertype_label(0x1234), "0x1234");
+        assert_eq!(
+            ethertype_label(ETHERTYPE_8023_LENGTH),
+            "<0x0600 802.3 length (LLC)"
+        );
+    }
+}

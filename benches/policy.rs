@@ -1,0 +1,158 @@
+//! The per-frame costs of the engine's control side, each beside the obvious alternative:
+//! * vendor lookup: the build-time table vs `mac_oui::Oui::default()` + lookup (the crate's way)
+//! * machash membership: `MacSet::contains` vs `std::collections::HashSet<[u8; 6]>`
+//! * per-frame statistics: `QueueStats::on_rx` (single writer, no locks) vs the same counts
+//!   kept in `HashMap`s behind a `Mutex`
+//! * fault decision: `decide` with all three probabilities set
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use ethertap::ixdp::fault::{decide, FaultRng};
+use ethertap::ixdp::policy::FaultConfig;
+use ethertap::ixdp::stats::QueueStats;
+use ethertap::tap::{describe, Mac, MacSet};
+use std::collections::{HashMap, HashSet};
+use std::hint::black_box;
+use std::sync::Mutex;
+
+fn macs(n: usize) -> Vec<Mac> {
+    (0..n as u32)
+        .map(|i| {
+            let h = i.wrapping_mul(0x9e37_79b9);
+            [0x00, 0x1b, 0x21, (h >> 16) as u8, (h >> 8) as u8, h as u8]
+        })
+        .collect()
+}
+
+fn frames(n: usize) -> Vec<Vec<u8>> {
+    macs(n)
+        .iter()
+        .enumerate()
+        .map(|(i, src)| {
+            let mut f = vec![0xff; 6];
+            f.extend_from_slice(src);
+            if i % 4 == 0 {
+                f.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
+            }
+            f.extend_from_slice(if i % 3 == 0 {
+                &[0x86, 0xdd]
+            } else {
+                &[0x08, 0x00]
+            });
+            f.resize(64, 0);
+            f
+        })
+        .collect()
+}
+
+fn vendor_lookup(c: &mut Criterion) {
+    let mut g = c.benchmark_group("vendor lookup");
+    g.sample_size(10);
+    let mac: Mac = [0x00, 0x1b, 0x21, 0x3a, 0x4f, 0x01];
+    g.bench_function("tap::describe (build-time table)", |b| {
+        b.iter(|| describe(black_box(&mac)))
+    });
+    g.bench_function("mac_oui::Oui::default + lookup_by_mac", |b| {
+        b.iter(|| {
+            let db = mac_oui::Oui::default().unwrap();
+            db.lookup_by_mac(black_box("00:1b:21:3a:4f:01"))
+                .unwrap()
+                .map(|e| e.company_name.clone())
+        })
+    });
+    g.finish();
+}
+
+fn machash(c: &mut Criterion) {
+    let mut g = c.benchmark_group("machash contains, 64 lookups");
+    for n in [4usize, 1000] {
+        let members = macs(n);
+        let probes: Vec<Mac> = macs(2 * n).into_iter().cycle().take(64).collect();
+        let set: MacSet = members.iter().copied().collect();
+        let hash: HashSet<Mac> = members.iter().copied().collect();
+        g.bench_function(format!("MacSet, {n} MACs"), |b| {
+            b.iter(|| probes.iter().filter(|m| set.contains(black_box(m))).count())
+        });
+        g.bench_function(format!("HashSet, {n} MACs"), |b| {
+            b.iter(|| {
+                probes
+                    .iter()
+                    .filter(|m| hash.contains(black_box(*m)))
+                    .count()
+            })
+        });
+    }
+    g.finish();
+}
+
+/// rx, frames per source MAC, (frames, last source) per (VLAN level, Ethertype).
+type Tables = (u64, HashMap<Mac, u64>, HashMap<(u8, u16), (u64, Mac)>);
+
+/// The obvious alternative to `QueueStats`: counters and tables behind one lock.
+#[derive(Default)]
+struct LockedStats {
+    inner: Mutex<Tables>,
+}
+
+impl LockedStats {
+    fn on_rx(&self, frame: &[u8]) {
+        let mut g = self.inner.lock().unwrap();
+        g.0 += 1;
+        let Some(src) = frame.get(6..12) else { return };
+        let src: Mac = src.try_into().unwrap();
+        *g.1.entry(src).or_default() += 1;
+        let mut at = 12;
+        for level in 0..=4u8 {
+            let Some(&[hi, lo]) = frame.get(at..at + 2) else {
+                break;
+            };
+            let t = u16::from_be_bytes([hi, lo]);
+            let e = g.2.entry((level, t)).or_insert((0, src));
+            e.0 += 1;
+            e.1 = src;
+            if t != 0x8100 && t != 0x88a8 {
+                break;
+            }
+            at += 4;
+        }
+    }
+}
+
+fn per_frame_stats(c: &mut Criterion) {
+    let mut g = c.benchmark_group("per-frame statistics, 64 frames");
+    let batch = frames(64);
+    let q = QueueStats::new();
+    g.bench_function("QueueStats::on_rx", |b| {
+        b.iter(|| batch.iter().for_each(|f| q.on_rx(black_box(f))))
+    });
+    let locked = LockedStats::default();
+    g.bench_function("Mutex<HashMap> stats", |b| {
+        b.iter(|| batch.iter().for_each(|f| locked.on_rx(black_box(f))))
+    });
+    g.finish();
+}
+
+fn fault_decision(c: &mut Criterion) {
+    let cfg = FaultConfig {
+        enabled: true,
+        drop_p: 1_000,
+        flip_p: 5_000,
+        dup_p: 5_000,
+    };
+    let mut rng = FaultRng::new(42);
+    c.bench_function("fault decide, 64 frames", |b| {
+        b.iter(|| {
+            (0..64)
+                .filter(|_| decide(black_box(&cfg), &mut rng).drop)
+                .count()
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    vendor_lookup,
+    machash,
+    per_frame_stats,
+    fault_decision
+);
+criterion_main!(benches);

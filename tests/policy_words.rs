@@ -1,0 +1,479 @@
+//! The engine words against a small in-test engine (real PolicyCell and StatsBoard, fixed
+//! interface list), through the RPCL VM's host API.
+
+use ethertap::ixdp::policy::PolicyCell;
+use ethertap::ixdp::stats::StatsBoard;
+use ethertap::ixdp::words::{
+    register_engine_words, register_unavailable_words, stat_line, ENGINE_WORDS, NEEDS_ENGINE,
+};
+use ethertap::ixdp::{EngineView, InterfaceInfo, XdpMode};
+use ethertap::rpcl::Vm;
+use ethertap::tap::Mac;
+use std::sync::Arc;
+
+struct TestEngine {
+    interfaces: Vec<InterfaceInfo>,
+    policy: PolicyCell,
+    stats: StatsBoard,
+}
+
+impl EngineView for TestEngine {
+    fn interfaces(&self) -> &[InterfaceInfo] {
+        &self.interfaces
+    }
+    fn policy(&self) -> &PolicyCell {
+        &self.policy
+    }
+    fn stats(&self) -> &StatsBoard {
+        &self.stats
+    }
+    fn ring_details(&self, ifidx: usize, queue: usize) -> Result<String, String> {
+        if ifidx == 1 {
+            return Err("socket closed".to_string());
+        }
+        Ok(format!(
+            "{}{}",
+            stat_line(2, "fill ring", format!("{}/2048", 100 + queue)),
+            stat_line(2, "rx_dropped", 0)
+        ))
+    }
+}
+
+fn engine(n_ifs: usize, queues: u32) -> Arc<TestEngine> {
+    let names = [
+        ("enp1s0f0", "ixgbe", true, XdpMode::Drv),
+        ("veth-b", "veth", false, XdpMode::Skb),
+    ];
+    Arc::new(TestEngine {
+        interfaces: names[..n_ifs]
+            .iter()
+            .enumerate()
+            .map(
+                |(index, &(name, driver, zerocopy, attached_mode))| InterfaceInfo {
+                    index,
+                    name: name.to_string(),
+                    driver: driver.to_string(),
+                    queues,
+                    zerocopy,
+                    attached_mode,
+                },
+            )
+            .collect(),
+        policy: PolicyCell::default(),
+        stats: StatsBoard::new(n_ifs, queues as usize),
+    })
+}
+
+fn vm_for(e: &Arc<TestEngine>) -> Vm {
+    let mut vm = Vm::new();
+    register_engine_words(&mut vm, e.clone());
+    vm
+}
+
+fn run(vm: &mut Vm, line: &str) -> Result<String, String> {
+    let mut out = Vec::new();
+    vm.eval_line(line, &mut out).map_err(|e| e.0)?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+fn frame(dst: Mac, src: Mac, ethertype: u16) -> Vec<u8> {
+    let mut f = Vec::from(dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(&[0u8; 46]);
+    f
+}
+
+const CISCO: Mac = [0x00, 0x00, 0x0c, 0x01, 0x02, 0x03];
+const LAA: Mac = [0x02, 0x42, 0xac, 0x11, 0x00, 0x02];
+
+#[test]
+fn if_stats_prints_the_exact_format() {
+    let e = engine(2, 1);
+    let q = e.stats.queue(0, 0);
+    for _ in 0..3 {
+        q.on_rx(&frame([0xff; 6], CISCO, 0x0800));
+    }
+    q.add_tx(2);
+    q.add_drop(1);
+    q.add_fi_flipped(4);
+    e.stats.queue(1, 0).add_err(9);
+    let mut vm = vm_for(&e);
+    run(
+        &mut vm,
+        "0 tap.rx.enable 1 fault.enable 12345 1 fault.drop.probability",
+    )
+    .unwrap();
+    run(
+        &mut vm,
+        "100000 1 fault.dup.probability 1 1 fault.flip.probability",
+    )
+    .unwrap();
+    let expected = "\
+0 enp1s0f0 ixgbe queues:1 ZEROCOPY DRV
+  rx                    3
+  tx                    2
+  drop                  1
+  noif                  0
+  err                   0
+  RX tap                enabled
+  TX tap                disabled
+  fault injection       disabled
+    drop probability    0 (0.000%)
+    flip probability    0 (0.000%)
+    dup probability     0 (0.000%)
+    dropped by FI       0
+    flipped by FI       4
+    duplicated by FI    0
+1 veth-b veth queues:1 COPY SKB
+  rx                    0
+  tx                    0
+  drop                  0
+  noif                  0
+  err                   9
+  RX tap                disabled
+  TX tap                disabled
+  fault injection       enabled
+    drop probability    12345 (12.345%)
+    flip probability    1 (0.001%)
+    dup probability     100000 (100.000%)
+    dropped by FI       0
+    flipped by FI       0
+    duplicated by FI    0
+";
+    assert_eq!(run(&mut vm, "if.stats").unwrap(), expected);
+    run(&mut vm, "if.stats.reset").unwrap();
+    let after = run(&mut vm, "if.stats").unwrap();
+    assert!(
+        after.contains("  rx                    0\n") && !after.contains("err                   9")
+    );
+    assert!(
+        after.contains("RX tap                enabled"),
+        "reset keeps the settings"
+    );
+}
+
+#[test]
+fn if_qstats_shows_one_queue_and_the_ring_details() {
+    let e = engine(2, 2);
+    e.stats.queue(0, 1).on_rx(&frame(LAA, CISCO, 0x0800));
+    e.stats.queue(0, 1).add_fi_duplicated(2);
+    e.stats.queue(0, 0).add_tx(50);
+    let mut vm = vm_for(&e);
+    assert_eq!(
+        run(&mut vm, "1 0 if.qstats").unwrap(),
+        "\
+0 enp1s0f0 queue 1
+  rx                    1
+  tx                    0
+  drop                  0
+  noif                  0
+  err                   0
+  dropped by FI         0
+  flipped by FI         0
+  duplicated by FI      2
+  fill ring             101/2048
+  rx_dropped            0
+"
+    );
+    let other = run(&mut vm, "0 1 if.qstats").unwrap();
+    assert!(
+        other.ends_with("  rings                 unavailable: socket closed\n"),
+        "{other}"
+    );
+    assert_eq!(
+        run(&mut vm, "2 0 if.qstats").unwrap_err(),
+        "error: if.qstats: 2 is not a queue of interface 0 (0..1)"
+    );
+    assert_eq!(
+        run(&mut vm, "0 2 if.qstats").unwrap_err(),
+        "error: if.qstats: 2 is not an interface (0..1)"
+    );
+    assert_eq!(
+        run(&mut vm, "-1 0 if.qstats").unwrap_err(),
+        "error: if.qstats: -1 is not a queue of interface 0 (0..1)"
+    );
+}
+
+#[test]
+fn if_mac_show_lists_macs_with_counts_and_vendors() {
+    let e = engine(1, 1);
+    let q = e.stats.queue(0, 0);
+    for _ in 0..1234 {
+        q.on_rx(&frame([0xff; 6], CISCO, 0x0800));
+    }
+    q.on_rx(&frame(CISCO, LAA, 0x0806));
+    let mut vm = vm_for(&e);
+    assert_eq!(
+        run(&mut vm, "0 if.mac.show").unwrap(),
+        "\
+0 enp1s0f0 source MACs: 2
+  MAC                frames  vendor
+  00:00:0c:01:02:03    1234  Cisco Systems, Inc
+  02:42:ac:11:00:02       1  Locally Administered Address (LAA)
+"
+    );
+    run(&mut vm, "if.stats.reset").unwrap();
+    assert_eq!(
+        run(&mut vm, "0 if.mac.show").unwrap(),
+        "0 enp1s0f0 source MACs: 0\n"
+    );
+    assert_eq!(
+        run(&mut vm, "1 if.mac.show").unwrap_err(),
+        "error: if.mac.show: 1 is not an interface (only 0)"
+    );
+}
+
+#[test]
+fn if_mac_show_reports_what_did_not_fit() {
+    let e = engine(1, 1);
+    let q = e.stats.queue(0, 0);
+    for i in 0..1030u32 {
+        let src = [0x00, 0x50, 0x56, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+        q.on_rx(&frame(CISCO, src, 0x0800));
+    }
+    let mut vm = vm_for(&e);
+    let out = run(&mut vm, "0 if.mac.show").unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0 enp1s0f0 source MACs: 1024");
+    assert_eq!(lines.len(), 1 + 1 + 1024 + 1);
+    assert_eq!(
+        lines[1026],
+        "  not listed: 6 frames from about 6 further MACs (the table holds 1024 per queue)"
+    );
+    assert!(
+        lines[2..1026].iter().all(|l| l.ends_with("  VMware, Inc")),
+        "{}",
+        lines[2]
+    );
+}
+
+#[test]
+fn if_etype_show_lists_types_per_vlan_level() {
+    let e = engine(1, 1);
+    let q = e.stats.queue(0, 0);
+    let mut tagged = frame([0xff; 6], LAA, 0x88a8);
+    tagged.splice(14..14, [0x00, 0x0a, 0x81, 0x00, 0x00, 0x14, 0x08, 0x00]);
+    q.on_rx(&tagged);
+    q.on_rx(&frame([0xff; 6], CISCO, 0x0806));
+    q.on_rx(&frame([0xff; 6], CISCO, 0x0806));
+    q.on_rx(&frame([0xff; 6], CISCO, 0x1234));
+    let mut vm = vm_for(&e);
+    assert_eq!(
+        run(&mut vm, "0 if.etype.show").unwrap(),
+        "\
+0 enp1s0f0 ethertypes: 5
+  level  ethertype            frames  last source
+  0      0x0806 ARP                2  00:00:0c:01:02:03
+  0      0x1234                    1  00:00:0c:01:02:03
+  0      0x88a8 802.1ad QinQ       1  02:42:ac:11:00:02
+  1      0x8100 802.1Q VLAN        1  02:42:ac:11:00:02
+  2      0x0800 IPv4               1  02:42:ac:11:00:02
+"
+    );
+}
+
+#[test]
+fn tap_and_fault_flags_change_the_policy() {
+    let e = engine(2, 1);
+    let mut vm = vm_for(&e);
+    run(&mut vm, "1 tap.rx.enable 0 tap.tx.enable 1 fault.enable").unwrap();
+    let p = e.policy.snapshot();
+    assert_eq!((p.tap_rx, p.tap_tx), ([false, true], [true, false]));
+    assert!(p.fault[1].enabled && !p.fault[0].enabled);
+    run(&mut vm, "1 tap.rx.disable 0 tap.tx.disable 1 fault.disable").unwrap();
+    let p = e.policy.snapshot();
+    assert_eq!((p.tap_rx, p.tap_tx), ([false; 2], [false; 2]));
+    assert!(!p.fault[1].enabled);
+    run(
+        &mut vm,
+        "7 0 fault.drop.probability 8 0 fault.flip.probability 9 1 fault.dup.probability",
+    )
+    .unwrap();
+    let p = e.policy.snapshot();
+    assert_eq!(
+        (p.fault[0].drop_p, p.fault[0].flip_p, p.fault[1].dup_p),
+        (7, 8, 9)
+    );
+    run(
+        &mut vm,
+        "0 0 fault.drop.probability 100000 0 fault.flip.probability",
+    )
+    .unwrap();
+    let p = e.policy.snapshot();
+    assert_eq!((p.fault[0].drop_p, p.fault[0].flip_p), (0, 100_000));
+}
+
+#[test]
+fn machash_words_insert_delete_reset_and_show() {
+    let e = engine(1, 1);
+    let mut vm = vm_for(&e);
+    for (prefix, pick) in [
+        (
+            "tap",
+            (|p: &ethertap::ixdp::policy::Policy| p.tap_hash.clone()) as fn(&_) -> _,
+        ),
+        ("drop", |p| p.drop_hash.clone()),
+        ("fault", |p| p.fault_hash.clone()),
+    ] {
+        run(
+            &mut vm,
+            &format!(
+                "02:42:AC:11:00:02 {prefix}.hash.insert 00:00:0C:01:02:03 {prefix}.hash.insert"
+            ),
+        )
+        .unwrap();
+        run(&mut vm, &format!("00:00:0c:01:02:03 {prefix}.hash.insert")).unwrap();
+        assert_eq!(
+            pick(&e.policy.snapshot()).len(),
+            2,
+            "{prefix}: no duplicates"
+        );
+        assert_eq!(
+            run(&mut vm, &format!("{prefix}.hash.show")).unwrap(),
+            "00:00:0c:01:02:03 Cisco Systems, Inc\n02:42:ac:11:00:02 Locally Administered Address (LAA)\n"
+        );
+        run(&mut vm, &format!("00:00:0c:01:02:03 {prefix}.hash.delete")).unwrap();
+        run(&mut vm, &format!("00:00:0c:01:02:03 {prefix}.hash.delete")).unwrap();
+        assert_eq!(
+            run(&mut vm, &format!("{prefix}.hash.show")).unwrap(),
+            "02:42:ac:11:00:02 Locally Administered Address (LAA)\n"
+        );
+        run(&mut vm, &format!("{prefix}.hash.reset")).unwrap();
+        assert!(pick(&e.policy.snapshot()).is_empty());
+        assert_eq!(run(&mut vm, &format!("{prefix}.hash.show")).unwrap(), "");
+        for bad in ["zz:00", "aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:fg"] {
+            for op in ["insert", "delete"] {
+                let err = run(&mut vm, &format!("{bad} {prefix}.hash.{op}")).unwrap_err();
+                assert!(
+                    err.starts_with(&format!("error: {prefix}.hash.{op}: ")),
+                    "{err}"
+                );
+                assert!(
+                    err.contains(&format!("\"{bad}\" is not a MAC address")),
+                    "{err}"
+                );
+            }
+        }
+    }
+    // Each set is its own: the tap set does not touch the drop set.
+    run(&mut vm, "00:00:0c:01:02:03 tap.hash.insert").unwrap();
+    let p = e.policy.snapshot();
+    assert!(p.drop_hash.is_empty() && p.fault_hash.is_empty() && p.tap_hash.len() == 1);
+}
+
+#[test]
+fn interface_and_probability_errors_name_the_value() {
+    let e = engine(2, 1);
+    let mut vm = vm_for(&e);
+    for word in [
+        "tap.rx.enable",
+        "tap.rx.disable",
+        "tap.tx.enable",
+        "tap.tx.disable",
+        "fault.enable",
+        "fault.disable",
+        "if.mac.show",
+        "if.etype.show",
+    ] {
+        assert_eq!(
+            run(&mut vm, &format!("7 {word}")).unwrap_err(),
+            format!("error: {word}: 7 is not an interface (0..1)")
+        );
+        assert_eq!(
+            run(&mut vm, &format!("-1 {word}")).unwrap_err(),
+            format!("error: {word}: -1 is not an interface (0..1)")
+        );
+        let err = run(&mut vm, &format!("eth0 {word}")).unwrap_err();
+        assert!(
+            err.starts_with(&format!("error: {word}: ")) && err.contains("eth0"),
+            "{err}"
+        );
+        let err = run(&mut vm_for(&e), word).unwrap_err();
+        assert!(err.contains("underflow"), "{err}");
+    }
+    for word in [
+        "fault.drop.probability",
+        "fault.flip.probability",
+        "fault.dup.probability",
+    ] {
+        assert_eq!(
+            run(&mut vm, &format!("100001 0 {word}")).unwrap_err(),
+            format!("error: {word}: 100001 is not a probability (0..100000 in 1/100000, 100000 = always)")
+        );
+        assert_eq!(
+            run(&mut vm, &format!("-1 1 {word}")).unwrap_err(),
+            format!(
+                "error: {word}: -1 is not a probability (0..100000 in 1/100000, 100000 = always)"
+            )
+        );
+        let err = run(&mut vm, &format!("half 0 {word}")).unwrap_err();
+        assert!(
+            err.starts_with(&format!("error: {word}: ")) && err.contains("half"),
+            "{err}"
+        );
+        assert_eq!(
+            run(&mut vm, &format!("5 2 {word}")).unwrap_err(),
+            format!("error: {word}: 2 is not an interface (0..1)")
+        );
+    }
+    let p = e.policy.snapshot();
+    assert_eq!(*p, Default::default(), "failed words changed nothing");
+}
+
+#[test]
+fn an_engine_without_interfaces_says_so() {
+    let e = engine(0, 1);
+    let mut vm = vm_for(&e);
+    assert_eq!(run(&mut vm, "if.stats").unwrap(), "");
+    assert_eq!(
+        run(&mut vm, "0 tap.rx.enable").unwrap_err(),
+        "error: tap.rx.enable: 0 is not an interface (the engine has none)"
+    );
+}
+
+#[test]
+fn unavailable_words_have_the_same_names_and_help_and_say_how_to_start() {
+    let e = engine(2, 1);
+    let live = vm_for(&e);
+    let mut local = Vm::new();
+    register_unavailable_words(&mut local);
+    let base: Vec<String> = Vm::new().word_names();
+    let added = |vm: &Vm| -> Vec<String> {
+        vm.word_names()
+            .into_iter()
+            .filter(|n| !base.contains(n))
+            .collect()
+    };
+    assert_eq!(added(&live), added(&local));
+    assert_eq!(added(&live).len(), ENGINE_WORDS.len());
+    for w in ENGINE_WORDS {
+        assert_eq!(live.help(w.name), Some(w.help));
+        assert_eq!(local.help(w.name), Some(w.help));
+        assert_eq!(
+            run(&mut local, &format!("0 0 {}", w.name)).unwrap_err(),
+            format!("error: {}: {NEEDS_ENGINE}", w.name)
+        );
+    }
+}
+
+#[test]
+fn the_words_doc_lists_exactly_the_engine_words() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/words-engine.md"))
+        .expect("docs/words-engine.md");
+    let mut documented: Vec<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("### `")?.split('`').next())
+        .collect();
+    let mut registered: Vec<&str> = ENGINE_WORDS.iter().map(|w| w.name).collect();
+    documented.sort_unstable();
+    registered.sort_unstable();
+    assert_eq!(documented, registered);
+    for w in ENGINE_WORDS {
+        assert!(
+            doc.contains(w.help),
+            "the doc quotes the help of {}",
+            w.name
+        );
+    }
+}
