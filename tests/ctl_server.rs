@@ -27,7 +27,7 @@ impl Host for TestHost {
 
 struct Lab {
     dir: tempfile::TempDir,
-    server: Server,
+    _server: Server,
     host: Arc<TestHost>,
 }
 
@@ -42,7 +42,11 @@ impl Lab {
         let mut vm = Vm::new();
         vm.set_budget(50_000_000);
         let server = Server::start(listener, vm, host.clone(), config).expect("server");
-        Lab { dir, server, host }
+        Lab {
+            dir,
+            _server: server,
+            host,
+        }
     }
 
     fn path(&self) -> PathBuf {
@@ -83,7 +87,7 @@ fn eval_and_run_stream_output_and_report_errors() {
         &mut c,
         Request::Run {
             file: "t.rpcl".into(),
-            source: "\"a\" .\n\n 1 +\n".into(),
+            source: "\"a\" .\n\n drop\n".into(),
             args: vec![],
         },
     );

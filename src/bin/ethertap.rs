@@ -46,8 +46,20 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let _ = cli.command;
-    eprintln!("ethertap: not built yet");
-    ExitCode::FAILURE
+    use ethertap::rpcl::cli;
+    let local_vm = || {
+        let mut vm = cli::local_vm();
+        vm.set_var("version.ethertap", env!("CARGO_PKG_VERSION"));
+        vm
+    };
+    match Cli::parse().command {
+        Command::Run {
+            file,
+            args,
+            local: _,
+        } => cli::run_local(local_vm(), &file, args),
+        Command::Eval { line, local: _ } => cli::eval_local(local_vm(), &line),
+        Command::Check { file, disasm } => cli::check(&file, disasm),
+        Command::Console => cli::console_local(local_vm()),
+    }
 }

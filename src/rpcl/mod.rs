@@ -1,39 +1,49 @@
-//! RPCL: the configuration and control language of ethertap.
+//! RPCL: the configuration and control language of ethertap (`rpcl.md`).
 //!
-//! SCAFFOLD: this file fixes the host API that the engine, the packet queue and the control
-//! plane register their words through. The implementation behind it is a placeholder that
-//! the RPCL work replaces (parser, compiler, VM), keeping these signatures.
+//! Source text → [`lexer`] (nom, tokens with line/column) → [`compiler`] (bytecode, control
+//! structures resolved to jumps) → [`vm`] (data stack, frames, return stack, dictionary).
+//! Hosts (the engine, the packet queue) add their own words through [`Vm::register`] and see
+//! the stack only through [`Ctx`].
+//!
+//! Design points:
+//! * Late binding: a bare token that names a built-in is bound when compiled (built-ins never
+//!   change); any other name is an index into the dictionary, looked up when it runs: a
+//!   compound word runs, anything else pushes the token. Numbers are never names.
+//! * Numbers stay strings in the language, but an integer whose text is canonical is kept as
+//!   an `i64` ([`Value`]); other spellings (`0x10`) keep their exact text. Literals are
+//!   classified at compile time, and a literal followed by an arithmetic or comparison word
+//!   becomes one instruction.
+//! * A failing word leaves the stack as it was before that word (items it popped come back);
+//!   frames, loops and calls are reset. Errors are one line, `FILE:LINE:COL: error: WORD: msg`.
+//! * The instruction budget is charged at backward jumps (by the length of the loop body)
+//!   and at calls, so every unbounded execution pays for itself; straight-line code is
+//!   bounded by its length. The interrupt flag is polled at the same places and by waiting
+//!   words.
+
+pub mod cli;
+pub(crate) mod compiler;
+pub mod console;
+pub(crate) mod dict;
+pub mod lexer;
+pub(crate) mod value;
+pub(crate) mod vm;
+pub(crate) mod words;
+
+pub use console::{run_console, ConsoleBackend, LocalBackend};
+pub use value::{Subtype, Value, MAX_DATA, MAX_STRING};
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Data subtypes of `rpcl.md` section 3, with their codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Subtype {
-    Generic = 0,
-    Int8 = 1,
-    Uint8 = 2,
-    Int16 = 3,
-    Uint16 = 4,
-    Int32 = 5,
-    Uint32 = 6,
-    Int64 = 7,
-    Uint64 = 8,
-    Ip = 9,
-    Ip4 = 10,
-    IpRange = 11,
-    Mac = 12,
-    MacRange = 13,
-}
-
-/// One stack item.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Value {
-    Str(Vec<u8>),
-    Data { subtype: Subtype, bytes: Vec<u8> },
-}
+/// Items on the data stack, all frames together.
+pub const MAX_STACK: usize = 1024;
+/// Nesting of compound words (and loaded files); the top level is 1.
+pub const MAX_DEPTH: usize = 256;
+/// Instructions per console line or script unless [`Vm::set_budget`] says otherwise.
+pub const DEFAULT_BUDGET: u64 = 1_000_000_000;
+/// The language version, stored in `rpcl.version`.
+pub const RPCL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The error a word reports; the VM adds the word's name and the source position.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,81 +65,78 @@ impl std::fmt::Display for RpclError {
     }
 }
 
+impl std::error::Error for RpclError {}
+
+/// How a line or script ended without an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// `bye`: leave the console session / end the script.
+    Bye,
+}
+
 pub type WordFn = Arc<dyn Fn(&mut Ctx<'_>) -> Result<(), WordError> + Send + Sync>;
 
-/// What a built-in word sees: the current frame of the stack and the output.
+/// What a word sees: the current frame of the stack and the output.
 pub struct Ctx<'a> {
-    stack: &'a mut Vec<Value>,
-    out: &'a mut dyn Write,
-    interrupt: &'a AtomicBool,
+    pub(crate) st: &'a mut vm::State,
+    pub(crate) out: &'a mut dyn Write,
 }
 
 impl Ctx<'_> {
     pub fn pop(&mut self) -> Result<Value, WordError> {
-        self.stack
-            .pop()
-            .ok_or_else(|| WordError::new("stack underflow"))
+        self.st.pop()
     }
+    /// A number: `12`, `-3`, `0x1f` (or integer-typed data); the error names the token.
     pub fn pop_int(&mut self) -> Result<i64, WordError> {
-        match self.pop()? {
-            Value::Str(s) => {
-                let t = String::from_utf8_lossy(&s).into_owned();
-                t.parse::<i64>()
-                    .map_err(|_| WordError::new(format!("\"{t}\" is not a number")))
-            }
-            Value::Data { .. } => Err(WordError::new("data is not a number")),
-        }
+        let n = self.st.peek(0)?.as_int()?;
+        self.st.pop()?;
+        Ok(n)
     }
     pub fn pop_str(&mut self) -> Result<String, WordError> {
-        match self.pop()? {
-            Value::Str(s) => Ok(String::from_utf8_lossy(&s).into_owned()),
-            Value::Data { .. } => Err(WordError::new("expected a string, found data")),
+        let v = self.st.peek(0)?;
+        if v.is_data() {
+            return Err(WordError::new(format!(
+                "expected a string, found {}",
+                v.describe()
+            )));
         }
+        Ok(self.st.pop()?.text())
     }
-    /// A MAC address given as `aa:bb:cc:dd:ee:ff` text or as `mac_t` data.
+    /// A MAC address given as `aa:bb:cc:dd:ee:ff` text (any case) or as `mac_t` data.
     pub fn pop_mac(&mut self) -> Result<[u8; 6], WordError> {
-        let text = self.pop_str()?;
-        let parts: Vec<&str> = text.split(':').collect();
-        let bad = || WordError::new(format!("\"{text}\" is not a MAC address"));
-        if parts.len() != 6 {
-            return Err(bad());
-        }
-        let mut mac = [0u8; 6];
-        for (m, p) in mac.iter_mut().zip(parts) {
-            if p.len() != 2 {
-                return Err(bad());
-            }
-            *m = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-        }
+        let v = self.st.peek(0)?;
+        let mac = match v.subtype() {
+            Some(Subtype::Mac) => v.bytes().as_ref().try_into().ok(),
+            Some(_) => None,
+            None => value::parse_mac(&v.text()),
+        };
+        let mac =
+            mac.ok_or_else(|| WordError::new(format!("{} is not a MAC address", v.describe())))?;
+        self.st.pop()?;
         Ok(mac)
     }
     pub fn push(&mut self, v: Value) -> Result<(), WordError> {
-        self.stack.push(v);
-        Ok(())
+        self.st.push(v)
     }
     pub fn push_int(&mut self, n: i64) -> Result<(), WordError> {
-        self.push(Value::Str(n.to_string().into_bytes()))
+        self.st.push(Value::int(n))
     }
     pub fn push_str(&mut self, s: &str) -> Result<(), WordError> {
-        self.push(Value::Str(s.as_bytes().to_vec()))
+        self.st.push(Value::string(s))
     }
     pub fn push_data(&mut self, subtype: Subtype, bytes: Vec<u8>) -> Result<(), WordError> {
-        self.push(Value::Data { subtype, bytes })
+        self.st.push(Value::data(subtype, bytes))
     }
     /// Where words print; in the daemon this streams to the client.
     pub fn out(&mut self) -> &mut dyn Write {
         &mut *self.out
     }
     /// True once Ctrl-C (or a disconnected client) asked the running line to stop; words
-    /// that wait must check it.
+    /// that wait must poll it.
     pub fn interrupted(&self) -> bool {
-        self.interrupt.load(Ordering::Relaxed)
+        self.st.interrupt.load(Ordering::Relaxed)
     }
-}
-
-struct Word {
-    help: String,
-    f: WordFn,
 }
 
 /// A data stack put aside, so that each client of the daemon keeps its own.
@@ -138,10 +145,7 @@ pub struct StackSnapshot(Vec<Value>);
 
 /// An RPCL virtual machine.
 pub struct Vm {
-    stack: Vec<Value>,
-    words: std::collections::BTreeMap<String, Word>,
-    vars: std::collections::BTreeMap<String, Value>,
-    interrupt: Arc<AtomicBool>,
+    st: vm::State,
 }
 
 impl Default for Vm {
@@ -154,113 +158,123 @@ impl Vm {
     /// A VM with the core words and the standard library loaded.
     pub fn new() -> Self {
         let mut vm = Vm {
-            stack: Vec::new(),
-            words: Default::default(),
-            vars: Default::default(),
-            interrupt: Arc::new(AtomicBool::new(false)),
+            st: vm::State::new(),
         };
-        vm.register(".", "print the top item ( x - )", |cx| {
-            let v = cx.pop()?;
-            if let Value::Str(s) = v {
-                cx.out()
-                    .write_all(&s)
-                    .map_err(|e| WordError::new(e.to_string()))?;
-                cx.out()
-                    .write_all(b"\n")
-                    .map_err(|e| WordError::new(e.to_string()))?;
-            }
-            Ok(())
-        });
+        vm.set_var("rpcl.version", RPCL_VERSION);
+        vm.set_var(
+            "rpcl.platform",
+            &format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
+        );
+        words::load_library(&mut vm.st);
         vm
     }
 
-    /// Register a host word. `help` is one line ending in the stack effect.
+    /// Register a host word. `help` is one line ending in the stack effect. A host word is
+    /// immutable for scripts, like a built-in; registering a built-in's name is ignored.
     pub fn register(
         &mut self,
         name: &str,
         help: &str,
         f: impl Fn(&mut Ctx<'_>) -> Result<(), WordError> + Send + Sync + 'static,
     ) {
-        self.words.insert(
-            name.to_string(),
-            Word {
-                help: help.to_string(),
-                f: Arc::new(f),
-            },
-        );
+        self.st.register_host(name, help, Arc::new(f));
     }
 
     /// Define (or redefine) a variable, e.g. `version.ethertap`.
     pub fn set_var(&mut self, name: &str, value: &str) {
-        self.vars
-            .insert(name.to_string(), Value::Str(value.as_bytes().to_vec()));
+        self.st.set_var_startup(name, Value::string(value));
+    }
+
+    /// Arguments of `ethertap run FILE [ARG…]`, read by `argc` and `arg`.
+    pub fn set_args(&mut self, args: Vec<String>) {
+        self.st.args = args;
+    }
+
+    /// Underline typed data and colour new dictionary entries: only when the client's output
+    /// is a terminal.
+    pub fn set_color(&mut self, on: bool) {
+        self.st.color = on;
+    }
+
+    /// Instructions allowed per console line or script.
+    pub fn set_budget(&mut self, budget: u64) {
+        self.st.budget = budget;
     }
 
     /// A flag that interrupts the running line or script when set (Ctrl-C, client gone).
     pub fn interrupt_handle(&self) -> Arc<AtomicBool> {
-        self.interrupt.clone()
+        self.st.interrupt.clone()
     }
 
     /// Run one console line; errors are formatted `error: WORD: message`.
     pub fn eval_line(&mut self, line: &str, out: &mut dyn Write) -> Result<(), RpclError> {
-        self.run_source(None, line, out)
+        self.eval_line_flow(line, out).map(|_| ())
+    }
+
+    /// [`Vm::eval_line`], telling whether the line ended with `bye`.
+    pub fn eval_line_flow(&mut self, line: &str, out: &mut dyn Write) -> Result<Flow, RpclError> {
+        self.st.run_source(None, line, out)
     }
 
     /// Run a whole script; errors are formatted `FILE:LINE:COL: error: WORD: message`.
+    /// Parse errors of the whole file are reported (one per line of the error) before
+    /// anything runs.
     pub fn run_file(
         &mut self,
         file: &str,
         text: &str,
         out: &mut dyn Write,
     ) -> Result<(), RpclError> {
-        self.run_source(Some(file), text, out)
+        self.run_file_flow(file, text, out).map(|_| ())
     }
 
-    fn run_source(
+    pub fn run_file_flow(
         &mut self,
-        file: Option<&str>,
+        file: &str,
         text: &str,
         out: &mut dyn Write,
-    ) -> Result<(), RpclError> {
-        self.interrupt.store(false, Ordering::Relaxed);
-        for tok in text.split_whitespace() {
-            if let Some(w) = self.words.get(tok) {
-                let f = w.f.clone();
-                let mut cx = Ctx {
-                    stack: &mut self.stack,
-                    out: &mut *out,
-                    interrupt: &self.interrupt,
-                };
-                f(&mut cx).map_err(|e| {
-                    RpclError(match file {
-                        Some(f) => format!("{f}:1:1: error: {tok}: {}", e.0),
-                        None => format!("error: {tok}: {}", e.0),
-                    })
-                })?;
-            } else {
-                self.stack.push(Value::Str(tok.as_bytes().to_vec()));
-            }
-        }
-        Ok(())
+    ) -> Result<Flow, RpclError> {
+        self.st.run_source(Some(file), text, out)
     }
 
-    /// Exchange the data stack with `other` (per-client stacks in the daemon).
+    /// Exchange the data stack with `other`: the daemon gives every client its own stack while
+    /// they share one dictionary. Call only between lines (frames are per line).
     pub fn swap_stack(&mut self, other: &mut StackSnapshot) {
-        std::mem::swap(&mut self.stack, &mut other.0);
+        std::mem::swap(&mut self.st.stack, &mut other.0);
     }
 
-    pub fn set_args(&mut self, _args: Vec<String>) {}
-
-    pub fn set_color(&mut self, _on: bool) {}
-
-    pub fn set_budget(&mut self, _budget: u64) {}
-
-    /// Names of all words, for Tab completion.
+    /// Names of all words (built-in, library, host, compound), for Tab completion.
     pub fn word_names(&self) -> Vec<String> {
-        self.words.keys().cloned().collect()
+        self.st.dict.word_names()
     }
 
+    /// The help text of a built-in, library or host word.
     pub fn help(&self, name: &str) -> Option<&str> {
-        self.words.get(name).map(|w| w.help.as_str())
+        self.st.dict.help(name)
+    }
+
+    /// The bytecode of a source text, as `ethertap check --disasm` prints it.
+    pub fn disasm(&mut self, file: &str, text: &str) -> Result<String, Vec<RpclError>> {
+        let chunk = self.st.compile_file(file, text)?;
+        Ok(compiler::disasm(&chunk, &self.st.dict))
+    }
+}
+
+/// Compile a file without running it; every parse and compile error, formatted
+/// `FILE:LINE:COL: error: WORD: message`.
+pub fn check(file: &str, text: &str) -> Result<(), Vec<RpclError>> {
+    let mut st = vm::State::new();
+    st.compile_file(file, text).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_send<T: Send>() {}
+
+    #[test]
+    fn vm_is_send() {
+        is_send::<Vm>();
     }
 }

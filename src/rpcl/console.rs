@@ -1,0 +1,159 @@
+//! The interactive `ok ` console, shared by the local REPL and the daemon's client.
+
+use super::{lexer, Flow, RpclError, Vm};
+use rustyline::completion::Completer;
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{Context, Editor, Helper};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+pub const PROMPT: &str = "ok ";
+/// Shown while a string opened on an earlier line is still open.
+pub const CONTINUATION_PROMPT: &str = ".. ";
+
+/// What the console drives: a local VM, or the daemon's VM through its socket.
+pub trait ConsoleBackend {
+    /// Run one complete line (it may span several physical lines inside a string).
+    fn eval(&mut self, line: &str, out: &mut dyn Write) -> Result<Flow, RpclError>;
+    /// Word names for Tab completion (asked again after every line).
+    fn word_names(&mut self) -> Vec<String>;
+    /// The flag Ctrl-C sets while a line runs; the backend stops the line when it is set
+    /// (a local VM polls it; a remote backend forwards it to the daemon).
+    fn interrupt_flag(&self) -> Arc<AtomicBool>;
+}
+
+/// A console on a VM in this process.
+pub struct LocalBackend {
+    pub vm: Vm,
+}
+
+impl ConsoleBackend for LocalBackend {
+    fn eval(&mut self, line: &str, out: &mut dyn Write) -> Result<Flow, RpclError> {
+        self.vm.eval_line_flow(line, out)
+    }
+    fn word_names(&mut self) -> Vec<String> {
+        self.vm.word_names()
+    }
+    fn interrupt_flag(&self) -> Arc<AtomicBool> {
+        self.vm.interrupt_handle()
+    }
+}
+
+/// True when the text ends inside a string: the console reads a continuation line.
+pub fn ends_in_open_string(text: &str) -> bool {
+    lexer::tokenize(text).1.iter().any(|e| e.open_string)
+}
+
+struct WordCompleter {
+    names: Vec<String>,
+}
+
+impl Completer for WordCompleter {
+    type Candidate = String;
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let start = line[..pos].rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        let prefix = &line[start..pos];
+        let found = self
+            .names
+            .iter()
+            .filter(|n| n.starts_with(prefix))
+            .cloned()
+            .collect();
+        Ok((start, found))
+    }
+}
+
+impl Hinter for WordCompleter {
+    type Hint = String;
+}
+impl Highlighter for WordCompleter {}
+impl Validator for WordCompleter {}
+impl Helper for WordCompleter {}
+
+/// Read lines with editing, history and completion until Ctrl-D or `bye`. Ctrl-C at the
+/// prompt clears the line; while a line runs it interrupts that line.
+pub fn run_console(
+    backend: &mut dyn ConsoleBackend,
+    history_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let flag = backend.interrupt_flag();
+    let sig = signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone())?;
+    let result = console_loop(backend, history_file.as_ref());
+    signal_hook::low_level::unregister(sig);
+    result
+}
+
+fn console_loop(
+    backend: &mut dyn ConsoleBackend,
+    history_file: Option<&PathBuf>,
+) -> anyhow::Result<()> {
+    let flag = backend.interrupt_flag();
+    let mut ed: Editor<WordCompleter, DefaultHistory> = Editor::new()?;
+    ed.set_helper(Some(WordCompleter {
+        names: backend.word_names(),
+    }));
+    if let Some(h) = history_file {
+        let _ = ed.load_history(h);
+    }
+    let mut pending = String::new();
+    let stdout = std::io::stdout();
+    loop {
+        let prompt = if pending.is_empty() {
+            PROMPT
+        } else {
+            CONTINUATION_PROMPT
+        };
+        match ed.readline(prompt) {
+            Ok(line) => {
+                let text = if pending.is_empty() {
+                    line
+                } else {
+                    format!("{pending}\n{line}")
+                };
+                pending.clear();
+                if ends_in_open_string(&text) {
+                    pending = text;
+                    continue;
+                }
+                if !text.trim().is_empty() {
+                    let _ = ed.add_history_entry(text.as_str());
+                }
+                let mut out = stdout.lock();
+                let r = backend.eval(&text, &mut out);
+                if let Err(e) = &r {
+                    // After Ctrl-C the terminal has echoed "^C": start a fresh line.
+                    if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                        let _ = writeln!(out);
+                    }
+                    let _ = writeln!(out, "{e}");
+                }
+                let _ = out.flush();
+                drop(out);
+                if let Ok(Flow::Bye) = r {
+                    break;
+                }
+                if let Some(h) = ed.helper_mut() {
+                    h.names = backend.word_names();
+                }
+            }
+            Err(ReadlineError::Interrupted) => pending.clear(),
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(h) = history_file {
+        let _ = ed.save_history(h);
+    }
+    Ok(())
+}

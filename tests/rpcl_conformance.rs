@@ -1,0 +1,355 @@
+//! RPCL conformance suite: every `tests/rpcl/*.rpcl` with the `.out` (stdout) and `.err`
+//! (error line; the run must fail with it) files next to it.
+//!
+//! * `NAME.rpcl` runs as a script (`Vm::run_file`), in process and through `ethertap run`.
+//! * `NAME.lines.rpcl` runs line by line as the console does (`Vm::eval_line`); error lines
+//!   (`error: WORD: message`) are part of its `.out`.
+//! * `NAME.args` holds the script's arguments, `NAME.budget` an instruction budget.
+//! * In `.out` files `@VERSION@` and `@PLATFORM@` stand for the version and platform.
+//!
+//! `RPCL_BLESS=1 cargo test --test rpcl_conformance` rewrites the expected files from the
+//! actual output (review the diff before committing).
+
+use ethertap::rpcl::Vm;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ethertap");
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn platform() -> String {
+    format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
+}
+
+fn cases() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir("tests/rpcl")
+        .expect("tests/rpcl exists")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rpcl"))
+        .collect();
+    v.sort();
+    assert!(v.len() >= 20, "conformance files missing: {v:?}");
+    v
+}
+
+fn sibling(path: &Path, ext: &str) -> PathBuf {
+    let name = path.file_name().unwrap().to_string_lossy();
+    let stem = name.strip_suffix(".rpcl").unwrap_or(&name);
+    path.with_file_name(format!("{stem}.{ext}"))
+}
+
+fn read_opt(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+fn expand(s: &str) -> String {
+    s.replace("@VERSION@", VERSION)
+        .replace("@PLATFORM@", &platform())
+}
+
+fn unexpand(s: &str) -> String {
+    s.replace(&format!("  {VERSION}\n"), "  @VERSION@\n")
+        .replace(&platform(), "@PLATFORM@")
+}
+
+fn is_lines(path: &Path) -> bool {
+    path.to_string_lossy().ends_with(".lines.rpcl")
+}
+
+fn args_of(path: &Path) -> Vec<String> {
+    read_opt(&sibling(path, "args"))
+        .map(|s| s.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// Output and error of one case, run in this process.
+fn run_in_process(path: &Path) -> (String, Option<String>) {
+    let text = std::fs::read_to_string(path).expect("readable case");
+    let mut vm = Vm::new();
+    vm.set_var("version.ethertap", VERSION);
+    vm.set_args(args_of(path));
+    if let Some(b) = read_opt(&sibling(path, "budget")) {
+        vm.set_budget(b.trim().parse().expect("budget is a number"));
+    }
+    let mut out: Vec<u8> = Vec::new();
+    let mut err = None;
+    if is_lines(path) {
+        for line in text.lines() {
+            match vm.eval_line_flow(line, &mut out) {
+                Ok(ethertap::rpcl::Flow::Bye) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    out.extend_from_slice(e.0.as_bytes());
+                    out.push(b'\n');
+                }
+            }
+        }
+    } else if let Err(e) = vm.run_file(&path.to_string_lossy(), &text, &mut out) {
+        err = Some(e.0);
+    }
+    (String::from_utf8_lossy(&out).into_owned(), err)
+}
+
+fn bless() -> bool {
+    std::env::var_os("RPCL_BLESS").is_some()
+}
+
+#[test]
+fn conformance_in_process() {
+    let mut failures = Vec::new();
+    for path in cases() {
+        let (out, err) = run_in_process(&path);
+        let out_file = sibling(&path, "out");
+        let err_file = sibling(&path, "err");
+        if bless() {
+            std::fs::write(&out_file, unexpand(&out)).unwrap();
+            match &err {
+                Some(e) => std::fs::write(&err_file, format!("{e}\n")).unwrap(),
+                None => {
+                    let _ = std::fs::remove_file(&err_file);
+                }
+            }
+            continue;
+        }
+        let want_out = expand(
+            &read_opt(&out_file).unwrap_or_else(|| panic!("{} has no .out file", path.display())),
+        );
+        let want_err = read_opt(&err_file).map(|s| s.trim_end().to_string());
+        if out != want_out {
+            failures.push(format!(
+                "{}: stdout differs\n--- expected\n{want_out}--- actual\n{out}",
+                path.display()
+            ));
+        }
+        if err != want_err {
+            failures.push(format!(
+                "{}: error differs\n  expected {want_err:?}\n  actual   {err:?}",
+                path.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn conformance_through_the_binary() {
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for path in cases() {
+        // Line-mode files need one VM across lines; budgets need an API call.
+        if is_lines(&path) || sibling(&path, "budget").exists() {
+            continue;
+        }
+        let out = Command::new(BIN)
+            .arg("run")
+            .arg(&path)
+            .args(args_of(&path))
+            .output()
+            .expect("ethertap runs");
+        ran += 1;
+        let want_out = expand(&read_opt(&sibling(&path, "out")).unwrap_or_default());
+        let want_err = read_opt(&sibling(&path, "err")).unwrap_or_default();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let want_status = if want_err.is_empty() { 0 } else { 1 };
+        if stdout != want_out || stderr != want_err || out.status.code() != Some(want_status) {
+            failures.push(format!(
+                "{}: status {:?} (want {want_status})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+                path.display(),
+                out.status.code()
+            ));
+        }
+    }
+    assert!(ran >= 10);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Every word a VM knows at start appears as a token in some conformance file.
+#[test]
+fn every_word_has_a_conformance_case() {
+    let mut tokens = std::collections::HashSet::new();
+    for path in cases() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            for t in line.split_whitespace() {
+                tokens.insert(t.trim_matches('"').to_string());
+            }
+        }
+    }
+    let missing: Vec<String> = Vm::new()
+        .word_names()
+        .into_iter()
+        .filter(|w| !tokens.contains(w))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "words without a conformance case: {missing:?}"
+    );
+}
+
+fn ethertap(args: &[&str]) -> (String, String, Option<i32>) {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("ethertap runs");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code(),
+    )
+}
+
+#[test]
+fn eval_prints_and_reports_errors_in_console_form() {
+    assert_eq!(
+        ethertap(&["eval", "1 2 + ."]),
+        ("3\n".into(), "".into(), Some(0))
+    );
+    assert_eq!(
+        ethertap(&["eval", "\"abc\" 1 +"]),
+        (
+            "".into(),
+            "error: +: \"abc\" is not a number\n".into(),
+            Some(1)
+        )
+    );
+    assert_eq!(
+        ethertap(&["eval", "drop"]),
+        ("".into(), "error: pop: stack underflow\n".into(), Some(1))
+    );
+    assert_eq!(
+        ethertap(&["eval", "1 if"]),
+        ("".into(), "error: if: missing \"then\"\n".into(), Some(1))
+    );
+    assert_eq!(
+        ethertap(&["eval", "\"bye\" . bye \"no\" ."]),
+        ("bye\n".into(), "".into(), Some(0))
+    );
+    let (out, _, code) = ethertap(&["eval", "\"version.ethertap\" @ . \"rpcl.platform\" @ ."]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out, format!("{VERSION}\n{}\n", platform()));
+}
+
+#[test]
+fn check_reports_every_error_and_disassembles() {
+    let (out, err, code) = ethertap(&["check", "tests/rpcl/parse_errors.rpcl"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(out, "");
+    let want = "\
+tests/rpcl/parse_errors.rpcl:4:6: error: then: no matching \"if\"
+tests/rpcl/parse_errors.rpcl:5:1: error: begin: missing \"until\" or \"repeat\"
+tests/rpcl/parse_errors.rpcl:6:5: error: do: missing \"loop\" or \"+loop\"
+tests/rpcl/parse_errors.rpcl:7:6: error: parse: unknown escape \\q in string
+tests/rpcl/parse_errors.rpcl:8:1: error: {: missing \"}\"
+tests/rpcl/parse_errors.rpcl:10:1: error: parse: unterminated string
+";
+    assert_eq!(err, want);
+    // `run` reports the same before running anything (nothing printed).
+    let (out, err2, code) = ethertap(&["run", "tests/rpcl/parse_errors.rpcl"]);
+    assert_eq!((out.as_str(), err2.as_str(), code), ("", want, Some(1)));
+
+    let (out, err, code) = ethertap(&["check", "tests/rpcl/ref_errors.rpcl"]);
+    assert_eq!((out.as_str(), err.as_str(), code), ("", "", Some(0)));
+
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("loop.rpcl");
+    std::fs::write(&f, "3 0 do i 1 + . loop \"x\" foo\n").unwrap();
+    let (out, err, code) = ethertap(&["check", "--disasm", f.to_str().unwrap()]);
+    assert_eq!((err.as_str(), code), ("", Some(0)));
+    let want = "\
+0000        1:1  int       3
+0001        1:3  int       0
+0002        1:5  do
+0003        1:8  i
+0004       1:12  + int    1
+0005       1:14  builtin   .
+0006       1:16  loop      0003
+0007       1:21  string    \"x\"
+0008       1:25  name      foo
+";
+    assert_eq!(out, want);
+    let (_, err, code) = ethertap(&["check", "/nonexistent/x.rpcl"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.starts_with("ethertap: cannot read /nonexistent/x.rpcl: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn shebang_scripts_run_directly() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("hello.rpcl");
+    std::fs::write(
+        &script,
+        "#!/usr/bin/env -S ethertap run\n\"hello from\" 0 arg concat . argc .\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(&script)
+        .arg(" a script")
+        .env("PATH", path)
+        .output()
+        .expect("the script runs through its shebang");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from a script\n1\n"
+    );
+    assert_eq!(out.status.code(), Some(0));
+
+    let failing = dir.path().join("fail.rpcl");
+    std::fs::write(&failing, "#!/usr/bin/env -S ethertap run\n1 0 /\n").unwrap();
+    std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(&failing)
+        .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("{}:2:5: error: /: division by zero\n", failing.display())
+    );
+}
+
+#[test]
+fn run_of_a_missing_file_fails_cleanly() {
+    let (out, err, code) = ethertap(&["run", "/nonexistent/x.rpcl"]);
+    assert_eq!((out.as_str(), code), ("", Some(1)));
+    assert!(
+        err.starts_with("ethertap: cannot read /nonexistent/x.rpcl: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn ctrl_c_interrupts_a_running_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("spin.rpcl");
+    std::fs::write(&f, "\"spinning\" . .fflush\nbegin 0 until\n").unwrap();
+    let child = Command::new(BIN)
+        .arg("run")
+        .arg(&f)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: plain kill(2) on the pid of the child this test started.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(rc, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "spinning\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("{}:2:9: error: until: interrupted\n", f.display())
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
