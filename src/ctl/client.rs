@@ -16,6 +16,8 @@ pub enum Outcome {
     Failed(String),
     /// An interactive session was refused (someone else holds it).
     Refused(String),
+    /// The console line ended with `bye`.
+    Bye,
 }
 
 pub struct Client {
@@ -68,6 +70,7 @@ impl Client {
                 Reply::Done => return Ok(Outcome::Done),
                 Reply::Failed(msg) => return Ok(Outcome::Failed(msg)),
                 Reply::Refused(msg) => return Ok(Outcome::Refused(msg)),
+                Reply::Bye => return Ok(Outcome::Bye),
             }
         }
     }

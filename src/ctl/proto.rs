@@ -52,6 +52,8 @@ pub enum Reply {
     Words(Vec<String>),
     /// The session was refused, with the reason.
     Refused(String),
+    /// The line ended with `bye`: the session is over.
+    Bye,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +166,7 @@ impl Reply {
             Reply::Notice(msg) => write_frame(w, b'n', msg.as_bytes()),
             Reply::Words(names) => write_frame(w, b'w', names.join("\n").as_bytes()),
             Reply::Refused(msg) => write_frame(w, b'r', msg.as_bytes()),
+            Reply::Bye => write_frame(w, b'b', b""),
         }
     }
 
@@ -182,6 +185,7 @@ impl Reply {
                     .collect(),
             ),
             b'r' => Reply::Refused(text(payload)?),
+            b'b' => Reply::Bye,
             other => return Err(ProtoError::UnknownTag(other)),
         })
     }
@@ -224,6 +228,7 @@ mod tests {
             Reply::Notice("waiting".into()),
             Reply::Words(vec!["dup".into(), "if.stats".into()]),
             Reply::Refused("held".into()),
+            Reply::Bye,
         ];
         for rep in all {
             let mut buf = Vec::new();

@@ -8,7 +8,7 @@
 //! write timeout, which also interrupts its script: nobody can hold the VM by not reading.
 
 use super::proto::{ProtoError, Reply, Request};
-use crate::rpcl::{StackSnapshot, Vm};
+use crate::rpcl::{Flow, StackSnapshot, Vm};
 use std::io::{self, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -285,15 +285,17 @@ impl Executor<'_> {
                 let mut stack = StackSnapshot::default();
                 self.execute(&mut stack, |vm, out| {
                     vm.set_args(args);
-                    vm.run_file(&file, &source, out)
+                    vm.run_file_flow(&file, &source, out)
                 })
+                .map(|_| ())
             }
             Request::Eval(line) => {
                 let mut stack = StackSnapshot::default();
                 self.execute(&mut stack, |vm, out| {
                     vm.set_args(Vec::new());
-                    vm.eval_line(&line, out)
+                    vm.eval_line_flow(&line, out)
                 })
+                .map(|_| ())
             }
             Request::OpenSession => self.open_session(),
             Request::Line(line) => {
@@ -304,9 +306,12 @@ impl Executor<'_> {
                     );
                 }
                 let mut stack = std::mem::take(&mut self.session_stack);
-                let result = self.execute(&mut stack, |vm, out| vm.eval_line(&line, out));
+                let result = self.execute(&mut stack, |vm, out| vm.eval_line_flow(&line, out));
                 self.session_stack = stack;
-                result
+                if result.as_ref().is_ok_and(|flow| *flow == Flow::Bye) {
+                    self.leave_session();
+                }
+                result.map(|_| ())
             }
             Request::Words => {
                 let names = lock_vm(self.shared).word_names();
@@ -378,8 +383,8 @@ impl Executor<'_> {
     fn execute(
         &mut self,
         stack: &mut StackSnapshot,
-        f: impl FnOnce(&mut Vm, &mut dyn Write) -> Result<(), crate::rpcl::RpclError>,
-    ) -> io::Result<()> {
+        f: impl FnOnce(&mut Vm, &mut dyn Write) -> Result<Flow, crate::rpcl::RpclError>,
+    ) -> io::Result<Flow> {
         let mut vm = match self.shared.vm.try_lock() {
             Ok(vm) => vm,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
@@ -411,7 +416,7 @@ impl Executor<'_> {
             broken: false,
         };
         let result = if self.cancel.load(Ordering::SeqCst) {
-            Ok(())
+            Ok(Flow::Continue)
         } else {
             f(&mut vm, &mut out)
         };
@@ -422,8 +427,9 @@ impl Executor<'_> {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
         match result {
-            Ok(()) => send(self.stream, Reply::Done),
-            Err(e) => send(self.stream, Reply::Failed(e.to_string())),
+            Ok(Flow::Bye) => send(self.stream, Reply::Bye).map(|_| Flow::Bye),
+            Ok(flow) => send(self.stream, Reply::Done).map(|_| flow),
+            Err(e) => send(self.stream, Reply::Failed(e.to_string())).map(|_| Flow::Continue),
         }
     }
 }
