@@ -1,5 +1,81 @@
-//! `control` (under construction).
-fn main() {
-    eprintln!("control: not built yet");
-    std::process::exit(1);
+//! `control`: status and stop of background processes (product.md §7). The interactive
+//! session into the ethertap daemon comes with the daemon.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, ValueEnum};
+use ethertap::ctl::pidfile;
+
+const COPYRIGHT: &str = "control, part of ethertap — Copyright (c) 2026 the ethertap developers.\n\
+Licensed under the MIT license or the Apache License 2.0, at your option.";
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Action {
+    /// Show whether the process runs, e.g. "collect PID 22880 running" (exit 0; 3 if not running)
+    Status,
+    /// Terminate it and wait for it to exit (exit 0; 3 if not running)
+    Stop,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "control",
+    version,
+    disable_version_flag = true,
+    about = "Control background ethertap processes",
+    after_help = "IDs: ethertap, collect, or the --id given to a background collect.\n\
+Runtime files live in /run (ETHERTAP_RUN_DIR overrides it)."
+)]
+struct Args {
+    /// Background process: ethertap, collect, or a collect --id
+    #[arg(required_unless_present = "copyright")]
+    id: Option<String>,
+    /// What to do; without it, attach an interactive session
+    action: Option<Action>,
+    /// Seconds `stop` waits for the process to exit
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    /// Print the version
+    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+    version: Option<bool>,
+    /// Print the copyright
+    #[arg(short = 'c', long = "copyright")]
+    copyright: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.copyright {
+        println!("{COPYRIGHT}");
+        return ExitCode::SUCCESS;
+    }
+    let id = args.id.unwrap_or_default();
+    let (program, path) = match pidfile::target(&id) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("control: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let reply = match args.action {
+        Some(Action::Status) => pidfile::control_status(program, &path),
+        Some(Action::Stop) => {
+            pidfile::control_stop(program, &path, Duration::from_secs(args.timeout))
+        }
+        None if program == "collect" => {
+            eprintln!("control: collect has no interactive session; use `control {id} status` or `control {id} stop`");
+            return ExitCode::from(2);
+        }
+        None => {
+            eprintln!("control: the interactive ethertap console is not available in this build; use `control {id} status` or `control {id} stop`");
+            return ExitCode::from(2);
+        }
+    };
+    if reply.code == 0 {
+        println!("{}", reply.message);
+    } else {
+        eprintln!("{}", reply.message);
+    }
+    ExitCode::from(reply.code as u8)
 }

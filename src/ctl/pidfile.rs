@@ -1,0 +1,300 @@
+//! Pid files of background processes (`/run/collect.pid`, `/run/ethertap.pid`, ...) and the
+//! `control ID status|stop` logic built on them.
+
+use std::fs::OpenOptions;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Directory of runtime files: `/run`, or `$ETHERTAP_RUN_DIR` (tests point it elsewhere).
+pub fn run_dir() -> PathBuf {
+    std::env::var_os("ETHERTAP_RUN_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run"))
+}
+
+/// The program name and pid file of a control id: `ethertap`, `collect`, or the `--id` of
+/// a background `collect` (`/run/collect.ID.pid`).
+pub fn target(id: &str) -> Result<(&'static str, PathBuf), String> {
+    if id.is_empty() || id.contains('/') || id.starts_with('.') {
+        return Err(format!("invalid id {id:?}: use a plain name without '/'"));
+    }
+    Ok(match id {
+        "ethertap" => ("ethertap", run_dir().join("ethertap.pid")),
+        "collect" => ("collect", run_dir().join("collect.pid")),
+        other => ("collect", run_dir().join(format!("collect.{other}.pid"))),
+    })
+}
+
+/// True when a process with this pid exists (a zombie counts as gone).
+pub fn is_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid, 0) };
+    if rc != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // State is the field after the parenthesised command name.
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next()),
+            Some("Z") | Some("X")
+        ),
+        Err(_) => true,
+    }
+}
+
+/// The pid recorded in a pid file; `Ok(None)` when there is no file.
+pub fn read_pid(path: &Path) -> io::Result<Option<i32>> {
+    let mut text = String::new();
+    match std::fs::File::open(path) {
+        Ok(mut f) => {
+            f.read_to_string(&mut text)?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    text.trim().parse::<i32>().map(Some).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: does not hold a pid: {:?}", path.display(), text.trim()),
+        )
+    })
+}
+
+/// The live process a pid file names, if any (a stale or garbled file names none).
+pub fn running_pid(path: &Path) -> Option<i32> {
+    read_pid(path).ok().flatten().filter(|&pid| is_alive(pid))
+}
+
+/// A pid file owned by this process; removed on drop (only while it still names us).
+#[derive(Debug)]
+pub struct PidFile {
+    path: PathBuf,
+    pid: i32,
+}
+
+impl PidFile {
+    /// Record this process in `path`. Refuses when a live process holds it; a stale file
+    /// (its process gone) is taken over. `program` names the process in messages.
+    pub fn create(path: &Path, program: &str) -> Result<PidFile, String> {
+        let pid = std::process::id() as i32;
+        // Written in full under a temporary name, then linked into place: a competitor never
+        // reads a pid file that is still empty, and the link fails if one exists.
+        let tmp = path.with_file_name(format!(
+            ".{}.{pid}.tmp",
+            path.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        ));
+        let write_tmp = || -> io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o644)
+                .open(&tmp)?;
+            f.write_all(format!("{pid}\n").as_bytes())
+        };
+        write_tmp().map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let result = (|| {
+            for _ in 0..3 {
+                match std::fs::hard_link(&tmp, path) {
+                    Ok(()) => {
+                        return Ok(PidFile {
+                            path: path.to_path_buf(),
+                            pid,
+                        })
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        if let Some(other) = running_pid(path) {
+                            if other != pid {
+                                return Err(format!(
+                                    "{program} is already running as PID {other} (pid file {})",
+                                    path.display()
+                                ));
+                            }
+                        }
+                        // Stale (its process is gone), garbled, or naming us: take it over.
+                        let _ = std::fs::remove_file(path);
+                    }
+                    Err(e) => return Err(format!("{}: {e}", path.display())),
+                }
+            }
+            Err(format!(
+                "{}: another process keeps creating it; is {program} starting twice?",
+                path.display()
+            ))
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        result
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if read_pid(&self.path).ok().flatten() == Some(self.pid) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Outcome of `control ID status|stop`: the message to print and the exit status.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ControlReply {
+    pub message: String,
+    pub code: i32,
+}
+
+/// Exit status of `status` for a process that is not running (LSB init-script convention).
+pub const NOT_RUNNING: i32 = 3;
+
+fn not_running(program: &str, path: &Path) -> ControlReply {
+    let message = match read_pid(path) {
+        Ok(None) => format!("{program} is not running (no {})", path.display()),
+        Ok(Some(pid)) => format!(
+            "{program} is not running (stale pid file {} names PID {pid})",
+            path.display()
+        ),
+        Err(e) => format!("{program} is not running ({e})"),
+    };
+    ControlReply {
+        message,
+        code: NOT_RUNNING,
+    }
+}
+
+/// `control ID status`: `collect PID 22880 running`, exit 0; otherwise a not-running
+/// message and exit 3.
+pub fn control_status(program: &str, path: &Path) -> ControlReply {
+    match running_pid(path) {
+        Some(pid) => ControlReply {
+            message: format!("{program} PID {pid} running"),
+            code: 0,
+        },
+        None => not_running(program, path),
+    }
+}
+
+/// `control ID stop`: SIGTERM, then wait up to `timeout` for the process to exit:
+/// `shutdown of collect PID 22880 complete`, exit 0. Not running: exit 3. Still alive
+/// after the timeout: exit 1.
+pub fn control_stop(program: &str, path: &Path, timeout: Duration) -> ControlReply {
+    let Some(pid) = running_pid(path) else {
+        return not_running(program, path);
+    };
+    // SAFETY: plain kill(2).
+    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        return ControlReply {
+            message: format!(
+                "cannot stop {program} PID {pid}: {}",
+                io::Error::last_os_error()
+            ),
+            code: 1,
+        };
+    }
+    let start = Instant::now();
+    while is_alive(pid) {
+        if start.elapsed() > timeout {
+            return ControlReply {
+                message: format!(
+                    "{program} PID {pid} did not exit within {} s after SIGTERM",
+                    timeout.as_secs()
+                ),
+                code: 1,
+            };
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ControlReply {
+        message: format!("shutdown of {program} PID {pid} complete"),
+        code: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pidfile-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn create_refuses_a_live_holder_and_takes_over_a_stale_one() {
+        let dir = scratch("live");
+        let path = dir.join("x.pid");
+        // A live process that is not us: our parent (the test harness's parent shell).
+        let parent = nix::unistd::getppid().as_raw();
+        std::fs::write(&path, format!("{parent}\n")).unwrap();
+        let err = PidFile::create(&path, "collect").unwrap_err();
+        assert!(err.contains(&format!("PID {parent}")), "{err}");
+        // Stale: a pid that cannot exist.
+        std::fs::write(&path, "2147483000\n").unwrap();
+        let pf = PidFile::create(&path, "collect").unwrap();
+        assert_eq!(read_pid(&path).unwrap(), Some(std::process::id() as i32));
+        drop(pf);
+        assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn status_and_stop_of_missing_and_stale_processes() {
+        let dir = scratch("status");
+        let path = dir.join("collect.pid");
+        let r = control_status("collect", &path);
+        assert_eq!(r.code, NOT_RUNNING);
+        assert!(
+            r.message.starts_with("collect is not running (no "),
+            "{}",
+            r.message
+        );
+        std::fs::write(&path, "2147483000\n").unwrap();
+        let r = control_stop("collect", &path, Duration::from_secs(1));
+        assert_eq!(r.code, NOT_RUNNING);
+        assert!(r.message.contains("stale pid file"), "{}", r.message);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn stop_terminates_and_waits() {
+        let dir = scratch("stop");
+        let path = dir.join("collect.pid");
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        std::fs::write(&path, format!("{pid}\n")).unwrap();
+        assert_eq!(
+            control_status("collect", &path).message,
+            format!("collect PID {pid} running")
+        );
+        // Reap the child concurrently so it does not linger as a zombie.
+        let reaper = std::thread::spawn(move || child.wait());
+        let r = control_stop("collect", &path, Duration::from_secs(5));
+        assert_eq!(r.message, format!("shutdown of collect PID {pid} complete"));
+        assert_eq!(r.code, 0);
+        reaper.join().unwrap().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ids_map_to_pid_files() {
+        let (prog, path) = target("night").unwrap();
+        assert_eq!(prog, "collect");
+        assert!(path.ends_with("collect.night.pid"));
+        assert!(target("../x").is_err());
+    }
+}

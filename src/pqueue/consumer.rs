@@ -1,0 +1,509 @@
+//! The consumer side: batches out of the ring, sleeping on the segment's semaphore when idle,
+//! plus the status and reset operations every consumer-side tool shares.
+
+use std::sync::atomic::{fence, Ordering};
+use std::time::{Duration, Instant};
+
+use super::segment::{Segment, SLOT_META};
+use super::{Direction, Error, Layout};
+
+/// How long a consumer that finds the ring empty keeps polling before it goes to sleep.
+const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
+/// A snapshot of a queue's counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub name: String,
+    /// Next position a producer writes / a consumer reads, counted from the creation of
+    /// this generation; `format` shows them as slot indices, like the original.
+    pub head: u64,
+    pub tail: u64,
+    pub inserted: u64,
+    pub full: u64,
+    pub retrieved: u64,
+    pub layout: Layout,
+    pub generation: u64,
+}
+
+impl Status {
+    /// Packets waiting in the queue.
+    pub fn waiting(&self) -> u64 {
+        self.head.saturating_sub(self.tail)
+    }
+
+    /// The `tap.queue.status` text of product.md §4.
+    pub fn format(&self) -> String {
+        let slots = self.layout.slots as u64;
+        let mut s = format!("packet queue {}\n", self.name);
+        for (label, value) in [
+            ("head", self.head % slots),
+            ("tail", self.tail % slots),
+            ("inserted", self.inserted),
+            ("full", self.full),
+            ("retrieved", self.retrieved),
+        ] {
+            s.push_str(&format!("  {label:<22}{value}\n"));
+        }
+        s
+    }
+}
+
+struct Item {
+    start: usize,
+    cap_len: u32,
+    orig_len: u32,
+    ts_ns: u64,
+    ifindex: u8,
+    dir: Direction,
+}
+
+/// Packets taken out of the queue, owned by the consumer; reused from batch to batch so
+/// the steady state allocates nothing.
+#[derive(Default)]
+pub struct Batch {
+    data: Vec<u8>,
+    items: Vec<Item>,
+}
+
+/// One packet of a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Packet<'a> {
+    pub data: &'a [u8],
+    pub orig_len: u32,
+    pub ts_ns: u64,
+    pub ifindex: u8,
+    pub dir: Direction,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+    /// A batch that holds `packets` packets of up to `bytes_each` bytes without allocating.
+    pub fn with_capacity(packets: usize, bytes_each: usize) -> Batch {
+        Batch {
+            data: Vec::with_capacity(packets * bytes_each),
+            items: Vec::with_capacity(packets),
+        }
+    }
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.items.clear();
+    }
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+    pub fn get(&self, i: usize) -> Option<Packet<'_>> {
+        self.items.get(i).map(|it| Packet {
+            data: &self.data[it.start..it.start + it.cap_len as usize],
+            orig_len: it.orig_len,
+            ts_ns: it.ts_ns,
+            ifindex: it.ifindex,
+            dir: it.dir,
+        })
+    }
+    pub fn iter(&self) -> impl Iterator<Item = Packet<'_>> {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+}
+
+/// Copy the packet at position `pos` into `batch` and commit with the one CAS that both
+/// claims and frees the slot. False when another consumer committed it first (its copy is
+/// then dropped: it may have been torn by a producer already reusing the slot).
+fn take_slot(seg: &Segment, pos: u64, batch: &mut Batch) -> bool {
+    let meta = seg.meta(pos);
+    // SAFETY: in-bounds slot. The reads may race with a producer that reuses the slot after
+    // another consumer freed it; such a copy is never used because our CAS then fails.
+    let (cap, orig_len, ts_ns, ifindex, dir) = unsafe {
+        (
+            (std::ptr::read_volatile(&(*meta).cap_len)).min(seg.slot_size) as usize,
+            std::ptr::read_volatile(&(*meta).orig_len),
+            std::ptr::read_volatile(&(*meta).ts_ns),
+            std::ptr::read_volatile(&(*meta).ifindex),
+            std::ptr::read_volatile(&(*meta).dir),
+        )
+    };
+    let start = batch.data.len();
+    batch.data.reserve(cap);
+    // SAFETY: reserved `cap` bytes; the source lies inside the slot (cap <= slot_size).
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            seg.slot_ptr(pos).add(SLOT_META),
+            batch.data.as_mut_ptr().add(start),
+            cap,
+        );
+    }
+    let committed = seg
+        .seq(pos)
+        .compare_exchange(
+            pos + 1,
+            pos + seg.slots,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_ok();
+    if committed {
+        // SAFETY: the bytes were initialised by the copy above.
+        unsafe { batch.data.set_len(start + cap) };
+        batch.items.push(Item {
+            start,
+            cap_len: cap as u32,
+            orig_len,
+            ts_ns,
+            ifindex,
+            dir: Direction::from_byte(dir),
+        });
+    }
+    committed
+}
+
+/// Take up to `max` packets in order from the tail: lease the run of ready slots by moving
+/// the tail past it, then commit each slot. The lease only keeps consumers off each
+/// other's slots; correctness rests on the per-slot CAS.
+fn take(seg: &Segment, batch: &mut Batch, max: usize) -> usize {
+    let hdr = seg.header();
+    let mut got = 0;
+    while got < max {
+        let tail = hdr.tail.0.load(Ordering::Acquire);
+        let want = (max - got) as u64;
+        let mut ready = 0;
+        let mut stale_tail = false;
+        while ready < want {
+            let p = tail + ready;
+            let seq = seg.seq(p).load(Ordering::Acquire);
+            if seq == p + 1 {
+                ready += 1;
+            } else {
+                // seq > p + 1: already taken (the hint lags); seq == p: not published yet;
+                // seq < p: an abandoned packet of the previous lap, left to the sweep.
+                stale_tail = ready == 0 && seq > p + 1;
+                break;
+            }
+        }
+        if stale_tail {
+            let _ =
+                hdr.tail
+                    .0
+                    .compare_exchange(tail, tail + 1, Ordering::AcqRel, Ordering::Relaxed);
+            continue;
+        }
+        if ready == 0 {
+            break;
+        }
+        if hdr
+            .tail
+            .0
+            .compare_exchange(tail, tail + ready, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            continue;
+        }
+        for p in tail..tail + ready {
+            if take_slot(seg, p, batch) {
+                got += 1;
+            }
+        }
+    }
+    if got > 0 {
+        hdr.retrieved.0.fetch_add(got as u64, Ordering::Relaxed);
+    }
+    got
+}
+
+/// Positions behind the tail whose slots are still full: packets leased by a consumer that
+/// has not committed them yet, because it is busy, preempted, or dead.
+fn behind_tail(seg: &Segment, found: &mut Vec<u64>) {
+    found.clear();
+    let tail = seg.header().tail.0.load(Ordering::Acquire);
+    for p in tail.saturating_sub(seg.slots)..tail {
+        if seg.seq(p).load(Ordering::Acquire) == p + 1 {
+            found.push(p);
+        }
+    }
+}
+
+fn take_positions(seg: &Segment, positions: &[u64], batch: &mut Batch, max: usize) -> usize {
+    let mut got = 0;
+    for &p in positions {
+        if got >= max {
+            break;
+        }
+        if seg.seq(p).load(Ordering::Acquire) == p + 1 && take_slot(seg, p, batch) {
+            got += 1;
+        }
+    }
+    if got > 0 {
+        seg.header()
+            .retrieved
+            .0
+            .fetch_add(got as u64, Ordering::Relaxed);
+    }
+    got
+}
+
+/// Finds packets abandoned behind the tail by a consumer that leased them and died before
+/// committing; without this, producers would stop at such a slot one lap later. A packet is
+/// only taken when two sweeps at least `SWEEP_EVERY` apart both saw it, so a live consumer
+/// is not robbed of the lease it is working on (that would be safe, the per-slot CAS decides,
+/// but it would copy packets twice for nothing).
+struct Sweeper {
+    last: Option<Instant>,
+    suspects: Vec<u64>,
+    found: Vec<u64>,
+}
+
+const SWEEP_EVERY: Duration = Duration::from_millis(10);
+
+impl Sweeper {
+    fn new() -> Sweeper {
+        Sweeper {
+            last: None,
+            suspects: Vec::new(),
+            found: Vec::new(),
+        }
+    }
+
+    fn sweep(&mut self, seg: &Segment, batch: &mut Batch, max: usize) -> usize {
+        if self.last.is_some_and(|t| t.elapsed() < SWEEP_EVERY) {
+            return 0;
+        }
+        self.last = Some(Instant::now());
+        behind_tail(seg, &mut self.found);
+        self.found
+            .retain(|p| self.suspects.binary_search(p).is_ok());
+        let got = take_positions(seg, &self.found, batch, max);
+        behind_tail(seg, &mut self.suspects);
+        got
+    }
+}
+
+/// A handle on a queue for status and reset (what `tap.queue.status/reset` use).
+pub struct Queue {
+    seg: Segment,
+}
+
+impl Queue {
+    /// Attach to queue `name`, creating it with the default layout when it does not exist
+    /// yet (start order does not matter).
+    pub fn attach(name: &str) -> Result<Queue, Error> {
+        Ok(Queue {
+            seg: Segment::open_or_create(name, Layout::default())?,
+        })
+    }
+
+    /// Attach to an existing queue only.
+    pub fn open_existing(name: &str) -> Result<Queue, Error> {
+        Ok(Queue {
+            seg: Segment::open_existing(name)?,
+        })
+    }
+
+    /// Follow a re-initialisation (a newer generation replaced ours under the same name).
+    /// True when it reattached.
+    pub fn refresh(&mut self) -> Result<bool, Error> {
+        if !self.seg.is_retired() {
+            return Ok(false);
+        }
+        self.seg = Segment::open_or_create(&self.seg.name, Layout::default())?;
+        Ok(true)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.seg.name
+    }
+    /// The file behind the queue.
+    pub fn path(&self) -> &std::path::Path {
+        &self.seg.path
+    }
+    pub fn layout(&self) -> Layout {
+        self.seg.layout()
+    }
+    pub fn generation(&self) -> u64 {
+        self.seg.generation
+    }
+
+    pub fn status(&mut self) -> Result<Status, Error> {
+        self.refresh()?;
+        let hdr = self.seg.header();
+        let head = hdr.head.0.load(Ordering::Acquire);
+        Ok(Status {
+            name: self.seg.name.clone(),
+            head,
+            tail: hdr.tail.0.load(Ordering::Acquire).min(head),
+            inserted: head.saturating_sub(hdr.inserted_base.0.load(Ordering::Relaxed)),
+            full: hdr.full.0.load(Ordering::Relaxed),
+            retrieved: hdr.retrieved.0.load(Ordering::Relaxed),
+            layout: self.seg.layout(),
+            generation: self.seg.generation,
+        })
+    }
+
+    /// Empty the queue and zero its counters. Packets pushed while this runs may stay.
+    /// Returns how many packets were discarded. When the daemon that produced into this
+    /// queue is dead and left a slot half-written (which would stop every consumer at it),
+    /// the queue is re-initialised instead (new generation, same layout).
+    pub fn reset(&mut self) -> Result<u64, Error> {
+        self.refresh()?;
+        let mut discarded = 0;
+        let mut batch = Batch::new();
+        let hdr = self.seg.header();
+        let head_at_start = hdr.head.0.load(Ordering::Acquire);
+        loop {
+            batch.clear();
+            let mut n = take(&self.seg, &mut batch, 256);
+            if n == 0 {
+                let mut behind = Vec::new();
+                behind_tail(&self.seg, &mut behind);
+                n = take_positions(&self.seg, &behind, &mut batch, 256);
+            }
+            discarded += n as u64;
+            if n == 0 || hdr.tail.0.load(Ordering::Acquire) >= head_at_start {
+                break;
+            }
+        }
+        if self.abandoned_by_dead_producer() {
+            self.seg = Segment::recreate(&self.seg.name, self.seg.layout())?;
+            return Ok(discarded);
+        }
+        let hdr = self.seg.header();
+        hdr.full.0.store(0, Ordering::Relaxed);
+        hdr.retrieved.0.store(0, Ordering::Relaxed);
+        hdr.inserted_base
+            .0
+            .store(hdr.head.0.load(Ordering::Acquire), Ordering::Relaxed);
+        Ok(discarded)
+    }
+
+    fn abandoned_by_dead_producer(&self) -> bool {
+        let hdr = self.seg.header();
+        let stuck = || {
+            let tail = hdr.tail.0.load(Ordering::Acquire);
+            tail < hdr.head.0.load(Ordering::Acquire)
+                && self.seg.seq(tail).load(Ordering::Acquire) == tail
+        };
+        let pid = hdr.producer_pid.load(Ordering::Relaxed);
+        pid != 0 && stuck() && !crate::ctl::pidfile::is_alive(pid as i32)
+    }
+}
+
+/// A consumer: takes packets in batches, each packet going to exactly one consumer.
+pub struct Consumer {
+    queue: Queue,
+    spin: Duration,
+    sweeper: Sweeper,
+}
+
+impl Consumer {
+    /// Attach to queue `name`, creating it with the default layout if needed.
+    pub fn attach(name: &str) -> Result<Consumer, Error> {
+        Ok(Consumer {
+            queue: Queue::attach(name)?,
+            spin: DEFAULT_SPIN,
+            sweeper: Sweeper::new(),
+        })
+    }
+
+    /// How long to poll an empty queue before sleeping (default 50 µs).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
+    pub fn queue(&mut self) -> &mut Queue {
+        &mut self.queue
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.queue.layout()
+    }
+
+    /// Take up to `max` packets without waiting. `batch` is cleared first.
+    pub fn try_pop(&mut self, batch: &mut Batch, max: usize) -> Result<usize, Error> {
+        batch.clear();
+        self.queue.refresh()?;
+        Ok(take(&self.queue.seg, batch, max))
+    }
+
+    /// Take up to `max` packets, waiting up to `timeout` for the first: poll briefly, sweep
+    /// for abandoned packets, then sleep on the semaphore. Returns 0 on timeout or when a
+    /// signal interrupted the sleep (callers check their stop flags and call again).
+    pub fn pop_wait(
+        &mut self,
+        batch: &mut Batch,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize, Error> {
+        let n = self.try_pop(batch, max)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        let start = Instant::now();
+        let mut rounds = 0u32;
+        while start.elapsed() < self.spin.min(timeout) {
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+            rounds += 1;
+            if rounds % 8 == 0 {
+                std::thread::yield_now();
+            }
+            let n = take(&self.queue.seg, batch, max);
+            if n > 0 {
+                return Ok(n);
+            }
+        }
+        let seg = &self.queue.seg;
+        let n = self.sweeper.sweep(seg, batch, max);
+        if n > 0 {
+            return Ok(n);
+        }
+        let hdr = seg.header();
+        // A consumer killed while asleep leaves `sleepers` one too high for the life of this
+        // generation. That costs producers one load of the semaphore value per push and at
+        // most one post per sleep of a live consumer (a post is skipped while one is pending),
+        // never a syscall per packet; the next daemon start or dead-producer reset clears it.
+        hdr.sleepers.0.fetch_add(1, Ordering::SeqCst);
+        // Pairs with the producer's fence after publishing (see Producer::push).
+        fence(Ordering::SeqCst);
+        let mut n = take(seg, batch, max);
+        if n == 0 && !seg.is_retired() {
+            let left = timeout.saturating_sub(start.elapsed());
+            sleep_on(seg, left);
+        }
+        hdr.sleepers.0.fetch_sub(1, Ordering::SeqCst);
+        if n == 0 {
+            n = take(seg, batch, max);
+        }
+        Ok(n)
+    }
+
+    pub fn status(&mut self) -> Result<Status, Error> {
+        self.queue.status()
+    }
+
+    pub fn reset(&mut self) -> Result<u64, Error> {
+        self.queue.reset()
+    }
+}
+
+fn sleep_on(seg: &Segment, timeout: Duration) {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: plain libc calls on a valid timespec and the segment's initialised semaphore.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_REALTIME, &mut now);
+        let total_ns = now.tv_nsec as u64 + timeout.subsec_nanos() as u64;
+        let deadline = libc::timespec {
+            tv_sec: now.tv_sec
+                + timeout.as_secs() as libc::time_t
+                + (total_ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (total_ns % 1_000_000_000) as libc::c_long,
+        };
+        // Returns on a post, the deadline, or a signal (EINTR): all fine for the caller.
+        libc::sem_timedwait(seg.sem(), &deadline);
+    }
+}

@@ -1,0 +1,378 @@
+//! Single-process tests of the queue protocol (the multi-process ones are in tests/).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+
+/// A uniquely named queue removed when the test ends, pass or fail.
+struct TestQueue(String);
+
+impl TestQueue {
+    fn new(test: &str) -> TestQueue {
+        let name = format!("pqtest.{test}.{}", std::process::id());
+        let _ = std::fs::remove_file(queue_path(&name));
+        TestQueue(name)
+    }
+}
+
+impl Drop for TestQueue {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(queue_path(&self.0));
+    }
+}
+
+fn small() -> Layout {
+    Layout {
+        slots: 8,
+        slot_size: 128,
+    }
+}
+
+#[test]
+fn push_pop_keeps_bytes_and_metadata() {
+    let q = TestQueue::new("meta");
+    let p = Producer::open(&q.0, small()).unwrap();
+    let mut c = Consumer::attach(&q.0).unwrap();
+    assert!(p.push(b"hello world, this is frame one", 1, Direction::Tx, 42));
+    let long = vec![0xabu8; 300];
+    assert!(p.push(&long, 0, Direction::Rx, 43));
+    let mut b = Batch::new();
+    assert_eq!(c.try_pop(&mut b, 10).unwrap(), 2);
+    let a = b.get(0).unwrap();
+    assert_eq!(a.data, b"hello world, this is frame one");
+    assert_eq!(
+        (a.orig_len, a.ifindex, a.dir, a.ts_ns),
+        (30, 1, Direction::Tx, 42)
+    );
+    let t = b.get(1).unwrap();
+    assert_eq!(t.data.len(), 128, "truncated to the slot size");
+    assert_eq!(t.orig_len, 300);
+    assert_eq!(t.dir, Direction::Rx);
+    assert_eq!(c.try_pop(&mut b, 10).unwrap(), 0);
+}
+
+#[test]
+fn full_queue_counts_and_loses_nothing_inserted() {
+    let q = TestQueue::new("full");
+    let p = Producer::open(&q.0, small()).unwrap();
+    let mut c = Consumer::attach(&q.0).unwrap();
+    let mut accepted = vec![];
+    for i in 0..20u8 {
+        if p.push(&[i; 64], 0, Direction::Rx, 0) {
+            accepted.push(i);
+        }
+    }
+    assert_eq!(accepted, (0..8).collect::<Vec<_>>());
+    let s = c.status().unwrap();
+    assert_eq!((s.inserted, s.full, s.retrieved), (8, 12, 0));
+    let mut b = Batch::new();
+    assert_eq!(c.try_pop(&mut b, 100).unwrap(), 8);
+    let got: Vec<u8> = b.iter().map(|p| p.data[0]).collect();
+    assert_eq!(got, accepted);
+    assert!(
+        p.push(&[99; 64], 0, Direction::Rx, 0),
+        "room again after draining"
+    );
+    let s = c.status().unwrap();
+    assert_eq!((s.inserted, s.full, s.retrieved), (9, 12, 8));
+}
+
+#[test]
+fn status_format_matches_the_spec() {
+    let q = TestQueue::new("status");
+    let p = Producer::open(&q.0, small()).unwrap();
+    let mut c = Consumer::attach(&q.0).unwrap();
+    for _ in 0..11 {
+        p.push(&[0; 60], 0, Direction::Rx, 0);
+    }
+    let mut b = Batch::new();
+    c.try_pop(&mut b, 3).unwrap();
+    let text = c.status().unwrap().format();
+    let expect = format!(
+        "packet queue {}\n  head                  0\n  tail                  3\n  inserted              8\n  full                  3\n  retrieved             3\n",
+        q.0
+    );
+    assert_eq!(text, expect);
+}
+
+#[test]
+fn reset_empties_and_zeroes() {
+    let q = TestQueue::new("reset");
+    let p = Producer::open(&q.0, small()).unwrap();
+    let mut c = Consumer::attach(&q.0).unwrap();
+    for _ in 0..10 {
+        p.push(&[1; 60], 0, Direction::Rx, 0);
+    }
+    assert_eq!(c.reset().unwrap(), 8);
+    let s = c.status().unwrap();
+    assert_eq!((s.inserted, s.full, s.retrieved, s.waiting()), (0, 0, 0, 0));
+    assert!(p.push(&[2; 60], 0, Direction::Rx, 0));
+    let mut b = Batch::new();
+    assert_eq!(c.try_pop(&mut b, 10).unwrap(), 1);
+    assert_eq!(b.get(0).unwrap().data[0], 2);
+}
+
+#[test]
+fn refuses_a_file_that_is_not_a_queue_and_leaves_it_alone() {
+    let q = TestQueue::new("notaqueue");
+    let junk = vec![7u8; 10000];
+    std::fs::write(queue_path(&q.0), &junk).unwrap();
+    let e = Consumer::attach(&q.0).err().unwrap().to_string();
+    assert!(e.contains("is not a packet queue (bad magic)"), "{e}");
+    let e = Producer::open(&q.0, Layout::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("is not a packet queue"), "{e}");
+    std::fs::write(queue_path(&q.0), b"short").unwrap();
+    let e = Queue::attach(&q.0).err().unwrap().to_string();
+    assert!(e.contains("too short"), "{e}");
+    assert_eq!(std::fs::read(queue_path(&q.0)).unwrap(), b"short");
+}
+
+#[test]
+fn rejects_bad_names_and_layouts() {
+    assert!(matches!(Queue::attach("a/b"), Err(Error::BadName(_))));
+    assert!(matches!(Queue::attach(".hidden"), Err(Error::BadName(_))));
+    let q = TestQueue::new("layout");
+    let e = Producer::open(
+        &q.0,
+        Layout {
+            slots: 1000,
+            slot_size: 2048,
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("power of two"), "{e}");
+}
+
+#[test]
+fn created_mode_0600_with_header() {
+    use std::os::unix::fs::PermissionsExt;
+    let q = TestQueue::new("mode");
+    let _c = Consumer::attach(&q.0).unwrap();
+    let md = std::fs::metadata(queue_path(&q.0)).unwrap();
+    assert_eq!(md.permissions().mode() & 0o777, 0o600);
+    let expect = 4096 + 4096 * (2048 + 32usize).div_ceil(64) * 64;
+    assert_eq!(md.len() as usize, expect);
+}
+
+#[test]
+fn reopen_by_the_daemon_bumps_generation_and_consumers_follow() {
+    let q = TestQueue::new("generation");
+    let p1 = Producer::open(&q.0, small()).unwrap();
+    let mut c = Consumer::attach(&q.0).unwrap();
+    let g1 = c.queue().generation();
+    p1.push(&[1; 60], 0, Direction::Rx, 0);
+    let big = Layout {
+        slots: 16,
+        slot_size: 256,
+    };
+    let p2 = Producer::open(&q.0, big).unwrap();
+    assert!(p2.push(&[2; 200], 0, Direction::Rx, 0));
+    let mut b = Batch::new();
+    assert_eq!(c.try_pop(&mut b, 10).unwrap(), 1);
+    assert_eq!(
+        b.get(0).unwrap().data,
+        &[2; 200][..],
+        "the old packet went with the old generation"
+    );
+    assert_eq!(c.queue().generation(), g1 + 1);
+    assert_eq!(c.layout(), big);
+}
+
+#[test]
+fn a_leaseholder_that_dies_before_committing_does_not_wedge() {
+    let q = TestQueue::new("orphan");
+    let p = Producer::open(&q.0, small()).unwrap();
+    let mut c = Consumer::attach(&q.0).unwrap();
+    for i in 0..8u8 {
+        assert!(p.push(&[i; 60], 0, Direction::Rx, 0));
+    }
+    // A consumer that leased slots 0..3 (moved the tail) and was killed before its CASes.
+    let seg = segment::Segment::open_existing(&q.0).unwrap();
+    seg.header().tail.0.store(3, Ordering::Release);
+    let mut seen = vec![];
+    let mut b = Batch::new();
+    c.try_pop(&mut b, 100).unwrap();
+    seen.extend(b.iter().map(|p| p.data[0]));
+    assert_eq!(seen, vec![3, 4, 5, 6, 7]);
+    // The producers are one lap away from the abandoned slots: full...
+    assert!(!p.push(&[8; 60], 0, Direction::Rx, 0));
+    // ...until a consumer that runs dry has seen them abandoned in two sweeps.
+    let start = std::time::Instant::now();
+    while seen.len() < 8 && start.elapsed() < Duration::from_secs(10) {
+        c.pop_wait(&mut b, 100, Duration::from_millis(5)).unwrap();
+        seen.extend(b.iter().map(|p| p.data[0]));
+    }
+    seen.sort();
+    assert_eq!(seen, (0..8).collect::<Vec<_>>());
+    assert!(p.push(&[8; 60], 0, Direction::Rx, 0));
+}
+
+#[test]
+fn sleeping_consumer_is_woken_by_a_push() {
+    let q = TestQueue::new("wake");
+    let p = Arc::new(Producer::open(&q.0, small()).unwrap());
+    let mut c = Consumer::attach(&q.0).unwrap();
+    let p2 = p.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        p2.push(&[5; 60], 0, Direction::Rx, 0)
+    });
+    let start = std::time::Instant::now();
+    let mut b = Batch::new();
+    let mut n = 0;
+    while n == 0 && start.elapsed() < Duration::from_secs(20) {
+        n = c.pop_wait(&mut b, 4, Duration::from_secs(10)).unwrap();
+    }
+    assert!(t.join().unwrap());
+    assert_eq!(n, 1);
+    // Woken by the post, not by the 10 s timeout.
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn threads_share_a_producer_and_every_frame_arrives_once() {
+    let q = TestQueue::new("threads");
+    let p = Arc::new(
+        Producer::open(
+            &q.0,
+            Layout {
+                slots: 256,
+                slot_size: 128,
+            },
+        )
+        .unwrap(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let per = 20_000u64;
+    let workers: Vec<_> = (0..3u16)
+        .map(|id| {
+            let (p, stop) = (p.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let cfg = testgen::GenConfig {
+                    count: per,
+                    size: 64,
+                    rate: 0,
+                    producer_id: id,
+                    retry_full: true,
+                    first_seq: 0,
+                };
+                testgen::produce(&p, &cfg, &stop)
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..2)
+        .map(|_| {
+            let (name, stop) = (q.0.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut c = Consumer::attach(&name).unwrap();
+                let mut out = Vec::new();
+                testgen::consume(&mut c, &mut out, 32, 0, &stop).map(|r| (r, out))
+            })
+        })
+        .collect();
+    for w in workers {
+        assert_eq!(w.join().unwrap().inserted, per);
+    }
+    let mut probe = Queue::attach(&q.0).unwrap();
+    while probe.status().unwrap().retrieved < 3 * per {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut all = vec![];
+    for c in consumers {
+        let (r, out) = c.join().unwrap().unwrap();
+        assert_eq!(r.bad, 0);
+        all.extend(
+            out.chunks(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap())),
+        );
+    }
+    all.sort_unstable();
+    let mut expect: Vec<u64> = (0..3u16)
+        .flat_map(|id| (0..per).map(move |s| testgen::record(id, s)))
+        .collect();
+    expect.sort_unstable();
+    assert_eq!(all.len(), expect.len());
+    assert!(all == expect, "every frame exactly once");
+}
+
+#[test]
+fn producer_is_send_and_sync() {
+    fn shared_by_threads<T: Send + Sync>() {}
+    shared_by_threads::<Producer>();
+    fn movable<T: Send>() {}
+    movable::<Consumer>();
+}
+
+/// Overwrite `bytes` at `offset` of the queue file, as damage or another version would.
+fn patch(name: &str, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(queue_path(name))
+        .unwrap();
+    f.write_all_at(bytes, offset).unwrap();
+}
+
+#[test]
+fn another_layout_version_or_a_wrong_size_is_refused_clearly() {
+    let q = TestQueue::new("version");
+    drop(Producer::open(&q.0, small()).unwrap());
+    patch(&q.0, 8, &7u32.to_le_bytes());
+    let e = Consumer::attach(&q.0).err().unwrap().to_string();
+    assert!(
+        e.contains("layout version 7, this program uses version 1"),
+        "{e}"
+    );
+    // The daemon may replace an older queue of ours: that is the upgrade path.
+    let p = Producer::open(&q.0, small()).unwrap();
+    assert!(Consumer::attach(&q.0).is_ok());
+    drop(p);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(queue_path(&q.0))
+        .unwrap();
+    f.set_len(4096 + 7 * 192).unwrap();
+    let e = Queue::attach(&q.0).err().unwrap().to_string();
+    assert!(e.contains("damaged packet queue header"), "{e}");
+}
+
+#[test]
+fn reset_reinitialises_a_queue_whose_dead_producer_left_a_slot_half_written() {
+    let q = TestQueue::new("deadproducer");
+    let p = Producer::open(&q.0, small()).unwrap();
+    assert!(p.push(&[1; 60], 0, Direction::Rx, 0));
+    let gen = Queue::attach(&q.0).unwrap().generation();
+    // A producer that claimed position 1 and died before publishing it...
+    let seg = segment::Segment::open_existing(&q.0).unwrap();
+    seg.header().head.0.store(2, Ordering::Release);
+    // ...belonging to a daemon that is gone.
+    seg.header()
+        .producer_pid
+        .store(2_147_483_000, Ordering::Relaxed);
+    drop(p);
+    let mut c = Consumer::attach(&q.0).unwrap();
+    let mut b = Batch::new();
+    assert_eq!(c.try_pop(&mut b, 10).unwrap(), 1);
+    assert_eq!(
+        c.try_pop(&mut b, 10).unwrap(),
+        0,
+        "stuck at the half-written slot"
+    );
+    c.reset().unwrap();
+    assert_eq!(c.queue().generation(), gen + 1);
+    assert_eq!(c.layout(), small());
+    let p = Producer::attach(&q.0).unwrap();
+    assert!(p.push(&[2; 60], 0, Direction::Rx, 0));
+    assert_eq!(c.try_pop(&mut b, 10).unwrap(), 1);
+}

@@ -1,0 +1,184 @@
+//! The RPCL words on the packet queue: `tap.queue.get`, `tap.queue.reset`, `tap.queue.status`.
+//! They attach by name on first use (creating the queue if nobody has yet) and need no
+//! engine, so they work in a local VM too.
+
+use std::sync::{Arc, Mutex};
+
+use super::consumer::{Batch, Consumer};
+use crate::rpcl::{Ctx, Subtype, Vm, WordError};
+
+struct WordQueue {
+    name: String,
+    consumer: Option<Consumer>,
+    batch: Batch,
+}
+
+impl WordQueue {
+    fn consumer(&mut self) -> Result<&mut Consumer, WordError> {
+        if self.consumer.is_none() {
+            self.consumer =
+                Some(Consumer::attach(&self.name).map_err(|e| WordError::new(e.to_string()))?);
+        }
+        Ok(self.consumer.as_mut().expect("attached just above"))
+    }
+}
+
+fn with_queue<T>(
+    state: &Mutex<WordQueue>,
+    f: impl FnOnce(&mut WordQueue) -> Result<T, WordError>,
+) -> Result<T, WordError> {
+    // A panic elsewhere while holding the lock leaves nothing half-done that matters here.
+    let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
+    f(&mut guard)
+}
+
+/// The next packet's bytes, empty when the queue is empty.
+fn take_one(state: &Mutex<WordQueue>) -> Result<Vec<u8>, WordError> {
+    with_queue(state, |q| {
+        let mut batch = std::mem::take(&mut q.batch);
+        let result = q.consumer()?.try_pop(&mut batch, 1);
+        let bytes = batch.get(0).map(|p| p.data.to_vec()).unwrap_or_default();
+        q.batch = batch;
+        result.map_err(|e| WordError::new(e.to_string()))?;
+        Ok(bytes)
+    })
+}
+
+fn write_out(cx: &mut Ctx<'_>, text: &str) -> Result<(), WordError> {
+    cx.out()
+        .write_all(text.as_bytes())
+        .map_err(|e| WordError::new(format!("cannot write output: {e}")))
+}
+
+/// Register the three `tap.queue.*` words on the queue `name`.
+pub fn register_words(vm: &mut Vm, name: &str) {
+    let state = Arc::new(Mutex::new(WordQueue {
+        name: name.to_string(),
+        consumer: None,
+        batch: Batch::new(),
+    }));
+
+    let st = state.clone();
+    vm.register(
+        "tap.queue.get",
+        "take the next packet from the packet queue as data; data of length 0 when the queue is empty ( - packet )",
+        move |cx| {
+            let bytes = take_one(&st)?;
+            cx.push_data(Subtype::Generic, bytes)
+        },
+    );
+
+    let st = state.clone();
+    vm.register(
+        "tap.queue.reset",
+        "empty the packet queue and zero its counters ( - )",
+        move |_cx| {
+            with_queue(&st, |q| {
+                q.consumer()?
+                    .reset()
+                    .map(|_| ())
+                    .map_err(|e| WordError::new(e.to_string()))
+            })
+        },
+    );
+
+    let st = state;
+    vm.register(
+        "tap.queue.status",
+        "show the packet queue: name, head, tail, inserted, full, retrieved ( - )",
+        move |cx| {
+            let text = with_queue(&st, |q| {
+                q.consumer()?
+                    .status()
+                    .map(|s| s.format())
+                    .map_err(|e| WordError::new(e.to_string()))
+            })?;
+            write_out(cx, &text)
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pqueue::{queue_path, Direction, Layout, Producer};
+
+    struct Named(String);
+    impl Drop for Named {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(queue_path(&self.0));
+        }
+    }
+
+    fn eval(vm: &mut Vm, line: &str) -> String {
+        let mut out = Vec::new();
+        vm.eval_line(line, &mut out)
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn status_creates_the_queue_when_missing_and_prints_the_spec_format() {
+        let q = Named(format!("pqtest.words-status.{}", std::process::id()));
+        let _ = std::fs::remove_file(queue_path(&q.0));
+        let mut vm = Vm::new();
+        register_words(&mut vm, &q.0);
+        let text = eval(&mut vm, "tap.queue.status");
+        assert!(queue_path(&q.0).exists(), "created by the first word");
+        assert_eq!(
+            text,
+            format!(
+                "packet queue {}\n  head                  0\n  tail                  0\n  inserted              0\n  full                  0\n  retrieved             0\n",
+                q.0
+            )
+        );
+        for name in ["tap.queue.get", "tap.queue.reset", "tap.queue.status"] {
+            let help = vm.help(name).unwrap();
+            assert!(help.ends_with(')'), "{name}: {help}");
+        }
+    }
+
+    #[test]
+    fn get_takes_one_packet_and_reset_empties() {
+        let q = Named(format!("pqtest.words-get.{}", std::process::id()));
+        let p = Producer::open(&q.0, Layout::default()).unwrap();
+        let mut vm = Vm::new();
+        register_words(&mut vm, &q.0);
+        for i in 0..5u8 {
+            assert!(p.push(&[i; 70], 0, Direction::Rx, 0));
+        }
+        eval(&mut vm, "tap.queue.get");
+        let status = eval(&mut vm, "tap.queue.status");
+        assert!(status.contains("  retrieved             1\n"), "{status}");
+        assert!(status.contains("  inserted              5\n"), "{status}");
+        eval(&mut vm, "tap.queue.reset");
+        let status = eval(&mut vm, "tap.queue.status");
+        assert!(status.contains("  inserted              0\n"), "{status}");
+        assert!(status.contains("  tail                  5\n"), "{status}");
+        // The bytes `tap.queue.get` pushes, through the same path the word uses.
+        assert!(p.push(&[9; 80], 0, Direction::Tx, 0));
+        let state = Mutex::new(WordQueue {
+            name: q.0.clone(),
+            consumer: None,
+            batch: Batch::new(),
+        });
+        assert_eq!(take_one(&state).unwrap(), vec![9; 80]);
+        assert_eq!(
+            take_one(&state).unwrap(),
+            Vec::<u8>::new(),
+            "empty: length 0"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_queue_is_a_word_error() {
+        let q = Named(format!("pqtest.words-junk.{}", std::process::id()));
+        std::fs::write(queue_path(&q.0), vec![0u8; 5000]).unwrap();
+        let mut vm = Vm::new();
+        register_words(&mut vm, &q.0);
+        let err = vm
+            .eval_line("tap.queue.status", &mut Vec::new())
+            .unwrap_err();
+        assert!(err.to_string().contains("is not a packet queue"), "{err}");
+    }
+}
