@@ -4,11 +4,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "ethertap",
-    version,
-    about = "AF_XDP software Ethernet TAP and transparent bridge, driven by RPCL"
-)]
+#[command(name = "ethertap", version, about = "AF_XDP software Ethernet TAP and transparent bridge, driven by RPCL")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -16,6 +12,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start the engine on IF0 (mirror mode) or IF0 and IF1 (bridge mode), in the foreground.
+    Start(ethertap::ixdp::cli::StartArgs),
     /// Run an RPCL script (in the daemon's VM when one runs, else locally).
     Run {
         /// The script to run.
@@ -53,6 +51,13 @@ fn main() -> ExitCode {
         vm
     };
     match Cli::parse().command {
+        Command::Start(args) => match ethertap::ixdp::cli::run_start(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ethertap start: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run {
             file,
             args,

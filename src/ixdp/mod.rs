@@ -1,9 +1,18 @@
 //! The IXDP engine: interfaces, XDP program, AF_XDP sockets, workers, statistics, faults.
 
+pub mod cli;
+pub mod engine;
 pub mod fault;
+pub mod netdev;
 pub mod policy;
 pub mod stats;
 pub mod words;
+pub mod worker;
+pub mod xdp;
+pub mod xsk;
+
+pub use engine::{Engine, EngineConfig, MAX_QUEUES};
+pub use worker::Polling;
 
 use policy::PolicyCell;
 use stats::StatsBoard;

@@ -1,0 +1,284 @@
+//! `ethertap start` in the foreground: options, preset, console, clean stop on a signal.
+
+use super::engine::{Engine, EngineConfig};
+use super::worker::Polling;
+use super::XdpMode;
+use crate::pqueue::{self, Layout};
+use crate::rpcl::{run_console, LocalBackend, Vm};
+use clap::{Args, ValueEnum};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The preset run at start when `--preset` does not name another.
+pub const DEFAULT_PRESET: &str = "/etc/ethertap.rpcl";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum XdpModeArg {
+    /// Native mode where the driver supports it, else generic.
+    Auto,
+    /// Native (driver) mode only.
+    Drv,
+    /// Generic (skb) mode.
+    Skb,
+}
+
+impl From<XdpModeArg> for XdpMode {
+    fn from(m: XdpModeArg) -> XdpMode {
+        match m {
+            XdpModeArg::Auto => XdpMode::Auto,
+            XdpModeArg::Drv => XdpMode::Drv,
+            XdpModeArg::Skb => XdpMode::Skb,
+        }
+    }
+}
+
+/// Options of `ethertap start`.
+#[derive(Args, Clone, Debug)]
+pub struct StartArgs {
+    /// XDP attach mode.
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
+    pub xdp_mode: XdpModeArg,
+    /// Force AF_XDP copy mode even where the driver can do zero-copy.
+    #[arg(long)]
+    pub copy: bool,
+    /// Queues to serve on each interface, one worker thread each (1..8) [default: all the
+    /// receive queues the interfaces have].
+    #[arg(long, value_name = "N")]
+    pub queues: Option<u32>,
+    /// Spin always instead of sleeping when idle (costs a full core per worker).
+    #[arg(long)]
+    pub busy_poll: bool,
+    /// Pin workers to these CPUs, e.g. `1` or `0,2-3` (worker i on the i-th CPU of the list).
+    #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
+    pub cpus: Option<CpuList>,
+    /// Packet queue size in slots.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub slots: u32,
+    /// Packet queue name (a file in /dev/shm).
+    #[arg(long, default_value = pqueue::DEFAULT_NAME, value_name = "NAME")]
+    pub queue_name: String,
+    /// RPCL script to run at start [default: /etc/ethertap.rpcl, skipped if missing].
+    #[arg(long, value_name = "FILE", conflicts_with = "no_preset")]
+    pub preset: Option<PathBuf>,
+    /// Run no preset.
+    #[arg(long)]
+    pub no_preset: bool,
+    /// First interface (index 0).
+    #[arg(value_name = "IF0")]
+    pub if0: String,
+    /// Second interface (index 1): bridge mode. Without it: mirror mode.
+    #[arg(value_name = "IF1")]
+    pub if1: Option<String>,
+}
+
+/// A parsed `--cpus` list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+pub fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
+    let mut cpus = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let bad = || format!("\"{part}\" is not a CPU number or range (e.g. 0,2-3)");
+        if let Some((a, b)) = part.split_once('-') {
+            let a: usize = a.trim().parse().map_err(|_| bad())?;
+            let b: usize = b.trim().parse().map_err(|_| bad())?;
+            if a > b || b >= 1024 {
+                return Err(bad());
+            }
+            cpus.extend(a..=b);
+        } else {
+            let c: usize = part.parse().map_err(|_| bad())?;
+            if c >= 1024 {
+                return Err(bad());
+            }
+            cpus.push(c);
+        }
+    }
+    if cpus.is_empty() {
+        return Err("empty CPU list".into());
+    }
+    Ok(CpuList(cpus))
+}
+
+impl StartArgs {
+    pub fn engine_config(&self) -> EngineConfig {
+        let mut interfaces = vec![self.if0.clone()];
+        interfaces.extend(self.if1.clone());
+        EngineConfig {
+            interfaces,
+            xdp_mode: self.xdp_mode.into(),
+            force_copy: self.copy,
+            queues: self.queues,
+            polling: if self.busy_poll {
+                Polling::Busy
+            } else {
+                Polling::Adaptive
+            },
+            cpus: self.cpus.clone().map(|c| c.0).unwrap_or_default(),
+            queue_name: Some(self.queue_name.clone()),
+            layout: Layout {
+                slots: self.slots,
+                ..Layout::default()
+            },
+        }
+    }
+
+    /// The preset to run, if any: an explicit one must exist, the default one may be missing.
+    pub fn preset_file(&self) -> Result<Option<PathBuf>, String> {
+        if self.no_preset {
+            return Ok(None);
+        }
+        match &self.preset {
+            Some(p) if p.is_file() => Ok(Some(p.clone())),
+            Some(p) => Err(format!("preset {}: no such file", p.display())),
+            None => {
+                let p = PathBuf::from(DEFAULT_PRESET);
+                Ok(p.is_file().then_some(p))
+            }
+        }
+    }
+}
+
+/// A VM with every word of the running engine, as the console and the daemon use it.
+pub fn engine_vm(engine: &Engine, queue_name: &str) -> Vm {
+    let mut vm = Vm::new();
+    vm.set_var("version.ethertap", env!("CARGO_PKG_VERSION"));
+    super::words::register_engine_words(&mut vm, engine.view());
+    pqueue::register_words(&mut vm, queue_name);
+    vm
+}
+
+/// Runs a preset file in `vm`.
+pub fn run_preset(vm: &mut Vm, file: &std::path::Path, out: &mut dyn Write) -> Result<(), String> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| format!("preset {}: {e}", file.display()))?;
+    vm.run_file(&file.display().to_string(), &text, out)
+        .map_err(|e| e.to_string())
+}
+
+/// `ethertap start` in the foreground. Returns when a signal (or the end of the console
+/// input) stops it, after the interfaces were restored.
+pub fn run_start(args: &StartArgs) -> Result<(), String> {
+    let preset = args.preset_file()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    // On a terminal, Ctrl-C belongs to the console (it interrupts the running line, as in
+    // every `ok ` console); there `bye`, Ctrl-D or SIGTERM stop the engine.
+    let interactive = std::io::stdin().is_terminal();
+    let mut stop_signals = vec![signal_hook::consts::SIGTERM];
+    if !interactive {
+        stop_signals.push(signal_hook::consts::SIGINT);
+    }
+    for sig in stop_signals {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| format!("installing the signal handler: {e}"))?;
+    }
+
+    let engine = Engine::start(args.engine_config())?;
+    let mut vm = engine_vm(&engine, &args.queue_name);
+    // A stop also interrupts a running line, so a waiting word cannot delay it.
+    let interrupt = vm.interrupt_handle();
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupt.clone());
+
+    let mut stdout = std::io::stdout();
+    if let Some(p) = &preset {
+        if let Err(e) = run_preset(&mut vm, p, &mut stdout) {
+            engine.stop();
+            return Err(e);
+        }
+    }
+    for w in engine.warnings() {
+        eprintln!("ethertap: warning: {w}");
+    }
+    let view = engine.view();
+    let ifs = view.interfaces();
+    let mode = if ifs.len() == 2 { "bridge" } else { "mirror" };
+    let names: Vec<String> = ifs
+        .iter()
+        .map(|i| format!("{} {}", i.index, i.name))
+        .collect();
+    let how = if interactive {
+        "bye, Ctrl-D or SIGTERM stops it"
+    } else {
+        "SIGINT or SIGTERM stops it"
+    };
+    eprintln!(
+        "ethertap {}: {mode} mode on {} ({} queue(s), {} {}); {how}",
+        env!("CARGO_PKG_VERSION"),
+        names.join(", "),
+        ifs[0].queues,
+        if ifs[0].zerocopy { "ZEROCOPY" } else { "COPY" },
+        if ifs[0].attached_mode == XdpMode::Skb {
+            "SKB"
+        } else {
+            "DRV"
+        },
+    );
+
+    if interactive {
+        console_until_stopped(vm, &stop, &engine);
+    } else {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+            if !engine.healthy() {
+                eprintln!("ethertap: a worker thread ended unexpectedly; stopping");
+                break;
+            }
+        }
+    }
+    engine.stop();
+    eprintln!("ethertap: stopped, interfaces restored");
+    Ok(())
+}
+
+/// The `ok ` console on the terminal until `bye`, Ctrl-D or a signal. The console runs on
+/// its own thread (it owns the VM there) so that a signal stops the engine even while the
+/// console waits in line editing; the terminal settings are put back before returning.
+fn console_until_stopped(vm: Vm, stop: &AtomicBool, engine: &Engine) {
+    let saved = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
+    let done = Arc::new(AtomicBool::new(false));
+    let done_flag = done.clone();
+    let spawned = std::thread::Builder::new()
+        .name("console".into())
+        .spawn(move || {
+            let mut backend = LocalBackend { vm };
+            if let Err(e) = run_console(&mut backend, None) {
+                eprintln!("ethertap: console: {e}");
+            }
+            done_flag.store(true, Ordering::Relaxed);
+        });
+    if let Err(e) = spawned {
+        eprintln!("ethertap: cannot start the console ({e}); waiting for a signal");
+    }
+    while !stop.load(Ordering::Relaxed) && !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if !engine.healthy() {
+            eprintln!("ethertap: a worker thread ended unexpectedly; stopping");
+            break;
+        }
+    }
+    if let Some(t) = saved {
+        let _ =
+            nix::sys::termios::tcsetattr(std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, &t);
+    }
+    if !done.load(Ordering::Relaxed) {
+        eprintln!();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_parse_and_bad_ones_name_the_part() {
+        assert_eq!(parse_cpu_list("1").unwrap().0, vec![1]);
+        assert_eq!(parse_cpu_list("0,2-3").unwrap().0, vec![0, 2, 3]);
+        let e = parse_cpu_list("0,x").unwrap_err();
+        assert!(e.contains("\"x\""), "{e}");
+        assert!(parse_cpu_list("3-1").is_err());
+    }
+}

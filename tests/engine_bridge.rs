@@ -1,0 +1,375 @@
+//! The engine bridging two real veth ports in a namespace lab (needs root).
+
+mod lab;
+
+use lab::*;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+const QUIET: Duration = Duration::from_millis(1500);
+
+/// Frames from h1 to h2 (sent on e0, received on e1) with the given sources.
+fn frames_from(srcs: &[[u8; 6]], n_each: usize, len: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut seq = 0;
+    for i in 0..n_each {
+        for s in srcs {
+            out.push(frame(E1_MAC, *s, &[], seq, len + (i % 7)));
+            seq += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn bridge_carries_ping_and_tcp_both_ways_with_exact_counters() {
+    let lab = Lab::bridge("brtcp");
+    let mut eng = lab.start_engine("brtcp");
+    let before = [
+        lab.counter(&lab.h1, "e0", "tx_packets"),
+        lab.counter(&lab.h1, "e0", "rx_packets"),
+        lab.counter(&lab.h2, "e1", "tx_packets"),
+        lab.counter(&lab.h2, "e1", "rx_packets"),
+    ];
+
+    let ping = lab.sh(&lab.h1, &format!("ping -c 5 -i 0.05 -W 2 {H2_IP}"));
+    assert!(ping.contains("5 received"), "{ping}");
+
+    // A TCP transfer written by the test: 2 MB from h1 to h2, echoed digest back.
+    let listener = lab.in_ns(&lab.h2, || {
+        std::net::TcpListener::bind((H2_IP, 5201)).expect("listen in h2")
+    });
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut total = 0u64;
+        let mut sum = 0u64;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = s.read(&mut buf).expect("read");
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            sum = buf[..n]
+                .iter()
+                .fold(sum, |a, &b| a.wrapping_mul(31).wrapping_add(b as u64));
+        }
+        s.write_all(format!("{total} {sum}").as_bytes())
+            .expect("reply");
+        (total, sum)
+    });
+    let payload: Vec<u8> = (0..2_000_000u32).map(|i| (i * 7 + i / 255) as u8).collect();
+    let expect_sum = payload
+        .iter()
+        .fold(0u64, |a, &b| a.wrapping_mul(31).wrapping_add(b as u64));
+    let mut client = lab.in_ns(&lab.h1, || {
+        std::net::TcpStream::connect_timeout(
+            &format!("{H2_IP}:5201").parse().unwrap(),
+            Duration::from_secs(5),
+        )
+        .expect("connect from h1")
+    });
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    client.write_all(&payload).expect("send");
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).expect("reply");
+    drop(client);
+    let (total, sum) = server.join().expect("server thread");
+    assert_eq!(total, payload.len() as u64);
+    assert_eq!(sum, expect_sum);
+    assert_eq!(reply, format!("{total} {sum}"));
+
+    // Let the last FIN/ACKs cross, then compare with what the hosts counted.
+    std::thread::sleep(Duration::from_millis(500));
+    let sent_h1 = lab.counter(&lab.h1, "e0", "tx_packets") - before[0];
+    let got_h1 = lab.counter(&lab.h1, "e0", "rx_packets") - before[1];
+    let sent_h2 = lab.counter(&lab.h2, "e1", "tx_packets") - before[2];
+    let got_h2 = lab.counter(&lab.h2, "e1", "rx_packets") - before[3];
+    assert!(sent_h1 > 1000 && sent_h2 > 0, "{sent_h1} {sent_h2}");
+    assert_eq!(eng.stat(0, "rx"), sent_h1, "rx of 0 = frames h1 sent");
+    assert_eq!(eng.stat(1, "tx"), got_h2, "tx of 1 = frames h2 received");
+    assert_eq!(eng.stat(1, "rx"), sent_h2, "rx of 1 = frames h2 sent");
+    assert_eq!(eng.stat(0, "tx"), got_h1, "tx of 0 = frames h1 received");
+    assert_eq!(sent_h1, got_h2, "nothing lost h1 -> h2");
+    assert_eq!(sent_h2, got_h1, "nothing lost h2 -> h1");
+    assert_eq!(eng.stat(0, "drop"), 0);
+    assert_eq!(eng.stat(0, "err"), 0);
+}
+
+#[test]
+fn raw_frames_cross_unchanged_and_are_counted() {
+    let lab = Lab::bridge("brraw");
+    let mut eng = lab.start_engine("brraw");
+    let tx = lab.packet_socket(&lab.h1, "e0");
+    let rx = lab.packet_socket(&lab.h2, "e1");
+    let frames = frames_from(&[E0_MAC, [0x00, 0x1b, 0x21, 1, 2, 3]], 250, 60);
+    tx.send_all(&frames);
+    let got = rx.collect(frames.len(), QUIET);
+    assert_eq!(got.len(), frames.len());
+    assert_frames(&got, &frames, "frames arrive unchanged and in order");
+    assert_eq!(eng.stat(0, "rx"), frames.len() as u64);
+    assert_eq!(eng.stat(1, "tx"), frames.len() as u64);
+    assert_eq!(eng.stat(1, "rx"), 0);
+    assert_eq!(eng.stat(0, "tx"), 0);
+}
+
+#[test]
+fn drop_machash_drops_exactly_the_listed_source() {
+    let lab = Lab::bridge("brdrop");
+    let mut eng = lab.start_engine("brdrop");
+    let bad = [0x02, 0x55, 0, 0, 0, 0xaa];
+    eng.ok(&format!("{} drop.hash.insert", mac_text(&bad)));
+    let tx = lab.packet_socket(&lab.h1, "e0");
+    let rx = lab.packet_socket(&lab.h2, "e1");
+    let frames = frames_from(&[E0_MAC, bad, [0x02, 0x55, 0, 0, 0, 0xbb]], 100, 80);
+    tx.send_all(&frames);
+    let got = rx.collect(200, QUIET);
+    let expect: Vec<Vec<u8>> = frames.iter().filter(|f| f[6..12] != bad).cloned().collect();
+    assert_frames(&got, &expect, "only unlisted sources pass");
+    assert_eq!(eng.stat(0, "drop"), 100);
+    assert_eq!(eng.stat(0, "rx"), 300);
+    assert_eq!(eng.stat(1, "tx"), 200);
+
+    eng.ok(&format!("{} drop.hash.delete", mac_text(&bad)));
+    tx.send_all(&frames);
+    assert_eq!(
+        rx.collect(300, QUIET).len(),
+        300,
+        "deleting the MAC lets it through again"
+    );
+}
+
+#[test]
+fn fault_drop_at_100_percent_stops_one_direction_only() {
+    let lab = Lab::bridge("brfid");
+    let mut eng = lab.start_engine("brfid");
+    eng.ok("0 fault.enable 100000 0 fault.drop.probability");
+    let s0 = lab.packet_socket(&lab.h1, "e0");
+    let s1 = lab.packet_socket(&lab.h2, "e1");
+    let fwd = frames_from(&[E0_MAC], 100, 64);
+    let back: Vec<Vec<u8>> = (0..100)
+        .map(|i| frame(E0_MAC, E1_MAC, &[], i, 64))
+        .collect();
+    s0.send_all(&fwd);
+    s1.send_all(&back);
+    assert_eq!(s1.collect(100, QUIET).len(), 0, "h1 -> h2 dropped");
+    assert_frames(&s0.collect(100, QUIET), &back, "h2 -> h1 untouched");
+    assert_eq!(eng.stat(0, "dropped by FI"), 100);
+    assert_eq!(eng.stat(0, "drop"), 100);
+    assert_eq!(eng.stat(1, "drop"), 0);
+}
+
+#[test]
+fn fault_flip_at_100_percent_changes_exactly_one_bit_after_the_header() {
+    let lab = Lab::bridge("brfif");
+    let mut eng = lab.start_engine("brfif");
+    eng.ok("0 fault.enable 100000 0 fault.flip.probability");
+    let s0 = lab.packet_socket(&lab.h1, "e0");
+    let s1 = lab.packet_socket(&lab.h2, "e1");
+    let frames = frames_from(&[E0_MAC], 200, 100);
+    s0.send_all(&frames);
+    let got = s1.collect(frames.len(), QUIET);
+    assert_eq!(got.len(), frames.len());
+    for (sent, recv) in frames.iter().zip(&got) {
+        assert_eq!(sent.len(), recv.len());
+        let diffs: Vec<(usize, u32)> = sent
+            .iter()
+            .zip(recv)
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .map(|(i, (a, b))| (i, (a ^ b).count_ones()))
+            .collect();
+        assert_eq!(diffs.len(), 1, "one byte differs: {diffs:?}");
+        assert_eq!(diffs[0].1, 1, "in one bit");
+        assert!(diffs[0].0 >= 14, "at offset 14 or later: {}", diffs[0].0);
+    }
+    assert_eq!(eng.stat(0, "flipped by FI"), 200);
+}
+
+#[test]
+fn fault_dup_at_100_percent_sends_each_frame_twice_and_0_percent_changes_nothing() {
+    let lab = Lab::bridge("brfiu");
+    let mut eng = lab.start_engine("brfiu");
+    eng.ok("0 fault.enable 0 0 fault.drop.probability 0 0 fault.flip.probability 0 0 fault.dup.probability");
+    let s0 = lab.packet_socket(&lab.h1, "e0");
+    let s1 = lab.packet_socket(&lab.h2, "e1");
+    let frames = frames_from(&[E0_MAC], 150, 70);
+    s0.send_all(&frames);
+    assert_eq!(
+        s1.collect(frames.len(), QUIET),
+        frames,
+        "0 % changes nothing"
+    );
+
+    eng.ok("100000 0 fault.dup.probability");
+    s0.send_all(&frames);
+    let got = s1.collect(2 * frames.len(), QUIET);
+    let twice: Vec<Vec<u8>> = frames.iter().flat_map(|f| [f.clone(), f.clone()]).collect();
+    assert_frames(&got, &twice, "each frame arrives twice, in order");
+    assert_eq!(eng.stat(0, "duplicated by FI"), 150);
+    assert_eq!(eng.stat(1, "tx"), 450);
+}
+
+#[test]
+fn fault_drop_at_50_percent_is_binomial_and_fault_hash_restricts_it() {
+    let lab = Lab::bridge("brfi5");
+    let mut eng = lab.start_engine("brfi5");
+    eng.ok("0 fault.enable 50000 0 fault.drop.probability");
+    let s0 = lab.packet_socket(&lab.h1, "e0");
+    let s1 = lab.packet_socket(&lab.h2, "e1");
+    let frames = frames_from(&[E0_MAC], 2000, 60);
+    s0.send_all(&frames);
+    let got = s1.collect(2000, QUIET).len() as i64;
+    // n = 2000, p = 0.5: mean 1000, sd ~22.4; six sd either way.
+    assert!((866..=1134).contains(&got), "{got} of 2000 passed at 50 %");
+    assert_eq!(eng.stat(0, "dropped by FI"), 2000 - got as u64);
+
+    // Only frames from a listed source are subject to faults.
+    let victim = [0x02, 0x66, 0, 0, 0, 1];
+    eng.ok(&format!(
+        "100000 0 fault.drop.probability {} fault.hash.insert",
+        mac_text(&victim)
+    ));
+    let mixed = frames_from(&[E0_MAC, victim], 100, 60);
+    s0.send_all(&mixed);
+    let got = s1.collect(100, QUIET);
+    let expect: Vec<Vec<u8>> = mixed
+        .iter()
+        .filter(|f| f[6..12] != victim)
+        .cloned()
+        .collect();
+    assert_frames(&got, &expect, "only unlisted sources pass");
+}
+
+#[test]
+fn mac_and_ethertype_statistics_list_the_frames_including_vlan_tags() {
+    let lab = Lab::bridge("brmac");
+    let mut eng = lab.start_engine("brmac");
+    let s0 = lab.packet_socket(&lab.h1, "e0");
+    let s1 = lab.packet_socket(&lab.h2, "e1");
+    let intel = [0x00, 0x1b, 0x21, 0x0a, 0x0b, 0x0c];
+    let mut frames = Vec::new();
+    for i in 0..10 {
+        frames.push(frame(E1_MAC, E0_MAC, &[], i, 64));
+        frames.push(frame(E1_MAC, intel, &[(0x8100, 10)], i, 64));
+        frames.push(frame(E1_MAC, E0_MAC, &[(0x88a8, 100), (0x8100, 20)], i, 64));
+    }
+    s0.send_all(&frames);
+    assert_eq!(s1.collect(30, QUIET).len(), 30);
+    let macs = eng.ok("0 if.mac.show");
+    assert!(macs.contains(&mac_text(&E0_MAC)), "{macs}");
+    assert!(macs.contains(&mac_text(&intel)), "{macs}");
+    assert!(macs.contains("20"), "E0 sent 20 frames: {macs}");
+    assert!(macs.contains("Locally Administered"), "{macs}");
+    let etypes = eng.ok("0 if.etype.show").to_lowercase();
+    for t in ["88b5", "8100", "88a8"] {
+        assert!(etypes.contains(t), "{t} missing in:\n{etypes}");
+    }
+    let none = eng.ok("1 if.mac.show");
+    assert!(
+        !none.contains(&mac_text(&E0_MAC)),
+        "interface 1 received nothing: {none}"
+    );
+}
+
+#[test]
+fn bad_input_gives_clear_errors_and_traffic_keeps_flowing() {
+    let lab = Lab::bridge("brbad");
+    let mut eng = lab.start_engine("brbad");
+    let e = eng.eval("7 tap.rx.enable").unwrap_err();
+    assert!(e.contains('7') && e.contains("interface"), "{e}");
+    let e = eng.eval("zz:00 tap.hash.insert").unwrap_err();
+    assert!(e.contains("zz:00"), "{e}");
+    let e = eng.eval("100001 0 fault.drop.probability").unwrap_err();
+    assert!(e.contains("100001"), "{e}");
+    let e = eng.eval("-1 0 fault.dup.probability").unwrap_err();
+    assert!(e.contains("-1"), "{e}");
+    let e = eng.eval("5 0 if.qstats").unwrap_err();
+    assert!(e.contains('5'), "{e}");
+    let ping = lab.sh(&lab.h1, &format!("ping -c 3 -i 0.05 -W 2 {H2_IP}"));
+    assert!(ping.contains("3 received"), "{ping}");
+    let q = eng.ok("0 0 if.qstats");
+    assert!(q.contains("fill ring"), "{q}");
+    assert_eq!(eng.stat(0, "rx"), 3);
+}
+
+#[test]
+fn two_queues_carry_several_tcp_flows_with_exact_summed_counters() {
+    let lab = Lab::bridge("brq2");
+    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
+    config.queues = Some(2);
+    config.queue_name = Some(format!("et-brq2-{}", std::process::id()));
+    let mut eng = lab.start_engine_with(config);
+    assert!(
+        eng.ok("if.stats").contains("queues:2"),
+        "{}",
+        eng.ok("if.stats")
+    );
+    let before = lab.counter(&lab.h1, "e0", "tx_packets");
+    let before_rx = lab.counter(&lab.h2, "e1", "rx_packets");
+
+    let listener = lab.in_ns(&lab.h2, || {
+        std::net::TcpListener::bind((H2_IP, 5202)).unwrap()
+    });
+    let flows = 8;
+    let server = std::thread::spawn(move || {
+        let mut total = 0usize;
+        for _ in 0..flows {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).expect("read");
+            total += buf.len();
+        }
+        total
+    });
+    for _ in 0..flows {
+        let mut c = lab.in_ns(&lab.h1, || {
+            std::net::TcpStream::connect_timeout(
+                &format!("{H2_IP}:5202").parse().unwrap(),
+                Duration::from_secs(5),
+            )
+            .expect("connect")
+        });
+        c.write_all(&vec![0x5a; 200_000]).unwrap();
+    }
+    assert_eq!(server.join().unwrap(), flows * 200_000);
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = lab.counter(&lab.h1, "e0", "tx_packets") - before;
+    let got = lab.counter(&lab.h2, "e1", "rx_packets") - before_rx;
+    assert_eq!(eng.stat(0, "rx"), sent);
+    assert_eq!(eng.stat(1, "tx"), got);
+    assert_eq!(sent, got);
+    // The per-queue counters add up to the summary.
+    let per_queue: u64 = (0..2)
+        .map(|q| {
+            let text = eng.ok(&format!("{q} 0 if.qstats"));
+            text.lines()
+                .find_map(|l| {
+                    l.trim_start()
+                        .strip_prefix("rx ")
+                        .map(|v| v.trim().parse::<u64>().unwrap())
+                })
+                .unwrap_or_else(|| panic!("rx in {text}"))
+        })
+        .sum();
+    assert_eq!(per_queue, sent);
+}
+
+#[test]
+fn generic_xdp_mode_bridges_too_and_is_reported() {
+    let lab = Lab::bridge("brskb");
+    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
+    config.xdp_mode = ethertap::ixdp::XdpMode::Skb;
+    config.queue_name = Some(format!("et-brskb-{}", std::process::id()));
+    let mut eng = lab.start_engine_with(config);
+    let stats = eng.ok("if.stats");
+    assert!(stats.contains("COPY SKB"), "{stats}");
+    assert!(lab.sh(&lab.br, "ip link show p0").contains("xdpgeneric"));
+    let ping = lab.sh(&lab.h1, &format!("ping -c 3 -i 0.05 -W 2 {H2_IP}"));
+    assert!(ping.contains("3 received"), "{ping}");
+    assert_eq!(eng.stat(0, "rx"), 3);
+    assert_eq!(eng.stat(1, "rx"), 3);
+}
