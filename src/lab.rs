@@ -93,6 +93,56 @@ impl Lab {
         Ok(pid)
     }
 
+    /// Send raw Ethernet frames out of `ifname` in namespace `ns` (AF_PACKET), e.g. VLAN
+    /// tagged frames on a kernel without VLAN interfaces. Returns how many were sent.
+    pub fn send_raw(&self, ns: &str, ifname: &str, frames: Vec<Vec<u8>>) -> Result<usize> {
+        let ns_path = format!("/var/run/netns/{ns}");
+        let ifname = std::ffi::CString::new(ifname)?;
+        // Entering a namespace changes only the calling thread: use a thread of its own.
+        std::thread::spawn(move || -> Result<usize> {
+            let ns_file =
+                std::fs::File::open(&ns_path).with_context(|| format!("namespace {ns_path}"))?;
+            nix::sched::setns(&ns_file, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
+            // SAFETY: plain socket calls on a descriptor owned by this function.
+            unsafe {
+                let ifindex = libc::if_nametoindex(ifname.as_ptr());
+                if ifindex == 0 {
+                    bail!("no interface {ifname:?} in {ns_path}");
+                }
+                let fd = libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW,
+                    (libc::ETH_P_ALL as u16).to_be() as i32,
+                );
+                if fd < 0 {
+                    bail!("AF_PACKET socket: {}", std::io::Error::last_os_error());
+                }
+                let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+                addr.sll_family = libc::AF_PACKET as u16;
+                addr.sll_ifindex = ifindex as i32;
+                addr.sll_halen = 6;
+                let mut sent = 0;
+                for f in &frames {
+                    let n = libc::sendto(
+                        fd,
+                        f.as_ptr().cast(),
+                        f.len(),
+                        0,
+                        (&addr as *const libc::sockaddr_ll).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    );
+                    if n == f.len() as isize {
+                        sent += 1;
+                    }
+                }
+                libc::close(fd);
+                Ok(sent)
+            }
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("raw sender thread failed"))?
+    }
+
     pub fn namespaces(&self) -> &[String] {
         &self.namespaces
     }
@@ -169,6 +219,18 @@ impl BridgeLab {
             ],
         )?;
         Ok(BridgeLab { lab, h1, br, h2 })
+    }
+
+    /// Make the end hosts compute checksums themselves. veth hands TCP and UDP segments over
+    /// with a partial checksum that the receiving kernel would complete; once a frame crossed
+    /// AF_XDP (as on a real wire) nobody does. Call it after the engine attached: attaching
+    /// XDP to a veth end updates its peer's offload features.
+    pub fn host_checksums_in_software(&self) -> Result<()> {
+        for host in [&self.h1, &self.h2] {
+            run_checked(&mut self.lab.exec(host, "ethtool", &["-K", "eth0", "tx", "off"]))
+                .context("ethtool is required (apt-get install ethtool)")?;
+        }
+        Ok(())
     }
 
     /// The MAC address of `ifname` in namespace `ns`.

@@ -39,7 +39,10 @@ fn daemon_or_notice(local: bool) -> Result<Option<Client>, ExitCode> {
             Ok(None)
         }
         Err(e) => {
-            eprintln!("ethertap: cannot reach the daemon at {}: {e}", path.display());
+            eprintln!(
+                "ethertap: cannot reach the daemon at {}: {e}",
+                path.display()
+            );
             Err(ExitCode::FAILURE)
         }
     }
@@ -124,10 +127,12 @@ struct RemoteBackend {
 impl ConsoleBackend for RemoteBackend {
     fn eval(&mut self, line: &str, out: &mut dyn Write) -> Result<Flow, RpclError> {
         let mut notices = std::io::stderr();
-        match self
-            .client
-            .call(&Request::Line(line.to_string()), out, &mut notices, &self.interrupt)
-        {
+        match self.client.call(
+            &Request::Line(line.to_string()),
+            out,
+            &mut notices,
+            &self.interrupt,
+        ) {
             Ok(Outcome::Done) => Ok(Flow::Continue),
             Ok(Outcome::Bye) => Ok(Flow::Bye),
             Ok(Outcome::Failed(msg) | Outcome::Refused(msg)) => Err(RpclError(msg)),
