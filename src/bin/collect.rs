@@ -139,7 +139,7 @@ fn run_in_background(args: &Args, opts: &CollectOptions, stop: &AtomicBool) -> E
         return ExitCode::FAILURE;
     }
     println!("collect going to background ...");
-    let mut detached = match pidfile::daemonize() {
+    let mut detached = match ethertap::ctl::daemon::detach(None) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("collect: {e}");
@@ -153,7 +153,7 @@ fn run_in_background(args: &Args, opts: &CollectOptions, stop: &AtomicBool) -> E
             return ExitCode::FAILURE;
         }
     };
-    let result = collect::run(opts, stop, &mut || detached.started());
+    let result = collect::run(opts, stop, &mut || detached.started(""));
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {

@@ -147,6 +147,8 @@ impl StartArgs {
 pub fn engine_vm(engine: &Engine, queue_name: &str) -> Vm {
     let mut vm = Vm::new();
     vm.set_var("version.ethertap", env!("CARGO_PKG_VERSION"));
+    // Lets scripts loop over the interfaces whatever the mode (see examples/tap-all.rpcl).
+    vm.set_var("if.count", &engine.view().interfaces().len().to_string());
     super::words::register_engine_words(&mut vm, engine.view());
     pqueue::register_words(&mut vm, queue_name);
     vm

@@ -139,6 +139,10 @@ impl Ctx<'_> {
     }
 }
 
+/// A data stack put aside, so that each client of the daemon keeps its own.
+#[derive(Default)]
+pub struct StackSnapshot(Vec<Value>);
+
 /// An RPCL virtual machine.
 pub struct Vm {
     st: vm::State,
@@ -231,6 +235,12 @@ impl Vm {
         out: &mut dyn Write,
     ) -> Result<Flow, RpclError> {
         self.st.run_source(Some(file), text, out)
+    }
+
+    /// Exchange the data stack with `other`: the daemon gives every client its own stack while
+    /// they share one dictionary. Call only between lines (frames are per line).
+    pub fn swap_stack(&mut self, other: &mut StackSnapshot) {
+        std::mem::swap(&mut self.st.stack, &mut other.0);
     }
 
     /// Names of all words (built-in, library, host, compound), for Tab completion.

@@ -1,0 +1,269 @@
+//! What `ethertap run / eval / console / status / stop` and `control ethertap` do: talk to the
+//! daemon when one runs, fall back to a local VM when none does.
+
+use super::client::{Client, Outcome};
+use super::proto::{ProtoError, Request};
+use super::{pidfile, socket_path};
+use crate::rpcl::{self, cli as local, ConsoleBackend, Flow, RpclError, Vm};
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit status when the daemon is not running (`status`, `stop`), as `control` uses it.
+pub const NOT_RUNNING: u8 = 3;
+
+/// A VM for local use: the standard library, the packet-queue words (they need no engine)
+/// and the engine's words, which fail with a hint to start the daemon.
+pub fn local_vm() -> Vm {
+    let mut vm = local::local_vm();
+    vm.set_var("version.ethertap", env!("CARGO_PKG_VERSION"));
+    crate::ixdp::words::register_unavailable_words(&mut vm);
+    crate::pqueue::register_words(&mut vm, crate::pqueue::DEFAULT_NAME);
+    vm
+}
+
+/// The daemon's console, or `None` (with a one-line notice) when no daemon runs.
+fn daemon_or_notice(local: bool) -> Result<Option<Client>, ExitCode> {
+    if local {
+        return Ok(None);
+    }
+    let path = socket_path();
+    match Client::connect(&path) {
+        Ok(Some(c)) => Ok(Some(c)),
+        Ok(None) => {
+            eprintln!(
+                "ethertap: no daemon running; using a local VM (engine words need `ethertap start -d IF0 [IF1]`)"
+            );
+            Ok(None)
+        }
+        Err(e) => {
+            eprintln!(
+                "ethertap: cannot reach the daemon at {}: {e}",
+                path.display()
+            );
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn sigint_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone());
+    flag
+}
+
+/// Send one request, stream its output, and turn the outcome into an exit status.
+fn remote(mut client: Client, req: Request) -> ExitCode {
+    let _ = client.set_color(std::io::stdout().is_terminal());
+    let interrupt = sigint_flag();
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    match client.call(&req, &mut out, &mut err, &interrupt) {
+        Ok(Outcome::Done | Outcome::Bye) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed(msg) | Outcome::Refused(msg)) => {
+            eprintln!("{msg}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("ethertap: lost the daemon: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ethertap run FILE [ARG…]`: compile here (parse errors never reach the daemon), run there.
+pub fn run(file: &str, args: Vec<String>, local: bool) -> ExitCode {
+    let source = match std::fs::read(file) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => {
+            eprintln!("ethertap: cannot read {file}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(errors) = rpcl::check(file, &source) {
+        for e in errors {
+            eprintln!("{e}");
+        }
+        return ExitCode::FAILURE;
+    }
+    match daemon_or_notice(local) {
+        Ok(Some(client)) => remote(
+            client,
+            Request::Run {
+                file: file.to_string(),
+                source,
+                args,
+            },
+        ),
+        Ok(None) => local::run_local(local_vm(), file, args),
+        Err(code) => code,
+    }
+}
+
+/// `ethertap eval 'LINE'`.
+pub fn eval(line: &str, local: bool) -> ExitCode {
+    if let Err(errors) = rpcl::check("eval", line) {
+        // A line has no file: report as the console does.
+        for e in errors {
+            eprintln!("{}", e.0.strip_prefix("eval:").map_or(e.0.as_str(), |s| s));
+        }
+        return ExitCode::FAILURE;
+    }
+    match daemon_or_notice(local) {
+        Ok(Some(client)) => remote(client, Request::Eval(line.to_string())),
+        Ok(None) => local::eval_local(local_vm(), line),
+        Err(code) => code,
+    }
+}
+
+/// The console backend that runs each line in the daemon's VM.
+struct RemoteBackend {
+    client: Client,
+    interrupt: Arc<AtomicBool>,
+}
+
+impl ConsoleBackend for RemoteBackend {
+    fn eval(&mut self, line: &str, out: &mut dyn Write) -> Result<Flow, RpclError> {
+        let mut notices = std::io::stderr();
+        match self.client.call(
+            &Request::Line(line.to_string()),
+            out,
+            &mut notices,
+            &self.interrupt,
+        ) {
+            Ok(Outcome::Done) => Ok(Flow::Continue),
+            Ok(Outcome::Bye) => Ok(Flow::Bye),
+            Ok(Outcome::Failed(msg) | Outcome::Refused(msg)) => Err(RpclError(msg)),
+            Err(ProtoError::Closed) => {
+                // The daemon stopped, or closed an idle session: nothing more to send it.
+                eprintln!("ethertap: the daemon closed the session");
+                Ok(Flow::Bye)
+            }
+            Err(e) => Err(RpclError(format!("lost the daemon: {e}"))),
+        }
+    }
+
+    fn word_names(&mut self) -> Vec<String> {
+        self.client.words().unwrap_or_default()
+    }
+
+    fn interrupt_flag(&self) -> Arc<AtomicBool> {
+        self.interrupt.clone()
+    }
+}
+
+fn history_file() -> Option<std::path::PathBuf> {
+    std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".ethertap_history"))
+}
+
+/// `ethertap console` / `control ethertap`: the `ok ` console in the daemon's VM (one session
+/// at a time), or a local REPL when no daemon runs.
+pub fn console(local: bool) -> ExitCode {
+    let mut client = match daemon_or_notice(local) {
+        Ok(Some(c)) => c,
+        Ok(None) => return local::console_local(local_vm()),
+        Err(code) => return code,
+    };
+    let _ = client.set_color(std::io::stdout().is_terminal());
+    let never = AtomicBool::new(false);
+    match client.call(
+        &Request::OpenSession,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+        &never,
+    ) {
+        Ok(Outcome::Done) => {}
+        Ok(Outcome::Refused(msg) | Outcome::Failed(msg)) => {
+            eprintln!("ethertap: {msg}");
+            return ExitCode::FAILURE;
+        }
+        Ok(Outcome::Bye) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ethertap: cannot open a session: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut backend = RemoteBackend {
+        client,
+        interrupt: Arc::new(AtomicBool::new(false)),
+    };
+    match rpcl::run_console(&mut backend, history_file()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ethertap: console: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn not_running() -> ExitCode {
+    eprintln!("ethertap is not running");
+    ExitCode::from(NOT_RUNNING)
+}
+
+/// `ethertap status`: pid, uptime, interfaces, mode, queue.
+pub fn status() -> ExitCode {
+    match Client::connect(&socket_path()) {
+        Ok(Some(client)) => remote(client, Request::Status),
+        Ok(None) => not_running(),
+        Err(e) => {
+            eprintln!("ethertap: cannot reach the daemon: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ethertap stop`: a clean shutdown through the console socket (interfaces restored), then
+/// wait for the process to be gone. A daemon whose socket no longer answers gets SIGTERM.
+pub fn stop(timeout: Duration) -> ExitCode {
+    let (_, pid_path) = pidfile::target("ethertap").expect("fixed id");
+    let pid = pidfile::running_pid(&pid_path);
+    match Client::connect(&socket_path()) {
+        Ok(Some(mut client)) => {
+            let never = AtomicBool::new(false);
+            let r = client.call(
+                &Request::Stop,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+                &never,
+            );
+            if let Err(e) = r {
+                eprintln!("ethertap: stop: {e}");
+                return ExitCode::FAILURE;
+            }
+            let Some(pid) = pid else {
+                println!("shutdown of ethertap complete");
+                return ExitCode::SUCCESS;
+            };
+            let deadline = std::time::Instant::now() + timeout;
+            while pidfile::is_alive(pid) {
+                if std::time::Instant::now() > deadline {
+                    eprintln!(
+                        "ethertap PID {pid} did not exit within {} s",
+                        timeout.as_secs()
+                    );
+                    return ExitCode::FAILURE;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            println!("shutdown of ethertap PID {pid} complete");
+            ExitCode::SUCCESS
+        }
+        Ok(None) if pid.is_some() => {
+            let reply = pidfile::control_stop("ethertap", &pid_path, timeout);
+            if reply.code == 0 {
+                println!("{}", reply.message);
+            } else {
+                eprintln!("{}", reply.message);
+            }
+            ExitCode::from(reply.code as u8)
+        }
+        Ok(None) => not_running(),
+        Err(e) => {
+            eprintln!("ethertap: cannot reach the daemon: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

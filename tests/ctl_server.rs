@@ -1,0 +1,262 @@
+//! The console server with real unix sockets and a real VM, in-process: the daemon's
+//! concurrency and robustness rules without needing an engine.
+
+use ethertap::ctl::client::{Client, Outcome};
+use ethertap::ctl::proto::{Reply, Request};
+use ethertap::ctl::server::{Host, Server, ServerConfig};
+use ethertap::rpcl::Vm;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct TestHost {
+    stops: AtomicUsize,
+}
+
+impl Host for TestHost {
+    fn status(&self) -> String {
+        "test host\n".into()
+    }
+    fn request_stop(&self) {
+        self.stops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+struct Lab {
+    dir: tempfile::TempDir,
+    _server: Server,
+    host: Arc<TestHost>,
+}
+
+impl Lab {
+    fn new(config: ServerConfig) -> Lab {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ethertap.sock");
+        let listener = UnixListener::bind(&path).expect("bind");
+        let host = Arc::new(TestHost {
+            stops: AtomicUsize::new(0),
+        });
+        let mut vm = Vm::new();
+        vm.set_budget(50_000_000);
+        let server = Server::start(listener, vm, host.clone(), config).expect("server");
+        Lab {
+            dir,
+            _server: server,
+            host,
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("ethertap.sock")
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(&self.path())
+            .unwrap()
+            .expect("daemon socket")
+    }
+}
+
+fn call(client: &mut Client, req: Request) -> (Outcome, String, String) {
+    let never = AtomicBool::new(false);
+    let (mut out, mut notes) = (Vec::new(), Vec::new());
+    let outcome = client
+        .call(&req, &mut out, &mut notes, &never)
+        .expect("call");
+    (
+        outcome,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(notes).unwrap(),
+    )
+}
+
+fn eval(client: &mut Client, line: &str) -> (Outcome, String) {
+    let (o, out, _) = call(client, Request::Eval(line.into()));
+    (o, out)
+}
+
+#[test]
+fn eval_and_run_stream_output_and_report_errors() {
+    let lab = Lab::new(ServerConfig::default());
+    let mut c = lab.client();
+    assert_eq!(eval(&mut c, "1 2 + ."), (Outcome::Done, "3\n".into()));
+    let (o, out, _) = call(
+        &mut c,
+        Request::Run {
+            file: "t.rpcl".into(),
+            source: "\"a\" .\n\n drop\n".into(),
+            args: vec![],
+        },
+    );
+    assert_eq!(out, "a\n");
+    match o {
+        Outcome::Failed(msg) => assert!(msg.starts_with("t.rpcl:3:"), "{msg}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    // The same connection goes on working after an error.
+    assert_eq!(eval(&mut c, "\"ok\" ."), (Outcome::Done, "ok\n".into()));
+}
+
+#[test]
+fn clients_have_their_own_stacks_but_share_the_dictionary() {
+    let lab = Lab::new(ServerConfig::default());
+    let mut a = lab.client();
+    let mut b = lab.client();
+    assert_eq!(call(&mut a, Request::OpenSession).0, Outcome::Done);
+    let (o, _, _) = call(&mut a, Request::Line("41 \"1 +\" inc !!".into()));
+    assert_eq!(o, Outcome::Done);
+    // b sees the word a defined, but not a's stack.
+    assert_eq!(
+        eval(&mut b, ".s \"done\" ."),
+        (Outcome::Done, "done\n".into())
+    );
+    assert_eq!(eval(&mut b, "1 inc ."), (Outcome::Done, "2\n".into()));
+    let (o, out, _) = call(&mut a, Request::Line("inc .".into()));
+    assert_eq!((o, out), (Outcome::Done, "42\n".into()));
+}
+
+#[test]
+fn one_console_session_at_a_time() {
+    let lab = Lab::new(ServerConfig::default());
+    let mut a = lab.client();
+    let mut b = lab.client();
+    assert_eq!(call(&mut a, Request::OpenSession).0, Outcome::Done);
+    match call(&mut b, Request::OpenSession).0 {
+        Outcome::Refused(msg) => assert!(msg.contains("in use by PID"), "{msg}"),
+        other => panic!("second session not refused: {other:?}"),
+    }
+    // When the holder leaves, the next one gets it.
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match call(&mut b, Request::OpenSession).0 {
+            Outcome::Done => break,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            other => panic!("session never freed: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn interrupt_stops_a_runaway_script_and_the_vm_stays_usable() {
+    let lab = Lab::new(ServerConfig::default());
+    let mut c = lab.client();
+    let flag = Arc::new(AtomicBool::new(false));
+    let setter = {
+        let flag = flag.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            flag.store(true, Ordering::SeqCst);
+        })
+    };
+    let (mut out, mut notes) = (Vec::new(), Vec::new());
+    let outcome = c
+        .call(
+            &Request::Eval("begin 0 until".into()),
+            &mut out,
+            &mut notes,
+            &flag,
+        )
+        .unwrap();
+    setter.join().unwrap();
+    assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
+    assert_eq!(eval(&mut c, "5 ."), (Outcome::Done, "5\n".into()));
+}
+
+#[test]
+fn a_busy_vm_makes_others_wait_with_a_notice() {
+    let lab = Lab::new(ServerConfig::default());
+    let mut slow = lab.client();
+    let path = lab.path();
+    let waiter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut c = Client::connect(&path).unwrap().unwrap();
+        call(&mut c, Request::Eval("\"second\" .".into()))
+    });
+    assert_eq!(
+        eval(&mut slow, "500 ms \"first\" ."),
+        (Outcome::Done, "first\n".into())
+    );
+    let (o, out, notes) = waiter.join().unwrap();
+    assert_eq!((o, out.as_str()), (Outcome::Done, "second\n"));
+    assert!(notes.contains("waiting"), "no waiting notice: {notes:?}");
+}
+
+#[test]
+fn a_client_that_disconnects_mid_script_leaves_the_daemon_healthy() {
+    let lab = Lab::new(ServerConfig::default());
+    {
+        let mut raw = UnixStream::connect(lab.path()).unwrap();
+        Request::Eval("begin 0 until".into())
+            .write_to(&mut raw)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut c = lab.client();
+    assert_eq!(eval(&mut c, "7 ."), (Outcome::Done, "7\n".into()));
+}
+
+#[test]
+fn a_client_that_never_reads_cannot_hold_the_vm() {
+    let lab = Lab::new(ServerConfig {
+        write_timeout: Duration::from_millis(500),
+        ..ServerConfig::default()
+    });
+    let mut raw = UnixStream::connect(lab.path()).unwrap();
+    Request::Eval("begin \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\" . 0 until".into())
+        .write_to(&mut raw)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = lab.client();
+    assert_eq!(eval(&mut c, "8 ."), (Outcome::Done, "8\n".into()));
+    drop(raw);
+}
+
+#[test]
+fn garbage_and_huge_requests_get_an_error_and_the_next_client_is_served() {
+    let lab = Lab::new(ServerConfig::default());
+    for junk in [b"\x00\x01\x02garbage bytes\xff\xfe".to_vec(), {
+        let mut huge = vec![b'E'];
+        huge.extend_from_slice(&(64u32 << 20).to_be_bytes());
+        huge.extend_from_slice(&[b'x'; 4096]);
+        huge
+    }] {
+        let mut raw = UnixStream::connect(lab.path()).unwrap();
+        raw.write_all(&junk).unwrap();
+        raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        match Reply::read_from(&mut raw) {
+            Ok(Reply::Failed(msg)) => assert!(msg.starts_with("bad request"), "{msg}"),
+            other => panic!("expected a bad-request error, got {other:?}"),
+        }
+        let mut rest = Vec::new();
+        let _ = raw.read_to_end(&mut rest);
+    }
+    let mut c = lab.client();
+    assert_eq!(eval(&mut c, "9 ."), (Outcome::Done, "9\n".into()));
+}
+
+#[test]
+fn status_and_stop_reach_the_host() {
+    let lab = Lab::new(ServerConfig::default());
+    let mut c = lab.client();
+    let (o, out, _) = call(&mut c, Request::Status);
+    assert_eq!((o, out.as_str()), (Outcome::Done, "test host\n"));
+    assert_eq!(call(&mut c, Request::Stop).0, Outcome::Done);
+    assert_eq!(lab.host.stops.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn idle_sessions_are_closed() {
+    let lab = Lab::new(ServerConfig {
+        idle_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    });
+    let mut a = lab.client();
+    assert_eq!(call(&mut a, Request::OpenSession).0, Outcome::Done);
+    std::thread::sleep(Duration::from_millis(700));
+    let mut b = lab.client();
+    assert_eq!(call(&mut b, Request::OpenSession).0, Outcome::Done);
+}
