@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, CommandFactory, Parser};
 use ethertap::ctl::pidfile;
 use ethertap::pqueue::collect::{self, CollectOptions, DEFAULT_SNAPLEN};
 use ethertap::pqueue::DEFAULT_NAME;
@@ -21,11 +21,13 @@ Licensed under the MIT license or the Apache License 2.0, at your option.";
     about = "Record packets from the ethertap packet queue to a pcap file",
     after_help = "Rotated files are named as by tcpdump: OUTPUT, OUTPUT1, OUTPUT2 ... with -C/-G; \
 OUTPUT0 ... OUTPUT(N-1), reused in a ring, with -W N.\n\
-Stop a background collect with `control collect stop` (or `control ID stop` with --id ID)."
+Stop a background collect with `control collect stop` (or `control ID stop` with --id ID).\n\
+Exit status: 0 success (a limit reached, or stopped by SIGINT/SIGTERM with the file complete); \
+1 error (no queue, cannot write OUTPUT, already running in the background); 2 usage error."
 )]
 struct Args {
     /// Output file, or - for stdout
-    #[arg(required_unless_present = "copyright")]
+    #[arg(required_unless_present_any = ["copyright", "completions"])]
     output: Option<String>,
     /// Stop after N bytes of packet data
     #[arg(short = 'b', long = "blimit", value_name = "N")]
@@ -72,12 +74,24 @@ struct Args {
     /// Print the copyright
     #[arg(short = 'c', long = "copyright")]
     copyright: bool,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[arg(long = "completions", value_name = "SHELL")]
+    completions: Option<clap_complete::Shell>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.copyright {
         println!("{COPYRIGHT}");
+        return ExitCode::SUCCESS;
+    }
+    if let Some(shell) = args.completions {
+        clap_complete::generate(
+            shell,
+            &mut Args::command(),
+            "collect",
+            &mut std::io::stdout(),
+        );
         return ExitCode::SUCCESS;
     }
     let output = args.output.clone().unwrap_or_default();
