@@ -9,8 +9,9 @@ build: deps
 	$(CARGO) build --release
 
 # Builds a throw-away namespace lab, bridges it, taps and records real traffic, removes it.
+# The capture goes to ./ethertap-demo.pcap (DEMO_FLAGS=--out-dir=DIR to change).
 demo: build
-	./target/release/ethertap demo
+	./target/release/ethertap demo $(DEMO_FLAGS)
 
 # The whole test suite (as root: the integration tests build namespace labs).
 test: deps
