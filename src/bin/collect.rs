@@ -86,12 +86,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let Some(shell) = args.completions {
-        clap_complete::generate(
-            shell,
-            &mut Args::command(),
-            "collect",
-            &mut std::io::stdout(),
-        );
+        // Generated into memory: clap_complete panics when a pipe reader (`| head`) goes away.
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Args::command(), "collect", &mut script);
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
         return ExitCode::SUCCESS;
     }
     let output = args.output.clone().unwrap_or_default();

@@ -116,12 +116,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "ethertap",
-                &mut std::io::stdout(),
-            );
+            // Generated into memory: clap_complete panics when a pipe reader goes away.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ethertap", &mut script);
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
             ExitCode::SUCCESS
         }
     }
