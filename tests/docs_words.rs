@@ -186,3 +186,21 @@ fn every_core_and_library_word_has_a_checked_example() {
         );
     }
 }
+
+#[test]
+fn the_readme_word_list_is_what_dot_i_prints() {
+    let readme = read_doc("README.md");
+    let start = readme
+        .find("<summary>all words")
+        .expect("README.md has the word list");
+    let block = readme[start..]
+        .split("```\n")
+        .nth(1)
+        .expect("the word list is a code block");
+    let mut vm = full_vm();
+    assert_eq!(
+        block,
+        eval(&mut vm, ".i"),
+        "README.md's word list is the output of `ethertap eval '.i'`"
+    );
+}
