@@ -367,7 +367,12 @@ fn run_steps(out_dir: &Path, interrupted: &Arc<AtomicBool>) -> Result<DemoReport
     run_step(&mut record, Some(interrupted), Duration::from_secs(15))?;
 
     steps.next("engine statistics")?;
-    for line in ["if.stats", "0 if.mac.show", "0 if.etype.show"] {
+    for line in [
+        "if.stats",
+        "0 if.mac.show",
+        "1 if.mac.show",
+        "0 if.etype.show",
+    ] {
         show(&format!("ethertap eval '{line}'"));
         print!("{}", indent(&daemon.eval(line)?));
     }
