@@ -194,7 +194,9 @@ pub fn run(out_dir: &Path) -> Result<DemoReport> {
         signal_hook::flag::register(sig, interrupted.clone()).context("signal handler")?;
     }
     let result = run_steps(out_dir, &interrupted);
-    // Everything the steps built is gone by now (their guards dropped).
+    // Everything the steps built is gone by now (their guards dropped), except a namespace
+    // whose `ip netns add` was cut short by Ctrl-C before the lab could record it.
+    remove_stray_namespaces(&format!("et-demo-{}-", std::process::id()));
     let outcome = match result {
         Ok(report) => {
             println!(
@@ -400,6 +402,23 @@ fn run_steps(out_dir: &Path, interrupted: &Arc<AtomicBool>) -> Result<DemoReport
         pcap,
         frames_recorded: frames,
     })
+}
+
+/// `ip netns del` every namespace whose name starts with `prefix` (this demo's own).
+fn remove_stray_namespaces(prefix: &str) {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(prefix) {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &name])
+                .process_group(0)
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 fn next_steps(pcap: &Path) {

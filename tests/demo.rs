@@ -42,9 +42,14 @@ fn number_after<T: std::str::FromStr>(text: &str, prefix: &str) -> Option<T> {
 }
 
 fn traces(output: &str) -> Traces {
+    let demo_pid = number_after(output, "ip netns add et-demo-")
+        .unwrap_or_else(|| panic!("the demo names its lab:\n{output}"));
+    traces_of(demo_pid, output)
+}
+
+fn traces_of(demo_pid: u32, output: &str) -> Traces {
     Traces {
-        demo_pid: number_after(output, "ip netns add et-demo-")
-            .unwrap_or_else(|| panic!("the demo names its lab:\n{output}")),
+        demo_pid,
         daemon_pid: number_after(output, "started in the background (PID "),
         xdp_prog_id: number_after(output, "prog/xdp id "),
     }
@@ -271,7 +276,8 @@ fn interrupt_demo_at(at: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("ethertap demo");
-    let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
+    let demo_pid = child.id();
+    let group = nix::unistd::Pid::from_raw(-(demo_pid as i32));
     let stdout = child.stdout.take().expect("stdout");
     let at_owned = at.to_string();
     let reader = std::thread::spawn(move || {
@@ -320,7 +326,12 @@ fn interrupt_demo_at(at: &str) {
         !output.contains("[8/8]"),
         "it stopped at Ctrl-C, not at the end:\n{output}"
     );
-    assert_nothing_left(&traces(&output), &output);
+    assert_nothing_left(&traces_of(demo_pid, &output), &output);
+}
+
+#[test]
+fn ctrl_c_while_the_lab_is_built_still_removes_everything() {
+    interrupt_demo_at("[1/8]");
 }
 
 #[test]
