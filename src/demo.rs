@@ -264,6 +264,13 @@ fn run_steps(out_dir: &Path, interrupted: &Arc<AtomicBool>) -> Result<DemoReport
         "ip link add port1 netns {} type veth peer name eth0 netns {}",
         lab.br, lab.h2
     ));
+    show(&format!(
+        "ip -n {} addr add {}/24 dev eth0   (and {}/24 in {}; every link up)",
+        lab.h1,
+        BridgeLab::H1_ADDR,
+        BridgeLab::H2_ADDR,
+        lab.h2
+    ));
 
     // The demo's daemon must not collide with one that already runs on this machine: it gets
     // its own run directory (pid file, socket, log) and its own packet queue.
@@ -502,7 +509,10 @@ fn send_traffic(lab: &BridgeLab, interrupted: &AtomicBool) -> Result<Vec<(String
     let qinq: Vec<Vec<u8>> = (0..3)
         .map(|i| tagged_udp_frame(dst, src, &[(0x88a8, 200), (0x8100, 10)], i))
         .collect();
-    show("3 UDP frames in 802.1Q VLAN 100, and 3 in QinQ 802.1ad 200 / 802.1Q 10, h1 → h2 (raw socket)");
+    println!(
+        "    (3 UDP frames in 802.1Q VLAN 100 and 3 in QinQ 802.1ad 200 / 802.1Q 10, h1 → h2,"
+    );
+    println!("    written to h1's eth0 through a raw socket: no VLAN interfaces needed)");
     let n1 = l.send_raw(&lab.h1, "eth0", dot1q)?;
     let n2 = l.send_raw(&lab.h1, "eth0", qinq)?;
     sent.push(("802.1Q VLAN 100 frames".to_string(), n1.to_string()));
