@@ -8,7 +8,16 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// One demo at a time: `make demo` may re-link target/release/ethertap and collect (a build
+/// without the dev-dependencies' features) while another test would start them.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn require_root_and_tools(tools: &[&str]) {
     assert!(
@@ -152,6 +161,7 @@ fn table_value<'a>(output: &'a str, label: &str) -> &'a str {
 
 #[test]
 fn make_demo_runs_the_whole_job_and_leaves_nothing_behind() {
+    let _one = one_at_a_time();
     require_root_and_tools(&["make", "tshark", "ip", "ethtool"]);
     let repo = env!("CARGO_MANIFEST_DIR");
     let out_dir = tempfile::tempdir().expect("temp dir");
@@ -264,6 +274,7 @@ fn make_demo_runs_the_whole_job_and_leaves_nothing_behind() {
 /// Start `ethertap demo` in a process group of its own (as a shell job), send SIGINT to the
 /// whole group (as Ctrl-C does) once it prints the line starting with `at`, and check it cleans up.
 fn interrupt_demo_at(at: &str) {
+    let _one = one_at_a_time();
     require_root_and_tools(&["ip", "ethtool"]);
     let out_dir = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ethertap"))
