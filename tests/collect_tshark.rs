@@ -2,33 +2,18 @@
 //! back with the same bytes.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+mod scratch;
+use scratch::Lab;
 
 use ethertap::pqueue::{queue_path, testgen, Direction, Layout, Producer};
 
 const COLLECT: &str = env!("CARGO_BIN_EXE_collect");
 
-struct Lab {
-    queue: String,
-    dir: PathBuf,
-    children: Vec<Child>,
-}
-
 impl Lab {
-    fn new(test: &str) -> Lab {
-        let queue = format!("pqtest.collect-{test}.{}", std::process::id());
-        let dir = std::env::temp_dir().join(&queue);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Lab {
-            queue,
-            dir,
-            children: vec![],
-        }
-    }
-
     fn file(&self, name: &str) -> String {
         self.dir.join(name).to_str().unwrap().to_string()
     }
@@ -43,19 +28,6 @@ impl Lab {
             .unwrap_or_else(|e| panic!("cannot start {COLLECT}: {e}"));
         self.children.push(child);
         self.children.last_mut().unwrap()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            if c.try_wait().ok().flatten().is_none() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        let _ = std::fs::remove_file(queue_path(&self.queue));
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -194,7 +166,7 @@ fn read_pcap(path: &str) -> Pcap {
 
 #[test]
 fn plimit_writes_exactly_n_packets_with_the_bytes_put_in() {
-    let mut lab = Lab::new("plimit");
+    let mut lab = Lab::new("collect-plimit");
     let p = Producer::open(&lab.queue, Layout::default()).unwrap();
     push_frames(&p, 0..1500, 0);
     let out = lab.file("sample.pcap");
@@ -224,7 +196,7 @@ fn plimit_writes_exactly_n_packets_with_the_bytes_put_in() {
 
 #[test]
 fn silent_stdout_pipes_into_tshark() {
-    let mut lab = Lab::new("pipe");
+    let mut lab = Lab::new("collect-pipe");
     let p = Producer::open(&lab.queue, Layout::default()).unwrap();
     push_frames(&p, 0..200, 0);
     let child = lab.collect(&["-n", "--silent", "-p", "200", "-"], Stdio::piped());
@@ -252,7 +224,7 @@ fn silent_stdout_pipes_into_tshark() {
 
 #[test]
 fn stdout_is_flushed_promptly_for_a_pipe_reader() {
-    let mut lab = Lab::new("flush");
+    let mut lab = Lab::new("collect-flush");
     let p = Producer::open(&lab.queue, Layout::default()).unwrap();
     let child = lab.collect(&["-n", "-s", "-"], Stdio::piped());
     let mut stdout = child.stdout.take().unwrap();
@@ -279,7 +251,7 @@ fn stdout_is_flushed_promptly_for_a_pipe_reader() {
 
 #[test]
 fn sigterm_leaves_a_whole_file() {
-    let mut lab = Lab::new("sigterm");
+    let mut lab = Lab::new("collect-sigterm");
     let p = std::sync::Arc::new(Producer::open(&lab.queue, Layout::default()).unwrap());
     let out = lab.file("term.pcap");
     let pid = lab.collect(&["-s", &out], Stdio::null()).id() as i32;
@@ -315,7 +287,7 @@ fn sigterm_leaves_a_whole_file() {
 
 #[test]
 fn snaplen_nano_capture_time_and_byte_limit() {
-    let mut lab = Lab::new("options");
+    let mut lab = Lab::new("collect-options");
     let p = Producer::open(
         &lab.queue,
         Layout {
@@ -368,7 +340,7 @@ fn snaplen_nano_capture_time_and_byte_limit() {
 
 #[test]
 fn size_rotation_keeps_a_ring_of_files() {
-    let mut lab = Lab::new("rotate");
+    let mut lab = Lab::new("collect-rotate");
     let p = Producer::open(&lab.queue, Layout::default()).unwrap();
     let out = lab.file("ring.pcap");
     let child = lab.collect(
@@ -394,7 +366,7 @@ fn size_rotation_keeps_a_ring_of_files() {
 
 #[test]
 fn time_rotation_starts_a_new_file_every_interval() {
-    let mut lab = Lab::new("rotate-time");
+    let mut lab = Lab::new("collect-rotate-time");
     let p = Producer::open(&lab.queue, Layout::default()).unwrap();
     let out = lab.file("timed.pcap");
     let pid = lab.collect(&["-s", "-G", "1", &out], Stdio::null()).id() as i32;
@@ -418,7 +390,7 @@ fn time_rotation_starts_a_new_file_every_interval() {
 
 #[test]
 fn bad_options_are_refused_with_a_reason() {
-    let mut lab = Lab::new("badopts");
+    let mut lab = Lab::new("collect-badopts");
     let child = lab.collect(&["-G", "5", "-"], Stdio::null());
     let (st, err) = wait_exit(child, Duration::from_secs(10));
     assert_eq!(st.code(), Some(2));

@@ -4,35 +4,17 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod scratch;
+use scratch::Lab;
 
 use ethertap::pqueue::{queue_path, testgen, Batch, Consumer, Direction, Layout, Producer, Queue};
 
 const GEN: &str = env!("CARGO_BIN_EXE_pqueue-gen");
 
-/// A uniquely named queue and scratch directory, removed when the test ends; child
-/// processes still running then are killed (by pid).
-struct Lab {
-    queue: String,
-    dir: PathBuf,
-    children: Vec<Child>,
-}
-
 impl Lab {
-    fn new(test: &str) -> Lab {
-        let queue = format!("pqtest.{test}.{}", std::process::id());
-        let dir = std::env::temp_dir().join(&queue);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let _ = std::fs::remove_file(queue_path(&queue));
-        Lab {
-            queue,
-            dir,
-            children: vec![],
-        }
-    }
-
     fn spawn(&mut self, args: &[&str]) -> usize {
         let child = Command::new(GEN)
             .args(args)
@@ -104,19 +86,6 @@ impl Lab {
             assert!(start.elapsed() < limit, "queue not drained: {s:?}");
             std::thread::sleep(Duration::from_millis(10));
         }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            if c.try_wait().ok().flatten().is_none() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        let _ = std::fs::remove_file(queue_path(&self.queue));
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -107,7 +107,10 @@ pub fn eval(line: &str, local: bool) -> ExitCode {
     if let Err(errors) = rpcl::check("eval", line) {
         // A line has no file: report as the console does.
         for e in errors {
-            eprintln!("{}", e.0.strip_prefix("eval:").map_or(e.0.as_str(), |s| s));
+            eprintln!(
+                "{}",
+                e.0.find("error: ").map_or(e.0.as_str(), |at| &e.0[at..])
+            );
         }
         return ExitCode::FAILURE;
     }
