@@ -161,11 +161,37 @@ fn history_file() -> Option<std::path::PathBuf> {
 /// `ethertap console` / `control ethertap`: the `ok ` console in the daemon's VM (one session
 /// at a time), or a local REPL when no daemon runs.
 pub fn console(local: bool) -> ExitCode {
-    let mut client = match daemon_or_notice(local) {
-        Ok(Some(c)) => c,
-        Ok(None) => return local::console_local(local_vm()),
-        Err(code) => return code,
-    };
+    match daemon_or_notice(local) {
+        Ok(Some(c)) => session(c),
+        Ok(None) => local::console_local(local_vm()),
+        Err(code) => code,
+    }
+}
+
+/// `control ethertap`: the `ok ` console in the daemon's VM, never a local one (the user asked
+/// for the daemon); exit 3 when none runs.
+pub fn attach() -> ExitCode {
+    match Client::connect(&socket_path()) {
+        Ok(Some(c)) => session(c),
+        Ok(None) => {
+            eprintln!(
+                "ethertap is not running (no console socket {}); start it with `ethertap start -d IF0 [IF1]`",
+                socket_path().display()
+            );
+            ExitCode::from(NOT_RUNNING)
+        }
+        Err(e) => {
+            eprintln!(
+                "ethertap: cannot reach the daemon at {}: {e}",
+                socket_path().display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The interactive session on an open connection: claim the one session, then the console.
+fn session(mut client: Client) -> ExitCode {
     let _ = client.set_color(std::io::stdout().is_terminal());
     let never = AtomicBool::new(false);
     match client.call(
