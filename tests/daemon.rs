@@ -35,16 +35,22 @@ struct Daemon {
     lab: Lab,
     dir: tempfile::TempDir,
     queue: String,
+    preset: Option<PathBuf>,
 }
 
 impl Daemon {
     fn start(test: &str) -> Daemon {
+        Daemon::start_with_preset(test, None)
+    }
+
+    fn start_with_preset(test: &str, preset: Option<PathBuf>) -> Daemon {
         let lab = Lab::bridge(test);
         let dir = tempfile::tempdir().expect("temp dir");
         let d = Daemon {
             lab,
             dir,
             queue: format!("et-{test}-{}", std::process::id()),
+            preset,
         };
         let out = d.start_cmd().output().expect("ethertap start -d");
         assert!(
@@ -63,8 +69,12 @@ impl Daemon {
 
     fn start_cmd(&self) -> Command {
         let mut c = self.env(Command::new("ip"));
-        c.args(["netns", "exec", &self.lab.br, ETHERTAP, "start", "-d"])
-            .args(["--no-preset", "--queue-name", &self.queue, "p0", "p1"]);
+        c.args(["netns", "exec", &self.lab.br, ETHERTAP, "start", "-d"]);
+        match &self.preset {
+            Some(p) => c.arg("--preset").arg(p),
+            None => c.arg("--no-preset"),
+        };
+        c.args(["--queue-name", &self.queue, "p0", "p1"]);
         c
     }
 
@@ -637,6 +647,16 @@ send "@MAC@ tap.hash.ins\t"
 want $first "tap\\.hash\\.insert" "no Tab completion"
 send "\r"
 want $first "ok " "no prompt after the completed word"
+send "begin 0 until\r"
+sleep 0.3
+send "\003"
+want $first "interrupted" "Ctrl-C did not interrupt the running line"
+want $first "ok " "no prompt after Ctrl-C"
+spawn @ETHERTAP@ console
+set third $spawn_id
+want $third "in use by PID \[0-9]+" "ethertap console not refused while a session is open"
+catch { expect -i $third eof }
+wait -i $third
 spawn @CONTROL@ ethertap
 set second $spawn_id
 want $second "in use by PID \[0-9]+" "second session not refused with who holds it"
@@ -654,6 +674,7 @@ if {$code != 0} { fail "session exit status $code" }
 puts "\nSESSION-OK"
 "#
     .replace("@CONTROL@", CONTROL)
+    .replace("@ETHERTAP@", ETHERTAP)
     .replace("@MAC@", &h1);
     let out = expect(&d, &script);
     assert!(out.contains("SESSION-OK"), "{out}");
@@ -688,6 +709,16 @@ fn status_stop_socket_mode_and_start_twice() {
     let pid = d.pid();
     let mode = std::fs::metadata(d.socket()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+        Path::new("/"),
+        "the daemon's working directory"
+    );
+    let log = std::fs::read_to_string(d.log()).expect("the daemon's log file");
+    assert!(
+        log.contains(&format!("PID {pid}: bridge mode on 0 p0, 1 p1")),
+        "{log}"
+    );
 
     for out in [
         d.output(&["status"]),
@@ -735,6 +766,11 @@ fn status_stop_socket_mode_and_start_twice() {
     );
     assert!(!d.pid_file().exists(), "pid file left behind");
     assert!(!d.socket().exists(), "socket left behind");
+    let log = std::fs::read_to_string(d.log()).unwrap();
+    assert!(
+        log.contains(&format!("PID {pid}: stopped, interfaces restored")),
+        "{log}"
+    );
 
     for args in [&["status"][..], &["stop"][..]] {
         let out = d.output(args);
@@ -839,6 +875,22 @@ fn bad_clients_leave_the_daemon_answering() {
     drop(s);
     assert!(d.eval("1 2 + .").contains('3'));
 
+    // A script of 3 MB (a huge request that is still valid): run, and answered.
+    let big = d.run_dir().join("big.rpcl");
+    std::fs::write(&big, "1 drop ".repeat((3 << 20) / 7) + "\n\"big done\" .\n").unwrap();
+    let out = d.output(&["run", big.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("big done"));
+    // Over the protocol's limit (4 MiB): a clear refusal before anything is sent.
+    std::fs::write(&big, "1 drop ".repeat((5 << 20) / 7)).unwrap();
+    let out = d.output(&["run", big.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("larger than the limit of 4194304 bytes"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // A client whose script prints without end and who never reads: cut off by the write
     // timeout, its script interrupted; meanwhile status still answers.
     let mut never_reads = raw_client(&d);
@@ -861,4 +913,66 @@ fn bad_clients_leave_the_daemon_answering() {
     );
     drop(never_reads);
     assert!(ethertap::ctl::pidfile::is_alive(d.pid()));
+}
+
+#[test]
+fn preset_example_runs_at_start() {
+    let d = Daemon::start_with_preset("dpres", Some(examples().join("ethertap.rpcl")));
+    for i in 0..2 {
+        assert_eq!(d.stat_text(i, "RX tap"), "enabled", "interface {i}");
+    }
+    // The site word the preset defines is there for every client.
+    let out = d.eval("status");
+    assert!(
+        out.contains("0 p0 ") && out.contains(&format!("packet queue {}", d.queue)),
+        "{out}"
+    );
+    // A preset that fails stops the start, with the error on the terminal.
+    d.output(&["stop"]);
+    let bad = d.run_dir().join("bad-preset.rpcl");
+    std::fs::write(&bad, "1 2 +\n7 tap.rx.enable\n").unwrap();
+    let out = d
+        .env(Command::new("ip"))
+        .args([
+            "netns", "exec", &d.lab.br, ETHERTAP, "start", "-d", "--preset",
+        ])
+        .arg(&bad)
+        .args(["--queue-name", &d.queue, "p0", "p1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:2:", bad.display())) && err.contains("not an interface"),
+        "{err}"
+    );
+    assert!(!d.pid_file().exists() && !d.socket().exists());
+    assert!(!d.xdp_attached("p0"), "XDP left after a failed start");
+}
+
+#[test]
+fn other_users_are_refused_even_when_the_socket_is_reachable() {
+    let d = Daemon::start("dperm");
+    // Open the door by mistake: the peer-credential check must still refuse.
+    std::fs::set_permissions(d.run_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(d.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = d
+        .env(Command::new("setpriv"))
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            ETHERTAP,
+            "eval",
+            "1 .",
+        ])
+        .output()
+        .expect("this test needs `setpriv` (util-linux)");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("permission denied: the ethertap console is for root only"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(d.eval("1 2 + .").contains('3'));
 }

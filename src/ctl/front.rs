@@ -66,6 +66,10 @@ fn remote(mut client: Client, req: Request) -> ExitCode {
             eprintln!("{msg}");
             ExitCode::FAILURE
         }
+        Err(ProtoError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            eprintln!("ethertap: not sent to the daemon: {e} (`--local` runs it here)");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("ethertap: lost the daemon: {e}");
             ExitCode::FAILURE
