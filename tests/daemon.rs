@@ -753,6 +753,13 @@ fn status_stop_socket_mode_and_start_twice() {
     );
     assert!(d.xdp_attached("p0") && d.xdp_attached("p1"));
 
+    // A script still running when the stop comes is interrupted; it does not delay the stop.
+    let waiting = d
+        .ethertap(&["eval", "begin 10 ms 0 until"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     let out = d.output(&["stop"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
@@ -760,6 +767,13 @@ fn status_stop_socket_mode_and_start_twice() {
         format!("shutdown of ethertap PID {pid} complete")
     );
     assert!(!ethertap::ctl::pidfile::is_alive(pid));
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("interrupted"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(
         !d.xdp_attached("p0") && !d.xdp_attached("p1"),
         "XDP left on a port"
