@@ -626,6 +626,8 @@ fn expect(d: &Daemon, script: &str) -> String {
 fn control_console_session_prompt_words_completion_and_one_at_a_time() {
     let d = Daemon::start("dcons");
     let h1 = mac_text(&E0_MAC);
+    // Known only to the daemon's dictionary: completion must come from there.
+    d.eval("\"77 .\" probe.word !!");
     // `want` waits for a pattern on one spawned process and fails the script with `what` on a
     // timeout or an early end (expect's one-line brace form would take the block as a pattern).
     let script = r#"set timeout 10
@@ -647,6 +649,11 @@ send "@MAC@ tap.hash.ins\t"
 want $first "tap\\.hash\\.insert" "no Tab completion"
 send "\r"
 want $first "ok " "no prompt after the completed word"
+send "probe.wo\t"
+want $first "probe\\.word" "no completion of a word defined in the daemon"
+send "\r"
+want $first "77" "the daemon's word did not run"
+want $first "ok " "no prompt after the daemon's word"
 send "begin 0 until\r"
 sleep 0.3
 send "\003"
