@@ -52,16 +52,13 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.copyright {
-        println!("{COPYRIGHT}");
+        front::say(COPYRIGHT);
         return ExitCode::SUCCESS;
     }
     if let Some(shell) = args.completions {
-        clap_complete::generate(
-            shell,
-            &mut Args::command(),
-            "control",
-            &mut std::io::stdout(),
-        );
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Args::command(), "control", &mut script);
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
         return ExitCode::SUCCESS;
     }
     let id = args.id.unwrap_or_default();
@@ -91,7 +88,7 @@ fn main() -> ExitCode {
         }
     };
     if reply.code == 0 {
-        println!("{}", reply.message);
+        front::say(&reply.message);
     } else {
         eprintln!("{}", reply.message);
     }

@@ -66,6 +66,11 @@ fn remote(mut client: Client, req: Request) -> ExitCode {
             eprintln!("{msg}");
             ExitCode::FAILURE
         }
+        // The reader of our output went away (`| head`): stop quietly; dropping the
+        // connection interrupts the script in the daemon.
+        Err(ProtoError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::FAILURE
+        }
         Err(ProtoError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {
             eprintln!("ethertap: not sent to the daemon: {e} (`--local` runs it here)");
             ExitCode::FAILURE
@@ -228,6 +233,11 @@ fn session(mut client: Client) -> ExitCode {
     }
 }
 
+/// One line on stdout; a closed stdout (`| head`) is not worth a panic.
+pub fn say(line: &str) {
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 fn not_running() -> ExitCode {
     eprintln!("ethertap is not running");
     ExitCode::from(NOT_RUNNING)
@@ -264,7 +274,7 @@ pub fn stop(timeout: Duration) -> ExitCode {
                 return ExitCode::FAILURE;
             }
             let Some(pid) = pid else {
-                println!("shutdown of ethertap complete");
+                say("shutdown of ethertap complete");
                 return ExitCode::SUCCESS;
             };
             let deadline = std::time::Instant::now() + timeout;
@@ -278,13 +288,13 @@ pub fn stop(timeout: Duration) -> ExitCode {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            println!("shutdown of ethertap PID {pid} complete");
+            say(&format!("shutdown of ethertap PID {pid} complete"));
             ExitCode::SUCCESS
         }
         Ok(None) if pid.is_some() => {
             let reply = pidfile::control_stop("ethertap", &pid_path, timeout);
             if reply.code == 0 {
-                println!("{}", reply.message);
+                say(&reply.message);
             } else {
                 eprintln!("{}", reply.message);
             }

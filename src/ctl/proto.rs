@@ -68,6 +68,10 @@ pub enum ProtoError {
     Malformed(&'static str),
     #[error("{0}")]
     Io(#[from] io::Error),
+    /// Writing the received output where it should go failed (e.g. `| head` closed early);
+    /// not a fault of the connection.
+    #[error("writing the output: {0}")]
+    Output(io::Error),
 }
 
 fn write_frame(w: &mut dyn Write, tag: u8, payload: &[u8]) -> io::Result<()> {
