@@ -1021,4 +1021,21 @@ fn other_users_are_refused_even_when_the_socket_is_reachable() {
         text(&out.stderr)
     );
     assert!(d.eval("1 2 + .").contains('3'));
+    // Nor may another user start a second engine.
+    let out = d
+        .env(Command::new("setpriv"))
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            ETHERTAP,
+            "start",
+            "-d",
+        ])
+        .args(["--no-preset", "p0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!text(&out.stderr).is_empty(), "a reason is given");
+    assert!(ethertap::ctl::pidfile::is_alive(d.pid()));
 }
