@@ -62,11 +62,19 @@ impl Lab {
 
     /// A veth pair from `a` (in namespace `ns_a`) to `b` (in `ns_b`), both up.
     pub fn veth(&self, ns_a: &str, a: &str, ns_b: &str, b: &str) -> Result<()> {
-        run_checked(Command::new("ip").args([
-            "link", "add", a, "netns", ns_a, "type", "veth", "peer", "name", b, "netns", ns_b,
-        ]))?;
-        self.ip(ns_a, &["link", "set", a, "up"])?;
-        self.ip(ns_b, &["link", "set", b, "up"])?;
+        self.veth_pair(&VethEnd::new(ns_a, a), &VethEnd::new(ns_b, b))
+    }
+
+    /// A veth pair between two ends described in full (MAC, queue count), both up.
+    pub fn veth_pair(&self, a: &VethEnd, b: &VethEnd) -> Result<()> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["link", "add"]);
+        a.add_args(&mut cmd);
+        cmd.args(["type", "veth", "peer"]);
+        b.add_args(&mut cmd);
+        run_checked(&mut cmd)?;
+        self.ip(&a.ns, &["link", "set", &a.name, "up"])?;
+        self.ip(&b.ns, &["link", "set", &b.name, "up"])?;
         Ok(())
     }
 
@@ -145,6 +153,48 @@ impl Lab {
 
     pub fn namespaces(&self) -> &[String] {
         &self.namespaces
+    }
+}
+
+/// One end of a veth pair: its namespace and name, and optionally a fixed MAC address and a
+/// queue count (for reproducible multi-queue tests whatever the CPU count).
+#[derive(Clone, Debug)]
+pub struct VethEnd {
+    pub ns: String,
+    pub name: String,
+    pub mac: Option<String>,
+    pub queues: Option<u32>,
+}
+
+impl VethEnd {
+    pub fn new(ns: &str, name: &str) -> VethEnd {
+        VethEnd {
+            ns: ns.to_string(),
+            name: name.to_string(),
+            mac: None,
+            queues: None,
+        }
+    }
+
+    pub fn mac(mut self, mac: &str) -> VethEnd {
+        self.mac = Some(mac.to_string());
+        self
+    }
+
+    pub fn queues(mut self, n: u32) -> VethEnd {
+        self.queues = Some(n);
+        self
+    }
+
+    fn add_args(&self, cmd: &mut Command) {
+        cmd.args(["name", &self.name, "netns", &self.ns]);
+        if let Some(mac) = &self.mac {
+            cmd.args(["address", mac]);
+        }
+        if let Some(n) = self.queues {
+            let n = n.to_string();
+            cmd.args(["numtxqueues", &n, "numrxqueues", &n]);
+        }
     }
 }
 

@@ -1,11 +1,10 @@
-//! `control`: status and stop of background processes (product.md §7). The interactive
-//! session into the ethertap daemon comes with the daemon.
+//! `control`: interactive session, status and stop of background processes (product.md §7).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser, ValueEnum};
-use ethertap::ctl::pidfile;
+use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
+use ethertap::ctl::{front, pidfile};
 
 const COPYRIGHT: &str = "control, part of ethertap — Copyright (c) 2026 the ethertap developers.\n\
 Licensed under the MIT license or the Apache License 2.0, at your option.";
@@ -25,13 +24,16 @@ enum Action {
     disable_version_flag = true,
     about = "Control background ethertap processes",
     after_help = "IDs: ethertap, collect, or the --id given to a background collect.\n\
+`control ethertap` opens the interactive `ok ` console in the daemon (one session at a time; \
+Ctrl-D leaves it, the daemon keeps running).\n\
+Exit status: 0 success, 1 error, 2 usage error, 3 not running.\n\
 Runtime files live in /run (ETHERTAP_RUN_DIR overrides it)."
 )]
 struct Args {
     /// Background process: ethertap, collect, or a collect --id
-    #[arg(required_unless_present = "copyright")]
+    #[arg(required_unless_present_any = ["copyright", "completions"])]
     id: Option<String>,
-    /// What to do; without it, attach an interactive session
+    /// What to do; without it, attach an interactive session (ethertap only)
     action: Option<Action>,
     /// Seconds `stop` waits for the process to exit
     #[arg(long, default_value_t = 10)]
@@ -42,12 +44,21 @@ struct Args {
     /// Print the copyright
     #[arg(short = 'c', long = "copyright")]
     copyright: bool,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[arg(long, value_name = "SHELL")]
+    completions: Option<clap_complete::Shell>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.copyright {
-        println!("{COPYRIGHT}");
+        front::say(COPYRIGHT);
+        return ExitCode::SUCCESS;
+    }
+    if let Some(shell) = args.completions {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Args::command(), "control", &mut script);
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
         return ExitCode::SUCCESS;
     }
     let id = args.id.unwrap_or_default();
@@ -58,22 +69,26 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let timeout = Duration::from_secs(args.timeout);
+    if program == "ethertap" {
+        // The daemon answers on its console socket: richer status, and a stop that restores
+        // the interfaces before the process exits.
+        return match args.action {
+            None => front::attach(),
+            Some(Action::Status) => front::status(),
+            Some(Action::Stop) => front::stop(timeout),
+        };
+    }
     let reply = match args.action {
         Some(Action::Status) => pidfile::control_status(program, &path),
-        Some(Action::Stop) => {
-            pidfile::control_stop(program, &path, Duration::from_secs(args.timeout))
-        }
-        None if program == "collect" => {
-            eprintln!("control: collect has no interactive session; use `control {id} status` or `control {id} stop`");
-            return ExitCode::from(2);
-        }
+        Some(Action::Stop) => pidfile::control_stop(program, &path, timeout),
         None => {
-            eprintln!("control: the interactive ethertap console is not available in this build; use `control {id} status` or `control {id} stop`");
+            eprintln!("control: collect has no interactive session; use `control {id} status` or `control {id} stop`");
             return ExitCode::from(2);
         }
     };
     if reply.code == 0 {
-        println!("{}", reply.message);
+        front::say(&reply.message);
     } else {
         eprintln!("{}", reply.message);
     }

@@ -60,8 +60,9 @@ impl Client {
             }
             match Reply::read_from(&mut &self.stream)? {
                 Reply::Output(bytes) => {
-                    out.write_all(&bytes)?;
-                    out.flush()?;
+                    out.write_all(&bytes)
+                        .and_then(|()| out.flush())
+                        .map_err(ProtoError::Output)?;
                 }
                 Reply::Notice(msg) => {
                     let _ = writeln!(notices, "{msg}");

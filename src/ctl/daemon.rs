@@ -219,13 +219,20 @@ fn serve(
     log: &Path,
     detached: &mut Detached,
 ) -> Result<(), String> {
+    let crashed = pidfile::read_pid(pid_path).ok().flatten();
     let _pid_file = PidFile::create(pid_path, "ethertap")?;
+    let config = args.engine_config();
+    if let Some(pid) = crashed {
+        // The pid file was stale (PidFile::create refuses a live holder): that daemon died
+        // without cleaning up, e.g. by kill -9.
+        eprintln!("ethertap: taking over from PID {pid}, which ended without a clean shutdown");
+        await_released_xdp(&config.interfaces, Duration::from_secs(3));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| format!("installing the signal handler: {e}"))?;
     }
-    let config = args.engine_config();
     let layout = config.layout;
     let engine = Engine::start(config)?;
     let mut vm = engine_vm(&engine, &args.queue_name);
@@ -291,6 +298,24 @@ fn serve(
     let _ = std::fs::remove_file(socket);
     eprintln!("ethertap PID {pid}: stopped, interfaces restored");
     Ok(())
+}
+
+/// The kernel releases a killed process's XDP links a moment after the process is gone;
+/// until then its program cannot be detached. Wait (up to `limit`) until the stale programs
+/// could be removed; if they cannot, the engine's start reports why.
+fn await_released_xdp(interfaces: &[String], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let released = interfaces.iter().all(|name| {
+            nix::net::if_::if_nametoindex(name.as_str()).map_or(true, |idx| {
+                crate::ixdp::xdp::remove_stale(name, idx).is_ok()
+            })
+        });
+        if released || Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Bind the console socket so that it is never reachable by others, not even for an instant:

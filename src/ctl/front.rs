@@ -66,6 +66,15 @@ fn remote(mut client: Client, req: Request) -> ExitCode {
             eprintln!("{msg}");
             ExitCode::FAILURE
         }
+        // The reader of our output went away (`| head`): stop quietly; dropping the
+        // connection interrupts the script in the daemon.
+        Err(ProtoError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::FAILURE
+        }
+        Err(ProtoError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            eprintln!("ethertap: not sent to the daemon: {e} (`--local` runs it here)");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("ethertap: lost the daemon: {e}");
             ExitCode::FAILURE
@@ -164,11 +173,37 @@ fn history_file() -> Option<std::path::PathBuf> {
 /// `ethertap console` / `control ethertap`: the `ok ` console in the daemon's VM (one session
 /// at a time), or a local REPL when no daemon runs.
 pub fn console(local: bool) -> ExitCode {
-    let mut client = match daemon_or_notice(local) {
-        Ok(Some(c)) => c,
-        Ok(None) => return local::console_local(local_vm()),
-        Err(code) => return code,
-    };
+    match daemon_or_notice(local) {
+        Ok(Some(c)) => session(c),
+        Ok(None) => local::console_local(local_vm()),
+        Err(code) => code,
+    }
+}
+
+/// `control ethertap`: the `ok ` console in the daemon's VM, never a local one (the user asked
+/// for the daemon); exit 3 when none runs.
+pub fn attach() -> ExitCode {
+    match Client::connect(&socket_path()) {
+        Ok(Some(c)) => session(c),
+        Ok(None) => {
+            eprintln!(
+                "ethertap is not running (no console socket {}); start it with `ethertap start -d IF0 [IF1]`",
+                socket_path().display()
+            );
+            ExitCode::from(NOT_RUNNING)
+        }
+        Err(e) => {
+            eprintln!(
+                "ethertap: cannot reach the daemon at {}: {e}",
+                socket_path().display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The interactive session on an open connection: claim the one session, then the console.
+fn session(mut client: Client) -> ExitCode {
     let _ = client.set_color(std::io::stdout().is_terminal());
     let never = AtomicBool::new(false);
     match client.call(
@@ -199,6 +234,11 @@ pub fn console(local: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// One line on stdout; a closed stdout (`| head`) is not worth a panic.
+pub fn say(line: &str) {
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 fn not_running() -> ExitCode {
@@ -237,7 +277,7 @@ pub fn stop(timeout: Duration) -> ExitCode {
                 return ExitCode::FAILURE;
             }
             let Some(pid) = pid else {
-                println!("shutdown of ethertap complete");
+                say("shutdown of ethertap complete");
                 return ExitCode::SUCCESS;
             };
             let deadline = std::time::Instant::now() + timeout;
@@ -251,13 +291,13 @@ pub fn stop(timeout: Duration) -> ExitCode {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            println!("shutdown of ethertap PID {pid} complete");
+            say(&format!("shutdown of ethertap PID {pid} complete"));
             ExitCode::SUCCESS
         }
         Ok(None) if pid.is_some() => {
             let reply = pidfile::control_stop("ethertap", &pid_path, timeout);
             if reply.code == 0 {
-                println!("{}", reply.message);
+                say(&reply.message);
             } else {
                 eprintln!("{}", reply.message);
             }

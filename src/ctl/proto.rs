@@ -68,9 +68,21 @@ pub enum ProtoError {
     Malformed(&'static str),
     #[error("{0}")]
     Io(#[from] io::Error),
+    /// Writing the received output where it should go failed (e.g. `| head` closed early);
+    /// not a fault of the connection.
+    #[error("writing the output: {0}")]
+    Output(io::Error),
 }
 
 fn write_frame(w: &mut dyn Write, tag: u8, payload: &[u8]) -> io::Result<()> {
+    // Refused here, before anything is sent, so that the sender gets the reason instead of
+    // a broken pipe when the other side rejects it.
+    if payload.len() > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            ProtoError::TooLarge(payload.len()).to_string(),
+        ));
+    }
     let mut head = [0u8; 5];
     head[0] = tag;
     head[1..].copy_from_slice(&(payload.len() as u32).to_be_bytes());
@@ -194,6 +206,17 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_oversized_request_is_refused_before_anything_is_sent() {
+        let mut wire = Vec::new();
+        let err = Request::Eval("x".repeat(MAX_FRAME + 1))
+            .write_to(&mut wire)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("larger than the limit"), "{err}");
+        assert!(wire.is_empty());
+    }
 
     #[test]
     fn requests_round_trip() {

@@ -52,6 +52,9 @@ pub struct Lab {
     pub h2: String,
     pub bridge: bool,
     children: Vec<Child>,
+    /// The namespaces and veths, built and removed by the library's lab builder (also used by
+    /// `ethertap demo`); dropped after `children` are killed.
+    net: ethertap::lab::Lab,
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -64,10 +67,6 @@ fn run(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn ip(args: &[&str]) {
-    run(Command::new("ip").args(args));
 }
 
 impl Lab {
@@ -83,92 +82,83 @@ impl Lab {
 
     fn build(test: &str, bridge: bool) -> Lab {
         require_root_and_tools();
-        let base = format!("et-{test}-{}", std::process::id());
+        // From here on, dropping `net` removes whatever exists.
+        let mut net = ethertap::lab::Lab::new(test).unwrap_or_else(|e| panic!("lab: {e:#}"));
+        let mut add = |name: &str| {
+            net.add_namespace(name)
+                .unwrap_or_else(|e| panic!("namespace {name}: {e:#}"))
+        };
+        let h1 = add("h1");
+        let br = add("br");
+        let h2 = if bridge {
+            add("h2")
+        } else {
+            // Not created in a mirror lab; named all the same.
+            format!("{}-h2", br.trim_end_matches("-br"))
+        };
         let lab = Lab {
-            h1: format!("{base}-h1"),
-            br: format!("{base}-br"),
-            h2: format!("{base}-h2"),
+            h1,
+            br,
+            h2,
             bridge,
             children: Vec::new(),
+            net,
         };
-        // From here on, Drop cleans up whatever exists.
-        let mut spaces = vec![&lab.h1, &lab.br];
-        if bridge {
-            spaces.push(&lab.h2);
-        }
-        for ns in &spaces {
-            ip(&["netns", "add", ns]);
-            lab.sh(
-                ns,
-                "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
-            );
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-        }
         let mut pairs = vec![(&lab.h1, "e0", E0_MAC, "p0", P0_MAC, H1_IP)];
         if bridge {
             pairs.push((&lab.h2, "e1", E1_MAC, "p1", P1_MAC, H2_IP));
         }
         for (host, e, emac, p, pmac, addr) in pairs {
+            use ethertap::lab::VethEnd;
             // Two queues each, whatever the CPU count, so multi-queue tests are reproducible.
-            ip(&[
-                "link",
-                "add",
-                e,
-                "netns",
-                host,
-                "address",
-                &mac_text(&emac),
-                "numtxqueues",
-                "2",
-                "numrxqueues",
-                "2",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                p,
-                "netns",
-                &lab.br,
-                "address",
-                &mac_text(&pmac),
-                "numtxqueues",
-                "2",
-                "numrxqueues",
-                "2",
-            ]);
-            ip(&["-n", host, "addr", "add", &format!("{addr}/24"), "dev", e]);
-            ip(&["-n", host, "link", "set", e, "up"]);
-            ip(&["-n", &lab.br, "link", "set", p, "up"]);
+            lab.net
+                .veth_pair(
+                    &VethEnd::new(host, e).mac(&mac_text(&emac)).queues(2),
+                    &VethEnd::new(&lab.br, p).mac(&mac_text(&pmac)).queues(2),
+                )
+                .unwrap_or_else(|err| panic!("veth {e} - {p}: {err:#}"));
+            lab.ip(host, &["addr", "add", &format!("{addr}/24"), "dev", e]);
         }
         if bridge {
-            ip(&[
-                "-n",
+            lab.ip(
                 &lab.h1,
-                "neigh",
-                "add",
-                H2_IP,
-                "lladdr",
-                &mac_text(&E1_MAC),
-                "dev",
-                "e0",
-                "nud",
-                "permanent",
-            ]);
-            ip(&[
-                "-n",
+                &[
+                    "neigh",
+                    "add",
+                    H2_IP,
+                    "lladdr",
+                    &mac_text(&E1_MAC),
+                    "dev",
+                    "e0",
+                    "nud",
+                    "permanent",
+                ],
+            );
+            lab.ip(
                 &lab.h2,
-                "neigh",
-                "add",
-                H1_IP,
-                "lladdr",
-                &mac_text(&E0_MAC),
-                "dev",
-                "e1",
-                "nud",
-                "permanent",
-            ]);
+                &[
+                    "neigh",
+                    "add",
+                    H1_IP,
+                    "lladdr",
+                    &mac_text(&E0_MAC),
+                    "dev",
+                    "e1",
+                    "nud",
+                    "permanent",
+                ],
+            );
         }
         lab
+    }
+
+    /// `ip -n NS ARGS...`; panics with its stderr when it fails.
+    pub fn ip(&self, ns: &str, args: &[&str]) -> String {
+        let out = self
+            .net
+            .ip(ns, args)
+            .unwrap_or_else(|e| panic!("ip -n {ns} {args:?}: {e:#}"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Makes the end hosts compute checksums themselves: with veth's checksum offload a TCP
@@ -254,18 +244,13 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // The namespaces go when `net` drops, after this.
         for c in &mut self.children {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(c.id() as i32),
                 nix::sys::signal::Signal::SIGKILL,
             );
             let _ = c.wait();
-        }
-        for ns in [&self.h1, &self.br, &self.h2] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
         }
     }
 }

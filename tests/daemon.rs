@@ -1,0 +1,1041 @@
+//! The daemon end to end, through the real binaries: `ethertap start -d` in a namespace lab,
+//! `ethertap run/eval/status/stop`, `control ethertap` (driven by `expect`), the examples, and
+//! bad clients on the real console socket (needs root, `ip`, `ethtool`, `expect`).
+//!
+//! Every test has its own lab, runtime directory (pid file, socket), log and packet queue, so
+//! the tests run in parallel without seeing each other.
+
+mod lab;
+
+use ethertap::pqueue::{Batch, Consumer};
+use lab::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const ETHERTAP: &str = env!("CARGO_BIN_EXE_ethertap");
+const CONTROL: &str = env!("CARGO_BIN_EXE_control");
+/// An end host no lab interface owns, for frames that belong to nobody in particular.
+const OTHER_MAC: [u8; 6] = [0x02, 0x99, 0, 0, 0, 0x07];
+const OTHER_DST: [u8; 6] = [0x02, 0x99, 0, 0, 0, 0x08];
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A bridge lab (`p0`, `p1` in `br`) with a daemon on it, stopped and cleaned up on drop.
+struct Daemon {
+    lab: Lab,
+    dir: tempfile::TempDir,
+    queue: String,
+    preset: Option<PathBuf>,
+}
+
+impl Daemon {
+    fn start(test: &str) -> Daemon {
+        Daemon::start_with_preset(test, None)
+    }
+
+    fn start_with_preset(test: &str, preset: Option<PathBuf>) -> Daemon {
+        let lab = Lab::bridge(test);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = Daemon {
+            lab,
+            dir,
+            queue: format!("et-{test}-{}", std::process::id()),
+            preset,
+        };
+        let out = d.start_cmd().output().expect("ethertap start -d");
+        assert!(
+            out.status.success(),
+            "ethertap start -d failed: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).contains("started in the background"),
+            "{}",
+            text(&out.stdout)
+        );
+        d
+    }
+
+    fn start_cmd(&self) -> Command {
+        let mut c = self.env(Command::new("ip"));
+        c.args(["netns", "exec", &self.lab.br, ETHERTAP, "start", "-d"]);
+        match &self.preset {
+            Some(p) => c.arg("--preset").arg(p),
+            None => c.arg("--no-preset"),
+        };
+        c.args(["--queue-name", &self.queue, "p0", "p1"]);
+        c
+    }
+
+    fn run_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn log(&self) -> PathBuf {
+        self.run_dir().join("ethertap.log")
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.run_dir().join("ethertap.sock")
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.run_dir().join("ethertap.pid")
+    }
+
+    fn env(&self, mut c: Command) -> Command {
+        c.env("ETHERTAP_RUN_DIR", self.run_dir())
+            .env("ETHERTAP_LOG", self.log())
+            .env("HOME", self.run_dir())
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn ethertap(&self, args: &[&str]) -> Command {
+        let mut c = self.env(Command::new(ETHERTAP));
+        c.args(args);
+        c
+    }
+
+    fn output(&self, args: &[&str]) -> Output {
+        self.ethertap(args).output().expect("running ethertap")
+    }
+
+    /// `ethertap eval LINE` that must succeed and reach the daemon (no local-VM notice).
+    fn eval(&self, line: &str) -> String {
+        let out = self.output(&["eval", line]);
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "ethertap eval {line:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// `ethertap run examples/FILE ARGS...` that must succeed; its output.
+    fn example(&self, file: &str, args: &[&str]) -> String {
+        let path = examples().join(file);
+        let mut all = vec!["run", path.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = self.output(&all);
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "ethertap run {file} {args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn stat(&self, ifidx: usize, label: &str) -> u64 {
+        let stats = self.eval("if.stats");
+        parse_stat(&stats, ifidx, label)
+            .unwrap_or_else(|| panic!("no `{label}` of interface {ifidx} in\n{stats}"))
+    }
+
+    /// The line `label   value` of interface `ifidx` in `if.stats`, as text.
+    fn stat_text(&self, ifidx: usize, label: &str) -> String {
+        let stats = self.eval("if.stats");
+        let mut in_block = false;
+        for line in stats.lines() {
+            if !line.starts_with(' ') {
+                in_block = line.split_whitespace().next() == Some(&ifidx.to_string());
+            } else if in_block {
+                if let Some(rest) = line.trim_start().strip_prefix(label) {
+                    if rest.starts_with("  ") {
+                        return rest.trim().to_string();
+                    }
+                }
+            }
+        }
+        panic!("no `{label}` of interface {ifidx} in\n{stats}");
+    }
+
+    fn pid(&self) -> i32 {
+        std::fs::read_to_string(self.pid_file())
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("a pid")
+    }
+
+    fn xdp_attached(&self, port: &str) -> bool {
+        let out = self.lab.ip(&self.lab.br, &["link", "show", port]);
+        out.contains("xdp")
+    }
+
+    /// Everything tapped into this daemon's queue until `expect` frames came or it stayed quiet.
+    fn tapped(&self, expect: usize) -> Vec<(u8, Vec<u8>)> {
+        let mut c = Consumer::attach(&self.queue).expect("attach to the daemon's packet queue");
+        let mut batch = Batch::new();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut quiet_since = Instant::now();
+        while Instant::now() < deadline {
+            let n = c
+                .pop_wait(&mut batch, 256, Duration::from_millis(100))
+                .expect("pop");
+            out.extend(batch.iter().map(|p| (p.ifindex, p.data.to_vec())));
+            if n > 0 {
+                quiet_since = Instant::now();
+            } else if (out.len() >= expect && quiet_since.elapsed() > Duration::from_millis(300))
+                || quiet_since.elapsed() > Duration::from_millis(1500)
+            {
+                break;
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.pid_file()) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                let _ = self.output(&["stop", "--timeout", "10"]);
+                if ethertap::ctl::pidfile::is_alive(pid) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        let _ = std::fs::remove_file(format!("/dev/shm/{}", self.queue));
+    }
+}
+
+/// Frames from `src` to `dst`, numbered from `first`.
+fn frames(dst: [u8; 6], src: [u8; 6], first: u32, n: u32) -> Vec<Vec<u8>> {
+    (first..first + n)
+        .map(|i| frame(dst, src, &[], i, 64))
+        .collect()
+}
+
+fn seqs(frames: &[Vec<u8>]) -> Vec<u32> {
+    let mut s: Vec<u32> = frames.iter().filter_map(|f| seq_of(f, 0)).collect();
+    s.sort();
+    s
+}
+
+fn has_src(f: &[u8], mac: [u8; 6]) -> bool {
+    f.get(6..12) == Some(&mac[..])
+}
+
+#[test]
+fn tap_all_and_tap_host_examples_steer_the_daemons_tap() {
+    let d = Daemon::start("dtap");
+    let s0 = d.lab.packet_socket(&d.lab.h1, "e0");
+    let s1 = d.lab.packet_socket(&d.lab.h2, "e1");
+
+    let out = d.example("tap-all.rpcl", &[]);
+    assert!(out.contains("RX tap enabled on every interface"), "{out}");
+    for i in 0..2 {
+        assert_eq!(d.stat_text(i, "RX tap"), "enabled", "interface {i}");
+    }
+    s0.send_all(&frames(E1_MAC, E0_MAC, 0, 20));
+    s1.send_all(&frames(E0_MAC, E1_MAC, 100, 20));
+    let tapped = d.tapped(40);
+    let from = |ifidx: u8| {
+        tapped
+            .iter()
+            .filter(|(i, _)| *i == ifidx)
+            .filter_map(|(_, f)| seq_of(f, 0))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(from(0), (0..20).collect::<Vec<_>>(), "tapped on port 0");
+    assert_eq!(from(1), (100..120).collect::<Vec<_>>(), "tapped on port 1");
+
+    let h1 = mac_text(&E0_MAC);
+    let out = d.example("tap-host.rpcl", &[&h1]);
+    assert!(
+        out.contains(&format!("tapping frames from or to {h1}")),
+        "{out}"
+    );
+    assert!(d.eval("tap.hash.show").contains(&h1));
+    // h1's own frames and the frames to it are tapped, another host's are not.
+    s0.send_all(&frames(OTHER_DST, OTHER_MAC, 200, 10));
+    s0.send_all(&frames(E1_MAC, E0_MAC, 300, 10));
+    s1.send_all(&frames(E0_MAC, E1_MAC, 400, 10));
+    let tapped: Vec<Vec<u8>> = d.tapped(20).into_iter().map(|(_, f)| f).collect();
+    assert_eq!(
+        seqs(&tapped),
+        (300..310).chain(400..410).collect::<Vec<_>>(),
+        "only frames from or to {h1}"
+    );
+
+    // Without its argument the example says how to use it, and fails.
+    let out = d.output(&["run", examples().join("tap-host.rpcl").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("usage: tap-host.rpcl MAC"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn drop_host_example_drops_that_host_only() {
+    let d = Daemon::start("ddrop");
+    let s0 = d.lab.packet_socket(&d.lab.h1, "e0");
+    let s1 = d.lab.packet_socket(&d.lab.h2, "e1");
+    let h1 = mac_text(&E0_MAC);
+    let out = d.example("drop-host.rpcl", &[&h1]);
+    assert!(out.contains(&format!("dropping frames from {h1}")), "{out}");
+    assert!(d.eval("drop.hash.show").contains(&h1));
+
+    s0.send_all(&frames(E1_MAC, E0_MAC, 0, 30));
+    s0.send_all(&frames(OTHER_DST, OTHER_MAC, 100, 30));
+    let got = s1.collect(30, Duration::from_secs(2));
+    assert!(
+        got.iter().all(|f| !has_src(f, E0_MAC)),
+        "a dropped frame came through"
+    );
+    assert_eq!(
+        seqs(&got),
+        (100..130).collect::<Vec<_>>(),
+        "the other host passes"
+    );
+    assert!(
+        wait_for(Duration::from_secs(3), || d.stat(0, "drop") == 30),
+        "drop counter of port 0: {}",
+        d.stat(0, "drop")
+    );
+    // The other direction is untouched.
+    s1.send_all(&frames(E0_MAC, E1_MAC, 200, 10));
+    let back = s0.collect(10, Duration::from_secs(2));
+    assert_eq!(seqs(&back), (200..210).collect::<Vec<_>>());
+}
+
+#[test]
+fn loss_example_sets_fault_injection_on_one_direction() {
+    let d = Daemon::start("dloss");
+    let out = d.example("loss.rpcl", &[]);
+    assert!(
+        out.contains("fault injection enabled on interface 0"),
+        "{out}"
+    );
+    assert_eq!(d.stat_text(0, "fault injection"), "enabled");
+    assert_eq!(d.stat_text(0, "drop probability"), "1000 (1.000%)");
+    assert_eq!(d.stat_text(1, "fault injection"), "disabled");
+    d.eval("0 fault.disable");
+
+    // 100 % on interface 0: everything h1 sends is lost, h2's frames still arrive.
+    let out = d.example("loss.rpcl", &["0", "100"]);
+    assert!(out.contains("interface 0"), "{out}");
+    assert_eq!(d.stat_text(0, "drop probability"), "100000 (100.000%)");
+    let s0 = d.lab.packet_socket(&d.lab.h1, "e0");
+    let s1 = d.lab.packet_socket(&d.lab.h2, "e1");
+    s0.send_all(&frames(E1_MAC, E0_MAC, 0, 25));
+    s1.send_all(&frames(E0_MAC, E1_MAC, 100, 25));
+    let to_h1 = s0.collect(25, Duration::from_secs(2));
+    let to_h2 = s1.collect(0, Duration::from_millis(500));
+    assert_eq!(
+        seqs(&to_h1),
+        (100..125).collect::<Vec<_>>(),
+        "h2 -> h1 passes"
+    );
+    assert!(
+        to_h2.is_empty(),
+        "h1 -> h2 must be lost: {} came",
+        to_h2.len()
+    );
+    assert!(
+        wait_for(Duration::from_secs(3), || d.stat(0, "dropped by FI") == 25),
+        "dropped by FI: {}",
+        d.stat(0, "dropped by FI")
+    );
+
+    let out = d.example("loss.rpcl", &["1"]);
+    assert!(out.contains("interface 1"), "{out}");
+    assert_eq!(d.stat_text(1, "drop probability"), "1000 (1.000%)");
+}
+
+#[test]
+fn stats_example_streams_each_block_as_it_is_printed() {
+    let d = Daemon::start("dstat");
+    let path = examples().join("stats-every-second.rpcl");
+    let mut child = d
+        .ethertap(&["run", path.to_str().unwrap(), "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ethertap run");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a line").expect("output");
+    assert!(first.starts_with("0 p0 "), "{first}");
+    // The first block arrived while the script still waits its second.
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "output was not streamed: the script had already ended"
+    );
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let headers = std::iter::once(&first)
+        .chain(&rest)
+        .filter(|l| l.starts_with("0 p0 "))
+        .count();
+    assert_eq!(headers, 2, "two blocks:\n{first}\n{}", rest.join("\n"));
+
+    // `| head -1`: the reader goes away; the client ends quietly and so does its script.
+    let mut child = d
+        .ethertap(&["run", path.to_str().unwrap(), "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ethertap run");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    let start = Instant::now();
+    let out = d.output(&["eval", "1 2 + ."]);
+    assert!(out.status.success() && text(&out.stdout).contains('3'));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "the abandoned script still ran"
+    );
+}
+
+#[test]
+fn shebang_script_runs_in_the_daemon() {
+    let d = Daemon::start("dsheb");
+    let bin_dir = Path::new(ETHERTAP).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut c = d.env(Command::new(examples().join("tap-all.rpcl")));
+    let out = c.env("PATH", path).output().expect("running the script");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("RX tap enabled"));
+    assert_eq!(
+        d.stat_text(1, "RX tap"),
+        "enabled",
+        "the daemon's engine changed"
+    );
+}
+
+#[test]
+fn parse_errors_are_reported_without_touching_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.rpcl");
+    std::fs::write(&bad, "1 2 +\n  \"unterminated\n").unwrap();
+    // Something listening where the daemon's socket would be: it must see no connection.
+    let listener = std::os::unix::net::UnixListener::bind(dir.path().join("ethertap.sock"))
+        .expect("bind a stand-in socket");
+    listener.set_nonblocking(true).unwrap();
+    let out = Command::new(ETHERTAP)
+        .env("ETHERTAP_RUN_DIR", dir.path())
+        .args(["run", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "{}:2:3: error: parse: unterminated string",
+            bad.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("no daemon"), "{err}");
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the client connected before compiling: {other:?}"),
+    }
+    // The same for `eval`.
+    let out = Command::new(ETHERTAP)
+        .env("ETHERTAP_RUN_DIR", dir.path())
+        .args(["eval", "1 if"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("error"), "{}", text(&out.stderr));
+    assert!(
+        listener.accept().is_err(),
+        "eval connected before compiling"
+    );
+}
+
+#[test]
+fn runtime_error_names_file_line_col_and_daemon_carries_on() {
+    let d = Daemon::start("derr");
+    let f = d.run_dir().join("fail.rpcl");
+    std::fs::write(&f, "\"before\" .\n1 2 +\n  \"x\" 1 +\n\"after\" .\n").unwrap();
+    let out = d.output(&["run", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("before") && !text(&out.stdout).contains("after"));
+    assert!(
+        text(&out.stderr).starts_with(&format!("{}:3:", f.display())),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(d.eval("3 4 + .").contains('7'));
+}
+
+#[test]
+fn local_vm_with_notice_when_no_daemon_and_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(ETHERTAP)
+        .env("ETHERTAP_RUN_DIR", dir.path())
+        .args(["eval", "2 3 + ."])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains('5'));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one notice line: {err}");
+    assert!(err.contains("no daemon running; using a local VM"), "{err}");
+    // Engine words then fail and say how to start the engine.
+    let out = Command::new(ETHERTAP)
+        .env("ETHERTAP_RUN_DIR", dir.path())
+        .args(["eval", "if.stats"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("ethertap start -d"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // --local with a daemon running: no notice, and not the daemon's engine.
+    let d = Daemon::start("dlocal");
+    assert!(d.eval("if.stats").contains("p0"));
+    let out = d.output(&["eval", "--local", "if.stats"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("needs the engine"),
+        "{}",
+        text(&out.stderr)
+    );
+    let f = d.run_dir().join("local.rpcl");
+    std::fs::write(&f, "0 arg 1 arg + .\n").unwrap();
+    let out = d.output(&["run", "--local", f.to_str().unwrap(), "20", "22"]);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("42"));
+}
+
+#[test]
+fn ctrl_c_interrupts_the_script_in_the_daemon_not_the_daemon() {
+    let d = Daemon::start("dintr");
+    let f = d.run_dir().join("forever.rpcl");
+    std::fs::write(&f, "begin 0 until\n").unwrap();
+    let child = d
+        .ethertap(&["run", f.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("interrupted"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(ethertap::ctl::pidfile::is_alive(d.pid()));
+    assert!(d.eval("1 2 + .").contains('3'));
+}
+
+#[test]
+fn runaway_loop_is_stopped_by_the_budget() {
+    let d = Daemon::start("dbudg");
+    let out = d.output(&["eval", "begin 0 until"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("instruction budget exhausted"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(d.eval("1 2 + .").contains('3'));
+}
+
+#[test]
+fn concurrent_clients_never_share_a_stack() {
+    let d = Daemon::start("dconc");
+    let f = d.run_dir().join("depth.rpcl");
+    // Each run pushes N items, waits (so the runs overlap), and prints its depth.
+    std::fs::write(&f, "0 arg 0 do i loop 100 ms depth .\n").unwrap();
+    let children: Vec<_> = (1..=4)
+        .map(|n| {
+            let child = d
+                .ethertap(&["run", f.to_str().unwrap(), &n.to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            (n, child)
+        })
+        .collect();
+    for (n, child) in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(
+            text(&out.stdout).trim(),
+            n.to_string(),
+            "run with {n} items"
+        );
+    }
+}
+
+#[test]
+fn client_disconnecting_mid_script_leaves_the_daemon_healthy() {
+    let d = Daemon::start("ddisc");
+    let mut child = d
+        .ethertap(&["eval", "begin 10 ms 0 until"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let start = Instant::now();
+    // It may still be winding down (then this client is told it waits): it must not be long.
+    let out = d.output(&["eval", "1 2 + ."]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains('3'));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "the vanished client's script still held the VM"
+    );
+}
+
+/// Runs an `expect` script with the daemon's environment; its output, failing on error.
+fn expect(d: &Daemon, script: &str) -> String {
+    let file = d.run_dir().join("session.exp");
+    std::fs::write(&file, script).unwrap();
+    let out = d
+        .env(Command::new("expect"))
+        .arg(&file)
+        .output()
+        .expect("this test needs `expect` (apt-get install expect)");
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "expect script failed:\n{all}");
+    all
+}
+
+#[test]
+fn control_console_session_prompt_words_completion_and_one_at_a_time() {
+    let d = Daemon::start("dcons");
+    let h1 = mac_text(&E0_MAC);
+    // Known only to the daemon's dictionary: completion must come from there.
+    d.eval("\"77 .\" probe.word !!");
+    // `want` waits for a pattern on one spawned process and fails the script with `what` on a
+    // timeout or an early end (expect's one-line brace form would take the block as a pattern).
+    let script = r#"set timeout 10
+proc fail {what} { puts "\nFAILED: $what"; exit 1 }
+proc want {id pattern what} {
+    expect {
+        -i $id -re $pattern {}
+        -i $id timeout { fail $what }
+        -i $id eof { fail "$what (the program ended)" }
+    }
+}
+spawn @CONTROL@ ethertap
+set first $spawn_id
+want $first "ok " "no ok prompt"
+send "21 2 * .\r"
+want $first "42" "no result of a word"
+want $first "ok " "no prompt after a line"
+send "@MAC@ tap.hash.ins\t"
+want $first "tap\\.hash\\.insert" "no Tab completion"
+send "\r"
+want $first "ok " "no prompt after the completed word"
+send "probe.wo\t"
+want $first "probe\\.word" "no completion of a word defined in the daemon"
+send "\r"
+want $first "77" "the daemon's word did not run"
+want $first "ok " "no prompt after the daemon's word"
+send "begin 0 until\r"
+sleep 0.3
+send "\003"
+want $first "interrupted" "Ctrl-C did not interrupt the running line"
+want $first "ok " "no prompt after Ctrl-C"
+spawn @ETHERTAP@ console
+set third $spawn_id
+want $third "in use by PID \[0-9]+" "ethertap console not refused while a session is open"
+catch { expect -i $third eof }
+wait -i $third
+spawn @CONTROL@ ethertap
+set second $spawn_id
+want $second "in use by PID \[0-9]+" "second session not refused with who holds it"
+catch { expect -i $second eof }
+lassign [wait -i $second] pid spawnid oserr code
+if {$code == 0} { fail "second session exited 0" }
+set spawn_id $first
+send "\004"
+expect {
+    eof {}
+    timeout { fail "Ctrl-D did not leave" }
+}
+lassign [wait] pid spawnid oserr code
+if {$code != 0} { fail "session exit status $code" }
+puts "\nSESSION-OK"
+"#
+    .replace("@CONTROL@", CONTROL)
+    .replace("@ETHERTAP@", ETHERTAP)
+    .replace("@MAC@", &h1);
+    let out = expect(&d, &script);
+    assert!(out.contains("SESSION-OK"), "{out}");
+    assert!(out.contains("in use by PID"), "{out}");
+    // The words ran in the daemon's VM, and the daemon still runs.
+    assert!(d.eval("tap.hash.show").contains(&h1));
+    assert!(ethertap::ctl::pidfile::is_alive(d.pid()));
+    // The session is free again.
+    let again = r#"set timeout 10
+spawn @CONTROL@ ethertap
+expect {
+    "ok " {}
+    timeout { puts "FAILED: no prompt"; exit 1 }
+    eof { puts "FAILED: refused"; exit 1 }
+}
+send "bye\r"
+expect eof
+puts AGAIN-OK
+"#
+    .replace("@CONTROL@", CONTROL);
+    let out = expect(&d, &again);
+    assert!(out.contains("AGAIN-OK"), "{out}");
+    assert!(
+        ethertap::ctl::pidfile::is_alive(d.pid()),
+        "bye left the daemon running"
+    );
+}
+
+#[test]
+fn status_stop_socket_mode_and_start_twice() {
+    let d = Daemon::start("dstop");
+    let pid = d.pid();
+    let mode = std::fs::metadata(d.socket()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+        Path::new("/"),
+        "the daemon's working directory"
+    );
+    let log = std::fs::read_to_string(d.log()).expect("the daemon's log file");
+    assert!(
+        log.contains(&format!("PID {pid}: bridge mode on 0 p0, 1 p1")),
+        "{log}"
+    );
+
+    for out in [
+        d.output(&["status"]),
+        d.env(Command::new(CONTROL))
+            .args(["ethertap", "status"])
+            .output()
+            .unwrap(),
+    ] {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let s = text(&out.stdout);
+        assert!(
+            s.starts_with(&format!("ethertap PID {pid} running\n")),
+            "{s}"
+        );
+        for want in [
+            "  uptime ",
+            "  mode                  bridge",
+            "  interface 0           p0 veth",
+            "  interface 1           p1 veth",
+            &format!("  packet queue          {} (", d.queue),
+        ] {
+            assert!(s.contains(want), "{want:?} missing in\n{s}");
+        }
+    }
+
+    let out = d.start_cmd().output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("ethertap is already running (PID {pid})")),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(d.xdp_attached("p0") && d.xdp_attached("p1"));
+
+    // A script still running when the stop comes is interrupted; it does not delay the stop.
+    let waiting = d
+        .ethertap(&["eval", "begin 10 ms 0 until"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = d.output(&["stop"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("shutdown of ethertap PID {pid} complete")
+    );
+    assert!(!ethertap::ctl::pidfile::is_alive(pid));
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("interrupted"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !d.xdp_attached("p0") && !d.xdp_attached("p1"),
+        "XDP left on a port"
+    );
+    assert!(!d.pid_file().exists(), "pid file left behind");
+    assert!(!d.socket().exists(), "socket left behind");
+    let log = std::fs::read_to_string(d.log()).unwrap();
+    assert!(
+        log.contains(&format!("PID {pid}: stopped, interfaces restored")),
+        "{log}"
+    );
+
+    for args in [&["status"][..], &["stop"][..]] {
+        let out = d.output(args);
+        assert_eq!(out.status.code(), Some(3), "{args:?} without a daemon");
+        assert!(text(&out.stderr).contains("not running"));
+    }
+    let out = d
+        .env(Command::new(CONTROL))
+        .arg("ethertap")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "control ethertap without a daemon"
+    );
+    assert!(text(&out.stderr).contains("ethertap is not running"));
+}
+
+#[test]
+fn control_ethertap_stop_and_restart_after_kill_9() {
+    let d = Daemon::start("dkill");
+    let pid = d.pid();
+    d.eval("0 tap.rx.enable");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_for(Duration::from_secs(5), || {
+        !ethertap::ctl::pidfile::is_alive(pid)
+    }));
+    assert!(
+        d.socket().exists() && d.pid_file().exists(),
+        "kill -9 leaves both behind"
+    );
+
+    let out = d.start_cmd().output().unwrap();
+    assert!(
+        out.status.success(),
+        "start after kill -9: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let new_pid = d.pid();
+    assert_ne!(new_pid, pid);
+    assert!(d.xdp_attached("p0") && d.xdp_attached("p1"));
+    // A fresh engine: nothing of the killed daemon's settings.
+    assert_eq!(d.stat_text(0, "RX tap"), "disabled");
+    let s0 = d.lab.packet_socket(&d.lab.h1, "e0");
+    let s1 = d.lab.packet_socket(&d.lab.h2, "e1");
+    s0.send_all(&frames(E1_MAC, E0_MAC, 0, 10));
+    assert_eq!(
+        seqs(&s1.collect(10, Duration::from_secs(2))),
+        (0..10).collect::<Vec<_>>()
+    );
+
+    let out = d
+        .env(Command::new(CONTROL))
+        .args(["ethertap", "stop"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("shutdown of ethertap PID {new_pid} complete")
+    );
+    assert!(!d.xdp_attached("p0"), "XDP left on a port");
+    assert!(!d.socket().exists() && !d.pid_file().exists());
+}
+
+fn raw_client(d: &Daemon) -> UnixStream {
+    let s = UnixStream::connect(d.socket()).expect("connect to the daemon's socket");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+#[test]
+fn bad_clients_leave_the_daemon_answering() {
+    let d = Daemon::start("dbad");
+    // Garbage bytes: an unknown message type. The daemon says so and closes.
+    let mut s = raw_client(&d);
+    s.write_all(b"\xffgarbage\x00\x01\x02 not a frame at all")
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    assert!(text(&reply).contains("bad request"), "{:?}", text(&reply));
+    // A frame announcing 4 GiB: refused without reading it.
+    let mut s = raw_client(&d);
+    s.write_all(&[b'E', 0xff, 0xff, 0xff, 0xff]).unwrap();
+    s.write_all(&[b'x'; 65536]).ok();
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    assert!(
+        text(&reply).contains("larger than the limit"),
+        "{:?}",
+        text(&reply)
+    );
+    // Half a frame, then the client vanishes.
+    let mut s = raw_client(&d);
+    s.write_all(&[b'E', 0, 0, 1, 0, b'1']).unwrap();
+    drop(s);
+    assert!(d.eval("1 2 + .").contains('3'));
+
+    // A script of 3 MB (a huge request that is still valid): run, and answered.
+    let big = d.run_dir().join("big.rpcl");
+    std::fs::write(&big, "1 drop ".repeat((3 << 20) / 7) + "\n\"big done\" .\n").unwrap();
+    let out = d.output(&["run", big.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("big done"));
+    // Over the protocol's limit (4 MiB): a clear refusal before anything is sent.
+    std::fs::write(&big, "1 drop ".repeat((5 << 20) / 7)).unwrap();
+    let out = d.output(&["run", big.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("larger than the limit of 4194304 bytes"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A client whose script prints without end and who never reads: cut off by the write
+    // timeout, its script interrupted; meanwhile status still answers.
+    let mut never_reads = raw_client(&d);
+    let flood = "begin \"flood flood flood flood flood flood flood flood\" . 0 until";
+    let mut frame = vec![b'E'];
+    frame.extend_from_slice(&(flood.len() as u32).to_be_bytes());
+    frame.extend_from_slice(flood.as_bytes());
+    never_reads.write_all(&frame).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = d.output(&["status"]);
+    assert!(out.status.success(), "status while the VM is busy");
+    let start = Instant::now();
+    let out = d.output(&["eval", "40 2 + ."]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("42"));
+    assert!(
+        start.elapsed() < Duration::from_secs(40),
+        "next client answered after {:?}",
+        start.elapsed()
+    );
+    drop(never_reads);
+    assert!(ethertap::ctl::pidfile::is_alive(d.pid()));
+}
+
+#[test]
+fn preset_example_runs_at_start() {
+    let d = Daemon::start_with_preset("dpres", Some(examples().join("ethertap.rpcl")));
+    for i in 0..2 {
+        assert_eq!(d.stat_text(i, "RX tap"), "enabled", "interface {i}");
+    }
+    // The site word the preset defines is there for every client.
+    let out = d.eval("status");
+    assert!(
+        out.contains("0 p0 ") && out.contains(&format!("packet queue {}", d.queue)),
+        "{out}"
+    );
+    // A preset that fails stops the start, with the error on the terminal.
+    d.output(&["stop"]);
+    let bad = d.run_dir().join("bad-preset.rpcl");
+    std::fs::write(&bad, "1 2 +\n7 tap.rx.enable\n").unwrap();
+    let out = d
+        .env(Command::new("ip"))
+        .args([
+            "netns", "exec", &d.lab.br, ETHERTAP, "start", "-d", "--preset",
+        ])
+        .arg(&bad)
+        .args(["--queue-name", &d.queue, "p0", "p1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:2:", bad.display())) && err.contains("not an interface"),
+        "{err}"
+    );
+    assert!(!d.pid_file().exists() && !d.socket().exists());
+    assert!(!d.xdp_attached("p0"), "XDP left after a failed start");
+}
+
+#[test]
+fn other_users_are_refused_even_when_the_socket_is_reachable() {
+    let d = Daemon::start("dperm");
+    // Open the door by mistake: the peer-credential check must still refuse.
+    std::fs::set_permissions(d.run_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(d.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = d
+        .env(Command::new("setpriv"))
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            ETHERTAP,
+            "eval",
+            "1 .",
+        ])
+        .output()
+        .expect("this test needs `setpriv` (util-linux)");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("permission denied: the ethertap console is for root only"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(d.eval("1 2 + .").contains('3'));
+    // Nor may another user start a second engine.
+    let out = d
+        .env(Command::new("setpriv"))
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            ETHERTAP,
+            "start",
+            "-d",
+        ])
+        .args(["--no-preset", "p0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!text(&out.stderr).is_empty(), "a reason is given");
+    assert!(ethertap::ctl::pidfile::is_alive(d.pid()));
+}
