@@ -1,4 +1,4 @@
-//! The README's first command, `make demo`, end to end; and Ctrl-C at several points of
+//! The README's first command, `./run demo`, end to end; and Ctrl-C at several points of
 //! `ethertap demo`, which must still stop the daemon and remove the lab.
 //!
 //! Both check that nothing is left behind: the lab's namespaces, the daemon process, its run
@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// One demo at a time: `make demo` may re-link target/release/ethertap and collect (a build
+/// One demo at a time: `./run demo` may re-link target/release/ethertap and collect (a build
 /// without the dev-dependencies' features) while another test would start them.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -162,25 +162,25 @@ fn table_value<'a>(output: &'a str, label: &str) -> &'a str {
 #[test]
 fn make_demo_runs_the_whole_job_and_leaves_nothing_behind() {
     let _one = one_at_a_time();
-    require_root_and_tools(&["make", "tshark", "ip", "ethtool"]);
+    require_root_and_tools(&["tshark", "ip", "ethtool"]);
     let repo = env!("CARGO_MANIFEST_DIR");
     let out_dir = tempfile::tempdir().expect("temp dir");
     // The README's first command, with the capture put aside so the test leaves the
-    // checkout clean. `make` builds release; under `cargo test --release` that is a no-op.
+    // checkout clean. It builds release; under `cargo test --release` that is a no-op.
     let mut make = Command::new("timeout");
-    make.args(["900", "make", "--no-print-directory", "demo"])
-        .arg(format!("DEMO_FLAGS=--out-dir={}", out_dir.path().display()))
+    make.args(["900", "./run", "demo"])
+        .arg(format!("--out-dir={}", out_dir.path().display()))
         .current_dir(repo)
         .env("CARGO", option_env!("CARGO").unwrap_or("cargo"))
         .stdin(Stdio::null());
     let started = Instant::now();
-    let out = make.output().expect("make demo");
+    let out = make.output().expect("./run demo");
     let elapsed = started.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "make demo succeeds:\n{stdout}\n--- stderr:\n{stderr}"
+        "./run demo succeeds:\n{stdout}\n--- stderr:\n{stderr}"
     );
     let t = traces(&stdout);
     assert!(
@@ -265,7 +265,7 @@ fn make_demo_runs_the_whole_job_and_leaves_nothing_behind() {
     let demo_secs: f64 = number_after::<u32>(&stdout, "done in ").map_or(f64::MAX, f64::from);
     assert!(
         demo_secs < 60.0,
-        "the demo takes under a minute (make demo took {elapsed:?}):\n{stdout}"
+        "the demo takes under a minute (./run demo took {elapsed:?}):\n{stdout}"
     );
 
     assert_nothing_left(&t, &stdout);
