@@ -14,13 +14,15 @@
 # busy polling (worker pinned to CPU $WORKER_CPU). For each: a ladder of paced rates (loss per
 # step; the highest achieved rate with at most 0.1 % loss), an unpaced run (frames delivered per
 # second at full offered load) and CPU seconds per million delivered frames (sender + the
-# system's process + ksoftirqd, from /proc; every softirq here runs in one of those).
+# system's process + the capture process, if any + ksoftirqd, from /proc: the kernel charges
+# softirq time to the task it interrupted, and every softirq here runs in one of those).
 # Then the tap: ethertap with the RX tap on p0 and `collect` writing pcap to /dev/shm, against
 # `tcpdump -w` and `netsniff-ng` on p0 of the Linux bridge, same rates: captured / sent.
 # And the idle cost of ethertap in the default (adaptive) mode.
 #
 # Usage: bench/engine-lab.sh [forward] [tap] [idle]      (default: all three)
-# Environment: RATES (kpps ladder), STEP_FRAMES, FULL_FRAMES, SYSTEMS, TAP_SYSTEMS, ENGINE_OPTS.
+# Environment: RATES (kpps ladder), STEP_FRAMES, FULL_FRAMES, SYSTEMS, TAP_SYSTEMS, ENGINE_OPTS,
+# ENGINE_PRESET (an RPCL file ethertap runs at start), KEEP=1 (keep the last engine log in /tmp).
 # Needs root, a release build (cargo build --release), clang, ethtool, tcpdump, netsniff-ng,
 # capinfos (tshark).
 set -euo pipefail
@@ -51,6 +53,7 @@ SUT_PID= CAP_PID=
 cleanup() {
   for p in $CAP_PID $SUT_PID; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
   for ns in $H1 $BR $H2; do ip netns del "$ns" 2>/dev/null || true; done
+  [ -n "${KEEP:-}" ] && cp "$WORK/engine.log" "/tmp/$P.engine.log" 2>/dev/null
   rm -rf "$WORK" "/dev/shm/$P.q"
 }
 trap cleanup EXIT
@@ -89,7 +92,8 @@ ksoftirqd_ticks() {
 # ---- systems --------------------------------------------------------------------------------
 start_engine() {  # extra ethertap options... (PRESET=FILE runs a script at start)
   local preset=(--no-preset)
-  [ -n "${PRESET:-}" ] && preset=(--preset "$PRESET")
+  PRESET=${PRESET:-${ENGINE_PRESET:-}}
+  [ -n "$PRESET" ] && preset=(--preset "$PRESET")
   ip netns exec "$BR" "$BIN" start "${preset[@]}" --queues 1 --cpus "$WORKER_CPU" \
     --queue-name "$P.q" ${ENGINE_OPTS:-} "$@" p0 p1 </dev/null >"$WORK/engine.log" 2>&1 &
   SUT_PID=$!
@@ -133,7 +137,7 @@ capture_start() {
     et-tap-collect) "$COLLECT" -s -q "$P.q" "$WORK/cap.pcap" 2>"$WORK/cap.log" & ;;
   esac
   CAP_PID=$!
-  sleep 0.7
+  sleep 1.5
 }
 capture_stop() {
   kill -INT "$CAP_PID" 2>/dev/null || true
@@ -153,19 +157,19 @@ step() {
   local s0 r0 s1 r1 k0 k1 p0 p1 out secs scpu captured=-
   [ -n "$cap" ] && capture_start "$sys"
   s0=$(counter "$H1" e0 tx_packets); r0=$(counter "$H2" e1 rx_packets)
-  k0=$(ksoftirqd_ticks); p0=$(ticks_of "$SUT_PID")
+  k0=$(ksoftirqd_ticks); p0=$(( $(ticks_of "$SUT_PID") + $(ticks_of "$CAP_PID") ))
   out=$(ip netns exec "$H1" taskset -c "$SENDER_CPU" "$BLAST" e0 "$frames" --rate $((kpps * 1000)) \
         --dst $SINK --src $E0MAC --limit 30)
   sleep 0.3
   s1=$(counter "$H1" e0 tx_packets); r1=$(counter "$H2" e1 rx_packets)
-  k1=$(ksoftirqd_ticks); p1=$(ticks_of "$SUT_PID")
+  k1=$(ksoftirqd_ticks); p1=$(( $(ticks_of "$SUT_PID") + $(ticks_of "$CAP_PID") ))
   [ -n "$cap" ] && captured=$(capture_stop)
   secs=$(sed -E 's/.* in ([0-9.]+) s.*/\1/' <<<"$out")
   scpu=$(sed -E 's/.*cpu ([0-9.]+) s.*/\1/' <<<"$out")
   awk -v sys="$sys" -v kpps="$kpps" -v s=$((s1 - s0)) -v r=$((r1 - r0)) -v t="$secs" \
       -v cpu="$scpu" -v kt=$((k1 - k0 + p1 - p0)) -v tck="$TCK" -v cap="$captured" 'BEGIN {
     c = cpu + kt / tck
-    loss = s > 0 ? 100 * (s - r) / s : 0
+    loss = (s > r && s > 0) ? 100 * (s - r) / s : 0
     capt = (cap == "-") ? "" : sprintf("  captured %7d (%6.2f %% of sent)", cap, (s > 0 ? 100 * cap / s : 0))
     printf "%-15s %-5s sent %7d in %6.3f s (%.3f Mpps)  delivered %7d (%.3f Mpps)  loss %6.2f %%  cpu %5.2f s/Mframe%s\n",
       sys, (kpps == 0 ? "full" : kpps "k"), s, t, s / t / 1e6, r, r / t / 1e6, loss, (r > 0 ? c / r * 1e6 : 0), capt
@@ -188,21 +192,24 @@ ladder() {  # SYSTEM [capture]: the rate ladder (stops after two lossy steps in 
 }
 
 summary() {  # from $WORK/results: per system, highest lossless rate, full-load rate, cpu
+  # "Highest lossless" is strict: the highest achieved rate such that it and every lower step
+  # of the ladder lost at most 0.1 %.
   awk '
     { sys = $1; rate = $2; sent_mpps = $8; sub(/\(/, "", sent_mpps)
       for (i = 1; i <= NF; i++) { if ($i == "loss") loss = $(i + 1); if ($i == "delivered") { del_mpps = $(i + 2); sub(/\(/, "", del_mpps) }
                                   if ($i == "cpu") cpu = $(i + 1) }
-      if (!(sys in seen)) { seen[sys] = 1; order[++n] = sys }
-      if (rate == "full") { full[sys] = del_mpps; fcpu[sys] = cpu }
-      else if (loss <= 0.1 && sent_mpps + 0 > best[sys] + 0) best[sys] = sent_mpps }
+      if (!(sys in seen)) { seen[sys] = 1; order[++n] = sys; best[sys] = 0 }
+      if (rate == "full") { full[sys] = del_mpps; fcpu[sys] = cpu; floss[sys] = loss }
+      else if (loss > 0.1) broken[sys] = 1
+      else if (!(sys in broken) && sent_mpps + 0 > best[sys] + 0) best[sys] = sent_mpps }
     END {
-      printf "\n%-15s %22s %26s %18s\n", "system", "highest lossless Mpps", "delivered Mpps, full load", "cpu s/Mframe full"
+      printf "\n%-15s %21s %26s %15s %18s\n", "system", "highest lossless Mpps", "delivered Mpps, full load", "loss, full load", "cpu s/Mframe full"
       for (i = 1; i <= n; i++) { s = order[i]
-        printf "%-15s %22.3f %26.3f %18.2f\n", s, best[s], full[s], fcpu[s] }
+        printf "%-15s %21.3f %26.3f %13.2f %% %18.2f\n", s, best[s], full[s], floss[s], fcpu[s] }
       if (("linux-br" in full) && full["linux-br"] > 0) {
-        printf "\nratios to linux-br (lossless rate, full-load delivery):\n"
+        printf "\nratios to linux-br (highest lossless rate, full-load delivery, cpu per frame):\n"
         for (i = 1; i <= n; i++) { s = order[i]
-          printf "  %-15s %5.2fx %5.2fx\n", s, (best["linux-br"] > 0 ? best[s] / best["linux-br"] : 0), full[s] / full["linux-br"] } }
+          printf "  %-15s %5.2fx %5.2fx %5.2fx\n", s, (best["linux-br"] > 0 ? best[s] / best["linux-br"] : 0), full[s] / full["linux-br"], (fcpu["linux-br"] > 0 ? fcpu[s] / fcpu["linux-br"] : 0) } }
     }' "$WORK/results"
 }
 

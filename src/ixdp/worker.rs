@@ -6,7 +6,7 @@
 use super::fault::{self, FaultRng};
 use super::policy::{Policy, PolicyCell};
 use super::stats::QueueStats;
-use super::xsk::{owner_of, Owner, Port, QueueSockets, RING_SIZE};
+use super::xsk::{owner_of, Owner, Port, QueueSockets, RX_RING_SIZE, TX_RING_SIZE};
 use crate::pqueue::{Direction, Producer};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -95,7 +95,7 @@ impl Worker {
         }
         let mut scratch = Scratch {
             rx: vec![FrameDesc::default(); BATCH],
-            comp: vec![FrameDesc::default(); RING_SIZE as usize],
+            comp: vec![FrameDesc::default(); TX_RING_SIZE as usize],
             out: Vec::with_capacity(2 * BATCH),
         };
         let mut rng = FaultRng::new(self.seed);
@@ -374,10 +374,10 @@ impl Worker {
         for (port, snap) in self.sockets.ports.iter_mut().zip(&self.snapshots) {
             let r = Ordering::Relaxed;
             snap.fill
-                .store((RING_SIZE - port.fill.nb_free_exact()) as u64, r);
+                .store((RX_RING_SIZE - port.fill.nb_free_exact()) as u64, r);
             snap.rx.store(port.rx.nb_avail_exact() as u64, r);
             snap.tx
-                .store((RING_SIZE - port.tx.nb_free_exact()) as u64, r);
+                .store((TX_RING_SIZE - port.tx.nb_free_exact()) as u64, r);
             snap.comp.store(port.comp.nb_avail_exact() as u64, r);
             snap.free_frames.store(port.free.len() as u64, r);
             snap.spare_frames.store(spares, r);
@@ -400,10 +400,10 @@ fn kick_tx(port: &mut Port) -> bool {
     // While the interface is down the kernel may also have drained the ring, so a down port
     // is probed even with nothing to send: that is how it notices the port came back.
     if port.down && !tx_kick(port) {
-        return port.tx.nb_free_exact() != RING_SIZE;
+        return port.tx.nb_free_exact() != TX_RING_SIZE;
     }
     for _ in 0..MAX_KICKS {
-        if port.tx.nb_free_exact() == RING_SIZE {
+        if port.tx.nb_free_exact() == TX_RING_SIZE {
             return false;
         }
         if !port.tx.needs_wakeup() {
@@ -413,7 +413,7 @@ fn kick_tx(port: &mut Port) -> bool {
             return true;
         }
     }
-    port.tx.nb_free_exact() != RING_SIZE
+    port.tx.nb_free_exact() != TX_RING_SIZE
 }
 
 /// One transmit kick; records and returns whether the interface is up. A raw sendto
