@@ -20,9 +20,10 @@
 # `tcpdump -w` and `netsniff-ng` on p0 of the Linux bridge, same rates: captured / sent.
 # And the idle cost of ethertap in the default (adaptive) mode.
 #
-# Usage: bench/engine-lab.sh [forward] [tap] [idle]      (default: all three)
+# Usage: bench/engine-lab.sh [forward] [tap] [idle] [callgrind]   (default: the first three)
 # Environment: RATES (kpps ladder), STEP_FRAMES, FULL_FRAMES, SYSTEMS, TAP_SYSTEMS, ENGINE_OPTS,
-# ENGINE_PRESET (an RPCL file ethertap runs at start), KEEP=1 (keep the last engine log in /tmp).
+# ENGINE_PRESET (an RPCL file ethertap runs at start), KEEP=1 (keep the last engine log in /tmp),
+# BASE_BIN (another ethertap build, run as system et-drv-base: before/after in one run).
 # Needs root, a release build (cargo build --release), clang, ethtool, tcpdump, netsniff-ng,
 # capinfos (tshark).
 set -euo pipefail
@@ -30,7 +31,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${ETHERTAP_BIN:-$ROOT/target/release/ethertap}
 BLAST=${BLAST_BIN:-$ROOT/target/release/ethertap-blast}
 COLLECT=${COLLECT_BIN:-$ROOT/target/release/collect}
-RATES=${RATES:-100 150 200 250 300 350 400 500}
+RATES=${RATES:-100 150 200 250 300 350 400 500 600 800}
 STEP_FRAMES=${STEP_FRAMES:-150000}
 FULL_FRAMES=${FULL_FRAMES:-300000}
 SYSTEMS=${SYSTEMS:-linux-br xdp-redirect et-drv et-drv-busy et-skb et-skb-busy}
@@ -94,7 +95,7 @@ start_engine() {  # extra ethertap options... (PRESET=FILE runs a script at star
   local preset=(--no-preset)
   PRESET=${PRESET:-${ENGINE_PRESET:-}}
   [ -n "$PRESET" ] && preset=(--preset "$PRESET")
-  ip netns exec "$BR" "$BIN" start "${preset[@]}" --queues 1 --cpus "$WORKER_CPU" \
+  ip netns exec "$BR" ${ENGINE_BIN:-$BIN} start "${preset[@]}" --queues 1 --cpus "$WORKER_CPU" \
     --queue-name "$P.q" ${ENGINE_OPTS:-} "$@" p0 p1 </dev/null >"$WORK/engine.log" 2>&1 &
   SUT_PID=$!
   for _ in $(seq 100); do
@@ -114,6 +115,7 @@ system_up() {
     et-drv-busy) start_engine --xdp-mode drv --busy-poll ;;
     et-skb) start_engine --xdp-mode skb ;;
     et-skb-busy) start_engine --xdp-mode skb --busy-poll ;;
+    et-drv-base) ENGINE_BIN=$BASE_BIN start_engine --xdp-mode drv ;;
     et-tap-collect)
       PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv ;;
     *) echo "unknown system $1" >&2; exit 1 ;;
@@ -137,7 +139,9 @@ capture_start() {
     et-tap-collect) "$COLLECT" -s -q "$P.q" "$WORK/cap.pcap" 2>"$WORK/cap.log" & ;;
   esac
   CAP_PID=$!
-  sleep 1.5
+  # netsniff-ng needs a few seconds before it captures anything (measured: nothing in the
+  # first ~2 s); the others are ready well inside a second.
+  if [ "$1" = netsniff-ng ]; then sleep 4; else sleep 1.5; fi
 }
 capture_stop() {
   kill -INT "$CAP_PID" 2>/dev/null || true
@@ -167,12 +171,13 @@ step() {
   secs=$(sed -E 's/.* in ([0-9.]+) s.*/\1/' <<<"$out")
   scpu=$(sed -E 's/.*cpu ([0-9.]+) s.*/\1/' <<<"$out")
   awk -v sys="$sys" -v kpps="$kpps" -v s=$((s1 - s0)) -v r=$((r1 - r0)) -v t="$secs" \
-      -v cpu="$scpu" -v kt=$((k1 - k0 + p1 - p0)) -v tck="$TCK" -v cap="$captured" 'BEGIN {
-    c = cpu + kt / tck
+      -v cpu="$scpu" -v kt=$((k1 - k0)) -v pt=$((p1 - p0)) -v tck="$TCK" -v cap="$captured" 'BEGIN {
+    c = cpu + (kt + pt) / tck
     loss = (s > r && s > 0) ? 100 * (s - r) / s : 0
     capt = (cap == "-") ? "" : sprintf("  captured %7d (%6.2f %% of sent)", cap, (s > 0 ? 100 * cap / s : 0))
-    printf "%-15s %-5s sent %7d in %6.3f s (%.3f Mpps)  delivered %7d (%.3f Mpps)  loss %6.2f %%  cpu %5.2f s/Mframe%s\n",
-      sys, (kpps == 0 ? "full" : kpps "k"), s, t, s / t / 1e6, r, r / t / 1e6, loss, (r > 0 ? c / r * 1e6 : 0), capt
+    m = r > 0 ? 1e6 / r : 0
+    printf "%-15s %-5s sent %7d in %6.3f s (%.3f Mpps)  delivered %7d (%.3f Mpps)  loss %6.2f %%  cpu %5.2f s/Mframe (sender %.2f, process %.2f, ksoftirqd %.2f)%s\n",
+      sys, (kpps == 0 ? "full" : kpps "k"), s, t, s / t / 1e6, r, r / t / 1e6, loss, c * m, cpu * m, pt / tck * m, kt / tck * m, capt
   }' | tee -a "$WORK/results"
 }
 
@@ -227,6 +232,25 @@ for part in $PARTS; do
         system_up "$sys"; ladder "$sys" capture; system_down "$sys"
         echo "#   (load average $(cut -d' ' -f1-3 /proc/loadavg))"
       done ;;
+    callgrind)
+      # The worker's user-space instructions per frame: the engine runs under callgrind (one
+      # output per thread), an unpaced flood keeps its RX ring full, so nearly every round
+      # handles a full batch and the spin of empty rounds hardly counts.
+      command -v valgrind >/dev/null || { echo "callgrind: valgrind is missing" >&2; exit 1; }
+      ENGINE_BIN="valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file=$WORK/cg.out $BIN"
+      ENGINE_BIN=$ENGINE_BIN start_engine --xdp-mode drv
+      for _ in $(seq 100); do ip -n "$BR" link show p1 | grep -q xdp && break; sleep 0.2; done
+      sleep 2
+      r0=$(counter "$H2" e1 rx_packets)
+      ip netns exec "$H1" taskset -c "$SENDER_CPU" "$BLAST" e0 "$FULL_FRAMES" --dst $SINK --src $E0MAC >/dev/null
+      sleep 1
+      r1=$(counter "$H2" e1 rx_packets)
+      kill "$SUT_PID"; wait "$SUT_PID" 2>/dev/null || true; SUT_PID=
+      worker=$(ls "$WORK"/cg.out-* 2>/dev/null | while read -r f; do
+                 echo "$(awk '/^summary:/ { print $2 }' "$f") $f"; done | sort -n | tail -1)
+      set -- $worker
+      echo "callgrind     worker thread: $1 instructions (user space) for $((r1 - r0)) frames forwarded = $(( $1 / (r1 - r0) )) per frame"
+      callgrind_annotate --inclusive=yes "$2" 2>/dev/null | grep -E '^ *[0-9,]+ ' | head -25 ;;
     idle)
       system_up et-drv
       t0=$(ticks_of "$SUT_PID"); sleep 10; t1=$(ticks_of "$SUT_PID")
