@@ -12,20 +12,23 @@
 # Systems in the middle (br): the Linux bridge, an in-kernel XDP redirect p0 → p1 (the ceiling
 # for anything XDP-based here), ethertap in native and generic (skb) XDP mode with adaptive and
 # busy polling (worker pinned to CPU $WORKER_CPU). For each: a ladder of paced rates (loss per
-# step; the highest achieved rate with at most 0.1 % loss), an unpaced run (frames delivered per
-# second at full offered load) and CPU seconds per million delivered frames (sender + the
-# system's process + the capture process, if any + ksoftirqd, from /proc: the kernel charges
-# softirq time to the task it interrupted, and every softirq here runs in one of those).
+# step; the highest achieved rate with at most 0.1 % loss), unpaced runs (frames delivered per
+# second at full offered load; FULL_ROUNDS rounds with the systems interleaved, median) and
+# CPU seconds per million delivered frames (sender + the system's process + the capture
+# process, if any + ksoftirqd, from /proc: the kernel charges softirq time to the task it
+# interrupted, and every softirq here runs in one of those).
 # Then the tap: ethertap with the RX tap on p0 and `collect` writing pcap to /dev/shm, against
-# `tcpdump -w` and `netsniff-ng` on p0 of the Linux bridge, same rates: captured / sent.
+# `tcpdump -w` and `netsniff-ng` on p0 of the Linux bridge, same rates: captured / sent
+# (et-tap-deep: the same ethertap tap with a packet queue of 32768 slots).
 # And the idle cost of ethertap in the default (adaptive) mode.
 #
 # Usage: bench/engine-lab.sh [forward] [tap] [idle] [callgrind]   (default: the first three)
-# Environment: RATES (kpps ladder), STEP_FRAMES, FULL_FRAMES, SYSTEMS, TAP_SYSTEMS, ENGINE_OPTS,
+# Environment: RATES (kpps ladder), STEP_FRAMES, FULL_FRAMES, FULL_ROUNDS, SYSTEMS, TAP_SYSTEMS,
+# ENGINE_OPTS (added to every ethertap start), SENDER_CPU, WORKER_CPU,
 # ENGINE_PRESET (an RPCL file ethertap runs at start), KEEP=1 (keep the last engine log in /tmp),
 # BASE_BIN (another ethertap build, run as system et-drv-base: before/after in one run).
 # Needs root, a release build (cargo build --release), clang, ethtool, tcpdump, netsniff-ng,
-# capinfos (tshark).
+# capinfos (tshark); valgrind for the callgrind part.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${ETHERTAP_BIN:-$ROOT/target/release/ethertap}
@@ -35,7 +38,8 @@ RATES=${RATES:-100 150 200 250 300 350 400 500 600 800}
 STEP_FRAMES=${STEP_FRAMES:-150000}
 FULL_FRAMES=${FULL_FRAMES:-300000}
 SYSTEMS=${SYSTEMS:-linux-br xdp-redirect et-drv et-drv-busy et-skb et-skb-busy}
-TAP_SYSTEMS=${TAP_SYSTEMS:-et-tap-collect tcpdump netsniff-ng}
+TAP_SYSTEMS=${TAP_SYSTEMS:-et-tap-collect et-tap-deep tcpdump netsniff-ng}
+FULL_ROUNDS=${FULL_ROUNDS:-3}
 SENDER_CPU=${SENDER_CPU:-0}
 WORKER_CPU=${WORKER_CPU:-1}
 PARTS=${*:-forward tap idle}
@@ -118,6 +122,8 @@ system_up() {
     et-drv-base) ENGINE_BIN=$BASE_BIN start_engine --xdp-mode drv ;;
     et-tap-collect)
       PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv ;;
+    et-tap-deep)  # the same with a packet queue of 32768 slots (64 MiB) instead of 4096
+      PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv --slots 32768 ;;
     *) echo "unknown system $1" >&2; exit 1 ;;
   esac
 }
@@ -136,7 +142,7 @@ capture_start() {
     tcpdump) ip netns exec "$BR" tcpdump -i p0 -n -q -w "$WORK/cap.pcap" 2>"$WORK/cap.log" & ;;
     netsniff-ng) ip netns exec "$BR" netsniff-ng --in p0 --out "$WORK/cap.pcap" --silent \
                    >"$WORK/cap.log" 2>&1 & ;;
-    et-tap-collect) "$COLLECT" -s -q "$P.q" "$WORK/cap.pcap" 2>"$WORK/cap.log" & ;;
+    et-tap-*) "$COLLECT" -s -q "$P.q" "$WORK/cap.pcap" 2>"$WORK/cap.log" & ;;
   esac
   CAP_PID=$!
   # netsniff-ng needs a few seconds before it captures anything (measured: nothing in the
@@ -193,21 +199,28 @@ ladder() {  # SYSTEM [capture]: the rate ladder (stops after two lossy steps in 
       lossy=0
     fi
   done
-  step "$sys" 0 "$FULL_FRAMES" "$cap"
+  [ -n "$cap" ] || [ "$FULL_ROUNDS" = 0 ] && step "$sys" 0 "$FULL_FRAMES" "$cap"
+  return 0
 }
 
 summary() {  # from $WORK/results: per system, highest lossless rate, full-load rate, cpu
   # "Highest lossless" is strict: the highest achieved rate such that it and every lower step
   # of the ladder lost at most 0.1 %.
   awk '
+    function median(a, s, k,    i, j, t, v) {
+      for (i = 1; i <= k; i++) v[i] = a[s, i] + 0
+      for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+      return k == 0 ? 0 : (k % 2 ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2)
+    }
     { sys = $1; rate = $2; sent_mpps = $8; sub(/\(/, "", sent_mpps)
       for (i = 1; i <= NF; i++) { if ($i == "loss") loss = $(i + 1); if ($i == "delivered") { del_mpps = $(i + 2); sub(/\(/, "", del_mpps) }
                                   if ($i == "cpu") cpu = $(i + 1) }
       if (!(sys in seen)) { seen[sys] = 1; order[++n] = sys; best[sys] = 0 }
-      if (rate == "full") { full[sys] = del_mpps; fcpu[sys] = cpu; floss[sys] = loss }
+      if (rate == "full") { k = ++nf[sys]; fd[sys, k] = del_mpps; fc[sys, k] = cpu; fl[sys, k] = loss }
       else if (loss > 0.1) broken[sys] = 1
       else if (!(sys in broken) && sent_mpps + 0 > best[sys] + 0) best[sys] = sent_mpps }
     END {
+      for (i = 1; i <= n; i++) { s = order[i]; full[s] = median(fd, s, nf[s]); fcpu[s] = median(fc, s, nf[s]); floss[s] = median(fl, s, nf[s]) }
       printf "\n%-15s %21s %26s %15s %18s\n", "system", "highest lossless Mpps", "delivered Mpps, full load", "loss, full load", "cpu s/Mframe full"
       for (i = 1; i <= n; i++) { s = order[i]
         printf "%-15s %21.3f %26.3f %13.2f %% %18.2f\n", s, best[s], full[s], floss[s], fcpu[s] }
@@ -226,6 +239,12 @@ for part in $PARTS; do
       for sys in $SYSTEMS; do
         system_up "$sys"; ladder "$sys"; system_down "$sys"
         echo "#   (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+      done
+      # Full load: one shot per system per round, the systems interleaved, so a burst of
+      # load on the machine hits them all alike; the summary takes the median.
+      for round in $(seq "$FULL_ROUNDS"); do
+        for sys in $SYSTEMS; do system_up "$sys"; step "$sys" 0 "$FULL_FRAMES"; system_down "$sys"; done
+        echo "#   (full-load round $round, load average $(cut -d' ' -f1-3 /proc/loadavg))"
       done ;;
     tap)
       for sys in $TAP_SYSTEMS; do
