@@ -24,7 +24,8 @@
 #
 # Usage: bench/engine-lab.sh [forward] [tap] [idle] [callgrind]   (default: the first three)
 # Environment: RATES (kpps ladder), STEP_FRAMES, FULL_FRAMES, FULL_ROUNDS, SYSTEMS, TAP_SYSTEMS,
-# ENGINE_OPTS (added to every ethertap start), SENDER_CPU, WORKER_CPU,
+# ENGINE_OPTS (added to every ethertap start), SENDER_CPU, WORKER_CPU, SENDER_NICE and
+# WORKER_NICE (scheduling niceness of the sender and of ethertap's worker threads, default 0),
 # ENGINE_PRESET (an RPCL file ethertap runs at start), KEEP=1 (keep the last engine log in /tmp),
 # BASE_BIN (another ethertap build, run as system et-drv-base: before/after in one run).
 # Needs root, a release build (cargo build --release), clang, ethtool, tcpdump, netsniff-ng,
@@ -40,6 +41,7 @@ FULL_FRAMES=${FULL_FRAMES:-300000}
 SYSTEMS=${SYSTEMS:-linux-br xdp-redirect et-drv et-drv-busy et-skb et-skb-busy}
 TAP_SYSTEMS=${TAP_SYSTEMS:-et-tap-collect et-tap-deep tcpdump netsniff-ng}
 FULL_ROUNDS=${FULL_ROUNDS:-3}
+SENDER_NICE=${SENDER_NICE:-0}
 SENDER_CPU=${SENDER_CPU:-0}
 WORKER_CPU=${WORKER_CPU:-1}
 PARTS=${*:-forward tap idle}
@@ -107,6 +109,12 @@ start_engine() {  # extra ethertap options... (PRESET=FILE runs a script at star
     sleep 0.05
   done
   sleep 0.5
+  if [ -n "${WORKER_NICE:-}" ]; then  # niceness of the worker threads (renice by thread id)
+    local t
+    for t in /proc/"$SUT_PID"/task/*; do
+      grep -q '^ixdp-q' "$t/comm" 2>/dev/null && renice -n "$WORKER_NICE" -p "${t##*/}" >/dev/null
+    done
+  fi
 }
 system_up() {
   case $1 in
@@ -168,7 +176,7 @@ step() {
   [ -n "$cap" ] && capture_start "$sys"
   s0=$(counter "$H1" e0 tx_packets); r0=$(counter "$H2" e1 rx_packets)
   k0=$(ksoftirqd_ticks); p0=$(( $(ticks_of "$SUT_PID") + $(ticks_of "$CAP_PID") ))
-  out=$(ip netns exec "$H1" taskset -c "$SENDER_CPU" "$BLAST" e0 "$frames" --rate $((kpps * 1000)) \
+  out=$(ip netns exec "$H1" nice -n "$SENDER_NICE" taskset -c "$SENDER_CPU" "$BLAST" e0 "$frames" --rate $((kpps * 1000)) \
         --dst $SINK --src $E0MAC --limit 30)
   sleep 0.3
   s1=$(counter "$H1" e0 tx_packets); r1=$(counter "$H2" e1 rx_packets)
