@@ -24,8 +24,10 @@
 #
 # Usage: bench/engine-lab.sh [forward] [tap] [idle] [callgrind]   (default: the first three)
 # Environment: RATES (kpps ladder), STEP_FRAMES, FULL_FRAMES, FULL_ROUNDS, SYSTEMS, TAP_SYSTEMS,
-# ENGINE_OPTS (added to every ethertap start), SENDER_CPU, WORKER_CPU, SENDER_NICE and
-# WORKER_NICE (scheduling niceness of the sender and of ethertap's worker threads, default 0),
+# ENGINE_OPTS (added to every ethertap start), SENDER_CPU, WORKER_CPU, SENDER_NICE (the
+# sender's scheduling niceness, default 0; the sender stands in for a wire and a NIC, which no
+# program can take the CPU from),
+# BUSY=N (N busy loops competing for the CPUs during the whole run),
 # ENGINE_PRESET (an RPCL file ethertap runs at start), KEEP=1 (keep the last engine log in /tmp),
 # BASE_BIN (another ethertap build, run as system et-drv-base: before/after in one run).
 # Needs root, a release build (cargo build --release), clang, ethtool, tcpdump, netsniff-ng,
@@ -56,15 +58,21 @@ P=etl$$
 H1=${P}h1 BR=${P}br H2=${P}h2
 E0MAC=02:77:00:00:00:01 SINK=02:77:00:00:00:99
 WORK=/dev/shm/$P
-SUT_PID= CAP_PID=
+SUT_PID= CAP_PID= HOG_PIDS=
 cleanup() {
-  for p in $CAP_PID $SUT_PID; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  for p in $CAP_PID $SUT_PID $HOG_PIDS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
   for ns in $H1 $BR $H2; do ip netns del "$ns" 2>/dev/null || true; done
   [ -n "${KEEP:-}" ] && cp "$WORK/engine.log" "/tmp/$P.engine.log" 2>/dev/null
   rm -rf "$WORK" "/dev/shm/$P.q"
 }
 trap cleanup EXIT
 mkdir -p "$WORK"
+# BUSY=N: N busy loops (ordinary priority, not pinned) for the whole run, a reproducible
+# stand-in for other programs competing for the CPUs.
+for _ in $(seq "${BUSY:-0}"); do
+  sh -c 'while :; do :; done' &
+  HOG_PIDS="$HOG_PIDS $!"
+done
 
 for ns in $H1 $BR $H2; do
   ip netns add "$ns"
@@ -109,12 +117,6 @@ start_engine() {  # extra ethertap options... (PRESET=FILE runs a script at star
     sleep 0.05
   done
   sleep 0.5
-  if [ -n "${WORKER_NICE:-}" ]; then  # niceness of the worker threads (renice by thread id)
-    local t
-    for t in /proc/"$SUT_PID"/task/*; do
-      grep -q '^ixdp-q' "$t/comm" 2>/dev/null && renice -n "$WORKER_NICE" -p "${t##*/}" >/dev/null
-    done
-  fi
 }
 system_up() {
   case $1 in
@@ -128,6 +130,7 @@ system_up() {
     et-skb) start_engine --xdp-mode skb ;;
     et-skb-busy) start_engine --xdp-mode skb --busy-poll ;;
     et-drv-base) ENGINE_BIN=$BASE_BIN start_engine --xdp-mode drv ;;
+    et-drv-nice) start_engine --xdp-mode drv --nice -10 ;;
     et-tap-collect)
       PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv ;;
     et-tap-deep)  # the same with a packet queue of 32768 slots (64 MiB) instead of 4096

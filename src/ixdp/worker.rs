@@ -62,6 +62,7 @@ pub struct Worker {
     pub bridge: bool,
     pub polling: Polling,
     pub cpu: Option<usize>,
+    pub nice: Option<i32>,
     pub policy: Arc<PolicyCell>,
     pub stats: Vec<Arc<QueueStats>>,
     pub snapshots: Vec<Arc<RingSnapshot>>,
@@ -92,6 +93,9 @@ impl Worker {
     pub fn run(mut self) {
         if let Some(cpu) = self.cpu {
             pin_to_cpu(cpu);
+        }
+        if let Some(nice) = self.nice {
+            set_thread_nice(nice);
         }
         let mut scratch = Scratch {
             rx: vec![FrameDesc::default(); BATCH],
@@ -452,6 +456,15 @@ fn tx_kick(port: &mut Port) -> bool {
     };
     port.down = rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENETDOWN);
     !port.down
+}
+
+/// Niceness is per thread on Linux: PRIO_PROCESS with a thread id changes only that thread.
+fn set_thread_nice(nice: i32) {
+    // SAFETY: plain syscalls about the calling thread.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice);
+    }
 }
 
 fn pin_to_cpu(cpu: usize) {
