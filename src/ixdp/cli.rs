@@ -54,6 +54,12 @@ pub struct StartArgs {
     /// Pin workers to these CPUs, e.g. `1` or `0,2-3` (worker i on the i-th CPU of the list).
     #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
     pub cpus: Option<CpuList>,
+    /// Scheduling niceness of the worker threads (-20..19). A negative value keeps a worker on
+    /// its CPU against other busy programs, as the kernel's own forwarding is (it runs in
+    /// softirq, ahead of every program); without it a worker shares its CPU equally.
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(-20..=19))]
+    pub nice: Option<i32>,
     /// Packet queue size in slots.
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pub slots: u32,
@@ -119,6 +125,7 @@ impl StartArgs {
                 Polling::Adaptive
             },
             cpus: self.cpus.clone().map(|c| c.0).unwrap_or_default(),
+            nice: self.nice,
             queue_name: Some(self.queue_name.clone()),
             layout: Layout {
                 slots: self.slots,
@@ -282,5 +289,23 @@ mod tests {
         let e = parse_cpu_list("0,x").unwrap_err();
         assert!(e.contains("\"x\""), "{e}");
         assert!(parse_cpu_list("3-1").is_err());
+    }
+
+    #[derive(clap::Parser, Debug)]
+    struct Cmd {
+        #[command(flatten)]
+        start: StartArgs,
+    }
+
+    #[test]
+    fn nice_takes_negative_values_and_rejects_out_of_range_ones() {
+        use clap::Parser;
+        let c = Cmd::try_parse_from(["start", "--nice", "-10", "a", "b"]).unwrap();
+        assert_eq!(c.start.nice, Some(-10));
+        assert_eq!(c.start.engine_config().nice, Some(-10));
+        let c = Cmd::try_parse_from(["start", "a"]).unwrap();
+        assert_eq!(c.start.engine_config().nice, None);
+        let e = Cmd::try_parse_from(["start", "--nice", "-21", "a"]).unwrap_err();
+        assert!(e.to_string().contains("-21"), "{e}");
     }
 }

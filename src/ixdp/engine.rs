@@ -33,6 +33,8 @@ pub struct EngineConfig {
     pub polling: Polling,
     /// CPUs to pin workers to, worker `i` on `cpus[i % len]`; empty = no pinning.
     pub cpus: Vec<usize>,
+    /// Niceness of the worker threads; `None` leaves them at the caller's.
+    pub nice: Option<i32>,
     /// Packet queue for the taps; `None` runs without taps (frames are still counted).
     pub queue_name: Option<String>,
     pub layout: Layout,
@@ -48,6 +50,7 @@ impl EngineConfig {
             queues: None,
             polling: Polling::Adaptive,
             cpus: Vec::new(),
+            nice: None,
             queue_name: Some(pqueue::DEFAULT_NAME.to_string()),
             layout: Layout::default(),
         }
@@ -173,6 +176,11 @@ impl Engine {
                 .find(|&&c| !allowed.is_set(c).unwrap_or(false))
             {
                 return Err(format!("--cpus: CPU {c} is not available to this process"));
+            }
+        }
+        if let Some(nice) = config.nice {
+            if !(-20..=19).contains(&nice) {
+                return Err(format!("--nice {nice}: must be -20..19"));
             }
         }
         if !is_root() {
@@ -333,6 +341,7 @@ impl Engine {
                 } else {
                     Some(config.cpus[q % config.cpus.len()])
                 },
+                nice: config.nice,
                 policy: shared.policy.clone(),
                 stats: (0..n).map(|i| shared.stats.queue(i, q)).collect(),
                 snapshots: (0..n).map(|i| shared.snapshots[i][q].clone()).collect(),
@@ -452,6 +461,9 @@ mod tests {
         c.queues = Some(9);
         assert!(Engine::start(c.clone()).unwrap_err().contains("--queues 9"));
         c.queues = Some(0);
-        assert!(Engine::start(c).unwrap_err().contains("--queues 0"));
+        assert!(Engine::start(c.clone()).unwrap_err().contains("--queues 0"));
+        c.queues = None;
+        c.nice = Some(20);
+        assert!(Engine::start(c).unwrap_err().contains("--nice 20"));
     }
 }

@@ -6,7 +6,7 @@
 use super::fault::{self, FaultRng};
 use super::policy::{Policy, PolicyCell};
 use super::stats::QueueStats;
-use super::xsk::{owner_of, Owner, Port, QueueSockets, RING_SIZE};
+use super::xsk::{owner_of, Owner, Port, QueueSockets, RX_RING_SIZE, TX_RING_SIZE};
 use crate::pqueue::{Direction, Producer};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -62,6 +62,7 @@ pub struct Worker {
     pub bridge: bool,
     pub polling: Polling,
     pub cpu: Option<usize>,
+    pub nice: Option<i32>,
     pub policy: Arc<PolicyCell>,
     pub stats: Vec<Arc<QueueStats>>,
     pub snapshots: Vec<Arc<RingSnapshot>>,
@@ -93,9 +94,12 @@ impl Worker {
         if let Some(cpu) = self.cpu {
             pin_to_cpu(cpu);
         }
+        if let Some(nice) = self.nice {
+            set_thread_nice(nice);
+        }
         let mut scratch = Scratch {
             rx: vec![FrameDesc::default(); BATCH],
-            comp: vec![FrameDesc::default(); RING_SIZE as usize],
+            comp: vec![FrameDesc::default(); TX_RING_SIZE as usize],
             out: Vec::with_capacity(2 * BATCH),
         };
         let mut rng = FaultRng::new(self.seed);
@@ -243,6 +247,14 @@ impl Worker {
         }
         let stats = &self.stats[p];
         let umem = &self.sockets.umem;
+        // The kernel wrote these frames on another CPU (the one that ran the receive
+        // softirq), so the first read of each header is a cache miss: measured with perf, the
+        // read of the source MAC for the statistics was 40 % of the worker's user-space time.
+        // Asking for every header of the batch at once overlaps those misses.
+        for d in &scratch.rx[..n] {
+            // SAFETY: d came from this UMEM's RX ring; only the address is computed.
+            prefetch(unsafe { umem.data(d) }.contents().as_ptr());
+        }
         let producer = self.producer.as_deref();
         let tap_rx = policy.tap_rx[p];
         // One clock read per batch, and only when a tap will stamp frames with it.
@@ -374,10 +386,10 @@ impl Worker {
         for (port, snap) in self.sockets.ports.iter_mut().zip(&self.snapshots) {
             let r = Ordering::Relaxed;
             snap.fill
-                .store((RING_SIZE - port.fill.nb_free_exact()) as u64, r);
+                .store((RX_RING_SIZE - port.fill.nb_free_exact()) as u64, r);
             snap.rx.store(port.rx.nb_avail_exact() as u64, r);
             snap.tx
-                .store((RING_SIZE - port.tx.nb_free_exact()) as u64, r);
+                .store((TX_RING_SIZE - port.tx.nb_free_exact()) as u64, r);
             snap.comp.store(port.comp.nb_avail_exact() as u64, r);
             snap.free_frames.store(port.free.len() as u64, r);
             snap.spare_frames.store(spares, r);
@@ -394,16 +406,28 @@ impl Worker {
     }
 }
 
+/// Hints the CPU to load the cache line at `p`; never faults, changes nothing.
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults, even on an invalid address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Asks the kernel to transmit what waits in the TX ring (copy mode needs a kick per 32
 /// descriptors). Returns whether frames are still waiting.
 fn kick_tx(port: &mut Port) -> bool {
     // While the interface is down the kernel may also have drained the ring, so a down port
     // is probed even with nothing to send: that is how it notices the port came back.
     if port.down && !tx_kick(port) {
-        return port.tx.nb_free_exact() != RING_SIZE;
+        return port.tx.nb_free_exact() != TX_RING_SIZE;
     }
     for _ in 0..MAX_KICKS {
-        if port.tx.nb_free_exact() == RING_SIZE {
+        if port.tx.nb_free_exact() == TX_RING_SIZE {
             return false;
         }
         if !port.tx.needs_wakeup() {
@@ -413,7 +437,7 @@ fn kick_tx(port: &mut Port) -> bool {
             return true;
         }
     }
-    port.tx.nb_free_exact() != RING_SIZE
+    port.tx.nb_free_exact() != TX_RING_SIZE
 }
 
 /// One transmit kick; records and returns whether the interface is up. A raw sendto
@@ -432,6 +456,15 @@ fn tx_kick(port: &mut Port) -> bool {
     };
     port.down = rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENETDOWN);
     !port.down
+}
+
+/// Niceness is per thread on Linux: PRIO_PROCESS with a thread id changes only that thread.
+fn set_thread_nice(nice: i32) {
+    // SAFETY: plain syscalls about the calling thread.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice);
+    }
 }
 
 fn pin_to_cpu(cpu: usize) {

@@ -1,0 +1,292 @@
+#!/bin/bash
+# The data-path benchmark: every system side by side, in one run, on one veth lab.
+#
+#   h1 (e0) ──veth── (p0) br (p1) ──veth── (e1) h2
+#
+# h1 sends 60-byte frames (64 on a wire) from ethertap-blast (bench/blast.rs: AF_PACKET,
+# sendmmsg, qdisc bypass, paced, retries under backpressure) pinned to CPU $SENDER_CPU, to a MAC
+# h2 does not own, so h2 counts them (rx_packets) and drops them cheaply. Sent = e0's
+# tx_packets, delivered = e1's rx_packets. br_netfilter is off inside the lab. GRO is on for e1
+# (for every system) because a veth only accepts XDP-redirected frames when its peer has NAPI.
+#
+# Systems in the middle (br): the Linux bridge, an in-kernel XDP redirect p0 → p1 (the ceiling
+# for anything XDP-based here), ethertap in native and generic (skb) XDP mode with adaptive and
+# busy polling (worker pinned to CPU $WORKER_CPU). For each: a ladder of paced rates (loss per
+# step; the highest achieved rate with at most 0.1 % loss), unpaced runs (frames delivered per
+# second at full offered load; FULL_ROUNDS rounds with the systems interleaved, median) and
+# CPU seconds per million delivered frames (sender + the system's process + the capture
+# process, if any + ksoftirqd, from /proc: the kernel charges softirq time to the task it
+# interrupted, and every softirq here runs in one of those).
+# Then the tap: ethertap with the RX tap on p0 and `collect` writing pcap to /dev/shm, against
+# `tcpdump -w` and `netsniff-ng` on p0 of the Linux bridge, same rates: captured / sent
+# (et-tap-deep: the same ethertap tap with a packet queue of 32768 slots).
+# And the idle cost of ethertap in the default (adaptive) mode.
+#
+# Usage: bench/engine-lab.sh [forward] [tap] [idle] [callgrind]   (default: the first three)
+# Environment: RATES (kpps ladder), STEP_FRAMES, FULL_FRAMES, FULL_ROUNDS, SYSTEMS, TAP_SYSTEMS,
+# ENGINE_OPTS (added to every ethertap start), SENDER_CPU, WORKER_CPU, SENDER_NICE (the
+# sender's scheduling niceness, default 0; the sender stands in for a wire and a NIC, which no
+# program can take the CPU from),
+# BUSY=N (N busy loops competing for the CPUs during the whole run),
+# ENGINE_PRESET (an RPCL file ethertap runs at start), KEEP=1 (keep the last engine log in /tmp),
+# BASE_BIN (another ethertap build, run as system et-drv-base: before/after in one run).
+# Needs root, a release build (cargo build --release), clang, ethtool, tcpdump, netsniff-ng,
+# capinfos (tshark); valgrind for the callgrind part.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${ETHERTAP_BIN:-$ROOT/target/release/ethertap}
+BLAST=${BLAST_BIN:-$ROOT/target/release/ethertap-blast}
+COLLECT=${COLLECT_BIN:-$ROOT/target/release/collect}
+RATES=${RATES:-100 150 200 250 300 350 400 500 600 800}
+STEP_FRAMES=${STEP_FRAMES:-150000}
+FULL_FRAMES=${FULL_FRAMES:-300000}
+SYSTEMS=${SYSTEMS:-linux-br xdp-redirect et-drv et-drv-busy et-skb et-skb-busy}
+TAP_SYSTEMS=${TAP_SYSTEMS:-et-tap-collect et-tap-deep tcpdump netsniff-ng}
+FULL_ROUNDS=${FULL_ROUNDS:-3}
+SENDER_NICE=${SENDER_NICE:-0}
+SENDER_CPU=${SENDER_CPU:-0}
+WORKER_CPU=${WORKER_CPU:-1}
+PARTS=${*:-forward tap idle}
+for f in "$BIN" "$BLAST" "$COLLECT"; do
+  [ -x "$f" ] || { echo "missing $f: run cargo build --release first" >&2; exit 1; }
+done
+for t in clang ethtool tcpdump netsniff-ng capinfos taskset; do
+  command -v $t >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
+done
+
+P=etl$$
+H1=${P}h1 BR=${P}br H2=${P}h2
+E0MAC=02:77:00:00:00:01 SINK=02:77:00:00:00:99
+WORK=/dev/shm/$P
+SUT_PID= CAP_PID= HOG_PIDS=
+cleanup() {
+  for p in $CAP_PID $SUT_PID $HOG_PIDS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  for ns in $H1 $BR $H2; do ip netns del "$ns" 2>/dev/null || true; done
+  [ -n "${KEEP:-}" ] && cp "$WORK/engine.log" "/tmp/$P.engine.log" 2>/dev/null
+  rm -rf "$WORK" "/dev/shm/$P.q"
+}
+trap cleanup EXIT
+mkdir -p "$WORK"
+# BUSY=N: N busy loops (ordinary priority, not pinned) for the whole run, a reproducible
+# stand-in for other programs competing for the CPUs.
+for _ in $(seq "${BUSY:-0}"); do
+  sh -c 'while :; do :; done' &
+  HOG_PIDS="$HOG_PIDS $!"
+done
+
+for ns in $H1 $BR $H2; do
+  ip netns add "$ns"
+  ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+done
+ip netns exec "$BR" sysctl -qw net.bridge.bridge-nf-call-iptables=0 \
+  net.bridge.bridge-nf-call-ip6tables=0 net.bridge.bridge-nf-call-arptables=0 2>/dev/null || true
+ip link add e0 netns "$H1" address $E0MAC numtxqueues 1 numrxqueues 1 type veth \
+  peer name p0 netns "$BR" numtxqueues 1 numrxqueues 1
+ip link add e1 netns "$H2" numtxqueues 1 numrxqueues 1 type veth \
+  peer name p1 netns "$BR" numtxqueues 1 numrxqueues 1
+ip netns exec "$H2" ethtool -K e1 gro on >/dev/null
+for l in "$H1 e0" "$H2 e1" "$BR p0" "$BR p1"; do set -- $l; ip -n "$1" link set "$2" up; done
+P1_IFINDEX=$(ip netns exec "$BR" cat /sys/class/net/p1/ifindex)
+clang -O2 -target bpf -I/usr/include/x86_64-linux-gnu -DOUT_IFINDEX="$P1_IFINDEX" \
+  -c "$ROOT/bpf/bench_redirect.bpf.c" -o "$WORK/redirect.o"
+printf '0 tap.rx.enable\n' > "$WORK/tap.rpcl"
+
+counter() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"; }
+TCK=$(getconf CLK_TCK)
+ticks_of() {  # utime + stime of a process (all threads), 0 when there is none
+  [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] && awk '{ print $14 + $15 }' "/proc/$1/stat" || echo 0
+}
+ksoftirqd_ticks() {
+  local t=0 p
+  for p in $(pgrep -x 'ksoftirqd/[0-9]+' 2>/dev/null || ps -eo pid=,comm= | awk '$2 ~ /^ksoftirqd/ { print $1 }'); do
+    t=$((t + $(ticks_of "$p")))
+  done
+  echo $t
+}
+
+# ---- systems --------------------------------------------------------------------------------
+start_engine() {  # extra ethertap options... (PRESET=FILE runs a script at start)
+  local preset=(--no-preset)
+  PRESET=${PRESET:-${ENGINE_PRESET:-}}
+  [ -n "$PRESET" ] && preset=(--preset "$PRESET")
+  ip netns exec "$BR" ${ENGINE_BIN:-$BIN} start "${preset[@]}" --queues 1 --cpus "$WORKER_CPU" \
+    --queue-name "$P.q" ${ENGINE_OPTS:-} "$@" p0 p1 </dev/null >"$WORK/engine.log" 2>&1 &
+  SUT_PID=$!
+  for _ in $(seq 100); do
+    ip -n "$BR" link show p1 | grep -q 'xdp' && break
+    sleep 0.05
+  done
+  sleep 0.5
+}
+system_up() {
+  case $1 in
+    linux-br|tcpdump|netsniff-ng)
+      ip -n "$BR" link add br0 type bridge
+      ip -n "$BR" link set p0 master br0; ip -n "$BR" link set p1 master br0
+      ip -n "$BR" link set br0 up ;;
+    xdp-redirect) ip -n "$BR" link set dev p0 xdpdrv obj "$WORK/redirect.o" sec xdp ;;
+    et-drv) start_engine --xdp-mode drv ;;
+    et-drv-busy) start_engine --xdp-mode drv --busy-poll ;;
+    et-skb) start_engine --xdp-mode skb ;;
+    et-skb-busy) start_engine --xdp-mode skb --busy-poll ;;
+    et-drv-base) ENGINE_BIN=$BASE_BIN start_engine --xdp-mode drv ;;
+    et-drv-nice) start_engine --xdp-mode drv --nice -10 ;;
+    et-tap-collect)
+      PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv ;;
+    et-tap-deep)  # the same with a packet queue of 32768 slots (64 MiB) instead of 4096
+      PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv --slots 32768 ;;
+    *) echo "unknown system $1" >&2; exit 1 ;;
+  esac
+}
+system_down() {
+  case $1 in
+    linux-br|tcpdump|netsniff-ng) ip -n "$BR" link del br0 ;;
+    xdp-redirect) ip -n "$BR" link set dev p0 xdpdrv off ;;
+    *) kill "$SUT_PID"; wait "$SUT_PID" 2>/dev/null || true; SUT_PID= ;;
+  esac
+}
+
+# ---- capture (tap part) ---------------------------------------------------------------------
+capture_start() {
+  rm -f "$WORK/cap.pcap"
+  case $1 in
+    tcpdump) ip netns exec "$BR" tcpdump -i p0 -n -q -w "$WORK/cap.pcap" 2>"$WORK/cap.log" & ;;
+    netsniff-ng) ip netns exec "$BR" netsniff-ng --in p0 --out "$WORK/cap.pcap" --silent \
+                   >"$WORK/cap.log" 2>&1 & ;;
+    et-tap-*) "$COLLECT" -s -q "$P.q" "$WORK/cap.pcap" 2>"$WORK/cap.log" & ;;
+  esac
+  CAP_PID=$!
+  # netsniff-ng needs a few seconds before it captures anything (measured: nothing in the
+  # first ~2 s); the others are ready well inside a second.
+  if [ "$1" = netsniff-ng ]; then sleep 4; else sleep 1.5; fi
+}
+capture_stop() {
+  kill -INT "$CAP_PID" 2>/dev/null || true
+  wait "$CAP_PID" 2>/dev/null || true
+  CAP_PID=
+  if [ -s "$WORK/cap.pcap" ]; then
+    capinfos -M -c -T "$WORK/cap.pcap" 2>/dev/null | awk -F'\t' 'NR == 2 { print $2 }'
+  else
+    echo 0
+  fi
+}
+
+# ---- one step -------------------------------------------------------------------------------
+# step SYSTEM KPPS FRAMES [capture]: prints one result line (also appended to $WORK/results).
+step() {
+  local sys=$1 kpps=$2 frames=$3 cap=${4:-}
+  local s0 r0 s1 r1 k0 k1 p0 p1 out secs scpu captured=-
+  [ -n "$cap" ] && capture_start "$sys"
+  s0=$(counter "$H1" e0 tx_packets); r0=$(counter "$H2" e1 rx_packets)
+  k0=$(ksoftirqd_ticks); p0=$(( $(ticks_of "$SUT_PID") + $(ticks_of "$CAP_PID") ))
+  out=$(ip netns exec "$H1" nice -n "$SENDER_NICE" taskset -c "$SENDER_CPU" "$BLAST" e0 "$frames" --rate $((kpps * 1000)) \
+        --dst $SINK --src $E0MAC --limit 30)
+  sleep 0.3
+  s1=$(counter "$H1" e0 tx_packets); r1=$(counter "$H2" e1 rx_packets)
+  k1=$(ksoftirqd_ticks); p1=$(( $(ticks_of "$SUT_PID") + $(ticks_of "$CAP_PID") ))
+  [ -n "$cap" ] && captured=$(capture_stop)
+  secs=$(sed -E 's/.* in ([0-9.]+) s.*/\1/' <<<"$out")
+  scpu=$(sed -E 's/.*cpu ([0-9.]+) s.*/\1/' <<<"$out")
+  awk -v sys="$sys" -v kpps="$kpps" -v s=$((s1 - s0)) -v r=$((r1 - r0)) -v t="$secs" \
+      -v cpu="$scpu" -v kt=$((k1 - k0)) -v pt=$((p1 - p0)) -v tck="$TCK" -v cap="$captured" 'BEGIN {
+    c = cpu + (kt + pt) / tck
+    loss = (s > r && s > 0) ? 100 * (s - r) / s : 0
+    capt = (cap == "-") ? "" : sprintf("  captured %7d (%6.2f %% of sent)", cap, (s > 0 ? 100 * cap / s : 0))
+    m = r > 0 ? 1e6 / r : 0
+    printf "%-15s %-5s sent %7d in %6.3f s (%.3f Mpps)  delivered %7d (%.3f Mpps)  loss %6.2f %%  cpu %5.2f s/Mframe (sender %.2f, process %.2f, ksoftirqd %.2f)%s\n",
+      sys, (kpps == 0 ? "full" : kpps "k"), s, t, s / t / 1e6, r, r / t / 1e6, loss, c * m, cpu * m, pt / tck * m, kt / tck * m, capt
+  }' | tee -a "$WORK/results"
+}
+
+ladder() {  # SYSTEM [capture]: the rate ladder (stops after two lossy steps in a row) + full load
+  local sys=$1 cap=${2:-} lossy=0 k line
+  for k in $RATES; do
+    line=$(step "$sys" "$k" "$STEP_FRAMES" "$cap")
+    echo "$line"
+    if awk '{ for (i = 1; i <= NF; i++) if ($i == "loss") exit !($(i + 1) > 0.1) }' <<<"$line"; then
+      lossy=$((lossy + 1))
+      [ $lossy -ge 2 ] && [ -z "$cap" ] && break
+    else
+      lossy=0
+    fi
+  done
+  [ -n "$cap" ] || [ "$FULL_ROUNDS" = 0 ] && step "$sys" 0 "$FULL_FRAMES" "$cap"
+  return 0
+}
+
+summary() {  # from $WORK/results: per system, highest lossless rate, full-load rate, cpu
+  # "Highest lossless" is strict: the highest achieved rate such that it and every lower step
+  # of the ladder lost at most 0.1 %.
+  awk '
+    function median(a, s, k,    i, j, t, v) {
+      for (i = 1; i <= k; i++) v[i] = a[s, i] + 0
+      for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+      return k == 0 ? 0 : (k % 2 ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2)
+    }
+    { sys = $1; rate = $2; sent_mpps = $8; sub(/\(/, "", sent_mpps)
+      for (i = 1; i <= NF; i++) { if ($i == "loss") loss = $(i + 1); if ($i == "delivered") { del_mpps = $(i + 2); sub(/\(/, "", del_mpps) }
+                                  if ($i == "cpu") cpu = $(i + 1) }
+      if (!(sys in seen)) { seen[sys] = 1; order[++n] = sys; best[sys] = 0 }
+      if (rate == "full") { k = ++nf[sys]; fd[sys, k] = del_mpps; fc[sys, k] = cpu; fl[sys, k] = loss }
+      else if (loss > 0.1) broken[sys] = 1
+      else if (!(sys in broken) && sent_mpps + 0 > best[sys] + 0) best[sys] = sent_mpps }
+    END {
+      for (i = 1; i <= n; i++) { s = order[i]; full[s] = median(fd, s, nf[s]); fcpu[s] = median(fc, s, nf[s]); floss[s] = median(fl, s, nf[s]) }
+      printf "\n%-15s %21s %26s %15s %18s\n", "system", "highest lossless Mpps", "delivered Mpps, full load", "loss, full load", "cpu s/Mframe full"
+      for (i = 1; i <= n; i++) { s = order[i]
+        printf "%-15s %21.3f %26.3f %13.2f %% %18.2f\n", s, best[s], full[s], floss[s], fcpu[s] }
+      if (("linux-br" in full) && full["linux-br"] > 0) {
+        printf "\nratios to linux-br (highest lossless rate, full-load delivery, cpu per frame):\n"
+        for (i = 1; i <= n; i++) { s = order[i]
+          printf "  %-15s %5.2fx %5.2fx %5.2fx\n", s, (best["linux-br"] > 0 ? best[s] / best["linux-br"] : 0), full[s] / full["linux-br"], (fcpu["linux-br"] > 0 ? fcpu[s] / fcpu["linux-br"] : 0) } }
+    }' "$WORK/results"
+}
+
+echo "# $(date -u '+%F %T UTC') $(uname -r), $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# frames: 60 B (64 B with FCS), $STEP_FRAMES per ladder step, $FULL_FRAMES at full load; sender on CPU $SENDER_CPU, ethertap worker on CPU $WORKER_CPU"
+for part in $PARTS; do
+  case $part in
+    forward)
+      for sys in $SYSTEMS; do
+        system_up "$sys"; ladder "$sys"; system_down "$sys"
+        echo "#   (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+      done
+      # Full load: one shot per system per round, the systems interleaved, so a burst of
+      # load on the machine hits them all alike; the summary takes the median.
+      for round in $(seq "$FULL_ROUNDS"); do
+        for sys in $SYSTEMS; do system_up "$sys"; step "$sys" 0 "$FULL_FRAMES"; system_down "$sys"; done
+        echo "#   (full-load round $round, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+      done ;;
+    tap)
+      for sys in $TAP_SYSTEMS; do
+        system_up "$sys"; ladder "$sys" capture; system_down "$sys"
+        echo "#   (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+      done ;;
+    callgrind)
+      # The worker's user-space instructions per frame: the engine runs under callgrind (one
+      # output per thread), an unpaced flood keeps its RX ring full, so nearly every round
+      # handles a full batch and the spin of empty rounds hardly counts.
+      command -v valgrind >/dev/null || { echo "callgrind: valgrind is missing" >&2; exit 1; }
+      ENGINE_BIN="valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file=$WORK/cg.out $BIN"
+      ENGINE_BIN=$ENGINE_BIN start_engine --xdp-mode drv
+      for _ in $(seq 100); do ip -n "$BR" link show p1 | grep -q xdp && break; sleep 0.2; done
+      sleep 2
+      r0=$(counter "$H2" e1 rx_packets)
+      ip netns exec "$H1" taskset -c "$SENDER_CPU" "$BLAST" e0 "$FULL_FRAMES" --dst $SINK --src $E0MAC >/dev/null
+      sleep 1
+      r1=$(counter "$H2" e1 rx_packets)
+      kill "$SUT_PID"; wait "$SUT_PID" 2>/dev/null || true; SUT_PID=
+      worker=$(ls "$WORK"/cg.out-* 2>/dev/null | while read -r f; do
+                 echo "$(awk '/^summary:/ { print $2 }' "$f") $f"; done | sort -n | tail -1)
+      set -- $worker
+      echo "callgrind     worker thread: $1 instructions (user space) for $((r1 - r0)) frames forwarded = $(( $1 / (r1 - r0) )) per frame"
+      callgrind_annotate --inclusive=yes "$2" 2>/dev/null | grep -E '^ *[0-9,]+ ' | head -25 ;;
+    idle)
+      system_up et-drv
+      t0=$(ticks_of "$SUT_PID"); sleep 10; t1=$(ticks_of "$SUT_PID")
+      awk -v t=$((t1 - t0)) -v tck="$TCK" 'BEGIN { printf "idle          ethertap (adaptive polling, no traffic): %d ticks in 10 s = %.2f %% of a core\n", t, 100 * t / tck / 10 }'
+      system_down et-drv ;;
+  esac
+done
+[ -s "$WORK/results" ] && summary
+echo "# done $(date -u '+%T UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
