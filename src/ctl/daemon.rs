@@ -286,13 +286,7 @@ fn serve(
         ifs.join(", "),
         log.display()
     ));
-    while !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(50));
-        if !engine.healthy() {
-            eprintln!("ethertap: a worker thread ended unexpectedly; stopping");
-            break;
-        }
-    }
+    engine.run_until(|| stop.load(Ordering::SeqCst));
     server.shutdown();
     engine.stop();
     let _ = std::fs::remove_file(socket);

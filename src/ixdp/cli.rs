@@ -10,7 +10,6 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The preset run at start when `--preset` does not name another.
 pub const DEFAULT_PRESET: &str = "/etc/ethertap.rpcl";
@@ -230,13 +229,7 @@ pub fn run_start(args: &StartArgs) -> Result<(), String> {
     if interactive {
         console_until_stopped(vm, &stop, &engine);
     } else {
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(50));
-            if !engine.healthy() {
-                eprintln!("ethertap: a worker thread ended unexpectedly; stopping");
-                break;
-            }
-        }
+        engine.run_until(|| stop.load(Ordering::Relaxed));
     }
     engine.stop();
     eprintln!("ethertap: stopped, interfaces restored");
@@ -262,13 +255,7 @@ fn console_until_stopped(vm: Vm, stop: &AtomicBool, engine: &Engine) {
     if let Err(e) = spawned {
         eprintln!("ethertap: cannot start the console ({e}); waiting for a signal");
     }
-    while !stop.load(Ordering::Relaxed) && !done.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
-        if !engine.healthy() {
-            eprintln!("ethertap: a worker thread ended unexpectedly; stopping");
-            break;
-        }
-    }
+    engine.run_until(|| stop.load(Ordering::Relaxed) || done.load(Ordering::Relaxed));
     if let Some(t) = saved {
         let _ =
             nix::sys::termios::tcsetattr(std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, &t);

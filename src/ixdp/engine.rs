@@ -375,6 +375,18 @@ impl Engine {
         self.workers.iter().all(|w| !w.is_finished())
     }
 
+    /// Block until `stop_requested` says so or a worker dies (reported on stderr). Every
+    /// front end (foreground, console, daemon) waits on the engine this way.
+    pub fn run_until(&self, stop_requested: impl Fn() -> bool) {
+        while !stop_requested() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            if !self.healthy() {
+                eprintln!("ethertap: a worker thread ended unexpectedly; stopping");
+                return;
+            }
+        }
+    }
+
     /// Stops the workers, detaches the XDP programs and restores promiscuous mode.
     pub fn stop(mut self) {
         self.shutdown();

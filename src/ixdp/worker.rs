@@ -304,8 +304,10 @@ impl Worker {
                 if decision.flip {
                     // SAFETY: the worker holds d exclusively (see above).
                     let mut data = unsafe { umem.data_mut(d) };
-                    fault::flip_random_bit(data.contents_mut(), rng);
-                    fi_flipped += 1;
+                    // A frame of 14 bytes or less has no bit that may flip: not counted.
+                    if fault::flip_random_bit(data.contents_mut(), rng) {
+                        fi_flipped += 1;
+                    }
                 }
                 scratch.out.push(*d);
                 // A duplicate needs a second frame and a second TX slot; without either the
