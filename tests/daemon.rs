@@ -7,7 +7,6 @@
 
 mod lab;
 
-use ethertap::pqueue::{Batch, Consumer};
 use lab::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -178,25 +177,10 @@ impl Daemon {
 
     /// Everything tapped into this daemon's queue until `expect` frames came or it stayed quiet.
     fn tapped(&self, expect: usize) -> Vec<(u8, Vec<u8>)> {
-        let mut c = Consumer::attach(&self.queue).expect("attach to the daemon's packet queue");
-        let mut batch = Batch::new();
-        let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut quiet_since = Instant::now();
-        while Instant::now() < deadline {
-            let n = c
-                .pop_wait(&mut batch, 256, Duration::from_millis(100))
-                .expect("pop");
-            out.extend(batch.iter().map(|p| (p.ifindex, p.data.to_vec())));
-            if n > 0 {
-                quiet_since = Instant::now();
-            } else if (out.len() >= expect && quiet_since.elapsed() > Duration::from_millis(300))
-                || quiet_since.elapsed() > Duration::from_millis(1500)
-            {
-                break;
-            }
-        }
-        out
+        drain_queue(&self.queue, expect)
+            .into_iter()
+            .map(|t| (t.ifindex, t.data))
+            .collect()
     }
 }
 

@@ -2,52 +2,9 @@
 
 mod lab;
 
-use ethertap::pqueue::{Batch, Consumer, Direction};
+use ethertap::pqueue::Direction;
 use lab::*;
-use std::time::{Duration, Instant};
-
-const QUIET: Duration = Duration::from_millis(1500);
-
-/// One tapped packet, owned.
-#[derive(Debug, Clone, PartialEq)]
-struct Tapped {
-    data: Vec<u8>,
-    ifindex: u8,
-    dir: Direction,
-}
-
-/// Everything in the queue until `expect` packets came or it stayed empty for a while.
-fn drain_queue(name: &str, expect: usize) -> Vec<Tapped> {
-    let mut c = Consumer::attach(name).expect("attach to the packet queue");
-    let mut batch = Batch::new();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut quiet_since = Instant::now();
-    while Instant::now() < deadline {
-        let n = c
-            .pop_wait(&mut batch, 256, Duration::from_millis(100))
-            .expect("pop");
-        for p in batch.iter() {
-            assert_eq!(
-                p.orig_len as usize,
-                p.data.len(),
-                "small frames are not truncated"
-            );
-            out.push(Tapped {
-                data: p.data.to_vec(),
-                ifindex: p.ifindex,
-                dir: p.dir,
-            });
-        }
-        let enough = out.len() >= expect && quiet_since.elapsed() > Duration::from_millis(300);
-        if n > 0 {
-            quiet_since = Instant::now();
-        } else if enough || quiet_since.elapsed() > QUIET {
-            break;
-        }
-    }
-    out
-}
+use std::time::Duration;
 
 fn of(t: &[Tapped], ifindex: u8, dir: Direction) -> Vec<Vec<u8>> {
     t.iter()

@@ -580,3 +580,48 @@ pub fn assert_frames(got: &[Vec<u8>], expect: &[Vec<u8>], what: &str) {
         show(expect)
     );
 }
+
+/// How long a queue must stay empty before a drain gives up waiting for more.
+pub const QUIET: Duration = Duration::from_millis(1500);
+
+/// One tapped packet, owned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tapped {
+    pub data: Vec<u8>,
+    pub ifindex: u8,
+    pub dir: ethertap::pqueue::Direction,
+}
+
+/// Everything in the queue until `expect` packets came or it stayed empty for a while.
+pub fn drain_queue(name: &str, expect: usize) -> Vec<Tapped> {
+    use ethertap::pqueue::{Batch, Consumer};
+    let mut c = Consumer::attach(name).expect("attach to the packet queue");
+    let mut batch = Batch::new();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        let n = c
+            .pop_wait(&mut batch, 256, Duration::from_millis(100))
+            .expect("pop");
+        for p in batch.iter() {
+            assert_eq!(
+                p.orig_len as usize,
+                p.data.len(),
+                "small frames are not truncated"
+            );
+            out.push(Tapped {
+                data: p.data.to_vec(),
+                ifindex: p.ifindex,
+                dir: p.dir,
+            });
+        }
+        let enough = out.len() >= expect && quiet_since.elapsed() > Duration::from_millis(300);
+        if n > 0 {
+            quiet_since = Instant::now();
+        } else if enough || quiet_since.elapsed() > QUIET {
+            break;
+        }
+    }
+    out
+}
