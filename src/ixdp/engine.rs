@@ -9,7 +9,6 @@ use super::xdp::{self, XdpAttachment};
 use super::xsk::{self, QueueSockets};
 use super::{EngineView, InterfaceInfo, XdpMode};
 use crate::pqueue::{self, Layout, Producer};
-use std::fmt::Write as _;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -110,9 +109,7 @@ impl EngineView for Shared {
         let s = &self.snapshots[ifidx][queue];
         let r = Ordering::Relaxed;
         let mut out = String::new();
-        let mut line = |label: &str, v: u64| {
-            let _ = writeln!(out, "  {label:<22}{v}");
-        };
+        let mut line = |label: &str, v: u64| out.push_str(&super::words::stat_line(2, label, v));
         line("fill ring", s.fill.load(r));
         line("rx ring", s.rx.load(r));
         line("tx ring", s.tx.load(r));
