@@ -10,7 +10,7 @@ use super::server::{Host, Server, ServerConfig};
 use crate::ixdp::cli::{engine_vm, run_preset, StartArgs};
 use crate::ixdp::engine::Engine;
 use crate::ixdp::words::stat_line;
-use crate::ixdp::{EngineView, XdpMode};
+use crate::ixdp::{mode_name, mode_summary, EngineView, XdpMode};
 use crate::pqueue::Layout;
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, pipe, setsid, ForkResult};
 use std::fs::{File, OpenOptions};
@@ -176,7 +176,7 @@ impl Host for DaemonHost {
             "uptime",
             format!("{}h {:02}m {:02}s", up / 3600, up / 60 % 60, up % 60),
         );
-        s += &stat_line(2, "mode", if ifs.len() == 2 { "bridge" } else { "mirror" });
+        s += &stat_line(2, "mode", mode_name(ifs));
         for i in ifs {
             s += &stat_line(
                 2,
@@ -267,23 +267,16 @@ fn serve(
             return Err(format!("console server: {e}"));
         }
     };
-    let ifs: Vec<String> = view
-        .interfaces()
-        .iter()
-        .map(|i| format!("{} {}", i.index, i.name))
-        .collect();
-    let mode = if ifs.len() == 2 { "bridge" } else { "mirror" };
+    let summary = mode_summary(view.interfaces());
     for w in engine.warnings() {
         eprintln!("ethertap: warning: {w}");
     }
     eprintln!(
-        "ethertap {} PID {pid}: {mode} mode on {}",
-        env!("CARGO_PKG_VERSION"),
-        ifs.join(", ")
+        "ethertap {} PID {pid}: {summary}",
+        env!("CARGO_PKG_VERSION")
     );
     detached.started(&format!(
-        "ethertap started in the background (PID {pid}): {mode} mode on {}; log {}",
-        ifs.join(", "),
+        "ethertap started in the background (PID {pid}): {summary}; log {}",
         log.display()
     ));
     engine.run_until(|| stop.load(Ordering::SeqCst));

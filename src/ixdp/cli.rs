@@ -203,20 +203,15 @@ pub fn run_start(args: &StartArgs) -> Result<(), String> {
     }
     let view = engine.view();
     let ifs = view.interfaces();
-    let mode = if ifs.len() == 2 { "bridge" } else { "mirror" };
-    let names: Vec<String> = ifs
-        .iter()
-        .map(|i| format!("{} {}", i.index, i.name))
-        .collect();
     let how = if interactive {
         "bye, Ctrl-D or SIGTERM stops it"
     } else {
         "SIGINT or SIGTERM stops it"
     };
     eprintln!(
-        "ethertap {}: {mode} mode on {} ({} queue(s), {} {}); {how}",
+        "ethertap {}: {} ({} queue(s), {} {}); {how}",
         env!("CARGO_PKG_VERSION"),
-        names.join(", "),
+        super::mode_summary(ifs),
         ifs[0].queues,
         if ifs[0].zerocopy { "ZEROCOPY" } else { "COPY" },
         if ifs[0].attached_mode == XdpMode::Skb {

@@ -36,6 +36,25 @@ pub struct InterfaceInfo {
     pub attached_mode: XdpMode,
 }
 
+/// `bridge mode on 0 eth0, 1 eth1` or `mirror mode on 0 eth0`: how the front ends name what
+/// the engine does.
+pub fn mode_summary(ifs: &[InterfaceInfo]) -> String {
+    let names: Vec<String> = ifs
+        .iter()
+        .map(|i| format!("{} {}", i.index, i.name))
+        .collect();
+    format!("{} mode on {}", mode_name(ifs), names.join(", "))
+}
+
+/// Two interfaces bridge; one is a mirror (SPAN) port.
+pub fn mode_name(ifs: &[InterfaceInfo]) -> &'static str {
+    if ifs.len() == 2 {
+        "bridge"
+    } else {
+        "mirror"
+    }
+}
+
 /// The running engine as the control words see it.
 pub trait EngineView: Send + Sync {
     fn interfaces(&self) -> &[InterfaceInfo];
