@@ -88,6 +88,17 @@ fn backoff() {
     std::thread::yield_now();
 }
 
+/// Release every child at once and time until `iters` packets were consumed.
+fn release_and_time(ctl: &Control, producers: &[libc::pid_t], iters: u64) -> Duration {
+    let start = Instant::now();
+    ctl.go.store(1, Ordering::Release);
+    wait_all(producers);
+    while ctl.consumed.load(Ordering::Relaxed) < iters {
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    start.elapsed()
+}
+
 fn share(iters: u64, n: u64, i: u64) -> u64 {
     iters / n + u64::from(i < iters % n)
 }
@@ -130,13 +141,7 @@ fn run_pqueue(size: usize, np: u64, nc: u64, iters: u64) -> Duration {
             }
         }));
     }
-    let start = Instant::now();
-    ctl.go.store(1, Ordering::Release);
-    wait_all(&producers);
-    while ctl.consumed.load(Ordering::Relaxed) < iters {
-        std::thread::sleep(Duration::from_micros(50));
-    }
-    let elapsed = start.elapsed();
+    let elapsed = release_and_time(ctl, &producers, iters);
     ctl.stop.store(1, Ordering::Release);
     wait_all(&pids);
     drop(producer);
@@ -180,13 +185,7 @@ fn run_dgram(size: usize, np: u64, nc: u64, iters: u64) -> Duration {
             }
         }));
     }
-    let start = Instant::now();
-    ctl.go.store(1, Ordering::Release);
-    wait_all(&producers);
-    while ctl.consumed.load(Ordering::Relaxed) < iters {
-        std::thread::sleep(Duration::from_micros(50));
-    }
-    let elapsed = start.elapsed();
+    let elapsed = release_and_time(ctl, &producers, iters);
     for &pid in &consumers {
         // SAFETY: killing our own child, blocked in recv.
         unsafe { libc::kill(pid, libc::SIGKILL) };
