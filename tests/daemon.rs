@@ -111,31 +111,29 @@ impl Daemon {
         self.ethertap(args).output().expect("running ethertap")
     }
 
-    /// `ethertap eval LINE` that must succeed and reach the daemon (no local-VM notice).
-    fn eval(&self, line: &str) -> String {
-        let out = self.output(&["eval", line]);
+    /// `ethertap ARGS...` that must succeed and reach the daemon (no local-VM notice); its output.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.output(args);
         assert!(
             out.status.success() && out.stderr.is_empty(),
-            "ethertap eval {line:?}: {}{}",
+            "ethertap {args:?}: {}{}",
             text(&out.stdout),
             text(&out.stderr)
         );
         text(&out.stdout)
     }
 
-    /// `ethertap run examples/FILE ARGS...` that must succeed; its output.
+    /// `ethertap eval LINE` that must succeed in the daemon.
+    fn eval(&self, line: &str) -> String {
+        self.ok(&["eval", line])
+    }
+
+    /// `ethertap run examples/FILE ARGS...` that must succeed in the daemon; its output.
     fn example(&self, file: &str, args: &[&str]) -> String {
         let path = examples().join(file);
         let mut all = vec!["run", path.to_str().unwrap()];
         all.extend_from_slice(args);
-        let out = self.output(&all);
-        assert!(
-            out.status.success() && out.stderr.is_empty(),
-            "ethertap run {file} {args:?}: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
+        self.ok(&all)
     }
 
     fn stat(&self, ifidx: usize, label: &str) -> u64 {
