@@ -7,9 +7,10 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ethertap::ixdp::fault::{decide, FaultRng};
+use ethertap::ixdp::machash::MacSet;
 use ethertap::ixdp::policy::FaultConfig;
 use ethertap::ixdp::stats::QueueStats;
-use ethertap::tap::{describe, Mac, MacSet};
+use ethertap::wire::{describe, Mac};
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
 use std::sync::Mutex;

@@ -4,7 +4,7 @@
 //! (about 310 ms and 80 MB of memory), and it files the 28-bit (MA-M) and 36-bit (MA-S, IAB)
 //! assignments under wrong 24-bit ranges. So the build reads the registry once through the
 //! crate (a build-dependency, which makes Cargo find and version the data for us) and writes
-//! two compact blobs into OUT_DIR that `src/tap/oui.rs` includes and binary-searches:
+//! two compact blobs into OUT_DIR that `src/wire/oui.rs` includes and binary-searches:
 //!
 //! * `oui_names.bin`: every distinct vendor name, concatenated (UTF-8).
 //! * `oui_entries.bin`: 16-byte records sorted by key, `key: u64 LE` then `name offset: u32 LE`

@@ -73,7 +73,7 @@ fn background_collect_is_reported_and_stopped_by_control() {
     let pid = pidfile::read_pid(&lab.pid_file())
         .unwrap()
         .expect("pid file written");
-    assert!(pidfile::is_alive(pid));
+    assert!(ethertap::sys::is_alive(pid));
 
     let o = lab.run(CONTROL, &[&lab.id, "status"]);
     assert_eq!(o.status.code(), Some(0));
@@ -116,7 +116,7 @@ fn background_collect_is_reported_and_stopped_by_control() {
         text(&o).0,
         format!("shutdown of collect PID {pid} complete")
     );
-    assert!(!pidfile::is_alive(pid));
+    assert!(!ethertap::sys::is_alive(pid));
     assert!(!lab.pid_file().exists(), "pid file removed");
 
     let ts = Command::new("tshark")

@@ -187,7 +187,7 @@ impl Drop for Daemon {
         if let Ok(pid) = std::fs::read_to_string(self.pid_file()) {
             if let Ok(pid) = pid.trim().parse::<i32>() {
                 let _ = self.output(&["stop", "--timeout", "10"]);
-                if ethertap::ctl::pidfile::is_alive(pid) {
+                if ethertap::sys::is_alive(pid) {
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(pid),
                         nix::sys::signal::Signal::SIGKILL,
@@ -548,7 +548,7 @@ fn ctrl_c_interrupts_the_script_in_the_daemon_not_the_daemon() {
         "{}",
         text(&out.stderr)
     );
-    assert!(ethertap::ctl::pidfile::is_alive(d.pid()));
+    assert!(ethertap::sys::is_alive(d.pid()));
     assert!(d.eval("1 2 + .").contains('3'));
 }
 
@@ -695,7 +695,7 @@ puts "\nSESSION-OK"
     assert!(out.contains("in use by PID"), "{out}");
     // The words ran in the daemon's VM, and the daemon still runs.
     assert!(d.eval("tap.hash.show").contains(&h1));
-    assert!(ethertap::ctl::pidfile::is_alive(d.pid()));
+    assert!(ethertap::sys::is_alive(d.pid()));
     // The session is free again.
     let again = r#"set timeout 10
 spawn @CONTROL@ ethertap
@@ -712,7 +712,7 @@ puts AGAIN-OK
     let out = expect(&d, &again);
     assert!(out.contains("AGAIN-OK"), "{out}");
     assert!(
-        ethertap::ctl::pidfile::is_alive(d.pid()),
+        ethertap::sys::is_alive(d.pid()),
         "bye left the daemon running"
     );
 }
@@ -780,7 +780,7 @@ fn status_stop_socket_mode_and_start_twice() {
         text(&out.stdout).trim(),
         format!("shutdown of ethertap PID {pid} complete")
     );
-    assert!(!ethertap::ctl::pidfile::is_alive(pid));
+    assert!(!ethertap::sys::is_alive(pid));
     let out = waiting.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -829,7 +829,7 @@ fn control_ethertap_stop_and_restart_after_kill_9() {
     )
     .unwrap();
     assert!(wait_for(Duration::from_secs(5), || {
-        !ethertap::ctl::pidfile::is_alive(pid)
+        !ethertap::sys::is_alive(pid)
     }));
     assert!(
         d.socket().exists() && d.pid_file().exists(),
@@ -940,7 +940,7 @@ fn bad_clients_leave_the_daemon_answering() {
         start.elapsed()
     );
     drop(never_reads);
-    assert!(ethertap::ctl::pidfile::is_alive(d.pid()));
+    assert!(ethertap::sys::is_alive(d.pid()));
 }
 
 #[test]
@@ -1019,5 +1019,5 @@ fn other_users_are_refused_even_when_the_socket_is_reachable() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(!text(&out.stderr).is_empty(), "a reason is given");
-    assert!(ethertap::ctl::pidfile::is_alive(d.pid()));
+    assert!(ethertap::sys::is_alive(d.pid()));
 }

@@ -4,7 +4,7 @@
 use etherparse::{LinkExtHeader, LinkHeader, PacketBuilder, PacketHeaders};
 use ethertap::ixdp::policy::PolicyCell;
 use ethertap::ixdp::stats::{MacCount, QueueStats, StatsBoard};
-use ethertap::tap::Mac;
+use ethertap::wire::Mac;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread;

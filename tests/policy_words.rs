@@ -8,7 +8,7 @@ use ethertap::ixdp::words::{
 };
 use ethertap::ixdp::{EngineView, InterfaceInfo, XdpMode};
 use ethertap::rpcl::Vm;
-use ethertap::tap::Mac;
+use ethertap::wire::Mac;
 use std::sync::Arc;
 
 struct TestEngine {

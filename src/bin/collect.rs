@@ -6,8 +6,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::{ArgAction, CommandFactory, Parser};
+use ethertap::capture::collect::{self, CollectOptions, DEFAULT_SNAPLEN};
 use ethertap::ctl::pidfile;
-use ethertap::pqueue::collect::{self, CollectOptions, DEFAULT_SNAPLEN};
 use ethertap::pqueue::DEFAULT_NAME;
 
 const COPYRIGHT: &str = "collect, part of ethertap — Copyright (c) 2026 the ethertap developers.\n\

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
-use ethertap::ctl::{front, pidfile};
+use ethertap::cli::front;
+use ethertap::ctl::pidfile;
 
 const COPYRIGHT: &str = "control, part of ethertap — Copyright (c) 2026 the ethertap developers.\n\
 Licensed under the MIT license or the Apache License 2.0, at your option.";

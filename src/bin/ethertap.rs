@@ -1,8 +1,8 @@
 //! `ethertap`: the engine, the RPCL front ends and the demo (argument parsing only).
 
 use clap::{CommandFactory, Parser, Subcommand};
-use ethertap::ctl::{daemon, front};
-use ethertap::ixdp::cli::StartArgs;
+use ethertap::cli::start::StartArgs;
+use ethertap::cli::{self, front};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -85,7 +85,7 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Start { daemon: true, args } => match daemon::start_daemon(&args) {
+        Command::Start { daemon: true, args } => match cli::start::start_daemon(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ethertap start: {e}");
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
         Command::Start {
             daemon: false,
             args,
-        } => match ethertap::ixdp::cli::run_start(&args) {
+        } => match cli::start::run_start(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ethertap start: {e}");
@@ -104,11 +104,11 @@ fn main() -> ExitCode {
         },
         Command::Run { file, args, local } => front::run(&file, args, local),
         Command::Eval { line, local } => front::eval(&line, local),
-        Command::Check { file, disasm } => ethertap::rpcl::cli::check(&file, disasm),
+        Command::Check { file, disasm } => cli::local::check(&file, disasm),
         Command::Console { local } => front::console(local),
         Command::Status => front::status(),
         Command::Stop { timeout } => front::stop(Duration::from_secs(timeout)),
-        Command::Demo { out_dir } => match ethertap::demo::run(&out_dir) {
+        Command::Demo { out_dir } => match cli::demo::run(&out_dir) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ethertap demo: {e:#}");

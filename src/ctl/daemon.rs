@@ -5,18 +5,17 @@
 //! failed, so that `ethertap start -d` or `collect -d` reports a wrong interface or a bad
 //! output file on the terminal, with the right exit status, instead of in a log nobody reads.
 
-use super::pidfile::{self, PidFile};
 use super::server::{Host, Server, ServerConfig};
-use crate::ixdp::cli::{engine_vm, run_preset, StartArgs};
 use crate::ixdp::engine::Engine;
 use crate::ixdp::words::stat_line;
 use crate::ixdp::{mode_name, mode_summary, EngineView, XdpMode};
 use crate::pqueue::Layout;
+use crate::rpcl::Vm;
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, pipe, setsid, ForkResult};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -117,45 +116,6 @@ pub fn log_path() -> PathBuf {
         .unwrap_or_else(|| "/var/log/ethertap.log".into())
 }
 
-/// `ethertap start -d`: check what can be checked on the terminal, go to the background,
-/// start the engine, run the preset, serve the console socket until stopped.
-pub fn start_daemon(args: &StartArgs) -> Result<(), String> {
-    let preset = args.preset_file()?;
-    let (_, pid_path) = pidfile::target("ethertap")?;
-    if let Some(pid) = pidfile::running_pid(&pid_path) {
-        return Err(format!(
-            "ethertap is already running (PID {pid}); `ethertap stop` first"
-        ));
-    }
-    let socket = super::socket_path();
-    if UnixStream::connect(&socket).is_ok() {
-        return Err(format!(
-            "ethertap is already running ({} answers); `ethertap stop` first",
-            socket.display()
-        ));
-    }
-    if !nix::unistd::geteuid().is_root() {
-        return Err("the engine needs root (XDP programs, AF_XDP sockets)".into());
-    }
-    let log = log_path();
-    let mut detached = detach(Some(&log))?;
-    match serve(
-        args,
-        preset.as_deref(),
-        &pid_path,
-        &socket,
-        &log,
-        &mut detached,
-    ) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            eprintln!("ethertap: {e}");
-            detached.failed(&format!("ethertap start: {e}"));
-            std::process::exit(1)
-        }
-    }
-}
-
 /// The status the daemon reports to `ethertap status` / `control ethertap status`.
 struct DaemonHost {
     pid: u32,
@@ -211,37 +171,30 @@ impl Host for DaemonHost {
     }
 }
 
-fn serve(
-    args: &StartArgs,
-    preset: Option<&Path>,
-    pid_path: &Path,
-    socket: &Path,
-    log: &Path,
+/// What the daemon serves besides the engine: its console socket and packet queue.
+pub struct DaemonSetup<'a> {
+    /// The console socket to listen on (replaced if stale).
+    pub socket: &'a Path,
+    /// Where the daemon's output goes, named in the start-up report.
+    pub log: &'a Path,
+    /// The packet queue the engine feeds.
+    pub queue: String,
+    /// Its layout, for `status`.
+    pub layout: Layout,
+    /// Set by SIGTERM/SIGINT (registered by the caller before the engine started) or `stop`.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Serves the console socket for a started engine and its VM until SIGTERM/SIGINT or `stop`,
+/// then stops the engine. Reports readiness through `detached` once the socket listens.
+pub fn serve(
+    engine: Engine,
+    vm: Vm,
+    setup: DaemonSetup<'_>,
     detached: &mut Detached,
 ) -> Result<(), String> {
-    let crashed = pidfile::read_pid(pid_path).ok().flatten();
-    let _pid_file = PidFile::create(pid_path, "ethertap")?;
-    let config = args.engine_config();
-    if let Some(pid) = crashed {
-        // The pid file was stale (PidFile::create refuses a live holder): that daemon died
-        // without cleaning up, e.g. by kill -9.
-        eprintln!("ethertap: taking over from PID {pid}, which ended without a clean shutdown");
-        await_released_xdp(&config.interfaces, Duration::from_secs(3));
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| format!("installing the signal handler: {e}"))?;
-    }
-    let layout = config.layout;
-    let engine = Engine::start(config)?;
-    let mut vm = engine_vm(&engine, &args.queue_name);
-    if let Some(p) = preset {
-        if let Err(e) = run_preset(&mut vm, p, &mut std::io::stdout()) {
-            engine.stop();
-            return Err(e);
-        }
-    }
+    let stop = setup.stop;
+    let socket = setup.socket;
     let listener = match bind_private(socket) {
         Ok(l) => l,
         Err(e) => {
@@ -255,8 +208,8 @@ fn serve(
         pid,
         started: Instant::now(),
         view: view.clone(),
-        queue: args.queue_name.clone(),
-        layout,
+        queue: setup.queue,
+        layout: setup.layout,
         stop: stop.clone(),
     });
     let mut server = match Server::start(listener, vm, host, ServerConfig::default()) {
@@ -277,7 +230,7 @@ fn serve(
     );
     detached.started(&format!(
         "ethertap started in the background (PID {pid}): {summary}; log {}",
-        log.display()
+        setup.log.display()
     ));
     engine.run_until(|| stop.load(Ordering::SeqCst));
     server.shutdown();
@@ -290,7 +243,7 @@ fn serve(
 /// The kernel releases a killed process's XDP links a moment after the process is gone;
 /// until then its program cannot be detached. Wait (up to `limit`) until the stale programs
 /// could be removed; if they cannot, the engine's start reports why.
-fn await_released_xdp(interfaces: &[String], limit: Duration) {
+pub fn await_released_xdp(interfaces: &[String], limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
         let released = interfaces.iter().all(|name| {

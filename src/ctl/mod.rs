@@ -2,7 +2,6 @@
 
 pub mod client;
 pub mod daemon;
-pub mod front;
 pub mod pidfile;
 pub mod proto;
 pub mod server;

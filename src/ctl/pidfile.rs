@@ -7,6 +7,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::sys::is_alive;
+
 /// Directory of runtime files: `/run`, or `$ETHERTAP_RUN_DIR` (tests point it elsewhere).
 pub fn run_dir() -> PathBuf {
     std::env::var_os("ETHERTAP_RUN_DIR")
@@ -26,48 +28,6 @@ pub fn target(id: &str) -> Result<(&'static str, PathBuf), String> {
         "collect" => ("collect", run_dir().join("collect.pid")),
         other => ("collect", run_dir().join(format!("collect.{other}.pid"))),
     })
-}
-
-/// True when a process with this pid exists (a zombie counts as gone).
-pub fn is_alive(pid: i32) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks for existence and permission.
-    let rc = unsafe { libc::kill(pid, 0) };
-    if rc != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
-        return false;
-    }
-    // A killed multi-threaded process shows its main thread as a zombie while the other
-    // threads are still being torn down, holding its files (sockets, XDP links): it is gone
-    // only when every thread is.
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return task_alive(&format!("/proc/{pid}/stat"));
-    };
-    let mut any = false;
-    for task in tasks.flatten() {
-        any = true;
-        if task_alive(&task.path().join("stat").to_string_lossy()) {
-            return true;
-        }
-    }
-    // An empty task list: the process is already being reaped.
-    !any && task_alive(&format!("/proc/{pid}/stat"))
-}
-
-/// Whether the task whose `stat` file is at `path` is neither a zombie nor dead.
-fn task_alive(path: &str) -> bool {
-    match std::fs::read_to_string(path) {
-        // State is the field after the parenthesised command name.
-        Ok(stat) => !matches!(
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next()),
-            Some("Z") | Some("X")
-        ),
-        // Vanished between the two reads: gone.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-        Err(_) => true,
-    }
 }
 
 /// The pid recorded in a pid file; `Ok(None)` when there is no file.

@@ -1,8 +1,8 @@
 //! The IXDP engine: interfaces, XDP program, AF_XDP sockets, workers, statistics, faults.
 
-pub mod cli;
 pub mod engine;
 pub mod fault;
+pub mod machash;
 pub mod netdev;
 pub mod policy;
 pub mod stats;

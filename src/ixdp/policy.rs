@@ -5,7 +5,8 @@
 //! changes the copy and swaps the pointer (RCU style, `arc-swap`). A worker loads the pointer
 //! once per batch, so it never takes a lock and sees every change from its next batch on.
 
-use crate::tap::{Mac, MacSet};
+use super::machash::MacSet;
+use crate::wire::Mac;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 

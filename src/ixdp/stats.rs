@@ -16,7 +16,7 @@
 //!   instead raises a reset request and the owning worker empties its own tables at its next
 //!   frame (the single-writer rule holds). Until it has, readers report the tables as empty.
 
-use crate::tap::Mac;
+use crate::wire::Mac;
 use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::sync::Arc;
 

@@ -4,13 +4,14 @@
 //! registers it against the running engine, a VM without a daemon registers the same names with
 //! a failure that says how to start the engine, and `docs/words-engine.md` is checked against it.
 
+use super::machash::MacSet;
 use super::policy::{Policy, MAX_IFS, PROBABILITY_SCALE};
 use super::stats::{
     Counters, OverflowEstimate, ETHERTYPE_8023_LENGTH, ETYPE_TABLE_CAPACITY, MAC_TABLE_CAPACITY,
 };
 use super::{EngineView, InterfaceInfo, XdpMode};
 use crate::rpcl::{Ctx, Vm, WordError};
-use crate::tap::{describe, format_mac, Mac, MacSet};
+use crate::wire::{describe, format_mac, Mac};
 use std::fmt::Write as _;
 use std::sync::Arc;
 

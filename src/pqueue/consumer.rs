@@ -385,7 +385,7 @@ impl Queue {
                 && self.seg.seq(tail).load(Ordering::Acquire) == tail
         };
         let pid = hdr.producer_pid.load(Ordering::Relaxed);
-        pid != 0 && stuck() && !crate::ctl::pidfile::is_alive(pid as i32)
+        pid != 0 && stuck() && !crate::sys::is_alive(pid as i32)
     }
 }
 

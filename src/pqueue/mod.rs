@@ -10,7 +10,6 @@
 //! next consumer that runs dry and sweeps the ring before it sleeps. Semaphores only carry
 //! wake-ups, with timed waits, so a lost wake-up costs one timeout and never a hang.
 
-pub mod collect;
 mod consumer;
 mod producer;
 mod segment;

@@ -20,7 +20,6 @@
 //!   bounded by its length. The interrupt flag is polled at the same places and by waiting
 //!   words.
 
-pub mod cli;
 pub(crate) mod compiler;
 pub mod console;
 pub(crate) mod dict;

@@ -469,7 +469,7 @@ impl Lab {
             .in_ns(&self.br, move || ethertap::ixdp::Engine::start(config))
             .unwrap_or_else(|e| panic!("engine start: {e}"));
         self.host_checksums_in_software();
-        let vm = ethertap::ixdp::cli::engine_vm(&engine, &queue_name);
+        let vm = ethertap::cli::engine_vm(&engine, &queue_name);
         LabEngine {
             engine: Some(engine),
             vm,

@@ -1,10 +1,11 @@
 //! What `ethertap run / eval / console / status / stop` and `control ethertap` do: talk to the
 //! daemon when one runs, fall back to a local VM when none does.
 
-use super::client::{Client, Outcome};
-use super::proto::{ProtoError, Request};
-use super::{pidfile, socket_path};
-use crate::rpcl::{self, cli as local, ConsoleBackend, Flow, RpclError, Vm};
+use super::local;
+use crate::ctl::client::{Client, Outcome};
+use crate::ctl::proto::{ProtoError, Request};
+use crate::ctl::{pidfile, socket_path};
+use crate::rpcl::{self, ConsoleBackend, Flow, RpclError};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -13,16 +14,6 @@ use std::time::Duration;
 
 /// Exit status when the daemon is not running (`status`, `stop`), as `control` uses it.
 pub const NOT_RUNNING: u8 = 3;
-
-/// A VM for local use: the standard library, the packet-queue words (they need no engine)
-/// and the engine's words, which fail with a hint to start the daemon.
-pub fn local_vm() -> Vm {
-    let mut vm = local::local_vm();
-    vm.set_var("version.ethertap", env!("CARGO_PKG_VERSION"));
-    crate::ixdp::words::register_unavailable_words(&mut vm);
-    crate::pqueue::register_words(&mut vm, crate::pqueue::DEFAULT_NAME);
-    vm
-}
 
 /// The daemon's console, or `None` (with a one-line notice) when no daemon runs.
 fn daemon_or_notice(local: bool) -> Result<Option<Client>, ExitCode> {
@@ -106,7 +97,7 @@ pub fn run(file: &str, args: Vec<String>, local: bool) -> ExitCode {
                 args,
             },
         ),
-        Ok(None) => local::run_local(local_vm(), file, args),
+        Ok(None) => local::run_local(super::local_vm(), file, args),
         Err(code) => code,
     }
 }
@@ -125,7 +116,7 @@ pub fn eval(line: &str, local: bool) -> ExitCode {
     }
     match daemon_or_notice(local) {
         Ok(Some(client)) => remote(client, Request::Eval(line.to_string())),
-        Ok(None) => local::eval_local(local_vm(), line),
+        Ok(None) => local::eval_local(super::local_vm(), line),
         Err(code) => code,
     }
 }
@@ -175,7 +166,7 @@ fn history_file() -> Option<std::path::PathBuf> {
 pub fn console(local: bool) -> ExitCode {
     match daemon_or_notice(local) {
         Ok(Some(c)) => session(c),
-        Ok(None) => local::console_local(local_vm()),
+        Ok(None) => local::console_local(super::local_vm()),
         Err(code) => code,
     }
 }
@@ -281,7 +272,7 @@ pub fn stop(timeout: Duration) -> ExitCode {
                 return ExitCode::SUCCESS;
             };
             let deadline = std::time::Instant::now() + timeout;
-            while pidfile::is_alive(pid) {
+            while crate::sys::is_alive(pid) {
                 if std::time::Instant::now() > deadline {
                     eprintln!(
                         "ethertap PID {pid} did not exit within {} s",

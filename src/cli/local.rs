@@ -1,20 +1,10 @@
 //! Local front ends of `ethertap run`, `eval`, `check` and `console` (no daemon involved).
 
-use super::console::{run_console, LocalBackend};
-use super::{Flow, Vm};
-use std::io::{IsTerminal, Write};
+use crate::rpcl::{self, run_console, Flow, LocalBackend, Vm};
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-
-/// A VM for the local front ends: standard library, colour when stdout is a terminal. The
-/// binary adds `version.ethertap` and may register more words (e.g. the engine's
-/// "unavailable" ones) before handing it to `run_local`, `eval_local` or `console_local`.
-pub fn local_vm() -> Vm {
-    let mut vm = Vm::new();
-    vm.set_color(std::io::stdout().is_terminal());
-    vm
-}
 
 /// Ctrl-C sets the VM's interrupt flag; a second Ctrl-C while it is still set (a word that
 /// does not poll it) ends the process the default way.
@@ -24,7 +14,7 @@ fn interrupt_on_sigint(flag: &Arc<AtomicBool>) {
     let _ = signal_hook::flag::register(SIGINT, flag.clone());
 }
 
-fn finish(r: Result<Flow, super::RpclError>, out: &mut dyn Write) -> ExitCode {
+fn finish(r: Result<Flow, rpcl::RpclError>, out: &mut dyn Write) -> ExitCode {
     let _ = out.flush();
     match r {
         Ok(_) => ExitCode::SUCCESS,
@@ -71,7 +61,7 @@ pub fn check(file: &str, disasm: bool) -> ExitCode {
     let r = if disasm {
         Vm::new().disasm(file, &text).map(|d| print!("{d}"))
     } else {
-        super::check(file, &text)
+        rpcl::check(file, &text)
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,7 @@ use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::{DataLink, Endianness, TsResolution};
 
-use super::{Batch, Consumer};
+use crate::pqueue::{Batch, Consumer};
 
 /// Snap length written in the pcap header when `--snaplen` is not given (as tcpdump).
 pub const DEFAULT_SNAPLEN: u32 = 262_144;

@@ -1,15 +1,20 @@
-//! `ethertap start` in the foreground: options, preset, console, clean stop on a signal.
+//! `ethertap start`: options, preset, and either the foreground engine (console, clean stop on
+//! a signal) or the daemon (detached, pid file, console socket).
 
-use super::engine::{Engine, EngineConfig};
-use super::worker::Polling;
-use super::XdpMode;
+use crate::ctl::daemon::{self, DaemonSetup};
+use crate::ctl::pidfile::{self, PidFile};
+use crate::ixdp::engine::{Engine, EngineConfig};
+use crate::ixdp::worker::Polling;
+use crate::ixdp::XdpMode;
 use crate::pqueue::{self, Layout};
 use crate::rpcl::{run_console, LocalBackend, Vm};
 use clap::{Args, ValueEnum};
 use std::io::{IsTerminal, Write};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The preset run at start when `--preset` does not name another.
 pub const DEFAULT_PRESET: &str = "/etc/ethertap.rpcl";
@@ -149,17 +154,6 @@ impl StartArgs {
     }
 }
 
-/// A VM with every word of the running engine, as the console and the daemon use it.
-pub fn engine_vm(engine: &Engine, queue_name: &str) -> Vm {
-    let mut vm = Vm::new();
-    vm.set_var("version.ethertap", env!("CARGO_PKG_VERSION"));
-    // Lets scripts loop over the interfaces whatever the mode (see examples/tap-all.rpcl).
-    vm.set_var("if.count", &engine.view().interfaces().len().to_string());
-    super::words::register_engine_words(&mut vm, engine.view());
-    pqueue::register_words(&mut vm, queue_name);
-    vm
-}
-
 /// Runs a preset file in `vm`.
 pub fn run_preset(vm: &mut Vm, file: &std::path::Path, out: &mut dyn Write) -> Result<(), String> {
     let text =
@@ -186,7 +180,7 @@ pub fn run_start(args: &StartArgs) -> Result<(), String> {
     }
 
     let engine = Engine::start(args.engine_config())?;
-    let mut vm = engine_vm(&engine, &args.queue_name);
+    let mut vm = super::engine_vm(&engine, &args.queue_name);
     // A stop also interrupts a running line, so a waiting word cannot delay it.
     let interrupt = vm.interrupt_handle();
     let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupt.clone());
@@ -211,7 +205,7 @@ pub fn run_start(args: &StartArgs) -> Result<(), String> {
     eprintln!(
         "ethertap {}: {} ({} queue(s), {} {}); {how}",
         env!("CARGO_PKG_VERSION"),
-        super::mode_summary(ifs),
+        crate::ixdp::mode_summary(ifs),
         ifs[0].queues,
         if ifs[0].zerocopy { "ZEROCOPY" } else { "COPY" },
         if ifs[0].attached_mode == XdpMode::Skb {
@@ -258,6 +252,87 @@ fn console_until_stopped(vm: Vm, stop: &AtomicBool, engine: &Engine) {
     if !done.load(Ordering::Relaxed) {
         eprintln!();
     }
+}
+
+/// `ethertap start -d`: check what can be checked on the terminal, go to the background,
+/// start the engine, run the preset, serve the console socket until stopped.
+pub fn start_daemon(args: &StartArgs) -> Result<(), String> {
+    let preset = args.preset_file()?;
+    let (_, pid_path) = pidfile::target("ethertap")?;
+    if let Some(pid) = pidfile::running_pid(&pid_path) {
+        return Err(format!(
+            "ethertap is already running (PID {pid}); `ethertap stop` first"
+        ));
+    }
+    let socket = crate::ctl::socket_path();
+    if UnixStream::connect(&socket).is_ok() {
+        return Err(format!(
+            "ethertap is already running ({} answers); `ethertap stop` first",
+            socket.display()
+        ));
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err("the engine needs root (XDP programs, AF_XDP sockets)".into());
+    }
+    let log = daemon::log_path();
+    let mut detached = daemon::detach(Some(&log))?;
+    match start_in_background(
+        args,
+        preset.as_deref(),
+        &pid_path,
+        &socket,
+        &log,
+        &mut detached,
+    ) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            eprintln!("ethertap: {e}");
+            detached.failed(&format!("ethertap start: {e}"));
+            std::process::exit(1)
+        }
+    }
+}
+
+/// The background half of `start -d`: pid file, engine, VM and preset, then the console server.
+fn start_in_background(
+    args: &StartArgs,
+    preset: Option<&std::path::Path>,
+    pid_path: &std::path::Path,
+    socket: &std::path::Path,
+    log: &std::path::Path,
+    detached: &mut daemon::Detached,
+) -> Result<(), String> {
+    let crashed = pidfile::read_pid(pid_path).ok().flatten();
+    let _pid_file = PidFile::create(pid_path, "ethertap")?;
+    let config = args.engine_config();
+    if let Some(pid) = crashed {
+        // The pid file was stale (PidFile::create refuses a live holder): that daemon died
+        // without cleaning up, e.g. by kill -9.
+        eprintln!("ethertap: taking over from PID {pid}, which ended without a clean shutdown");
+        daemon::await_released_xdp(&config.interfaces, Duration::from_secs(3));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| format!("installing the signal handler: {e}"))?;
+    }
+    let layout = config.layout;
+    let engine = Engine::start(config)?;
+    let mut vm = super::engine_vm(&engine, &args.queue_name);
+    if let Some(p) = preset {
+        if let Err(e) = run_preset(&mut vm, p, &mut std::io::stdout()) {
+            engine.stop();
+            return Err(e);
+        }
+    }
+    let setup = DaemonSetup {
+        socket,
+        log,
+        queue: args.queue_name.clone(),
+        layout,
+        stop,
+    };
+    daemon::serve(engine, vm, setup, detached)
 }
 
 #[cfg(test)]

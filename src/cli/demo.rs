@@ -43,7 +43,7 @@ fn show(cmd: &str) {
 }
 
 /// The script of step 3, the same as `examples/tap-all.rpcl`.
-const TAP_ALL: &str = include_str!("../examples/tap-all.rpcl");
+const TAP_ALL: &str = include_str!("../../examples/tap-all.rpcl");
 
 /// Run a step's command to its end and fail with its stderr when it fails.
 ///
@@ -609,7 +609,7 @@ fn tcp_transfer(lab: &BridgeLab, interrupted: &AtomicBool) -> Result<usize> {
 }
 
 fn parse_mac(text: &str) -> Result<[u8; 6]> {
-    crate::tap::parse_mac(text).map_err(|e| anyhow::anyhow!(e))
+    crate::wire::parse_mac(text).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// An IPv4/UDP frame from 10.77.0.1 to 10.77.0.2 behind the given VLAN tags (TPID, VID).
