@@ -1,34 +1,41 @@
-//! `collect` (product.md §6): take packets from the queue and write classic pcap files.
-//! The binary in src/bin/collect.rs only parses arguments and detaches.
+//! `collect` (docs/pqueue.md, `collect --help`): take packets from the queue and write them
+//! to capture files until a limit, a signal or a closed pipe ends it. The binary in
+//! src/bin/collect.rs only parses arguments and detaches.
 
-use std::cell::RefCell;
-use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Write};
-use std::rc::Rc;
+use std::io::{self, IsTerminal};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-use pcap_file::{DataLink, Endianness, TsResolution};
 
+use super::sink::Sink;
+use super::{CaptureError, Record};
 use crate::pqueue::{Batch, Consumer};
 
 /// Snap length written in the pcap header when `--snaplen` is not given (as tcpdump).
 pub const DEFAULT_SNAPLEN: u32 = 262_144;
 const BATCH: usize = 256;
 
+/// What `collect` was asked to do.
 #[derive(Clone, Debug)]
 pub struct CollectOptions {
     /// File name, or `-` for stdout.
     pub output: String,
+    /// The packet queue's name.
     pub queue: String,
+    /// Stop after this many bytes of packet data.
     pub byte_limit: Option<u64>,
+    /// Stop after exactly this many packets.
     pub packet_limit: Option<u64>,
+    /// Keep the packets already waiting (default: empty the queue at start).
     pub keep_waiting: bool,
+    /// No progress display.
     pub silent: bool,
+    /// Timestamp records with the time the engine tapped the frame, not the write time.
     pub capture_time: bool,
+    /// Nanosecond timestamps.
     pub nano: bool,
+    /// Keep at most this many bytes of each frame.
     pub snaplen: u32,
     /// Start a new file when this one would exceed this many millions of bytes.
     pub rotate_mb: Option<u64>,
@@ -38,29 +45,35 @@ pub struct CollectOptions {
     pub ring_files: Option<u32>,
 }
 
+/// What a finished `collect` wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CollectReport {
+    /// Records written.
     pub packets: u64,
+    /// Bytes of packet data written (after the snap length).
     pub bytes: u64,
+    /// Files started (1 without rotation).
     pub files: u64,
     /// Packets the queue refused (full) while we ran.
     pub queue_drops: u64,
 }
 
 impl CollectOptions {
-    pub fn check(&self) -> Result<(), String> {
+    /// Rejects contradicting or out-of-range options before anything is opened.
+    pub fn check(&self) -> Result<(), CaptureError> {
+        let bad = |msg: &str| Err(CaptureError::Options(msg.into()));
         let rotating = self.rotate_mb.is_some() || self.rotate_secs.is_some();
         if self.output == "-" && (rotating || self.ring_files.is_some()) {
-            return Err("file rotation (-C, -G, -W) needs an output file name, not -".into());
+            return bad("file rotation (-C, -G, -W) needs an output file name, not -");
         }
         if self.ring_files.is_some() && !rotating {
-            return Err("-W FILES needs -C MB or -G SECONDS".into());
+            return bad("-W FILES needs -C MB or -G SECONDS");
         }
         if self.rotate_mb == Some(0) || self.rotate_secs == Some(0) || self.ring_files == Some(0) {
-            return Err("-C, -G and -W take a number greater than 0".into());
+            return bad("-C, -G and -W take a number greater than 0");
         }
         if self.snaplen == 0 {
-            return Err("--snaplen must be at least 1".into());
+            return bad("--snaplen must be at least 1");
         }
         Ok(())
     }
@@ -80,134 +93,9 @@ impl CollectOptions {
     }
 }
 
-/// The buffered output, shared between the PcapWriter (which offers no flush of its own)
-/// and the sink, which flushes it for readers on a pipe and closes it whole.
-#[derive(Clone)]
-struct Out(Rc<RefCell<BufWriter<Box<dyn Write>>>>);
-
-impl Write for Out {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.borrow_mut().write(buf)
-    }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.0.borrow_mut().write_all(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.borrow_mut().flush()
-    }
-}
-
-/// The pcap output: one stream, or a sequence of rotated files.
-struct Sink<'a> {
-    opts: &'a CollectOptions,
-    writer: Option<(PcapWriter<Out>, Out)>,
-    index: u64,
-    file_bytes: u64,
-    opened: Instant,
-}
-
-impl<'a> Sink<'a> {
-    fn new(opts: &'a CollectOptions) -> io::Result<Sink<'a>> {
-        let mut s = Sink {
-            opts,
-            writer: None,
-            index: 0,
-            file_bytes: 0,
-            opened: Instant::now(),
-        };
-        s.open()?;
-        Ok(s)
-    }
-
-    fn header(&self) -> PcapHeader {
-        PcapHeader {
-            snaplen: self.opts.snaplen,
-            datalink: DataLink::ETHERNET,
-            ts_resolution: if self.opts.nano {
-                TsResolution::NanoSecond
-            } else {
-                TsResolution::MicroSecond
-            },
-            endianness: Endianness::native(),
-            ..PcapHeader::default()
-        }
-    }
-
-    fn open(&mut self) -> io::Result<()> {
-        let out: Box<dyn Write> = if self.opts.output == "-" {
-            Box::new(io::stdout())
-        } else {
-            let name = self.opts.file_name(self.index);
-            Box::new(
-                File::create(&name)
-                    .map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))?,
-            )
-        };
-        let out = Out(Rc::new(RefCell::new(BufWriter::with_capacity(
-            1 << 18,
-            out,
-        ))));
-        let w = PcapWriter::with_header(out.clone(), self.header()).map_err(pcap_io)?;
-        self.writer = Some((w, out));
-        self.file_bytes = 24;
-        self.opened = Instant::now();
-        Ok(())
-    }
-
-    fn close(&mut self) -> io::Result<()> {
-        if let Some((w, mut out)) = self.writer.take() {
-            drop(w);
-            out.flush()?;
-        }
-        Ok(())
-    }
-
-    fn rotate_if_due(&mut self, record_len: u64) -> io::Result<()> {
-        let by_size = self.opts.rotate_mb.is_some_and(|mb| {
-            self.file_bytes > 24 && self.file_bytes + record_len > mb * 1_000_000
-        });
-        let by_time = self
-            .opts
-            .rotate_secs
-            .is_some_and(|s| self.opened.elapsed() >= Duration::from_secs(s));
-        if by_size || by_time {
-            self.close()?;
-            self.index += 1;
-            self.open()?;
-        }
-        Ok(())
-    }
-
-    fn write(&mut self, ts: Duration, data: &[u8], orig_len: u32) -> io::Result<()> {
-        let record_len = 16 + data.len() as u64;
-        self.rotate_if_due(record_len)?;
-        let (w, _) = self
-            .writer
-            .as_mut()
-            .expect("a file is open between open() and close()");
-        w.write_packet(&PcapPacket::new(ts, orig_len.max(data.len() as u32), data))
-            .map_err(pcap_io)?;
-        self.file_bytes += record_len;
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self.writer.as_mut() {
-            Some((_, out)) => out.flush(),
-            None => Ok(()),
-        }
-    }
-}
-
-fn pcap_io(e: pcap_file::PcapError) -> io::Error {
-    match e {
-        pcap_file::PcapError::IoError(e) => e,
-        other => io::Error::other(other.to_string()),
-    }
-}
-
-fn is_broken_pipe(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::BrokenPipe
+/// The reader of stdout went away (`collect - | head`): the end of the capture, not a failure.
+fn is_broken_pipe(e: &CaptureError) -> bool {
+    matches!(e, CaptureError::Write { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
 }
 
 fn wall_clock() -> Duration {
@@ -235,17 +123,17 @@ pub fn run(
     opts: &CollectOptions,
     stop: &AtomicBool,
     started: &mut dyn FnMut(),
-) -> Result<CollectReport, String> {
+) -> Result<CollectReport, CaptureError> {
     opts.check()?;
     if opts.output == "-" && io::stdout().is_terminal() {
-        return Err("refusing to write binary pcap to a terminal: pipe it (collect - | tshark -r -) or give a file name".into());
+        return Err(CaptureError::Terminal);
     }
-    let mut consumer = Consumer::attach(&opts.queue).map_err(|e| e.to_string())?;
+    let mut consumer = Consumer::attach(&opts.queue)?;
     if !opts.keep_waiting {
-        consumer.reset().map_err(|e| e.to_string())?;
+        consumer.reset()?;
     }
-    let full_at_start = consumer.status().map_err(|e| e.to_string())?.full;
-    let mut sink = Sink::new(opts).map_err(|e| e.to_string())?;
+    let full_at_start = consumer.status()?.full;
+    let mut sink = Sink::new(opts)?;
     started();
 
     let bar = progress_bar(opts.silent);
@@ -259,7 +147,7 @@ pub fn run(
     let mut last_show = Instant::now();
     let mut last_flush = Instant::now();
     let mut unflushed = false;
-    let outcome: Result<(), io::Error> = (|| {
+    let outcome: Result<(), CaptureError> = (|| {
         loop {
             if stop.load(Ordering::Relaxed) {
                 return Ok(());
@@ -282,21 +170,24 @@ pub fn run(
                     want = 1;
                 }
             }
-            let n = consumer
-                .pop_wait(&mut batch, want, Duration::from_millis(100))
-                .map_err(|e| io::Error::other(e.to_string()))?;
+            let n = consumer.pop_wait(&mut batch, want, Duration::from_millis(100))?;
             for p in batch.iter() {
                 let ts = if opts.capture_time {
                     Duration::from_nanos(p.ts_ns)
                 } else {
                     wall_clock()
                 };
-                let cut = p.data.len().min(opts.snaplen as usize);
-                sink.write(ts, &p.data[..cut], p.orig_len)?;
+                sink.write(&Record {
+                    ts,
+                    data: p.data,
+                    orig_len: p.orig_len,
+                    ifindex: p.ifindex,
+                    dir: p.dir,
+                })?;
                 report.packets += 1;
-                report.bytes += cut as u64;
+                report.bytes += p.data.len().min(opts.snaplen as usize) as u64;
             }
-            report.files = sink.index + 1;
+            report.files = sink.files();
             if n > 0 {
                 unflushed = true;
             }
@@ -331,7 +222,7 @@ pub fn run(
     }
     for r in [outcome, closed] {
         match r {
-            Err(e) if !(to_stdout && is_broken_pipe(&e)) => return Err(e.to_string()),
+            Err(e) if !(to_stdout && is_broken_pipe(&e)) => return Err(e),
             _ => {}
         }
     }
@@ -387,9 +278,17 @@ mod tests {
     fn option_conflicts_are_explained() {
         let mut o = opts("-");
         o.rotate_secs = Some(5);
-        assert!(o.check().unwrap_err().contains("needs an output file"));
+        assert!(o
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("needs an output file"));
         let mut o = opts("f");
         o.ring_files = Some(3);
-        assert!(o.check().unwrap_err().contains("-W FILES needs"));
+        assert!(o
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("-W FILES needs"));
     }
 }

@@ -1,4 +1,52 @@
-//! Captures: what `collect` does with the packets it takes from the queue (pcap files, rotation,
-//! progress). The queue itself is in [`crate::pqueue`].
+//! Captures: what `collect` does with the frames it takes from the packet queue. The queue is
+//! [`crate::pqueue`]; here are the file formats ([`pcap`]), the output with its rotation
+//! ([`sink`]) and the loop that ties them together with limits and progress ([`collect`]).
+//! A new output format goes beside [`pcap`] and becomes one more arm of [`sink::FileWriter`].
 
 pub mod collect;
+pub mod pcap;
+pub mod sink;
+
+use std::time::Duration;
+
+use crate::pqueue::Direction;
+
+pub use collect::{run, CollectOptions, CollectReport, DEFAULT_SNAPLEN};
+
+/// One frame as a capture file receives it.
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'a> {
+    /// The timestamp the file stores (write time or capture time, as collect was told).
+    pub ts: Duration,
+    /// The bytes the queue holds (possibly already cut by the engine).
+    pub data: &'a [u8],
+    /// The frame's length on the wire.
+    pub orig_len: u32,
+    /// The engine interface it was tapped on (0, 1, … as in `if.stats`).
+    pub ifindex: u8,
+    /// Which tap saw it.
+    pub dir: Direction,
+}
+
+/// Why a capture could not start or stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// The options contradict each other or are out of range.
+    #[error("{0}")]
+    Options(String),
+    /// Binary pcap to a terminal would only garble it.
+    #[error("refusing to write binary pcap to a terminal: pipe it (collect - | tshark -r -) or give a file name")]
+    Terminal,
+    /// The packet queue could not be attached or read.
+    #[error(transparent)]
+    Queue(#[from] crate::pqueue::Error),
+    /// Writing an output file (or stdout) failed.
+    #[error("{file}: {source}")]
+    Write {
+        /// The file name, or `stdout`.
+        file: String,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -2,9 +2,13 @@
 //! arguments are parsed. They talk to the daemon through the control plane ([`crate::ctl`]),
 //! or run the engine, the queue and the language directly; nothing below imports them.
 
+pub mod collect;
+pub mod control;
 pub mod demo;
+pub mod ethertap;
 pub mod front;
 pub mod local;
+pub mod man;
 pub mod start;
 
 use crate::ixdp::Engine;

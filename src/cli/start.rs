@@ -84,15 +84,68 @@ pub struct StartArgs {
     pub if1: Option<String>,
 }
 
+/// Why `ethertap start` did not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `--preset FILE` names no file.
+    #[error("preset {}: no such file", .0.display())]
+    NoPreset(PathBuf),
+    /// The preset cannot be read.
+    #[error("preset {}: {source}", path.display())]
+    PresetRead {
+        /// The preset file.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The preset stopped with an RPCL error.
+    #[error(transparent)]
+    Preset(#[from] crate::rpcl::RpclError),
+    /// A daemon's pid file names a live process.
+    #[error("ethertap is already running (PID {0}); `ethertap stop` first")]
+    Running(i32),
+    /// A daemon answers on the console socket.
+    #[error("ethertap is already running ({} answers); `ethertap stop` first", .0.display())]
+    Answering(PathBuf),
+    /// The engine needs root.
+    #[error("the engine needs root (XDP programs, AF_XDP sockets)")]
+    NotRoot,
+    /// The stop signals cannot be caught.
+    #[error("installing the signal handler: {0}")]
+    Signal(#[source] std::io::Error),
+    /// The engine refused to start.
+    #[error("{0}")]
+    Engine(String),
+    /// The pid file.
+    #[error(transparent)]
+    PidFile(#[from] pidfile::PidFileError),
+    /// Going to the background or serving the console.
+    #[error(transparent)]
+    Daemon(#[from] daemon::DaemonError),
+}
+
 /// A parsed `--cpus` list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CpuList(pub Vec<usize>);
 
-pub fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
+/// A `--cpus` value that is not a CPU list.
+#[derive(Debug, thiserror::Error)]
+pub enum CpuListError {
+    /// One part is neither a number nor a range below 1024.
+    #[error("\"{0}\" is not a CPU number or range (e.g. 0,2-3)")]
+    BadPart(String),
+    /// Nothing was given.
+    #[error("empty CPU list")]
+    Empty,
+}
+
+/// Parses `--cpus`: numbers and ranges, comma separated (`1`, `0,2-3`).
+pub fn parse_cpu_list(s: &str) -> Result<CpuList, CpuListError> {
     let mut cpus = Vec::new();
     for part in s.split(',') {
         let part = part.trim();
-        let bad = || format!("\"{part}\" is not a CPU number or range (e.g. 0,2-3)");
+        let bad = || CpuListError::BadPart(part.to_string());
         if let Some((a, b)) = part.split_once('-') {
             let a: usize = a.trim().parse().map_err(|_| bad())?;
             let b: usize = b.trim().parse().map_err(|_| bad())?;
@@ -109,7 +162,7 @@ pub fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
         }
     }
     if cpus.is_empty() {
-        return Err("empty CPU list".into());
+        return Err(CpuListError::Empty);
     }
     Ok(CpuList(cpus))
 }
@@ -139,13 +192,13 @@ impl StartArgs {
     }
 
     /// The preset to run, if any: an explicit one must exist, the default one may be missing.
-    pub fn preset_file(&self) -> Result<Option<PathBuf>, String> {
+    pub fn preset_file(&self) -> Result<Option<PathBuf>, StartError> {
         if self.no_preset {
             return Ok(None);
         }
         match &self.preset {
             Some(p) if p.is_file() => Ok(Some(p.clone())),
-            Some(p) => Err(format!("preset {}: no such file", p.display())),
+            Some(p) => Err(StartError::NoPreset(p.clone())),
             None => {
                 let p = PathBuf::from(DEFAULT_PRESET);
                 Ok(p.is_file().then_some(p))
@@ -155,16 +208,22 @@ impl StartArgs {
 }
 
 /// Runs a preset file in `vm`.
-pub fn run_preset(vm: &mut Vm, file: &std::path::Path, out: &mut dyn Write) -> Result<(), String> {
-    let text =
-        std::fs::read_to_string(file).map_err(|e| format!("preset {}: {e}", file.display()))?;
-    vm.run_file(&file.display().to_string(), &text, out)
-        .map_err(|e| e.to_string())
+pub fn run_preset(
+    vm: &mut Vm,
+    file: &std::path::Path,
+    out: &mut dyn Write,
+) -> Result<(), StartError> {
+    let text = std::fs::read_to_string(file).map_err(|source| StartError::PresetRead {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    vm.run_file(&file.display().to_string(), &text, out)?;
+    Ok(())
 }
 
 /// `ethertap start` in the foreground. Returns when a signal (or the end of the console
 /// input) stops it, after the interfaces were restored.
-pub fn run_start(args: &StartArgs) -> Result<(), String> {
+pub fn run_start(args: &StartArgs) -> Result<(), StartError> {
     let preset = args.preset_file()?;
     let stop = Arc::new(AtomicBool::new(false));
     // On a terminal, Ctrl-C belongs to the console (it interrupts the running line, as in
@@ -175,11 +234,10 @@ pub fn run_start(args: &StartArgs) -> Result<(), String> {
         stop_signals.push(signal_hook::consts::SIGINT);
     }
     for sig in stop_signals {
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| format!("installing the signal handler: {e}"))?;
+        signal_hook::flag::register(sig, stop.clone()).map_err(StartError::Signal)?;
     }
 
-    let engine = Engine::start(args.engine_config())?;
+    let engine = Engine::start(args.engine_config()).map_err(StartError::Engine)?;
     let mut vm = super::engine_vm(&engine, &args.queue_name);
     // A stop also interrupts a running line, so a waiting word cannot delay it.
     let interrupt = vm.interrupt_handle();
@@ -256,23 +314,18 @@ fn console_until_stopped(vm: Vm, stop: &AtomicBool, engine: &Engine) {
 
 /// `ethertap start -d`: check what can be checked on the terminal, go to the background,
 /// start the engine, run the preset, serve the console socket until stopped.
-pub fn start_daemon(args: &StartArgs) -> Result<(), String> {
+pub fn start_daemon(args: &StartArgs) -> Result<(), StartError> {
     let preset = args.preset_file()?;
     let (_, pid_path) = pidfile::target("ethertap")?;
     if let Some(pid) = pidfile::running_pid(&pid_path) {
-        return Err(format!(
-            "ethertap is already running (PID {pid}); `ethertap stop` first"
-        ));
+        return Err(StartError::Running(pid));
     }
     let socket = crate::ctl::socket_path();
     if UnixStream::connect(&socket).is_ok() {
-        return Err(format!(
-            "ethertap is already running ({} answers); `ethertap stop` first",
-            socket.display()
-        ));
+        return Err(StartError::Answering(socket));
     }
     if !nix::unistd::geteuid().is_root() {
-        return Err("the engine needs root (XDP programs, AF_XDP sockets)".into());
+        return Err(StartError::NotRoot);
     }
     let log = daemon::log_path();
     let mut detached = daemon::detach(Some(&log))?;
@@ -301,7 +354,7 @@ fn start_in_background(
     socket: &std::path::Path,
     log: &std::path::Path,
     detached: &mut daemon::Detached,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     let crashed = pidfile::read_pid(pid_path).ok().flatten();
     let _pid_file = PidFile::create(pid_path, "ethertap")?;
     let config = args.engine_config();
@@ -313,11 +366,10 @@ fn start_in_background(
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| format!("installing the signal handler: {e}"))?;
+        signal_hook::flag::register(sig, stop.clone()).map_err(StartError::Signal)?;
     }
     let layout = config.layout;
-    let engine = Engine::start(config)?;
+    let engine = Engine::start(config).map_err(StartError::Engine)?;
     let mut vm = super::engine_vm(&engine, &args.queue_name);
     if let Some(p) = preset {
         if let Err(e) = run_preset(&mut vm, p, &mut std::io::stdout()) {
@@ -332,7 +384,7 @@ fn start_in_background(
         layout,
         stop,
     };
-    daemon::serve(engine, vm, setup, detached)
+    Ok(daemon::serve(engine, vm, setup, detached)?)
 }
 
 #[cfg(test)]
@@ -344,7 +396,7 @@ mod tests {
         assert_eq!(parse_cpu_list("1").unwrap().0, vec![1]);
         assert_eq!(parse_cpu_list("0,2-3").unwrap().0, vec![0, 2, 3]);
         let e = parse_cpu_list("0,x").unwrap_err();
-        assert!(e.contains("\"x\""), "{e}");
+        assert!(e.to_string().contains("\"x\""), "{e}");
         assert!(parse_cpu_list("3-1").is_err());
     }
 

@@ -21,6 +21,49 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Why going to the background or serving the console failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The log file cannot be opened for appending.
+    #[error("cannot open log file {}: {source}", path.display())]
+    Log {
+        /// The log file.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A system call of the detach sequence failed.
+    #[error("{what}: {source}")]
+    Sys {
+        /// The step (`fork`, `setsid`, …).
+        what: &'static str,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The console socket cannot be bound.
+    #[error("console socket {}: {source}", path.display())]
+    Socket {
+        /// The socket's path.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The console server's threads cannot start.
+    #[error("console server: {0}")]
+    Server(#[source] std::io::Error),
+}
+
+fn sys(what: &'static str, e: nix::Error) -> DaemonError {
+    sys_io(what, e.into())
+}
+
+fn sys_io(what: &'static str, source: std::io::Error) -> DaemonError {
+    DaemonError::Sys { what, source }
+}
+
 /// The background process's end of the start-up report; reports once.
 pub struct Detached {
     ready: Option<File>,
@@ -47,22 +90,25 @@ impl Detached {
 /// Fork twice, start a new session, change to `/`, stdin from /dev/null and stdout/stderr to
 /// `log` (or /dev/null). Returns in the background process only; the original process waits
 /// for the [`Detached`] report and exits with it. Must be called before any thread starts.
-pub fn detach(log: Option<&Path>) -> Result<Detached, String> {
+pub fn detach(log: Option<&Path>) -> Result<Detached, DaemonError> {
     let output = match log {
         Some(path) => OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?,
+            .map_err(|source| DaemonError::Log {
+                path: path.to_path_buf(),
+                source,
+            })?,
         None => OpenOptions::new()
             .write(true)
             .open("/dev/null")
-            .map_err(|e| format!("/dev/null: {e}"))?,
+            .map_err(|e| sys_io("/dev/null", e))?,
     };
-    let (read_end, write_end) = pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (read_end, write_end) = pipe().map_err(|e| sys("pipe", e))?;
     // SAFETY: no other thread runs yet (documented precondition), so the child may go on
     // running arbitrary code.
-    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+    match unsafe { fork() }.map_err(|e| sys("fork", e))? {
         ForkResult::Parent { .. } => {
             drop(write_end);
             wait_for_report(read_end)
@@ -70,17 +116,17 @@ pub fn detach(log: Option<&Path>) -> Result<Detached, String> {
         ForkResult::Child => {}
     }
     drop(read_end);
-    setsid().map_err(|e| format!("setsid: {e}"))?;
+    setsid().map_err(|e| sys("setsid", e))?;
     // SAFETY: as above, still single-threaded.
-    if let ForkResult::Parent { .. } = unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+    if let ForkResult::Parent { .. } = unsafe { fork() }.map_err(|e| sys("fork", e))? {
         // SAFETY: leave without running destructors or flushing stdio buffers twice.
         unsafe { libc::_exit(0) };
     }
-    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
-    let devnull = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
-    dup2_stdin(&devnull).map_err(|e| format!("stdin: {e}"))?;
-    dup2_stdout(&output).map_err(|e| format!("stdout: {e}"))?;
-    dup2_stderr(&output).map_err(|e| format!("stderr: {e}"))?;
+    std::env::set_current_dir("/").map_err(|e| sys_io("chdir /", e))?;
+    let devnull = File::open("/dev/null").map_err(|e| sys_io("/dev/null", e))?;
+    dup2_stdin(&devnull).map_err(|e| sys("stdin", e))?;
+    dup2_stdout(&output).map_err(|e| sys("stdout", e))?;
+    dup2_stderr(&output).map_err(|e| sys("stderr", e))?;
     Ok(Detached {
         ready: Some(File::from(write_end)),
     })
@@ -192,14 +238,17 @@ pub fn serve(
     vm: Vm,
     setup: DaemonSetup<'_>,
     detached: &mut Detached,
-) -> Result<(), String> {
+) -> Result<(), DaemonError> {
     let stop = setup.stop;
     let socket = setup.socket;
     let listener = match bind_private(socket) {
         Ok(l) => l,
-        Err(e) => {
+        Err(source) => {
             engine.stop();
-            return Err(format!("console socket {}: {e}", socket.display()));
+            return Err(DaemonError::Socket {
+                path: socket.to_path_buf(),
+                source,
+            });
         }
     };
     let pid = std::process::id();
@@ -217,7 +266,7 @@ pub fn serve(
         Err(e) => {
             engine.stop();
             let _ = std::fs::remove_file(socket);
-            return Err(format!("console server: {e}"));
+            return Err(DaemonError::Server(e));
         }
     };
     let summary = mode_summary(view.interfaces());

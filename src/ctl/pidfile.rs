@@ -19,9 +19,9 @@ pub fn run_dir() -> PathBuf {
 
 /// The program name and pid file of a control id: `ethertap`, `collect`, or the `--id` of
 /// a background `collect` (`/run/collect.ID.pid`).
-pub fn target(id: &str) -> Result<(&'static str, PathBuf), String> {
+pub fn target(id: &str) -> Result<(&'static str, PathBuf), PidFileError> {
     if id.is_empty() || id.contains('/') || id.starts_with('.') {
-        return Err(format!("invalid id {id:?}: use a plain name without '/'"));
+        return Err(PidFileError::BadId(id.to_string()));
     }
     Ok(match id {
         "ethertap" => ("ethertap", run_dir().join("ethertap.pid")),
@@ -53,6 +53,41 @@ pub fn running_pid(path: &Path) -> Option<i32> {
     read_pid(path).ok().flatten().filter(|&pid| is_alive(pid))
 }
 
+/// Why a pid file could not be named or created.
+#[derive(Debug, thiserror::Error)]
+pub enum PidFileError {
+    /// An `--id` or `control ID` that is not a plain name.
+    #[error("invalid id {0:?}: use a plain name without '/'")]
+    BadId(String),
+    /// A live process holds the pid file.
+    #[error("{program} is already running as PID {pid} (pid file {})", path.display())]
+    Running {
+        /// The program the pid file is for.
+        program: String,
+        /// The live holder.
+        pid: i32,
+        /// The pid file.
+        path: PathBuf,
+    },
+    /// Something else keeps creating the file while we replace a stale one.
+    #[error("{}: another process keeps creating it; is {program} starting twice?", path.display())]
+    Contended {
+        /// The program the pid file is for.
+        program: String,
+        /// The pid file.
+        path: PathBuf,
+    },
+    /// Reading or writing the file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: io::Error,
+    },
+}
+
 /// A pid file owned by this process; removed on drop (only while it still names us).
 #[derive(Debug)]
 pub struct PidFile {
@@ -63,7 +98,7 @@ pub struct PidFile {
 impl PidFile {
     /// Record this process in `path`. Refuses when a live process holds it; a stale file
     /// (its process gone) is taken over. `program` names the process in messages.
-    pub fn create(path: &Path, program: &str) -> Result<PidFile, String> {
+    pub fn create(path: &Path, program: &str) -> Result<PidFile, PidFileError> {
         let pid = std::process::id() as i32;
         // Written in full under a temporary name, then linked into place: a competitor never
         // reads a pid file that is still empty, and the link fails if one exists.
@@ -81,7 +116,10 @@ impl PidFile {
                 .open(&tmp)?;
             f.write_all(format!("{pid}\n").as_bytes())
         };
-        write_tmp().map_err(|e| format!("{}: {e}", tmp.display()))?;
+        write_tmp().map_err(|source| PidFileError::Io {
+            path: tmp.clone(),
+            source,
+        })?;
         let result = (|| {
             for _ in 0..3 {
                 match std::fs::hard_link(&tmp, path) {
@@ -94,27 +132,34 @@ impl PidFile {
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                         if let Some(other) = running_pid(path) {
                             if other != pid {
-                                return Err(format!(
-                                    "{program} is already running as PID {other} (pid file {})",
-                                    path.display()
-                                ));
+                                return Err(PidFileError::Running {
+                                    program: program.to_string(),
+                                    pid: other,
+                                    path: path.to_path_buf(),
+                                });
                             }
                         }
                         // Stale (its process is gone), garbled, or naming us: take it over.
                         let _ = std::fs::remove_file(path);
                     }
-                    Err(e) => return Err(format!("{}: {e}", path.display())),
+                    Err(source) => {
+                        return Err(PidFileError::Io {
+                            path: path.to_path_buf(),
+                            source,
+                        })
+                    }
                 }
             }
-            Err(format!(
-                "{}: another process keeps creating it; is {program} starting twice?",
-                path.display()
-            ))
+            Err(PidFileError::Contended {
+                program: program.to_string(),
+                path: path.to_path_buf(),
+            })
         })();
         let _ = std::fs::remove_file(&tmp);
         result
     }
 
+    /// Where the pid file is.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -131,7 +176,9 @@ impl Drop for PidFile {
 /// Outcome of `control ID status|stop`: the message to print and the exit status.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ControlReply {
+    /// The line to print (stdout on success, stderr otherwise).
     pub message: String,
+    /// The exit status: 0, 1, or [`NOT_RUNNING`].
     pub code: i32,
 }
 
@@ -220,7 +267,7 @@ mod tests {
         let parent = nix::unistd::getppid().as_raw();
         std::fs::write(&path, format!("{parent}\n")).unwrap();
         let err = PidFile::create(&path, "collect").unwrap_err();
-        assert!(err.contains(&format!("PID {parent}")), "{err}");
+        assert!(err.to_string().contains(&format!("PID {parent}")), "{err}");
         // Stale: a pid that cannot exist.
         std::fs::write(&path, "2147483000\n").unwrap();
         let pf = PidFile::create(&path, "collect").unwrap();

@@ -1,0 +1,191 @@
+//! `collect`: record packets from the packet queue to capture files. The binary only parses the arguments.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::capture::collect::{self, CollectOptions, DEFAULT_SNAPLEN};
+use crate::ctl::pidfile;
+use crate::pqueue::DEFAULT_NAME;
+use clap::{ArgAction, CommandFactory, Parser};
+
+const COPYRIGHT: &str = "collect, part of ethertap — Copyright (c) 2026 the ethertap developers.\n\
+Licensed under the MIT license or the Apache License 2.0, at your option.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "collect",
+    version,
+    disable_version_flag = true,
+    about = "Record packets from the ethertap packet queue to a pcap file",
+    after_help = "Rotated files are named as by tcpdump: OUTPUT, OUTPUT1, OUTPUT2 ... with -C/-G; \
+OUTPUT0 ... OUTPUT(N-1), reused in a ring, with -W N.\n\
+Stop a background collect with `control collect stop` (or `control ID stop` with --id ID).\n\
+Exit status: 0 success (a limit reached, or stopped by SIGINT/SIGTERM with the file complete); \
+1 error (no queue, cannot write OUTPUT, already running in the background); 2 usage error."
+)]
+pub struct Args {
+    /// Output file, or - for stdout
+    #[arg(required_unless_present_any = ["copyright", "completions"])]
+    output: Option<String>,
+    /// Stop after N bytes of packet data
+    #[arg(short = 'b', long = "blimit", value_name = "N")]
+    blimit: Option<u64>,
+    /// Stop after N packets (exactly N in the file)
+    #[arg(short = 'p', long = "plimit", value_name = "N")]
+    plimit: Option<u64>,
+    /// Queue name (a file in /dev/shm)
+    #[arg(short = 'q', long = "queue", value_name = "Q", default_value = DEFAULT_NAME)]
+    queue: String,
+    /// Keep the packets already waiting in the queue (default: empty it at start)
+    #[arg(short = 'n', long = "noreset")]
+    noreset: bool,
+    /// No progress display
+    #[arg(short = 's', long = "silent")]
+    silent: bool,
+    /// Detach into the background (absolute OUTPUT required; implies --silent)
+    #[arg(short = 'd', long = "daemon")]
+    daemon: bool,
+    /// Name of this background collector: pid file /run/collect.ID.pid, `control ID stop`
+    #[arg(long = "id", value_name = "NAME")]
+    id: Option<String>,
+    /// Timestamp packets with the time they were tapped instead of the time they are written
+    #[arg(long = "capture-time")]
+    capture_time: bool,
+    /// Write nanosecond-resolution pcap
+    #[arg(long = "nano")]
+    nano: bool,
+    /// Keep at most N bytes of each packet
+    #[arg(long = "snaplen", value_name = "N", default_value_t = DEFAULT_SNAPLEN)]
+    snaplen: u32,
+    /// Start a new file when the current one would exceed MB million bytes
+    #[arg(short = 'C', value_name = "MB")]
+    rotate_mb: Option<u64>,
+    /// Keep at most FILES files, overwriting the oldest (with -C or -G)
+    #[arg(short = 'W', value_name = "FILES")]
+    ring_files: Option<u32>,
+    /// Start a new file every SECONDS seconds
+    #[arg(short = 'G', value_name = "SECONDS")]
+    rotate_secs: Option<u64>,
+    /// Print the version
+    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+    version: Option<bool>,
+    /// Print the copyright
+    #[arg(short = 'c', long = "copyright")]
+    copyright: bool,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[arg(long = "completions", value_name = "SHELL")]
+    completions: Option<clap_complete::Shell>,
+}
+
+/// Runs the command the parsed arguments describe.
+pub fn run(args: Args) -> ExitCode {
+    if args.copyright {
+        println!("{COPYRIGHT}");
+        return ExitCode::SUCCESS;
+    }
+    if let Some(shell) = args.completions {
+        // Generated into memory: clap_complete panics when a pipe reader (`| head`) goes away.
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Args::command(), "collect", &mut script);
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+        return ExitCode::SUCCESS;
+    }
+    let output = args.output.clone().unwrap_or_default();
+    let opts = CollectOptions {
+        output: output.clone(),
+        queue: args.queue.clone(),
+        byte_limit: args.blimit,
+        packet_limit: args.plimit,
+        keep_waiting: args.noreset,
+        silent: args.silent || args.daemon,
+        capture_time: args.capture_time,
+        nano: args.nano,
+        snaplen: args.snaplen,
+        rotate_mb: args.rotate_mb,
+        rotate_secs: args.rotate_secs,
+        ring_files: args.ring_files,
+    };
+    if let Err(e) = opts.check() {
+        eprintln!("collect: {e}");
+        return ExitCode::from(2);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("collect: cannot handle signal {sig}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if args.daemon {
+        return run_in_background(&args, &opts, &stop);
+    }
+    match collect::run(&opts, &stop, &mut || {}) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("collect: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_in_background(args: &Args, opts: &CollectOptions, stop: &AtomicBool) -> ExitCode {
+    if opts.output == "-" || !Path::new(&opts.output).is_absolute() {
+        eprintln!("collect: --daemon needs an absolute OUTPUT file name (the background process runs in /)");
+        return ExitCode::from(2);
+    }
+    let id = args.id.as_deref().unwrap_or("collect");
+    let (program, pid_path) = match pidfile::target(id) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("collect: --id: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(pid) = pidfile::running_pid(&pid_path) {
+        eprintln!(
+            "collect: {program} is already running as PID {pid} (pid file {})",
+            pid_path.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    println!("collect going to background ...");
+    let mut detached = match crate::ctl::daemon::detach(None) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("collect: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _pid_file = match pidfile::PidFile::create(&pid_path, program) {
+        Ok(p) => p,
+        Err(e) => {
+            detached.failed(&format!("collect: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = collect::run(opts, stop, &mut || detached.started(""));
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("collect: {e}");
+            // Before start-up completed the waiting parent prints it; after, stderr is
+            // /dev/null and only the system log can tell.
+            detached.failed(&msg);
+            log_error(&msg);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn log_error(msg: &str) {
+    let Ok(text) = std::ffi::CString::new(msg.replace('\0', " ")) else {
+        return;
+    };
+    // SAFETY: constant format string with one C string argument.
+    unsafe {
+        libc::openlog(c"collect".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON);
+        libc::syslog(libc::LOG_ERR, c"%s".as_ptr(), text.as_ptr());
+    }
+}

@@ -1,0 +1,97 @@
+//! `control`: interactive session, status and stop of background processes. The binary only parses the arguments.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cli::front;
+use crate::ctl::pidfile;
+use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
+
+const COPYRIGHT: &str = "control, part of ethertap — Copyright (c) 2026 the ethertap developers.\n\
+Licensed under the MIT license or the Apache License 2.0, at your option.";
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Action {
+    /// Show whether the process runs, e.g. "collect PID 22880 running" (exit 0; 3 if not running)
+    Status,
+    /// Terminate it and wait for it to exit (exit 0; 3 if not running)
+    Stop,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "control",
+    version,
+    disable_version_flag = true,
+    about = "Control background ethertap processes",
+    after_help = "IDs: ethertap, collect, or the --id given to a background collect.\n\
+`control ethertap` opens the interactive `ok ` console in the daemon (one session at a time; \
+Ctrl-D leaves it, the daemon keeps running).\n\
+Exit status: 0 success, 1 error, 2 usage error, 3 not running.\n\
+Runtime files live in /run (ETHERTAP_RUN_DIR overrides it)."
+)]
+pub struct Args {
+    /// Background process: ethertap, collect, or a collect --id
+    #[arg(required_unless_present_any = ["copyright", "completions"])]
+    id: Option<String>,
+    /// What to do; without it, attach an interactive session (ethertap only)
+    action: Option<Action>,
+    /// Seconds `stop` waits for the process to exit
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    /// Print the version
+    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+    version: Option<bool>,
+    /// Print the copyright
+    #[arg(short = 'c', long = "copyright")]
+    copyright: bool,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[arg(long, value_name = "SHELL")]
+    completions: Option<clap_complete::Shell>,
+}
+
+/// Runs the command the parsed arguments describe.
+pub fn run(args: Args) -> ExitCode {
+    if args.copyright {
+        front::say(COPYRIGHT);
+        return ExitCode::SUCCESS;
+    }
+    if let Some(shell) = args.completions {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Args::command(), "control", &mut script);
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+        return ExitCode::SUCCESS;
+    }
+    let id = args.id.unwrap_or_default();
+    let (program, path) = match pidfile::target(&id) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("control: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let timeout = Duration::from_secs(args.timeout);
+    if program == "ethertap" {
+        // The daemon answers on its console socket: richer status, and a stop that restores
+        // the interfaces before the process exits.
+        return match args.action {
+            None => front::attach(),
+            Some(Action::Status) => front::status(),
+            Some(Action::Stop) => front::stop(timeout),
+        };
+    }
+    let reply = match args.action {
+        Some(Action::Status) => pidfile::control_status(program, &path),
+        Some(Action::Stop) => pidfile::control_stop(program, &path, timeout),
+        None => {
+            eprintln!("control: collect has no interactive session; use `control {id} status` or `control {id} stop`");
+            return ExitCode::from(2);
+        }
+    };
+    if reply.code == 0 {
+        front::say(&reply.message);
+    } else {
+        eprintln!("{}", reply.message);
+    }
+    ExitCode::from(reply.code as u8)
+}

@@ -1,0 +1,127 @@
+//! `ethertap`: the engine, the RPCL front ends and the demo. The binary only parses the arguments.
+
+use crate::cli::start::StartArgs;
+use crate::cli::{self, front};
+use clap::{CommandFactory, Parser, Subcommand};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "ethertap",
+    version,
+    about = "AF_XDP software Ethernet TAP and transparent bridge, driven by RPCL",
+    after_help = "Exit status: 0 success, 1 error, 2 usage error, 3 status/stop without a running daemon.\n\
+Runtime files: /run/ethertap.pid, /run/ethertap.sock (ETHERTAP_RUN_DIR overrides /run); \
+daemon log /var/log/ethertap.log (ETHERTAP_LOG)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Start the engine on IF0 (mirror mode) or IF0 and IF1 (bridge mode): with an `ok `
+    /// console on a terminal, or in the background with -d.
+    Start {
+        /// Detach and run as a daemon (pid file, console socket, log file).
+        #[arg(short = 'd', long)]
+        daemon: bool,
+        #[command(flatten)]
+        args: StartArgs,
+    },
+    /// Run an RPCL script in the daemon's VM (a local VM when no daemon runs).
+    Run {
+        /// Run in a local VM even when a daemon is running.
+        #[arg(long)]
+        local: bool,
+        /// The script to run.
+        file: String,
+        /// Arguments for the script (`argc`, `arg`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run one line of RPCL in the daemon's VM (a local VM when no daemon runs).
+    Eval {
+        /// Run in a local VM even when a daemon is running.
+        #[arg(long)]
+        local: bool,
+        /// The words to run.
+        #[arg(allow_hyphen_values = true)]
+        line: String,
+    },
+    /// Compile a script without running it and report every error.
+    Check {
+        /// The script to compile.
+        file: String,
+        /// Print the bytecode.
+        #[arg(long)]
+        disasm: bool,
+    },
+    /// Interactive `ok ` console in the daemon's VM (a local VM when no daemon runs).
+    Console {
+        /// Use a local VM even when a daemon is running.
+        #[arg(long)]
+        local: bool,
+    },
+    /// Show the daemon's pid, uptime, interfaces, mode and packet queue.
+    Status,
+    /// Stop the daemon cleanly (XDP detached, interfaces restored).
+    Stop {
+        /// Seconds to wait for the daemon to exit.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Build a throw-away lab, bridge it, send traffic, tap and record it, remove the lab.
+    Demo {
+        /// Directory for the pcap file.
+        #[arg(long, default_value = ".")]
+        out_dir: std::path::PathBuf,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+}
+
+/// Runs the command the parsed arguments describe.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Start { daemon: true, args } => match cli::start::start_daemon(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ethertap start: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Start {
+            daemon: false,
+            args,
+        } => match cli::start::run_start(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ethertap start: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { file, args, local } => front::run(&file, args, local),
+        Command::Eval { line, local } => front::eval(&line, local),
+        Command::Check { file, disasm } => cli::local::check(&file, disasm),
+        Command::Console { local } => front::console(local),
+        Command::Status => front::status(),
+        Command::Stop { timeout } => front::stop(Duration::from_secs(timeout)),
+        Command::Demo { out_dir } => match cli::demo::run(&out_dir) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ethertap demo: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Completions { shell } => {
+            // Generated into memory: clap_complete panics when a pipe reader goes away.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ethertap", &mut script);
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            ExitCode::SUCCESS
+        }
+    }
+}
