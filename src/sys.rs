@@ -44,3 +44,38 @@ fn task_alive(path: &str) -> bool {
         Err(_) => true,
     }
 }
+
+/// When process `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`):
+/// together with the pid it names one process, even after the pid is reused.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from its end.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// True when `pid` is alive and is the process that started at `start` (as [`start_time`]
+/// reported it); a `start` of 0 accepts any live process with that pid.
+pub fn is_same_process(pid: i32, start: u64) -> bool {
+    is_alive(pid) && (start == 0 || start_time(pid) == Some(start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_has_a_stable_start_time() {
+        let me = std::process::id() as i32;
+        assert!(is_alive(me));
+        let t = start_time(me).expect("our own /proc entry");
+        assert!(t > 0);
+        assert_eq!(start_time(me), Some(t));
+        assert!(is_same_process(me, t));
+        assert!(
+            !is_same_process(me, t + 1),
+            "another start time is another process"
+        );
+        assert!(!is_alive(0) && !is_alive(-1));
+    }
+}

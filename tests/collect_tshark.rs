@@ -293,6 +293,7 @@ fn snaplen_nano_capture_time_and_byte_limit() {
         Layout {
             slots: 4096,
             slot_size: 1024,
+            ..Layout::default()
         },
     )
     .unwrap();

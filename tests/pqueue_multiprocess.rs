@@ -163,6 +163,7 @@ fn a_consumer_killed_mid_stream_does_not_stop_the_others_or_the_producers() {
     let layout = Layout {
         slots: 1024,
         slot_size: 256,
+        ..Layout::default()
     };
     let _daemon = Producer::open(&lab.queue, layout).unwrap();
     let consumers: Vec<_> = (0..3).map(|n| lab.consumer(n)).collect();
@@ -237,6 +238,7 @@ fn a_full_queue_counts_full_and_loses_nothing_it_inserted() {
     let layout = Layout {
         slots: 16,
         slot_size: 128,
+        ..Layout::default()
     };
     let _daemon = Producer::open(&lab.queue, layout).unwrap();
     let (c, path) = lab.consumer(0);
@@ -285,6 +287,7 @@ fn consumers_started_first_create_the_queue_and_follow_the_daemon_reinit() {
     let layout = Layout {
         slots: 64,
         slot_size: 512,
+        ..Layout::default()
     };
     let p = Producer::open(&lab.queue, layout).unwrap();
     let mut f = testgen::frame(300, 9);

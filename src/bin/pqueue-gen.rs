@@ -84,7 +84,14 @@ fn main() -> ExitCode {
             slot_size,
         } => {
             let producer = match open {
-                Some(slots) => Producer::open(&queue, Layout { slots, slot_size }),
+                Some(slots) => Producer::open(
+                    &queue,
+                    Layout {
+                        slots,
+                        slot_size,
+                        ..Layout::default()
+                    },
+                ),
                 None => Producer::attach(&queue),
             };
             producer.map_err(|e| e.to_string()).map(|p| {

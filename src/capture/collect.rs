@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::sink::Sink;
-use super::{CaptureError, Record};
+use super::{CaptureError, Format, Record};
 use crate::pqueue::{Batch, Consumer};
 
 /// Snap length written in the pcap header when `--snaplen` is not given (as tcpdump).
@@ -31,8 +31,11 @@ pub struct CollectOptions {
     pub keep_waiting: bool,
     /// No progress display.
     pub silent: bool,
-    /// Timestamp records with the time the engine tapped the frame, not the write time.
+    /// Timestamp records with the time the engine tapped the frame, not the write time
+    /// (pcapng always does).
     pub capture_time: bool,
+    /// Write pcapng (also chosen by an OUTPUT ending in `.pcapng`).
+    pub pcapng: bool,
     /// Nanosecond timestamps.
     pub nano: bool,
     /// Keep at most this many bytes of each frame.
@@ -76,6 +79,15 @@ impl CollectOptions {
             return bad("--snaplen must be at least 1");
         }
         Ok(())
+    }
+
+    /// The file format: pcapng when asked for or when OUTPUT ends in `.pcapng`.
+    pub fn format(&self) -> Format {
+        if self.pcapng || self.output.ends_with(".pcapng") {
+            Format::PcapNg
+        } else {
+            Format::Pcap
+        }
     }
 
     /// Name of the `index`-th file (0-based): tcpdump's scheme. Without rotation, OUTPUT;
@@ -133,7 +145,9 @@ pub fn run(
         consumer.reset()?;
     }
     let full_at_start = consumer.status()?.full;
-    let mut sink = Sink::new(opts)?;
+    let mut sink = Sink::new(opts, consumer.queue())?;
+    let mut generation = consumer.queue().generation();
+    let capture_time = opts.capture_time || opts.format() == Format::PcapNg;
     started();
 
     let bar = progress_bar(opts.silent);
@@ -171,19 +185,26 @@ pub fn run(
                 }
             }
             let n = consumer.pop_wait(&mut batch, want, Duration::from_millis(100))?;
+            if consumer.queue().generation() != generation {
+                generation = consumer.queue().generation();
+                sink.engine_changed(consumer.queue())?;
+            }
+            let ports = consumer.queue_ref();
             for p in batch.iter() {
-                let ts = if opts.capture_time {
+                let ts = if capture_time {
                     Duration::from_nanos(p.ts_ns)
                 } else {
                     wall_clock()
                 };
-                sink.write(&Record {
+                let rec = Record {
                     ts,
                     data: p.data,
                     orig_len: p.orig_len,
                     ifindex: p.ifindex,
                     dir: p.dir,
-                })?;
+                    marks: p.marks,
+                };
+                sink.write(&rec, ports)?;
                 report.packets += 1;
                 report.bytes += p.data.len().min(opts.snaplen as usize) as u64;
             }
@@ -215,7 +236,7 @@ pub fn run(
             }
         }
     })();
-    let closed = sink.close();
+    let closed = sink.close(consumer.queue());
     bar.finish_and_clear();
     if let Ok(s) = consumer.status() {
         report.queue_drops = s.full.saturating_sub(full_at_start);
@@ -255,6 +276,7 @@ mod tests {
             keep_waiting: false,
             silent: true,
             capture_time: false,
+            pcapng: false,
             nano: false,
             snaplen: DEFAULT_SNAPLEN,
             rotate_mb: None,

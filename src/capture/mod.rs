@@ -1,15 +1,44 @@
 //! Captures: what `collect` does with the frames it takes from the packet queue. The queue is
-//! [`crate::pqueue`]; here are the file formats ([`pcap`]), the output with its rotation
-//! ([`sink`]) and the loop that ties them together with limits and progress ([`collect`]).
-//! A new output format goes beside [`pcap`] and becomes one more arm of [`sink::FileWriter`].
+//! [`crate::pqueue`]; here are the file formats ([`pcap`], [`pcapng`]), the output with its
+//! rotation ([`sink`]) and the loop that ties them together with limits and progress
+//! ([`collect`]). A new output format goes beside them and becomes one more arm of
+//! [`sink::FileWriter`].
 
 pub mod collect;
 pub mod pcap;
+pub mod pcapng;
 pub mod sink;
 
 use std::time::Duration;
 
-use crate::pqueue::Direction;
+use crate::pqueue::{Direction, IfCounts, InterfaceDesc, Marks, Queue};
+
+/// What a capture file may say about the engine's ports besides their frames: how the
+/// engine described them and its counters (both recorded in the queue segment).
+pub trait PortInfo {
+    /// The engine's description of interface `index`, if it gave one.
+    fn interface(&self, index: usize) -> Option<InterfaceDesc>;
+    /// Frames interface `index` received and tapped frames of it that found no room.
+    fn counts(&self, index: usize) -> IfCounts;
+}
+
+impl PortInfo for Queue {
+    fn interface(&self, index: usize) -> Option<InterfaceDesc> {
+        Queue::interface(self, index)
+    }
+    fn counts(&self, index: usize) -> IfCounts {
+        self.if_counts(index)
+    }
+}
+
+/// The file format collect writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Classic pcap (the default).
+    Pcap,
+    /// pcapng: ports, directions, capture times, fault marks, statistics.
+    PcapNg,
+}
 
 pub use collect::{run, CollectOptions, CollectReport, DEFAULT_SNAPLEN};
 
@@ -26,6 +55,8 @@ pub struct Record<'a> {
     pub ifindex: u8,
     /// Which tap saw it.
     pub dir: Direction,
+    /// What fault injection did to it.
+    pub marks: Marks,
 }
 
 /// Why a capture could not start or stopped early.

@@ -1,5 +1,6 @@
 //! The output of a capture: one stream (a file or stdout), or a sequence of rotated files
-//! named as tcpdump names them, each a complete capture file of its own.
+//! named as tcpdump names them, each a complete capture file of its own (a pcapng file with
+//! its own section header, interface descriptions and statistics).
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -7,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::collect::CollectOptions;
 use super::pcap::{self, PcapFile};
-use super::{CaptureError, Record};
+use super::pcapng::PcapNgFile;
+use super::{CaptureError, Format, PortInfo, Record};
 
 /// Where records go: buffered, so that a record costs no syscall.
 type Output = BufWriter<Box<dyn Write>>;
@@ -16,32 +18,29 @@ type Output = BufWriter<Box<dyn Write>>;
 pub enum FileWriter {
     /// Classic pcap.
     Pcap(PcapFile<Output>),
+    /// pcapng.
+    PcapNg(PcapNgFile<Output>),
 }
 
 impl FileWriter {
-    fn write(&mut self, rec: &Record<'_>) -> io::Result<u64> {
+    fn write(&mut self, rec: &Record<'_>, ports: &dyn PortInfo) -> io::Result<u64> {
         match self {
             FileWriter::Pcap(f) => f.write(rec),
-        }
-    }
-
-    fn record_len(&self, rec: &Record<'_>, snaplen: u32) -> u64 {
-        match self {
-            FileWriter::Pcap(_) => {
-                PcapFile::<Output>::record_len(rec.data.len().min(snaplen as usize))
-            }
+            FileWriter::PcapNg(f) => f.write(rec, ports),
         }
     }
 
     fn output(&mut self) -> &mut Output {
         match self {
             FileWriter::Pcap(f) => f.get_mut(),
+            FileWriter::PcapNg(f) => f.get_mut(),
         }
     }
 
-    fn finish(self) -> io::Result<Output> {
+    fn finish(self, ports: &dyn PortInfo) -> io::Result<Output> {
         match self {
             FileWriter::Pcap(f) => Ok(f.finish()),
+            FileWriter::PcapNg(f) => f.finish(ports, crate::pqueue::now_ns()),
         }
     }
 }
@@ -59,7 +58,7 @@ pub struct Sink<'a> {
 
 impl<'a> Sink<'a> {
     /// Opens the first file (or stdout).
-    pub fn new(opts: &'a CollectOptions) -> Result<Sink<'a>, CaptureError> {
+    pub fn new(opts: &'a CollectOptions, ports: &dyn PortInfo) -> Result<Sink<'a>, CaptureError> {
         let mut s = Sink {
             opts,
             writer: None,
@@ -68,7 +67,7 @@ impl<'a> Sink<'a> {
             file_bytes: 0,
             opened: Instant::now(),
         };
-        s.open()?;
+        s.open(ports)?;
         Ok(s)
     }
 
@@ -84,7 +83,7 @@ impl<'a> Sink<'a> {
         }
     }
 
-    fn open(&mut self) -> Result<(), CaptureError> {
+    fn open(&mut self, ports: &dyn PortInfo) -> Result<(), CaptureError> {
         let out: Box<dyn Write> = if self.opts.output == "-" {
             self.name = "stdout".into();
             Box::new(io::stdout())
@@ -93,24 +92,37 @@ impl<'a> Sink<'a> {
             Box::new(File::create(&self.name).map_err(|e| self.failed(e))?)
         };
         let out = BufWriter::with_capacity(1 << 18, out);
-        let file =
-            PcapFile::create(out, self.opts.snaplen, self.opts.nano).map_err(|e| self.failed(e))?;
-        self.writer = Some(FileWriter::Pcap(file));
+        let writer = match self.opts.format() {
+            Format::Pcap => {
+                PcapFile::create(out, self.opts.snaplen, self.opts.nano).map(FileWriter::Pcap)
+            }
+            Format::PcapNg => PcapNgFile::create(out, self.opts.snaplen, crate::pqueue::now_ns())
+                .and_then(|mut f| f.describe_known(ports).map(|_| f))
+                .map(FileWriter::PcapNg),
+        };
+        self.writer = Some(writer.map_err(|e| self.failed(e))?);
         self.file_bytes = pcap::FILE_HEADER_LEN;
         self.opened = Instant::now();
         Ok(())
     }
 
-    /// Ends the current file (flushed whole); nothing is open afterwards.
-    pub fn close(&mut self) -> Result<(), CaptureError> {
+    /// Ends the current file (statistics written, flushed whole); nothing is open afterwards.
+    pub fn close(&mut self, ports: &dyn PortInfo) -> Result<(), CaptureError> {
         if let Some(w) = self.writer.take() {
-            let mut out = w.finish().map_err(|e| self.failed(e))?;
+            let mut out = w.finish(ports).map_err(|e| self.failed(e))?;
             out.flush().map_err(|e| self.failed(e))?;
         }
         Ok(())
     }
 
-    fn rotate_if_due(&mut self, record_len: u64) -> Result<(), CaptureError> {
+    /// Ends the current file and starts the next one.
+    fn rotate(&mut self, ports: &dyn PortInfo) -> Result<(), CaptureError> {
+        self.close(ports)?;
+        self.index += 1;
+        self.open(ports)
+    }
+
+    fn rotate_if_due(&mut self, record_len: u64, ports: &dyn PortInfo) -> Result<(), CaptureError> {
         let by_size = self.opts.rotate_mb.is_some_and(|mb| {
             self.file_bytes > pcap::FILE_HEADER_LEN
                 && self.file_bytes + record_len > mb.saturating_mul(1_000_000)
@@ -120,28 +132,37 @@ impl<'a> Sink<'a> {
             .rotate_secs
             .is_some_and(|s| self.opened.elapsed() >= Duration::from_secs(s));
         if by_size || by_time {
-            self.close()?;
-            self.index += 1;
-            self.open()?;
+            self.rotate(ports)?;
         }
         Ok(())
     }
 
     /// Appends one record, starting a new file first when rotation is due.
-    pub fn write(&mut self, rec: &Record<'_>) -> Result<(), CaptureError> {
-        let len = match &self.writer {
-            Some(w) => w.record_len(rec, self.opts.snaplen),
-            None => 0,
-        };
-        self.rotate_if_due(len)?;
+    pub fn write(&mut self, rec: &Record<'_>, ports: &dyn PortInfo) -> Result<(), CaptureError> {
+        // About the size of the record: exact for pcap, a close upper bound for pcapng.
+        let estimate = 16 + 48 + rec.data.len().min(self.opts.snaplen as usize) as u64;
+        self.rotate_if_due(estimate, ports)?;
         let w = self
             .writer
             .as_mut()
             .expect("a file is open between open() and close()");
-        let written = w.write(rec);
+        let written = w.write(rec, ports);
         let written = written.map_err(|e| self.failed(e))?;
         self.file_bytes += written;
         Ok(())
+    }
+
+    /// Follows an engine that was restarted under the same queue: a pcapng file whose ports
+    /// the engine now describes differently goes on in a new section, so that no frame is
+    /// filed under the wrong port.
+    pub fn engine_changed(&mut self, ports: &dyn PortInfo) -> Result<(), CaptureError> {
+        let r = match &mut self.writer {
+            Some(FileWriter::PcapNg(f)) if f.ports_changed(ports) => {
+                f.new_section(ports, crate::pqueue::now_ns())
+            }
+            _ => Ok(()),
+        };
+        r.map_err(|e| self.failed(e))
     }
 
     /// Hands what is buffered to the file or pipe.

@@ -18,7 +18,7 @@ Licensed under the MIT license or the Apache License 2.0, at your option.";
     name = "collect",
     version,
     disable_version_flag = true,
-    about = "Record packets from the ethertap packet queue to a pcap file",
+    about = "Record packets from the ethertap packet queue to a pcap or pcapng file",
     after_help = "Rotated files are named as by tcpdump: OUTPUT, OUTPUT1, OUTPUT2 ... with -C/-G; \
 OUTPUT0 ... OUTPUT(N-1), reused in a ring, with -W N.\n\
 Stop a background collect with `control collect stop` (or `control ID stop` with --id ID).\n\
@@ -53,6 +53,10 @@ pub struct Args {
     /// Timestamp packets with the time they were tapped instead of the time they are written
     #[arg(long = "capture-time")]
     capture_time: bool,
+    /// Write pcapng: one interface per engine port, direction, capture time, fault marks and
+    /// statistics (also chosen by an OUTPUT ending in .pcapng)
+    #[arg(long = "pcapng")]
+    pcapng: bool,
     /// Write nanosecond-resolution pcap
     #[arg(long = "nano")]
     nano: bool,
@@ -101,6 +105,7 @@ pub fn run(args: Args) -> ExitCode {
         keep_waiting: args.noreset,
         silent: args.silent || args.daemon,
         capture_time: args.capture_time,
+        pcapng: args.pcapng,
         nano: args.nano,
         snaplen: args.snaplen,
         rotate_mb: args.rotate_mb,

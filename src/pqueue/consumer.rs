@@ -4,8 +4,8 @@
 use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 
-use super::segment::{Segment, SLOT_META};
-use super::{Direction, Error, Layout};
+use super::segment::{Ring, Segment, SLOT_META};
+use super::{Direction, Error, InterfaceDesc, Layout, Marks};
 
 /// How long a consumer that finds the ring empty keeps polling before it goes to sleep.
 const DEFAULT_SPIN: Duration = Duration::from_micros(50);
@@ -13,15 +13,22 @@ const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 /// A snapshot of a queue's counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
+    /// The queue's name.
     pub name: String,
-    /// Next position a producer writes / a consumer reads, counted from the creation of
-    /// this generation; `format` shows them as slot indices, like the original.
+    /// Next position a producer writes, counted from the creation of this generation (lane
+    /// 0 of a laned queue); `format` shows it as a slot index, like the original.
     pub head: u64,
+    /// Next position a consumer reads (lane 0 of a laned queue).
     pub tail: u64,
+    /// Packets put in since the last reset (all lanes).
     pub inserted: u64,
+    /// Packets refused because their lane was full (all lanes).
     pub full: u64,
+    /// Packets taken out by any consumer (all lanes).
     pub retrieved: u64,
+    /// The queue's layout.
     pub layout: Layout,
+    /// Its generation (1 when created, +1 per re-initialisation).
     pub generation: u64,
 }
 
@@ -31,7 +38,7 @@ impl Status {
         self.head.saturating_sub(self.tail)
     }
 
-    /// The `tap.queue.status` text of product.md §4.
+    /// The `tap.queue.status` text (docs/pqueue.md).
     pub fn format(&self) -> String {
         let slots = self.layout.slots as u64;
         let mut s = format!("packet queue {}\n", self.name);
@@ -55,6 +62,7 @@ struct Item {
     ts_ns: u64,
     ifindex: u8,
     dir: Direction,
+    marks: Marks,
 }
 
 /// Packets taken out of the queue, owned by the consumer; reused from batch to batch so
@@ -68,14 +76,22 @@ pub struct Batch {
 /// One packet of a batch.
 #[derive(Clone, Copy, Debug)]
 pub struct Packet<'a> {
+    /// The bytes stored (the frame, possibly cut).
     pub data: &'a [u8],
+    /// The frame's length on the wire.
     pub orig_len: u32,
+    /// Capture time, ns since the Unix epoch.
     pub ts_ns: u64,
+    /// The engine interface it was tapped on.
     pub ifindex: u8,
+    /// The tap that saw it.
     pub dir: Direction,
+    /// What fault injection did to it.
+    pub marks: Marks,
 }
 
 impl Batch {
+    /// An empty batch.
     pub fn new() -> Batch {
         Batch::default()
     }
@@ -86,16 +102,20 @@ impl Batch {
             items: Vec::with_capacity(packets),
         }
     }
+    /// Forgets the packets, keeps the memory.
     pub fn clear(&mut self) {
         self.data.clear();
         self.items.clear();
     }
+    /// Packets in the batch.
     pub fn len(&self) -> usize {
         self.items.len()
     }
+    /// True when the batch holds no packet.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
+    /// Packet `i`, in queue order.
     pub fn get(&self, i: usize) -> Option<Packet<'_>> {
         self.items.get(i).map(|it| Packet {
             data: &self.data[it.start..it.start + it.cap_len as usize],
@@ -103,8 +123,10 @@ impl Batch {
             ts_ns: it.ts_ns,
             ifindex: it.ifindex,
             dir: it.dir,
+            marks: it.marks,
         })
     }
+    /// The packets in queue order.
     pub fn iter(&self) -> impl Iterator<Item = Packet<'_>> {
         (0..self.len()).filter_map(|i| self.get(i))
     }
@@ -113,17 +135,18 @@ impl Batch {
 /// Copy the packet at position `pos` into `batch` and commit with the one CAS that both
 /// claims and frees the slot. False when another consumer committed it first (its copy is
 /// then dropped: it may have been torn by a producer already reusing the slot).
-fn take_slot(seg: &Segment, pos: u64, batch: &mut Batch) -> bool {
+fn take_slot(seg: Ring<'_>, pos: u64, batch: &mut Batch) -> bool {
     let meta = seg.meta(pos);
     // SAFETY: in-bounds slot. The reads may race with a producer that reuses the slot after
     // another consumer freed it; such a copy is never used because our CAS then fails.
-    let (cap, orig_len, ts_ns, ifindex, dir) = unsafe {
+    let (cap, orig_len, ts_ns, ifindex, dir, marks) = unsafe {
         (
-            (std::ptr::read_volatile(&(*meta).cap_len)).min(seg.slot_size) as usize,
+            (std::ptr::read_volatile(&(*meta).cap_len)).min(seg.slot_size()) as usize,
             std::ptr::read_volatile(&(*meta).orig_len),
             std::ptr::read_volatile(&(*meta).ts_ns),
             std::ptr::read_volatile(&(*meta).ifindex),
             std::ptr::read_volatile(&(*meta).dir),
+            std::ptr::read_volatile(&(*meta).marks),
         )
     };
     let start = batch.data.len();
@@ -155,6 +178,7 @@ fn take_slot(seg: &Segment, pos: u64, batch: &mut Batch) -> bool {
             ts_ns,
             ifindex,
             dir: Direction::from_byte(dir),
+            marks: Marks::from_bits(marks),
         });
     }
     committed
@@ -163,7 +187,7 @@ fn take_slot(seg: &Segment, pos: u64, batch: &mut Batch) -> bool {
 /// Take up to `max` packets in order from the tail: lease the run of ready slots by moving
 /// the tail past it, then commit each slot. The lease only keeps consumers off each
 /// other's slots; correctness rests on the per-slot CAS.
-fn take(seg: &Segment, batch: &mut Batch, max: usize) -> usize {
+fn take(seg: Ring<'_>, batch: &mut Batch, max: usize) -> usize {
     let hdr = seg.header();
     let mut got = 0;
     while got < max {
@@ -215,7 +239,7 @@ fn take(seg: &Segment, batch: &mut Batch, max: usize) -> usize {
 
 /// Positions behind the tail whose slots are still full: packets leased by a consumer that
 /// has not committed them yet, because it is busy, preempted, or dead.
-fn behind_tail(seg: &Segment, found: &mut Vec<u64>) {
+fn behind_tail(seg: Ring<'_>, found: &mut Vec<u64>) {
     found.clear();
     let tail = seg.header().tail.0.load(Ordering::Acquire);
     for p in tail.saturating_sub(seg.slots)..tail {
@@ -225,7 +249,7 @@ fn behind_tail(seg: &Segment, found: &mut Vec<u64>) {
     }
 }
 
-fn take_positions(seg: &Segment, positions: &[u64], batch: &mut Batch, max: usize) -> usize {
+fn take_positions(seg: Ring<'_>, positions: &[u64], batch: &mut Batch, max: usize) -> usize {
     let mut got = 0;
     for &p in positions {
         if got >= max {
@@ -266,7 +290,7 @@ impl Sweeper {
         }
     }
 
-    fn sweep(&mut self, seg: &Segment, batch: &mut Batch, max: usize) -> usize {
+    fn sweep(&mut self, seg: Ring<'_>, batch: &mut Batch, max: usize) -> usize {
         if self.last.is_some_and(|t| t.elapsed() < SWEEP_EVERY) {
             return 0;
         }
@@ -278,6 +302,16 @@ impl Sweeper {
         behind_tail(seg, &mut self.suspects);
         got
     }
+}
+
+/// Frames an interface received and frames tapped on it that found no room (from the
+/// engine's counters in the segment; since the segment was created).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfCounts {
+    /// Frames received on the interface.
+    pub received: u64,
+    /// Tapped frames of the interface refused because their lane was full.
+    pub full: u64,
 }
 
 /// A handle on a queue for status and reset (what `tap.queue.status/reset` use).
@@ -311,6 +345,7 @@ impl Queue {
         Ok(true)
     }
 
+    /// The queue's name.
     pub fn name(&self) -> &str {
         &self.seg.name
     }
@@ -318,74 +353,134 @@ impl Queue {
     pub fn path(&self) -> &std::path::Path {
         &self.seg.path
     }
+    /// The layout of the generation we are attached to.
     pub fn layout(&self) -> Layout {
-        self.seg.layout()
+        self.seg.layout
     }
+    /// The generation we are attached to.
     pub fn generation(&self) -> u64 {
         self.seg.generation
     }
 
+    /// The counters, summed over the lanes (head and tail of lane 0).
     pub fn status(&mut self) -> Result<Status, Error> {
         self.refresh()?;
-        let hdr = self.seg.header();
-        let head = hdr.head.0.load(Ordering::Acquire);
-        Ok(Status {
+        let mut st = Status {
             name: self.seg.name.clone(),
-            head,
-            tail: hdr.tail.0.load(Ordering::Acquire).min(head),
-            inserted: head.saturating_sub(hdr.inserted_base.0.load(Ordering::Relaxed)),
-            full: hdr.full.0.load(Ordering::Relaxed),
-            retrieved: hdr.retrieved.0.load(Ordering::Relaxed),
-            layout: self.seg.layout(),
+            head: 0,
+            tail: 0,
+            inserted: 0,
+            full: 0,
+            retrieved: 0,
+            layout: self.seg.layout,
             generation: self.seg.generation,
-        })
+        };
+        for (k, ring) in self.seg.rings().enumerate() {
+            let hdr = ring.header();
+            let head = hdr.head.0.load(Ordering::Acquire);
+            if k == 0 {
+                st.head = head;
+                st.tail = hdr.tail.0.load(Ordering::Acquire).min(head);
+            }
+            st.inserted += head.saturating_sub(hdr.inserted_base.0.load(Ordering::Relaxed));
+            st.full += hdr.full.0.load(Ordering::Relaxed);
+            st.retrieved += hdr.retrieved.0.load(Ordering::Relaxed);
+        }
+        Ok(st)
+    }
+
+    /// The engine's description of its interface `index`, once the engine wrote it.
+    pub fn interface(&self, index: usize) -> Option<InterfaceDesc> {
+        let slot = self.seg.if_slot(index)?;
+        // SAFETY: an in-bounds entry of the header; its fields are complete once `valid`
+        // (stored last with Release by the producer) is non-zero.
+        unsafe {
+            let valid = (*slot).valid.load(Ordering::Acquire);
+            if valid == 0 {
+                return None;
+            }
+            let text = |b: &[u8]| {
+                let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+                String::from_utf8_lossy(&b[..end]).into_owned()
+            };
+            Some(InterfaceDesc {
+                name: text(&std::ptr::read_volatile(&(*slot).name)),
+                driver: text(&std::ptr::read_volatile(&(*slot).driver)),
+                mac: (valid & 2 != 0).then(|| std::ptr::read_volatile(&(*slot).mac)),
+                mtu: std::ptr::read_volatile(&(*slot).mtu),
+                speed_mbps: std::ptr::read_volatile(&(*slot).speed_mbps),
+            })
+        }
+    }
+
+    /// The engine's counters of interface `index` (zero for an interface it does not have).
+    pub fn if_counts(&self, index: usize) -> IfCounts {
+        self.seg
+            .header()
+            .if_counters
+            .get(index)
+            .map_or(IfCounts::default(), |c| IfCounts {
+                received: c.rx.0.load(Ordering::Relaxed),
+                full: c.full.0.load(Ordering::Relaxed),
+            })
+    }
+
+    /// The live engine feeding this queue, if any (its pid).
+    pub fn producer(&self) -> Option<u32> {
+        let hdr = self.seg.header();
+        let pid = hdr.producer_pid.load(Ordering::Acquire);
+        let start = hdr.producer_start.load(Ordering::Relaxed);
+        (pid != 0 && crate::sys::is_same_process(pid as i32, start)).then_some(pid)
     }
 
     /// Empty the queue and zero its counters. Packets pushed while this runs may stay.
-    /// Returns how many packets were discarded. When the daemon that produced into this
+    /// Returns how many packets were discarded. When the engine that produced into this
     /// queue is dead and left a slot half-written (which would stop every consumer at it),
     /// the queue is re-initialised instead (new generation, same layout).
     pub fn reset(&mut self) -> Result<u64, Error> {
         self.refresh()?;
         let mut discarded = 0;
         let mut batch = Batch::new();
-        let hdr = self.seg.header();
-        let head_at_start = hdr.head.0.load(Ordering::Acquire);
-        loop {
-            batch.clear();
-            let mut n = take(&self.seg, &mut batch, 256);
-            if n == 0 {
-                let mut behind = Vec::new();
-                behind_tail(&self.seg, &mut behind);
-                n = take_positions(&self.seg, &behind, &mut batch, 256);
-            }
-            discarded += n as u64;
-            if n == 0 || hdr.tail.0.load(Ordering::Acquire) >= head_at_start {
-                break;
+        for ring in self.seg.rings() {
+            let head_at_start = ring.header().head.0.load(Ordering::Acquire);
+            loop {
+                batch.clear();
+                let mut n = take(ring, &mut batch, 256);
+                if n == 0 {
+                    let mut behind = Vec::new();
+                    behind_tail(ring, &mut behind);
+                    n = take_positions(ring, &behind, &mut batch, 256);
+                }
+                discarded += n as u64;
+                if n == 0 || ring.header().tail.0.load(Ordering::Acquire) >= head_at_start {
+                    break;
+                }
             }
         }
         if self.abandoned_by_dead_producer() {
-            self.seg = Segment::recreate(&self.seg.name, self.seg.layout())?;
+            self.seg = Segment::recreate(&self.seg.name, self.seg.layout)?;
             return Ok(discarded);
         }
-        let hdr = self.seg.header();
-        hdr.full.0.store(0, Ordering::Relaxed);
-        hdr.retrieved.0.store(0, Ordering::Relaxed);
-        hdr.inserted_base
-            .0
-            .store(hdr.head.0.load(Ordering::Acquire), Ordering::Relaxed);
+        for ring in self.seg.rings() {
+            let hdr = ring.header();
+            hdr.full.0.store(0, Ordering::Relaxed);
+            hdr.retrieved.0.store(0, Ordering::Relaxed);
+            hdr.inserted_base
+                .0
+                .store(hdr.head.0.load(Ordering::Acquire), Ordering::Relaxed);
+        }
         Ok(discarded)
     }
 
     fn abandoned_by_dead_producer(&self) -> bool {
-        let hdr = self.seg.header();
-        let stuck = || {
+        let stuck = self.seg.rings().any(|ring| {
+            let hdr = ring.header();
             let tail = hdr.tail.0.load(Ordering::Acquire);
             tail < hdr.head.0.load(Ordering::Acquire)
-                && self.seg.seq(tail).load(Ordering::Acquire) == tail
-        };
-        let pid = hdr.producer_pid.load(Ordering::Relaxed);
-        pid != 0 && stuck() && !crate::sys::is_alive(pid as i32)
+                && ring.seq(tail).load(Ordering::Acquire) == tail
+        });
+        let pid = self.seg.header().producer_pid.load(Ordering::Relaxed);
+        pid != 0 && stuck && self.producer().is_none()
     }
 }
 
@@ -394,6 +489,8 @@ pub struct Consumer {
     queue: Queue,
     spin: Duration,
     sweeper: Sweeper,
+    /// The next lane to look at first, so that no lane of a laned queue starves.
+    next_lane: u32,
 }
 
 impl Consumer {
@@ -403,6 +500,7 @@ impl Consumer {
             queue: Queue::attach(name)?,
             spin: DEFAULT_SPIN,
             sweeper: Sweeper::new(),
+            next_lane: 0,
         })
     }
 
@@ -411,19 +509,41 @@ impl Consumer {
         self.spin = spin;
     }
 
+    /// The queue, for status and reset.
     pub fn queue(&mut self) -> &mut Queue {
         &mut self.queue
     }
 
+    /// The queue, for what it describes (interfaces, counters).
+    pub fn queue_ref(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// The layout of the generation we are attached to.
     pub fn layout(&self) -> Layout {
         self.queue.layout()
+    }
+
+    /// Takes up to `max` packets from the lanes, starting with a different lane each time.
+    fn take_any(&mut self, batch: &mut Batch, max: usize) -> usize {
+        let lanes = self.queue.seg.layout.lanes;
+        let first = self.next_lane % lanes;
+        self.next_lane = first + 1;
+        let mut got = 0;
+        for k in (first..lanes).chain(0..first) {
+            got += take(self.queue.seg.ring(k), batch, max - got);
+            if got >= max {
+                break;
+            }
+        }
+        got
     }
 
     /// Take up to `max` packets without waiting. `batch` is cleared first.
     pub fn try_pop(&mut self, batch: &mut Batch, max: usize) -> Result<usize, Error> {
         batch.clear();
         self.queue.refresh()?;
-        Ok(take(&self.queue.seg, batch, max))
+        Ok(self.take_any(batch, max))
     }
 
     /// Take up to `max` packets, waiting up to `timeout` for the first: poll briefly, sweep
@@ -449,46 +569,56 @@ impl Consumer {
             if rounds % 8 == 0 {
                 std::thread::yield_now();
             }
-            let n = take(&self.queue.seg, batch, max);
+            let n = self.take_any(batch, max);
             if n > 0 {
                 return Ok(n);
             }
         }
-        let seg = &self.queue.seg;
-        let n = self.sweeper.sweep(seg, batch, max);
-        if n > 0 {
-            return Ok(n);
+        for ring in self.queue.seg.rings() {
+            let n = self.sweeper.sweep(ring, batch, max);
+            if n > 0 {
+                return Ok(n);
+            }
         }
-        let hdr = seg.header();
+        if self.queue.seg.layout.lanes > 1 {
+            // One semaphore per lane, and we take from all of them: no single one to sleep
+            // on. Nap briefly instead (collect claims one lane and never gets here).
+            std::thread::sleep(timeout.min(Duration::from_millis(1)));
+            return Ok(self.take_any(batch, max));
+        }
+        let ring = self.queue.seg.ring(0);
+        let hdr = ring.header();
         // A consumer killed while asleep leaves `sleepers` one too high for the life of this
         // generation. That costs producers one load of the semaphore value per push and at
         // most one post per sleep of a live consumer (a post is skipped while one is pending),
-        // never a syscall per packet; the next daemon start or dead-producer reset clears it.
+        // never a syscall per packet; the next engine start or dead-producer reset clears it.
         hdr.sleepers.0.fetch_add(1, Ordering::SeqCst);
-        // Pairs with the producer's fence after publishing (see Producer::push).
+        // Pairs with the producer's fence after publishing (see Producer::push_to).
         fence(Ordering::SeqCst);
-        let mut n = take(seg, batch, max);
-        if n == 0 && !seg.is_retired() {
+        let mut n = take(ring, batch, max);
+        if n == 0 && !self.queue.seg.is_retired() {
             let left = timeout.saturating_sub(start.elapsed());
-            sleep_on(seg, left);
+            sleep_on(ring, left);
         }
         hdr.sleepers.0.fetch_sub(1, Ordering::SeqCst);
         if n == 0 {
-            n = take(seg, batch, max);
+            n = take(ring, batch, max);
         }
         Ok(n)
     }
 
+    /// The queue's counters.
     pub fn status(&mut self) -> Result<Status, Error> {
         self.queue.status()
     }
 
+    /// Empties the queue and zeroes its counters (see [`Queue::reset`]).
     pub fn reset(&mut self) -> Result<u64, Error> {
         self.queue.reset()
     }
 }
 
-fn sleep_on(seg: &Segment, timeout: Duration) {
+fn sleep_on(seg: Ring<'_>, timeout: Duration) {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

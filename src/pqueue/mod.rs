@@ -1,8 +1,9 @@
-//! The packet queue (product.md §5): a multi-producer / multi-consumer queue of fixed-size
+//! The packet queue (docs/pqueue.md): a multi-producer / multi-consumer queue of fixed-size
 //! slots in a `/dev/shm` file, shared by the engine's worker threads (producers) and any
-//! number of `collect` processes and `tap.queue.get` (consumers).
+//! number of `collect` processes and `tap.queue.get` (consumers). A queue may be split into
+//! lanes, each a ring of its own.
 //!
-//! Why it cannot be wedged by a killed consumer (design-notes.md §1): a consumer takes a
+//! Why it cannot be wedged by a killed consumer (docs/pqueue.md, crash rules): a consumer takes a
 //! packet by copying it out and then flipping the slot's sequence from "full for p" to
 //! "empty for p + slots" with one CAS, which claims and releases in the same step. The
 //! shared `tail` is only a hint: consumers lease a run of ready slots by advancing it, but a
@@ -21,46 +22,116 @@ mod tests;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use consumer::{Batch, Consumer, Packet, Queue, Status};
+pub use consumer::{Batch, Consumer, IfCounts, Packet, Queue, Status};
 pub use producer::Producer;
-pub use segment::{queue_path, LAYOUT_VERSION};
+pub use segment::{queue_path, LAYOUT_VERSION, MAX_INTERFACES, MAX_LANES};
 pub use words::register_words;
 
 /// The queue the daemon creates and `collect` reads unless told otherwise.
 pub const DEFAULT_NAME: &str = "ixdp.pqueue.tap";
 
-/// Slot count and per-slot frame capacity (bytes of frame data a slot holds).
+/// The shape of a queue: lanes, slots per lane and per-slot frame capacity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
+    /// Slots per lane (a power of two).
     pub slots: u32,
+    /// Bytes of frame data a slot holds; longer frames are cut, their length kept.
     pub slot_size: u32,
+    /// Rings the queue is split into (1 to [`MAX_LANES`]).
+    pub lanes: u32,
 }
 
 impl Default for Layout {
-    /// 4096 slots of 2 KiB: 8 MiB of frames, as the original.
+    /// 4096 slots of 2 KiB in one lane: 8 MiB of frames, as the original.
     fn default() -> Self {
         Layout {
             slots: 4096,
             slot_size: 2048,
+            lanes: 1,
         }
     }
+}
+
+/// What fault injection did to a tapped frame, carried in its slot so that a capture can say
+/// so (a pcapng comment).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Marks(u8);
+
+impl Marks {
+    /// Nothing happened to the frame.
+    pub const NONE: Marks = Marks(0);
+    /// A bit of the frame was flipped.
+    pub const BITFLIP: Marks = Marks(1);
+    /// The frame is the extra copy of a duplicated one.
+    pub const DUPLICATE: Marks = Marks(2);
+
+    /// Both sets of marks.
+    pub const fn union(self, other: Marks) -> Marks {
+        Marks(self.0 | other.0)
+    }
+    /// True when every mark of `other` is set.
+    pub const fn contains(self, other: Marks) -> bool {
+        self.0 & other.0 == other.0 && other.0 != 0
+    }
+    /// True when no mark is set.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// The byte stored in a slot.
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+    /// Marks from a slot's byte (unknown bits are kept, and ignored by readers).
+    pub const fn from_bits(b: u8) -> Marks {
+        Marks(b)
+    }
+}
+
+/// What a slot records about a frame besides its bytes and lengths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tag {
+    /// The engine interface it was tapped on.
+    pub ifindex: u8,
+    /// The tap that saw it.
+    pub dir: Direction,
+    /// Capture time, ns since the Unix epoch ([`now_ns`]).
+    pub ts_ns: u64,
+    /// What fault injection did to it.
+    pub marks: Marks,
+}
+
+/// An engine interface as the queue describes it to consumers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceDesc {
+    /// The interface name (`enp1s0f0`), at most 15 bytes.
+    pub name: String,
+    /// The driver (`ixgbe`, `veth`), at most 23 bytes.
+    pub driver: String,
+    /// Its MAC address, when it has one.
+    pub mac: Option<[u8; 6]>,
+    /// Its MTU.
+    pub mtu: u32,
+    /// Link speed in Mbit/s, 0 when unknown.
+    pub speed_mbps: u64,
 }
 
 /// Whether a tapped frame was received or transmitted by the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
+    /// Seen by the RX tap: received on the interface.
     Rx,
+    /// Seen by the TX tap: transmitted on the interface.
     Tx,
 }
 
 impl Direction {
-    fn to_byte(self) -> u8 {
+    pub(crate) fn to_byte(self) -> u8 {
         match self {
             Direction::Rx => 0,
             Direction::Tx => 1,
         }
     }
-    fn from_byte(b: u8) -> Direction {
+    pub(crate) fn from_byte(b: u8) -> Direction {
         if b == 1 {
             Direction::Tx
         } else {

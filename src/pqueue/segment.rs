@@ -1,10 +1,12 @@
-//! The shared-memory segment: its on-disk layout, creation, validation and mapping.
+//! The shared-memory segment: its layout, creation, validation and mapping (docs/pqueue.md).
 //!
-//! Layout (all little-endian, native on the only target, x86_64 / aarch64 Linux):
+//! Layout (all fields native-endian, little-endian on the only targets, x86_64 / aarch64 Linux):
 //! ```text
-//! 0      Header (HEADER_SIZE bytes, counters on their own cache lines, the semaphore)
-//! 4096   slot 0: SlotMeta (32 bytes: seq, ts_ns, orig_len, cap_len, ifindex, dir) + frame bytes
-//!        slot 1 ... (stride = SLOT_META + slot_size rounded up to 64)
+//! 0                 Header: identity, layout, producer, interface table (HEADER_FIXED bytes)
+//! HEADER_FIXED      LaneHeader × lanes (LANE_HEADER bytes each: head, tail, counters, semaphore,
+//!                   claim), padded to a page: header_size
+//! header_size       lane 0: slots × stride, then lane 1 …
+//!                   slot: SlotMeta (32 bytes) + frame bytes, stride = round_up(32 + slot_size, 64)
 //! ```
 //! A segment only becomes visible under its name once it is complete: it is built in a
 //! temporary file and then `link`ed (first creator wins) or `rename`d (a producer
@@ -21,9 +23,19 @@ use memmap2::{MmapOptions, MmapRaw};
 use super::{Error, Layout};
 
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"IXDPPQUE");
-pub const LAYOUT_VERSION: u32 = 1;
-pub(crate) const HEADER_SIZE: usize = 4096;
+/// The layout version this program reads and writes; a queue of another version is refused
+/// by consumers and replaced by the engine.
+pub const LAYOUT_VERSION: u32 = 2;
+/// The fixed part of the header: identity, layout, producer and interface table.
+pub(crate) const HEADER_FIXED: usize = 4096;
+/// One lane's header: seven cache lines.
+pub(crate) const LANE_HEADER: usize = 512;
 pub(crate) const SLOT_META: usize = 32;
+/// Interfaces the segment can describe (the engine has at most two; room to grow).
+pub const MAX_INTERFACES: usize = 8;
+/// Lanes a queue may be split into.
+pub const MAX_LANES: u32 = 64;
+const PAGE: usize = 4096;
 
 /// The file behind queue `name`.
 pub fn queue_path(name: &str) -> PathBuf {
@@ -33,25 +45,62 @@ pub fn queue_path(name: &str) -> PathBuf {
 #[repr(C, align(64))]
 pub(crate) struct Line<T>(pub T);
 
-/// The first page of the segment. Fields that change per packet each own a cache line so
-/// that producers (head) and consumers (tail, retrieved) do not slow each other down.
+/// The producer's description of one engine interface, so that a capture file can name the
+/// port a frame was tapped on (`if_name`, driver, MAC, speed in pcapng), also when the
+/// consumer started before the engine. Written by the engine before its workers start;
+/// `valid` is stored last.
+#[repr(C)]
+pub(crate) struct IfSlot {
+    pub valid: AtomicU32,
+    pub mtu: u32,
+    /// Link speed in Mbit/s, 0 when unknown.
+    pub speed_mbps: u64,
+    pub name: [u8; 16],
+    pub driver: [u8; 24],
+    pub mac: [u8; 6],
+    _pad: [u8; 2],
+}
+
+/// Counters of one interface that a capture's statistics need and only the engine knows.
+#[repr(C)]
+pub(crate) struct IfCounters {
+    /// Frames received on the interface (added per batch by the workers).
+    pub rx: Line<AtomicU64>,
+    /// Frames tapped on this interface that no lane had room for.
+    pub full: Line<AtomicU64>,
+}
+
+/// The first part of the segment. Fields that change per packet live in the lane headers.
 #[repr(C)]
 pub(crate) struct Header {
     pub magic: AtomicU64,
     pub version: u32,
     pub header_size: u32,
+    /// Slots per lane.
     pub slots: u32,
     pub slot_size: u32,
     pub slot_stride: u32,
-    _reserved: u32,
+    pub lanes: u32,
     pub total_size: u64,
     pub generation: u64,
     /// Set when a newer segment replaced this one under the same name: attached consumers
     /// reattach by name.
     pub retired: AtomicU32,
-    /// The daemon that opened this segment as its producer (0: none); `reset` checks it to
-    /// tell a slot abandoned by a dead producer from one still being written.
+    /// The engine that opened this segment as its producer (0: none).
     pub producer_pid: AtomicU32,
+    /// That process's start time (clock ticks since boot, /proc/PID/stat field 22), so that a
+    /// recycled pid is not mistaken for the producer.
+    pub producer_start: AtomicU64,
+    pub ifs: [IfSlot; MAX_INTERFACES],
+    pub if_counters: [IfCounters; MAX_INTERFACES],
+}
+
+const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_FIXED);
+
+/// One lane: a ring of its own with its own positions, counters, wake-up semaphore and (when
+/// the queue has several lanes) the consumer that claimed it.
+#[repr(C)]
+pub(crate) struct LaneHeader {
     pub head: Line<AtomicU64>,
     pub tail: Line<AtomicU64>,
     pub full: Line<AtomicU64>,
@@ -60,9 +109,17 @@ pub(crate) struct Header {
     pub inserted_base: Line<AtomicU64>,
     pub sleepers: Line<AtomicU32>,
     pub wake: Line<libc::sem_t>,
+    pub claim: Line<Claim>,
 }
 
-const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_SIZE);
+/// Which process consumes a lane of a laned queue: pid and start time (0: nobody).
+#[repr(C)]
+pub(crate) struct Claim {
+    pub pid: AtomicU32,
+    pub start: AtomicU64,
+}
+
+const _: () = assert!(std::mem::size_of::<LaneHeader>() <= LANE_HEADER);
 
 /// Per-slot metadata, written by the producer before it publishes `seq`.
 #[repr(C)]
@@ -76,7 +133,9 @@ pub(crate) struct SlotMeta {
     pub cap_len: u32,
     pub ifindex: u8,
     pub dir: u8,
-    _pad: [u8; 6],
+    /// [`super::Marks`] bits: what fault injection did to the frame.
+    pub marks: u8,
+    _pad: [u8; 5],
 }
 
 const _: () = assert!(std::mem::size_of::<SlotMeta>() == SLOT_META);
@@ -85,8 +144,13 @@ pub(crate) fn stride(slot_size: u32) -> usize {
     (SLOT_META + slot_size as usize).div_ceil(64) * 64
 }
 
+pub(crate) fn header_size(lanes: u32) -> usize {
+    (HEADER_FIXED + lanes as usize * LANE_HEADER).div_ceil(PAGE) * PAGE
+}
+
 pub(crate) fn total_size(layout: Layout) -> usize {
-    HEADER_SIZE + layout.slots as usize * stride(layout.slot_size)
+    header_size(layout.lanes)
+        + layout.lanes as usize * layout.slots as usize * stride(layout.slot_size)
 }
 
 pub(crate) fn check_layout(layout: Layout) -> Result<(), Error> {
@@ -103,10 +167,16 @@ pub(crate) fn check_layout(layout: Layout) -> Result<(), Error> {
             layout.slot_size
         ));
     }
+    if layout.lanes == 0 || layout.lanes > MAX_LANES {
+        return bad(format!(
+            "{} lanes: a queue has 1 to {MAX_LANES} lanes",
+            layout.lanes
+        ));
+    }
     if total_size(layout) > 4 << 30 {
         return bad(format!(
-            "{} slots of {} bytes exceed 4 GiB",
-            layout.slots, layout.slot_size
+            "{} lanes of {} slots of {} bytes exceed 4 GiB",
+            layout.lanes, layout.slots, layout.slot_size
         ));
     }
     Ok(())
@@ -129,48 +199,98 @@ pub(crate) struct Segment {
     map: MmapRaw,
     pub name: String,
     pub path: PathBuf,
-    pub mask: u64,
-    pub slots: u64,
+    pub layout: Layout,
+    pub header_size: usize,
     pub stride: usize,
-    pub slot_size: u32,
     pub generation: u64,
 }
 
 // SAFETY: every access to the mapping goes through atomics or through the slot protocol
 // (see SlotMeta::seq), which gives each slot a single writer at a time.
 unsafe impl Send for Segment {}
+// SAFETY: as above.
 unsafe impl Sync for Segment {}
 
-impl Segment {
-    pub fn header(&self) -> &Header {
-        // SAFETY: the mapping is at least HEADER_SIZE long (validated) and page aligned.
-        unsafe { &*(self.map.as_mut_ptr() as *const Header) }
+/// One lane of a segment: where its header and slots are. Cheap to copy.
+#[derive(Clone, Copy)]
+pub(crate) struct Ring<'a> {
+    seg: &'a Segment,
+    hdr: &'a LaneHeader,
+    base: *mut u8,
+    /// Slot count of the lane.
+    pub slots: u64,
+    mask: u64,
+}
+
+impl<'a> Ring<'a> {
+    pub fn header(&self) -> &'a LaneHeader {
+        self.hdr
+    }
+
+    pub fn slot_size(&self) -> u32 {
+        self.seg.layout.slot_size
     }
 
     pub fn slot_ptr(&self, pos: u64) -> *mut u8 {
         let idx = (pos & self.mask) as usize;
-        // SAFETY: idx < slots, so the slot lies inside the validated mapping.
-        unsafe { self.map.as_mut_ptr().add(HEADER_SIZE + idx * self.stride) }
+        // SAFETY: idx < slots, so the slot lies inside this lane of the validated mapping.
+        unsafe { self.base.add(idx * self.seg.stride) }
     }
 
     pub fn meta(&self, pos: u64) -> *mut SlotMeta {
         self.slot_ptr(pos) as *mut SlotMeta
     }
 
-    pub fn seq(&self, pos: u64) -> &AtomicU64 {
-        // SAFETY: seq is the first field of an in-bounds, 64-byte aligned SlotMeta.
+    pub fn seq(&self, pos: u64) -> &'a AtomicU64 {
+        // SAFETY: seq is the first field of an in-bounds, 64-byte aligned SlotMeta that lives
+        // as long as the mapping.
         unsafe { &(*self.meta(pos)).seq }
     }
 
-    pub fn layout(&self) -> Layout {
-        Layout {
-            slots: self.slots as u32,
-            slot_size: self.slot_size,
+    pub fn sem(&self) -> *mut libc::sem_t {
+        &self.hdr.wake.0 as *const libc::sem_t as *mut libc::sem_t
+    }
+}
+
+impl Segment {
+    pub fn header(&self) -> &Header {
+        // SAFETY: the mapping is at least header_size long (validated) and page aligned.
+        unsafe { &*(self.map.as_mut_ptr() as *const Header) }
+    }
+
+    /// Interface table entry `i`, as a raw pointer: the producer writes it, consumers read it
+    /// once `valid` says it is complete.
+    pub fn if_slot(&self, i: usize) -> Option<*mut IfSlot> {
+        if i >= MAX_INTERFACES {
+            return None;
+        }
+        let hdr = self.map.as_mut_ptr() as *mut Header;
+        // SAFETY: in bounds of the validated header; only an address is computed.
+        Some(unsafe { std::ptr::addr_of_mut!((*hdr).ifs[i]) })
+    }
+
+    /// Lane `k` (`k < lanes`).
+    pub fn ring(&self, k: u32) -> Ring<'_> {
+        assert!(k < self.layout.lanes, "lane {k} of {}", self.layout.lanes);
+        let slots = u64::from(self.layout.slots);
+        // SAFETY: the lane headers and lanes lie inside the validated mapping.
+        unsafe {
+            let base = self.map.as_mut_ptr();
+            let hdr = &*(base.add(HEADER_FIXED + k as usize * LANE_HEADER) as *const LaneHeader);
+            let lane = base.add(self.header_size + k as usize * slots as usize * self.stride);
+            Ring {
+                seg: self,
+                hdr,
+                base: lane,
+                slots,
+                mask: slots - 1,
+            }
         }
     }
 
-    pub fn sem(&self) -> *mut libc::sem_t {
-        &self.header().wake.0 as *const libc::sem_t as *mut libc::sem_t
+    /// Every lane, in order.
+    pub fn rings(&self) -> impl Iterator<Item = Ring<'_>> {
+        (0..self.layout.lanes).map(|k| self.ring(k))
     }
 
     pub fn is_retired(&self) -> bool {
@@ -179,10 +299,12 @@ impl Segment {
 
     /// Wake everybody sleeping on this segment (used when it is retired).
     pub fn wake_all(&self) {
-        let n = self.header().sleepers.0.load(Ordering::SeqCst);
-        for _ in 0..n.clamp(1, 1024) {
-            // SAFETY: the semaphore was initialised by the creator of the segment.
-            unsafe { libc::sem_post(self.sem()) };
+        for ring in self.rings() {
+            let n = ring.header().sleepers.0.load(Ordering::SeqCst);
+            for _ in 0..n.clamp(1, 1024) {
+                // SAFETY: the semaphore was initialised by the creator of the segment.
+                unsafe { libc::sem_post(ring.sem()) };
+            }
         }
     }
 
@@ -200,14 +322,14 @@ impl Segment {
             });
         }
         let len = meta.len() as usize;
-        if len < HEADER_SIZE {
+        if len < HEADER_FIXED {
             return Err(Error::NotAQueue {
                 path: path.display().to_string(),
                 why: format!("{len} bytes, too short for a queue header"),
             });
         }
         let map = MmapOptions::new().map_raw(file).map_err(io_err)?;
-        // SAFETY: len >= HEADER_SIZE, checked above.
+        // SAFETY: len >= HEADER_FIXED, checked above.
         let hdr = unsafe { &*(map.as_mut_ptr() as *const Header) };
         if hdr.magic.load(Ordering::Acquire) != MAGIC {
             return Err(Error::NotAQueue {
@@ -225,13 +347,14 @@ impl Segment {
         let layout = Layout {
             slots: hdr.slots,
             slot_size: hdr.slot_size,
+            lanes: hdr.lanes,
         };
         let corrupt = |what: String| Error::Corrupt {
             path: path.display().to_string(),
             what,
         };
         check_layout(layout).map_err(|e| corrupt(e.to_string()))?;
-        if hdr.header_size as usize != HEADER_SIZE
+        if hdr.header_size as usize != header_size(layout.lanes)
             || hdr.slot_stride as usize != stride(layout.slot_size)
             || hdr.total_size as usize != total_size(layout)
         {
@@ -247,10 +370,9 @@ impl Segment {
             map,
             name: name.to_string(),
             path: path.to_path_buf(),
-            mask: layout.slots as u64 - 1,
-            slots: layout.slots as u64,
+            layout,
+            header_size: header_size(layout.lanes),
             stride: stride(layout.slot_size),
-            slot_size: layout.slot_size,
             generation: hdr.generation,
         })
     }
@@ -375,19 +497,59 @@ fn build_segment(path: &Path, layout: Layout, generation: u64) -> Result<PathBuf
 /// # Safety
 /// `base` must point to a private, zeroed mapping of `total_size(layout)` bytes.
 unsafe fn init_segment(base: *mut u8, layout: Layout, generation: u64) {
-    let hdr = &mut *(base as *mut Header);
-    hdr.version = LAYOUT_VERSION;
-    hdr.header_size = HEADER_SIZE as u32;
-    hdr.slots = layout.slots;
-    hdr.slot_size = layout.slot_size;
-    hdr.slot_stride = stride(layout.slot_size) as u32;
-    hdr.total_size = total_size(layout) as u64;
-    hdr.generation = generation;
-    libc::sem_init(&mut hdr.wake.0, 1, 0);
-    let st = stride(layout.slot_size);
-    for i in 0..layout.slots as usize {
-        let meta = &*(base.add(HEADER_SIZE + i * st) as *const SlotMeta);
-        meta.seq.store(i as u64, Ordering::Relaxed);
+    // SAFETY (whole body): the caller guarantees a private mapping of the full size, so every
+    // header, lane header and slot written here is in bounds and seen by nobody else yet.
+    unsafe {
+        let hdr = &mut *(base as *mut Header);
+        hdr.version = LAYOUT_VERSION;
+        hdr.header_size = header_size(layout.lanes) as u32;
+        hdr.slots = layout.slots;
+        hdr.slot_size = layout.slot_size;
+        hdr.slot_stride = stride(layout.slot_size) as u32;
+        hdr.lanes = layout.lanes;
+        hdr.total_size = total_size(layout) as u64;
+        hdr.generation = generation;
+        let st = stride(layout.slot_size);
+        let lane_bytes = layout.slots as usize * st;
+        for k in 0..layout.lanes as usize {
+            let lane = &mut *(base.add(HEADER_FIXED + k * LANE_HEADER) as *mut LaneHeader);
+            libc::sem_init(&mut lane.wake.0, 1, 0);
+            let slots = base.add(header_size(layout.lanes) + k * lane_bytes);
+            for i in 0..layout.slots as usize {
+                let meta = &*(slots.add(i * st) as *const SlotMeta);
+                meta.seq.store(i as u64, Ordering::Relaxed);
+            }
+        }
+        hdr.magic.store(MAGIC, Ordering::Release);
     }
-    hdr.magic.store(MAGIC, Ordering::Release);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    /// The offsets docs/pqueue.md documents for other readers of the segment.
+    #[test]
+    fn layout_matches_the_documentation() {
+        assert_eq!(offset_of!(Header, version), 8);
+        assert_eq!(offset_of!(Header, lanes), 28);
+        assert_eq!(offset_of!(Header, generation), 40);
+        assert_eq!(offset_of!(Header, producer_pid), 52);
+        assert_eq!(offset_of!(Header, producer_start), 56);
+        assert_eq!(offset_of!(Header, ifs), 64);
+        assert_eq!(size_of::<IfSlot>(), 64);
+        assert_eq!(offset_of!(IfSlot, name), 16);
+        assert_eq!(offset_of!(IfSlot, driver), 32);
+        assert_eq!(offset_of!(IfSlot, mac), 56);
+        assert_eq!(offset_of!(Header, if_counters), 576);
+        assert_eq!(size_of::<IfCounters>(), 128);
+        assert_eq!(offset_of!(LaneHeader, tail), 64);
+        assert_eq!(offset_of!(LaneHeader, sleepers), 320);
+        assert_eq!(offset_of!(LaneHeader, wake), 384);
+        assert_eq!(offset_of!(LaneHeader, claim), 448);
+        assert_eq!(offset_of!(SlotMeta, marks), 26);
+        assert_eq!(header_size(1), 8192);
+        assert_eq!(total_size(Layout::default()), 8_658_944);
+    }
 }

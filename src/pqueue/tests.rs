@@ -27,6 +27,7 @@ fn small() -> Layout {
     Layout {
         slots: 8,
         slot_size: 128,
+        ..Layout::default()
     }
 }
 
@@ -142,6 +143,7 @@ fn rejects_bad_names_and_layouts() {
         Layout {
             slots: 1000,
             slot_size: 2048,
+            ..Layout::default()
         },
     )
     .err()
@@ -156,7 +158,8 @@ fn created_mode_0600_with_header() {
     let _c = Consumer::attach(&q.0).unwrap();
     let md = std::fs::metadata(queue_path(&q.0)).unwrap();
     assert_eq!(md.permissions().mode() & 0o777, 0o600);
-    let expect = 4096 + 4096 * (2048 + 32usize).div_ceil(64) * 64;
+    // A page of header, a page for the lane header, then the slots.
+    let expect = 8192 + 4096 * (2048 + 32usize).div_ceil(64) * 64;
     assert_eq!(md.len() as usize, expect);
 }
 
@@ -170,6 +173,7 @@ fn reopen_by_the_daemon_bumps_generation_and_consumers_follow() {
     let big = Layout {
         slots: 16,
         slot_size: 256,
+        ..Layout::default()
     };
     let p2 = Producer::open(&q.0, big).unwrap();
     assert!(p2.push(&[2; 200], 0, Direction::Rx, 0));
@@ -194,7 +198,7 @@ fn a_leaseholder_that_dies_before_committing_does_not_wedge() {
     }
     // A consumer that leased slots 0..3 (moved the tail) and was killed before its CASes.
     let seg = segment::Segment::open_existing(&q.0).unwrap();
-    seg.header().tail.0.store(3, Ordering::Release);
+    seg.ring(0).header().tail.0.store(3, Ordering::Release);
     let mut seen = vec![];
     let mut b = Batch::new();
     c.try_pop(&mut b, 100).unwrap();
@@ -248,6 +252,7 @@ fn threads_share_a_producer_and_every_frame_arrives_once() {
             Layout {
                 slots: 256,
                 slot_size: 128,
+                ..Layout::default()
             },
         )
         .unwrap(),
@@ -331,7 +336,7 @@ fn another_layout_version_or_a_wrong_size_is_refused_clearly() {
     patch(&q.0, 8, &7u32.to_le_bytes());
     let e = Consumer::attach(&q.0).err().unwrap().to_string();
     assert!(
-        e.contains("layout version 7, this program uses version 1"),
+        e.contains("layout version 7, this program uses version 2"),
         "{e}"
     );
     // The daemon may replace an older queue of ours: that is the upgrade path.
@@ -355,7 +360,7 @@ fn reset_reinitialises_a_queue_whose_dead_producer_left_a_slot_half_written() {
     let gen = Queue::attach(&q.0).unwrap().generation();
     // A producer that claimed position 1 and died before publishing it...
     let seg = segment::Segment::open_existing(&q.0).unwrap();
-    seg.header().head.0.store(2, Ordering::Release);
+    seg.ring(0).header().head.0.store(2, Ordering::Release);
     // ...belonging to a daemon that is gone.
     seg.header()
         .producer_pid
@@ -375,4 +380,115 @@ fn reset_reinitialises_a_queue_whose_dead_producer_left_a_slot_half_written() {
     let p = Producer::attach(&q.0).unwrap();
     assert!(p.push(&[2; 60], 0, Direction::Rx, 0));
     assert_eq!(c.try_pop(&mut b, 10).unwrap(), 1);
+}
+
+#[test]
+fn fault_marks_and_cut_frames_keep_their_original_length() {
+    let q = TestQueue::new("marks");
+    let p = Producer::open(&q.0, small()).unwrap();
+    let mut c = Consumer::attach(&q.0).unwrap();
+    let tag = Tag {
+        ifindex: 1,
+        dir: Direction::Tx,
+        ts_ns: 7,
+        marks: Marks::BITFLIP.union(Marks::DUPLICATE),
+    };
+    assert!(p.push_to(0, &[5; 40], 1500, tag));
+    let mut b = Batch::new();
+    assert_eq!(c.try_pop(&mut b, 10).unwrap(), 1);
+    let got = b.get(0).unwrap();
+    assert_eq!((got.data.len(), got.orig_len), (40, 1500));
+    assert!(got.marks.contains(Marks::BITFLIP) && got.marks.contains(Marks::DUPLICATE));
+    assert_eq!((got.ifindex, got.dir, got.ts_ns), (1, Direction::Tx, 7));
+    assert!(p.push(&[6; 40], 0, Direction::Rx, 8));
+    c.try_pop(&mut b, 10).unwrap();
+    assert!(b.get(0).unwrap().marks.is_empty());
+}
+
+#[test]
+fn the_engine_describes_its_interfaces_and_counts_per_interface() {
+    let q = TestQueue::new("ifdesc");
+    let p = Producer::open(&q.0, small()).unwrap();
+    let queue = Queue::attach(&q.0).unwrap();
+    assert_eq!(queue.interface(0), None, "nothing described yet");
+    let desc = InterfaceDesc {
+        name: "a-very-long-interface-name".into(),
+        driver: "veth".into(),
+        mac: Some([2, 0, 0, 0, 0, 1]),
+        mtu: 9000,
+        speed_mbps: 10_000,
+    };
+    p.describe_interface(1, &desc);
+    p.describe_interface(MAX_INTERFACES, &desc);
+    let got = queue.interface(1).unwrap();
+    assert_eq!(got.name, "a-very-long-int", "cut to 15 bytes");
+    assert_eq!(
+        (got.driver.as_str(), got.mac, got.mtu, got.speed_mbps),
+        ("veth", desc.mac, 9000, 10_000)
+    );
+    assert_eq!(queue.interface(MAX_INTERFACES), None);
+    p.describe_interface(
+        0,
+        &InterfaceDesc {
+            name: "lo0".into(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(queue.interface(0).unwrap().mac, None);
+    p.count_received(1, 5);
+    p.count_received(1, 2);
+    p.count_received(99, 2);
+    for i in 0..12u8 {
+        p.push(&[i; 60], 1, Direction::Rx, 0);
+    }
+    assert_eq!(
+        queue.if_counts(1),
+        IfCounts {
+            received: 7,
+            full: 4
+        }
+    );
+    assert_eq!(queue.if_counts(0), IfCounts::default());
+    assert_eq!(
+        queue.producer(),
+        Some(std::process::id()),
+        "we are the producer"
+    );
+}
+
+#[test]
+fn lanes_are_rings_of_their_own() {
+    let q = TestQueue::new("lanes");
+    let layout = Layout {
+        lanes: 3,
+        ..small()
+    };
+    let p = Producer::open(&q.0, layout).unwrap();
+    let mut c = Consumer::attach(&q.0).unwrap();
+    assert_eq!(c.layout().lanes, 3);
+    let tag = |i: u8| Tag {
+        ifindex: 0,
+        dir: Direction::Rx,
+        ts_ns: u64::from(i),
+        marks: Marks::NONE,
+    };
+    // Lane 2 fills up on its own; the others still take frames.
+    for i in 0..10u8 {
+        p.push_to(2, &[i; 60], 60, tag(i));
+    }
+    assert!(p.push_to(0, &[100; 60], 60, tag(100)));
+    assert!(p.push_to(1, &[101; 60], 60, tag(101)));
+    let s = c.status().unwrap();
+    assert_eq!((s.inserted, s.full), (10, 2));
+    let mut b = Batch::new();
+    let mut seen = vec![];
+    while c.try_pop(&mut b, 4).unwrap() > 0 {
+        seen.extend(b.iter().map(|p| p.data[0]));
+    }
+    seen.sort();
+    assert_eq!(seen, [0, 1, 2, 3, 4, 5, 6, 7, 100, 101]);
+    assert_eq!(c.status().unwrap().retrieved, 10);
+    c.reset().unwrap();
+    let s = c.status().unwrap();
+    assert_eq!((s.inserted, s.full, s.retrieved), (0, 0, 0));
 }
