@@ -9,7 +9,7 @@ use crate::lab::{spawn_in_namespace, BridgeLab, PacketSocket};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -510,18 +510,13 @@ fn send_traffic(lab: &BridgeLab, interrupted: &AtomicBool) -> Result<Vec<(String
         lab.mac(&lab.h2, BridgeLab::HOST_IF)?,
     );
     let (src, dst) = (parse_mac(&src)?, parse_mac(&dst)?);
+    let from = SocketAddrV4::new(BridgeLab::H1_ADDR.parse()?, DEMO_UDP_PORT);
+    let to = SocketAddrV4::new(BridgeLab::H2_ADDR.parse()?, DEMO_UDP_PORT);
     let tagged = |tags: &[Tag]| -> Result<Vec<Vec<u8>>> {
         (0..3)
             .map(|i| {
                 let payload = format!("{DEMO_PAYLOAD} {i}");
-                Ok(frames::udp4(
-                    dst,
-                    src,
-                    tags,
-                    DEMO_FROM,
-                    DEMO_TO,
-                    payload.as_bytes(),
-                )?)
+                Ok(frames::udp4(dst, src, tags, from, to, payload.as_bytes())?)
             })
             .collect()
     };
@@ -541,10 +536,9 @@ fn send_traffic(lab: &BridgeLab, interrupted: &AtomicBool) -> Result<Vec<(String
     Ok(sent)
 }
 
-/// The demo's tagged UDP frames: h1 to h2 (which has no VLAN interface and drops them).
-const DEMO_FROM: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), 9999);
-const DEMO_TO: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 2), 9999);
-/// Numbered: "ethertap demo 0", "… 1", …
+/// The UDP port of the demo's tagged frames, at both ends.
+const DEMO_UDP_PORT: u16 = 9999;
+/// Their payload, numbered: "ethertap demo 0", "… 1", …
 const DEMO_PAYLOAD: &str = "ethertap demo";
 
 /// Bytes of the demo's TCP transfer.

@@ -72,6 +72,7 @@ fn wiring(bridge: bool) -> Wiring {
     }
 }
 
+/// A lab of the tests' wiring (see the module docs).
 pub struct Lab {
     pub h1: String,
     pub br: String,
