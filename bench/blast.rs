@@ -8,9 +8,8 @@
 //! Usage: ethertap-blast IFACE COUNT [--rate PPS] [--dst MAC] [--src MAC] [--size BYTES]
 //!                       [--limit SECONDS]
 
+use ethertap::lab::{frames, Outbox, PacketSocket, MAX_BATCH};
 use std::time::{Duration, Instant};
-
-const MAX_BATCH: usize = 64;
 
 struct Options {
     iface: String,
@@ -77,82 +76,22 @@ fn parse_args() -> Result<Options, String> {
     Ok(o)
 }
 
-fn os_err(what: &str) -> String {
-    format!("{what}: {}", std::io::Error::last_os_error())
-}
-
-fn open_socket(iface: &str) -> Result<i32, String> {
-    let name = std::ffi::CString::new(iface).map_err(|_| "bad interface name".to_string())?;
-    // SAFETY: plain libc calls on values we own; every result is checked.
-    unsafe {
-        let ifindex = libc::if_nametoindex(name.as_ptr());
-        if ifindex == 0 {
-            return Err(format!(
-                "interface \"{iface}\": {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        // Protocol 0: this socket only sends, it never receives a copy of anything.
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-        if fd < 0 {
-            return Err(os_err("AF_PACKET socket (needs root)"));
-        }
-        let one: libc::c_int = 1;
-        // Straight to the driver: the qdisc would queue and drop on its own.
-        if libc::setsockopt(
-            fd,
-            libc::SOL_PACKET,
-            libc::PACKET_QDISC_BYPASS,
-            &one as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as u32,
-        ) < 0
-        {
-            return Err(os_err("PACKET_QDISC_BYPASS"));
-        }
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = ifindex as i32;
-        if libc::bind(
-            fd,
-            &sll as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        ) < 0
-        {
-            return Err(os_err("binding the packet socket"));
-        }
-        Ok(fd)
-    }
-}
-
 fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the struct we own.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(ru.ru_utime) + t(ru.ru_stime)
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |ru| {
+        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+        t(ru.user_time()) + t(ru.system_time())
+    })
 }
 
 fn run(o: &Options) -> Result<(), String> {
-    let fd = open_socket(&o.iface)?;
+    let socket = PacketSocket::sender(&o.iface).map_err(|e| e.to_string())?;
     // Ethertype 0x88b5 (local experimental), payload zeros: nothing on the path parses it.
-    let mut frame = vec![0u8; o.size];
-    frame[..6].copy_from_slice(&o.dst);
-    frame[6..12].copy_from_slice(&o.src);
-    frame[12] = 0x88;
-    frame[13] = 0xb5;
-    let mut iov = libc::iovec {
-        iov_base: frame.as_mut_ptr() as *mut libc::c_void,
-        iov_len: frame.len(),
-    };
-    // SAFETY: an all-zero mmsghdr is valid; each one points at the same iovec.
-    let mut msgs: Vec<libc::mmsghdr> = (0..MAX_BATCH)
-        .map(|_| {
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = &mut iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let mut frame = frames::header(o.dst, o.src, &[], frames::EXPERIMENTAL);
+    frame.resize(o.size, 0);
+    // Every message of a batch is the same frame.
+    let batch_frames = [&frame[..]; MAX_BATCH];
+    let mut outbox = Outbox::new();
     // Paced: a batch every ~200 µs, smooth at the time scale of the rings (2k descriptors
     // at 0.3 Mpps = 7 ms) and long enough to sleep between batches instead of spinning.
     let batch = if o.rate == 0 {
@@ -182,19 +121,14 @@ fn run(o: &Options) -> Result<(), String> {
             }
             n = n.min((due - offered) as usize).max(1);
         }
-        // SAFETY: msgs[..n] are valid mmsghdrs pointing at `frame`.
-        let sent = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as u32, 0) };
-        if sent < 0 {
-            let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::ENOBUFS) | Some(libc::EAGAIN) | Some(libc::EBUSY) => {
-                    // Backpressure: give the consumer a moment and offer the same frames again.
-                    refused += 1;
-                    std::thread::yield_now();
-                    continue;
-                }
-                _ => return Err(format!("sendmmsg on {}: {e}", o.iface)),
-            }
+        let sent = socket
+            .offer(&mut outbox, &batch_frames[..n])
+            .map_err(|e| e.to_string())?;
+        if sent == 0 {
+            // Backpressure: give the consumer a moment and offer the same frames again.
+            refused += 1;
+            std::thread::yield_now();
+            continue;
         }
         offered += sent as u64;
     }

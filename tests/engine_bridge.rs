@@ -254,8 +254,14 @@ fn mac_and_ethertype_statistics_list_the_frames_including_vlan_tags() {
     let mut frames = Vec::new();
     for i in 0..10 {
         frames.push(frame(E1_MAC, E0_MAC, &[], i, 64));
-        frames.push(frame(E1_MAC, intel, &[(0x8100, 10)], i, 64));
-        frames.push(frame(E1_MAC, E0_MAC, &[(0x88a8, 100), (0x8100, 20)], i, 64));
+        frames.push(frame(E1_MAC, intel, &[Tag::dot1q(10)], i, 64));
+        frames.push(frame(
+            E1_MAC,
+            E0_MAC,
+            &[Tag::dot1ad(100), Tag::dot1q(20)],
+            i,
+            64,
+        ));
     }
     s0.send_all(&frames);
     assert_eq!(s1.collect(30, QUIET).len(), 30);
@@ -488,7 +494,7 @@ fn runt_and_odd_frames_are_forwarded_or_counted_without_harm() {
         frame(
             E1_MAC,
             E0_MAC,
-            &[(0x88a8, 1), (0x8100, 2), (0x8100, 3), (0x8100, 4)],
+            &[Tag::dot1ad(1), Tag::dot1q(2), Tag::dot1q(3), Tag::dot1q(4)],
             7,
             80,
         ),

@@ -176,7 +176,7 @@ fn tapped_frames_recorded_by_collect_read_back_with_tshark() {
         frames.push(frame(
             E1_MAC,
             listed,
-            &[(0x8100, 5)],
+            &[Tag::dot1q(5)],
             100 + i,
             70 + i as usize,
         ));

@@ -7,6 +7,7 @@ use ethertap::ixdp::words::{
     register_engine_words, register_unavailable_words, stat_line, ENGINE_WORDS, NEEDS_ENGINE,
 };
 use ethertap::ixdp::{EngineView, InterfaceInfo, XdpMode};
+use ethertap::lab::frames::{self, Tag};
 use ethertap::rpcl::Vm;
 use ethertap::wire::Mac;
 use std::sync::Arc;
@@ -76,12 +77,9 @@ fn run(vm: &mut Vm, line: &str) -> Result<String, String> {
     Ok(String::from_utf8(out).unwrap())
 }
 
+/// A minimum-size frame (46 zero bytes after the header).
 fn frame(dst: Mac, src: Mac, ethertype: u16) -> Vec<u8> {
-    let mut f = Vec::from(dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(&[0u8; 46]);
-    f
+    frames::raw(dst, src, &[], ethertype, &[0; 46])
 }
 
 const CISCO: Mac = [0x00, 0x00, 0x0c, 0x01, 0x02, 0x03];
@@ -252,9 +250,8 @@ fn if_mac_show_reports_what_did_not_fit() {
 fn if_etype_show_lists_types_per_vlan_level() {
     let e = engine(1, 1);
     let q = e.stats.queue(0, 0);
-    let mut tagged = frame([0xff; 6], LAA, 0x88a8);
-    tagged.splice(14..14, [0x00, 0x0a, 0x81, 0x00, 0x00, 0x14, 0x08, 0x00]);
-    q.on_rx(&tagged);
+    let tags = [Tag::dot1ad(10), Tag::dot1q(20)];
+    q.on_rx(&frames::raw([0xff; 6], LAA, &tags, 0x0800, &[0; 46]));
     q.on_rx(&frame([0xff; 6], CISCO, 0x0806));
     q.on_rx(&frame([0xff; 6], CISCO, 0x0806));
     q.on_rx(&frame([0xff; 6], CISCO, 0x1234));

@@ -4,10 +4,12 @@
 //! the demo shows — and exercises — exactly the paths a user takes, and prints each command
 //! so that the user can repeat it on real ports.
 
-use crate::lab::BridgeLab;
+use crate::lab::frames::{self, Tag};
+use crate::lab::{spawn_in_namespace, BridgeLab, PacketSocket};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::net::SocketAddrV4;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -17,7 +19,9 @@ use std::time::{Duration, Instant};
 
 /// What the demo did, for its caller (and the test that checks it).
 pub struct DemoReport {
+    /// The capture file written.
     pub pcap: PathBuf,
+    /// How many frames it holds.
     pub frames_recorded: u64,
 }
 
@@ -501,20 +505,30 @@ fn send_traffic(lab: &BridgeLab, interrupted: &AtomicBool) -> Result<Vec<(String
 
     // Tagged frames straight from h1's wire (this kernel may have no VLAN interfaces):
     // addressed to h2, which drops them; the bridge forwards and taps them like any frame.
-    let (src, dst) = (lab.mac(&lab.h1, "eth0")?, lab.mac(&lab.h2, "eth0")?);
+    let (src, dst) = (
+        lab.mac(&lab.h1, BridgeLab::HOST_IF)?,
+        lab.mac(&lab.h2, BridgeLab::HOST_IF)?,
+    );
     let (src, dst) = (parse_mac(&src)?, parse_mac(&dst)?);
-    let dot1q: Vec<Vec<u8>> = (0..3)
-        .map(|i| tagged_udp_frame(dst, src, &[(0x8100, 100)], i))
-        .collect();
-    let qinq: Vec<Vec<u8>> = (0..3)
-        .map(|i| tagged_udp_frame(dst, src, &[(0x88a8, 200), (0x8100, 10)], i))
-        .collect();
+    let from = SocketAddrV4::new(BridgeLab::H1_ADDR.parse()?, DEMO_UDP_PORT);
+    let to = SocketAddrV4::new(BridgeLab::H2_ADDR.parse()?, DEMO_UDP_PORT);
+    let tagged = |tags: &[Tag]| -> Result<Vec<Vec<u8>>> {
+        (0..3)
+            .map(|i| {
+                let payload = format!("{DEMO_PAYLOAD} {i}");
+                Ok(frames::udp4(dst, src, tags, from, to, payload.as_bytes())?)
+            })
+            .collect()
+    };
+    let dot1q = tagged(&[Tag::dot1q(100)])?;
+    let qinq = tagged(&[Tag::dot1ad(200), Tag::dot1q(10)])?;
     println!(
         "    (3 UDP frames in 802.1Q VLAN 100 and 3 in QinQ 802.1ad 200 / 802.1Q 10, h1 → h2,"
     );
     println!("    written to h1's eth0 through a raw socket: no VLAN interfaces needed)");
-    let n1 = l.send_raw(&lab.h1, "eth0", dot1q)?;
-    let n2 = l.send_raw(&lab.h1, "eth0", qinq)?;
+    let raw = PacketSocket::open_in(&lab.h1, BridgeLab::HOST_IF)?;
+    let n1 = raw.send_all(&dot1q)?;
+    let n2 = raw.send_all(&qinq)?;
     sent.push(("802.1Q VLAN 100 frames".to_string(), n1.to_string()));
     sent.push(("QinQ 200/10 frames".to_string(), n2.to_string()));
     // Let the last frames cross before the queue is read.
@@ -522,23 +536,14 @@ fn send_traffic(lab: &BridgeLab, interrupted: &AtomicBool) -> Result<Vec<(String
     Ok(sent)
 }
 
+/// The UDP port of the demo's tagged frames, at both ends.
+const DEMO_UDP_PORT: u16 = 9999;
+/// Their payload, numbered: "ethertap demo 0", "… 1", …
+const DEMO_PAYLOAD: &str = "ethertap demo";
+
 /// Bytes of the demo's TCP transfer.
 const TCP_BYTES: usize = 256 * 1024;
 const TCP_PORT: u16 = 5201;
-
-/// Run `f` in a thread that has entered network namespace `ns` (setns changes only the
-/// calling thread).
-fn in_namespace<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> std::thread::JoinHandle<Result<T>> {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).with_context(|| format!("namespace {path}"))?;
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
-        f()
-    })
-}
 
 /// One TCP connection from h1 to h2 carrying exactly [`TCP_BYTES`]; returns what h2 counted.
 /// Done in-process rather than with iperf3, whose server resets the connection as soon as
@@ -549,7 +554,7 @@ fn tcp_transfer(lab: &BridgeLab, interrupted: &AtomicBool) -> Result<usize> {
     let addr: SocketAddr = format!("{}:{TCP_PORT}", BridgeLab::H2_ADDR).parse()?;
     let limit = Duration::from_secs(10);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let server = in_namespace(&lab.h2, move || {
+    let server = spawn_in_namespace(&lab.h2, move || -> Result<usize> {
         let listener = TcpListener::bind(addr).context("TCP server on h2")?;
         let _ = ready_tx.send(());
         listener.set_nonblocking(true)?;
@@ -585,7 +590,7 @@ fn tcp_transfer(lab: &BridgeLab, interrupted: &AtomicBool) -> Result<usize> {
     if interrupted.load(Ordering::SeqCst) {
         bail!("interrupted");
     }
-    let client = in_namespace(&lab.h1, move || {
+    let client = spawn_in_namespace(&lab.h1, move || -> Result<String> {
         let mut conn = TcpStream::connect_timeout(&addr, limit).context("TCP client on h1")?;
         conn.set_write_timeout(Some(limit))?;
         conn.set_read_timeout(Some(limit))?;
@@ -596,12 +601,8 @@ fn tcp_transfer(lab: &BridgeLab, interrupted: &AtomicBool) -> Result<usize> {
         conn.read_to_string(&mut answer)?;
         Ok(answer)
     });
-    let answer = client
-        .join()
-        .map_err(|_| anyhow::anyhow!("TCP client thread failed"))??;
-    let received = server
-        .join()
-        .map_err(|_| anyhow::anyhow!("TCP server thread failed"))??;
+    let answer = client.join().context("TCP client on h1")??;
+    let received = server.join().context("TCP server on h2")??;
     if received != TCP_BYTES || answer != TCP_BYTES.to_string() {
         bail!("TCP transfer: h2 received {received} of {TCP_BYTES} bytes");
     }
@@ -610,38 +611,6 @@ fn tcp_transfer(lab: &BridgeLab, interrupted: &AtomicBool) -> Result<usize> {
 
 fn parse_mac(text: &str) -> Result<[u8; 6]> {
     crate::wire::parse_mac(text).map_err(|e| anyhow::anyhow!(e))
-}
-
-/// An IPv4/UDP frame from 10.77.0.1 to 10.77.0.2 behind the given VLAN tags (TPID, VID).
-fn tagged_udp_frame(dst: [u8; 6], src: [u8; 6], tags: &[(u16, u16)], seq: u8) -> Vec<u8> {
-    let mut f = Vec::with_capacity(64);
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    for (tpid, vid) in tags {
-        f.extend_from_slice(&tpid.to_be_bytes());
-        f.extend_from_slice(&vid.to_be_bytes());
-    }
-    f.extend_from_slice(&0x0800u16.to_be_bytes());
-    let payload = b"ethertap demo";
-    let udp_len = 8 + payload.len() as u16;
-    let mut ip = vec![
-        0x45, 0, 0, 0, 0, seq, 0x40, 0, 64, 17, 0, 0, 10, 77, 0, 1, 10, 77, 0, 2,
-    ];
-    ip[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
-    let sum = ip
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum::<u32>();
-    let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    f.extend_from_slice(&ip);
-    // UDP checksum 0: none (allowed for IPv4).
-    f.extend_from_slice(&9999u16.to_be_bytes());
-    f.extend_from_slice(&9999u16.to_be_bytes());
-    f.extend_from_slice(&udp_len.to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(payload);
-    f
 }
 
 /// Frames of a pcap file by protocol, through up to four VLAN tags.

@@ -1,30 +1,32 @@
-//! Network-namespace labs for integration tests: end hosts `h1` and `h2`, the bridge
-//! namespace `br` in the middle, veth pairs between them, fixed MACs, IPv6 off and static
-//! neighbour entries so that the only frames on the wires are the ones a test sends.
-//! Everything is removed on drop, also when the test fails.
+//! Network-namespace labs for integration tests, on the library's lab builder
+//! (`ethertap::lab`, also used by `ethertap demo`): end hosts `h1` and `h2`, the bridge
+//! namespace `br` in the middle, veth pairs between them, fixed MACs, two queues per end, IPv6
+//! off and static neighbour entries so that the only frames on the wires are the ones a test
+//! sends. Everything is removed on drop, also when the test fails. What is here on top of the
+//! library panics instead of returning errors, and drives the engine in-process.
 //!
 //! ```text
 //!   h1: e0 10.77.0.1 ──veth── p0 (br) p1 ──veth── e1 10.77.0.2 :h2
 //! ```
 #![allow(dead_code)]
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use ethertap::lab::{BridgeLab, PacketSocket, Side, Wiring};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const H1_IP: &str = "10.77.0.1";
-pub const H2_IP: &str = "10.77.0.2";
+/// The library's numbered test frame, `frame(dst, src, tags, seq, len)`, and what reads it.
+#[allow(unused_imports)]
+pub use ethertap::lab::frames::{numbered as frame, seq_of, Tag};
+/// MACs as RPCL words take them.
+#[allow(unused_imports)]
+pub use ethertap::wire::format_mac as mac_text;
+
+pub const H1_IP: &str = BridgeLab::H1_ADDR;
+pub const H2_IP: &str = BridgeLab::H2_ADDR;
 pub const E0_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 0x01];
 pub const E1_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 0x02];
 pub const P0_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 1, 0x00];
 pub const P1_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 1, 0x01];
-
-pub fn mac_text(m: &[u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
 
 /// Fails the test with a clear message when it cannot run (never a silent pass).
 pub fn require_root_and_tools() {
@@ -46,27 +48,38 @@ pub fn require_root_and_tools() {
     }
 }
 
+/// The tests' wiring: `e0`–`p0` and `e1`–`p1` with the MACs above, two queues each whatever
+/// the CPU count (so multi-queue tests are reproducible); only `e0`–`p0` in a mirror lab.
+fn wiring(bridge: bool) -> Wiring {
+    let mut sides = vec![Side {
+        host_if: "e0",
+        host_mac: Some(E0_MAC),
+        port: "p0",
+        port_mac: Some(P0_MAC),
+    }];
+    if bridge {
+        sides.push(Side {
+            host_if: "e1",
+            host_mac: Some(E1_MAC),
+            port: "p1",
+            port_mac: Some(P1_MAC),
+        });
+    }
+    Wiring {
+        sides,
+        queues: Some(2),
+        static_neighbours: true,
+    }
+}
+
+/// A lab of the tests' wiring (see the module docs).
 pub struct Lab {
     pub h1: String,
     pub br: String,
     pub h2: String,
     pub bridge: bool,
-    children: Vec<Child>,
-    /// The namespaces and veths, built and removed by the library's lab builder (also used by
-    /// `ethertap demo`); dropped after `children` are killed.
-    net: ethertap::lab::Lab,
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    /// The namespaces, veths and processes, removed and ended on drop by the library.
+    net: BridgeLab,
 }
 
 impl Lab {
@@ -75,368 +88,127 @@ impl Lab {
         Lab::build(test, true)
     }
 
-    /// One end host `h1` wired to `p0` in `br` (mirror mode).
+    /// One end host `h1` wired to `p0` in `br` (mirror mode); `h2` is named but not created.
     pub fn mirror(test: &str) -> Lab {
         Lab::build(test, false)
     }
 
     fn build(test: &str, bridge: bool) -> Lab {
         require_root_and_tools();
-        // From here on, dropping `net` removes whatever exists.
-        let mut net = ethertap::lab::Lab::new(test).unwrap_or_else(|e| panic!("lab: {e:#}"));
-        let mut add = |name: &str| {
-            net.add_namespace(name)
-                .unwrap_or_else(|e| panic!("namespace {name}: {e:#}"))
-        };
-        let h1 = add("h1");
-        let br = add("br");
-        let h2 = if bridge {
-            add("h2")
-        } else {
-            // Not created in a mirror lab; named all the same.
-            format!("{}-h2", br.trim_end_matches("-br"))
-        };
-        let lab = Lab {
-            h1,
-            br,
-            h2,
+        let net = BridgeLab::build(test, wiring(bridge)).unwrap_or_else(|e| panic!("lab: {e}"));
+        Lab {
+            h1: net.h1.clone(),
+            br: net.br.clone(),
+            h2: net.h2.clone(),
             bridge,
-            children: Vec::new(),
             net,
-        };
-        let mut pairs = vec![(&lab.h1, "e0", E0_MAC, "p0", P0_MAC, H1_IP)];
-        if bridge {
-            pairs.push((&lab.h2, "e1", E1_MAC, "p1", P1_MAC, H2_IP));
         }
-        for (host, e, emac, p, pmac, addr) in pairs {
-            use ethertap::lab::VethEnd;
-            // Two queues each, whatever the CPU count, so multi-queue tests are reproducible.
-            lab.net
-                .veth_pair(
-                    &VethEnd::new(host, e).mac(&mac_text(&emac)).queues(2),
-                    &VethEnd::new(&lab.br, p).mac(&mac_text(&pmac)).queues(2),
-                )
-                .unwrap_or_else(|err| panic!("veth {e} - {p}: {err:#}"));
-            lab.ip(host, &["addr", "add", &format!("{addr}/24"), "dev", e]);
-        }
-        if bridge {
-            lab.ip(
-                &lab.h1,
-                &[
-                    "neigh",
-                    "add",
-                    H2_IP,
-                    "lladdr",
-                    &mac_text(&E1_MAC),
-                    "dev",
-                    "e0",
-                    "nud",
-                    "permanent",
-                ],
-            );
-            lab.ip(
-                &lab.h2,
-                &[
-                    "neigh",
-                    "add",
-                    H1_IP,
-                    "lladdr",
-                    &mac_text(&E0_MAC),
-                    "dev",
-                    "e1",
-                    "nud",
-                    "permanent",
-                ],
-            );
-        }
-        lab
     }
 
     /// `ip -n NS ARGS...`; panics with its stderr when it fails.
     pub fn ip(&self, ns: &str, args: &[&str]) -> String {
         let out = self
             .net
+            .lab
             .ip(ns, args)
-            .unwrap_or_else(|e| panic!("ip -n {ns} {args:?}: {e:#}"));
+            .unwrap_or_else(|e| panic!("ip -n {ns} {args:?}: {e}"));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Makes the end hosts compute checksums themselves: with veth's checksum offload a TCP
-    /// segment leaves with only a partial checksum, which nothing completes once the frame
-    /// went through AF_XDP (as on a real wire).
+    /// See `BridgeLab::host_checksums_in_software`.
     pub fn host_checksums_in_software(&self) {
-        self.sh(&self.h1, "ethtool -K e0 tx off >/dev/null");
-        if self.bridge {
-            self.sh(&self.h2, "ethtool -K e1 tx off >/dev/null");
-        }
+        self.net
+            .host_checksums_in_software()
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn sh_command(&self, ns: &str, cmd: &str) -> Command {
+        self.net.lab.exec(ns, "sh", &["-c", cmd])
     }
 
     /// Runs a shell command inside a namespace; panics with its stderr when it fails.
     pub fn sh(&self, ns: &str, cmd: &str) -> String {
-        let out = run(Command::new("ip").args(["netns", "exec", ns, "sh", "-c", cmd]));
+        let out = ethertap::lab::run_checked(&mut self.sh_command(ns, cmd))
+            .unwrap_or_else(|e| panic!("{e}"));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Like `sh` but returns the whole output, failing or not.
     pub fn try_sh(&self, ns: &str, cmd: &str) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", ns, "sh", "-c", cmd])
+        self.sh_command(ns, cmd)
             .output()
             .expect("running ip netns exec")
     }
 
-    /// Starts a process inside a namespace; it is killed (by pid) when the lab drops.
+    /// Starts a process inside a namespace, its stdout and stderr piped; the lab ends it (by
+    /// pid) when it drops.
     pub fn spawn(&mut self, ns: &str, args: &[&str]) -> u32 {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {args:?} in {ns}: {e}"));
-        let pid = child.id();
-        self.children.push(child);
-        pid
+        let mut cmd = self.net.lab.exec(ns, args[0], &args[1..]);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.net
+            .lab
+            .spawn(&mut cmd)
+            .unwrap_or_else(|e| panic!("starting {args:?} in {ns}: {e}"))
     }
 
     /// Takes back a child started with `spawn` (the caller then owns its fate).
     pub fn take_child(&mut self, pid: u32) -> Option<Child> {
-        let i = self.children.iter().position(|c| c.id() == pid)?;
-        Some(self.children.remove(i))
+        self.net.lab.take_child(pid)
     }
 
-    /// Hands a child back to the lab, which kills it on drop.
+    /// Hands a child back to the lab, which ends it on drop.
     pub fn adopt(&mut self, child: Child) {
-        self.children.push(child);
+        self.net.lab.adopt(child);
     }
 
     /// Interface counter from sysfs as the namespace sees it.
     pub fn counter(&self, ns: &str, ifname: &str, which: &str) -> u64 {
-        self.sh(
-            ns,
-            &format!("cat /sys/class/net/{ifname}/statistics/{which}"),
-        )
-        .trim()
-        .parse()
-        .expect("a counter")
+        let text = self
+            .net
+            .lab
+            .interface_file(ns, ifname, &format!("statistics/{which}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        text.parse()
+            .unwrap_or_else(|_| panic!("{ifname} {which}: {text:?} is not a counter"))
     }
 
     /// Runs `f` on a thread that entered namespace `ns`; threads it spawns stay there.
     pub fn in_ns<T: Send + 'static>(&self, ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{ns}");
-        std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                .unwrap_or_else(|e| panic!("setns {path}: {e}"));
-            f()
-        })
-        .join()
-        .expect("namespace thread")
+        ethertap::lab::in_namespace(ns, f).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A raw packet socket on `ifname` in `ns`, usable from any thread.
-    pub fn packet_socket(&self, ns: &str, ifname: &str) -> PacketSocket {
-        let ifname = ifname.to_string();
-        self.in_ns(ns, move || PacketSocket::open(&ifname))
+    pub fn packet_socket(&self, ns: &str, ifname: &str) -> Wire {
+        Wire(PacketSocket::open_in(ns, ifname).unwrap_or_else(|e| panic!("{e}")))
     }
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        // The namespaces go when `net` drops, after this.
-        for c in &mut self.children {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = c.wait();
-        }
-    }
-}
+/// The library's packet socket for tests: a failure fails the test.
+pub struct Wire(pub PacketSocket);
 
-/// An AF_PACKET socket bound to one interface: sends raw frames, receives the frames that
-/// arrive (not the ones this host sends).
-pub struct PacketSocket {
-    fd: OwnedFd,
-    ifindex: i32,
-}
-
-impl PacketSocket {
-    fn open(ifname: &str) -> PacketSocket {
-        let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
-        // SAFETY: plain socket(2).
-        let fd =
-            unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
-        assert!(
-            fd >= 0,
-            "AF_PACKET socket: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: fresh fd.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let cname = std::ffi::CString::new(ifname).unwrap();
-        // SAFETY: valid C string.
-        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) } as i32;
-        assert!(ifindex > 0, "no interface {ifname}");
-        // SAFETY: zeroed sockaddr_ll is valid; we fill the fields bind needs.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        sll.sll_ifindex = ifindex;
-        // SAFETY: sll is a valid sockaddr_ll.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &sll as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert!(
-            rc == 0,
-            "bind {ifname}: {}",
-            std::io::Error::last_os_error()
-        );
-        // Tests read after sending everything: the default buffer holds only a few hundred
-        // small frames.
-        let size: libc::c_int = 32 << 20;
-        // SAFETY: size is a valid c_int for the call.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                &size as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as u32,
-            )
-        };
-        let s = PacketSocket { fd, ifindex };
-        s.drain();
-        s
-    }
-
-    /// Sends one frame, retrying while the kernel pushes back.
+impl Wire {
+    /// Sends one frame, waiting while the kernel pushes back.
     pub fn send(&self, frame: &[u8]) {
-        loop {
-            // SAFETY: frame is valid for the call.
-            let rc = unsafe {
-                libc::send(
-                    self.fd.as_raw_fd(),
-                    frame.as_ptr() as *const libc::c_void,
-                    frame.len(),
-                    0,
-                )
-            };
-            if rc >= 0 {
-                return;
-            }
-            let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::ENOBUFS) | Some(libc::EAGAIN) => {
-                    std::thread::sleep(Duration::from_micros(200))
-                }
-                _ => panic!("send: {e}"),
-            }
-        }
+        self.0.send(frame).unwrap_or_else(|e| panic!("{e}"));
     }
 
-    /// Sends frames paced in small bursts so no queue on the way overflows.
+    /// Sends frames in order, paced so that no queue on the way overflows.
     pub fn send_all(&self, frames: &[Vec<u8>]) {
-        for (i, f) in frames.iter().enumerate() {
-            self.send(f);
-            if i % 32 == 31 {
-                std::thread::sleep(Duration::from_micros(500));
-            }
-        }
+        self.0.send_all(frames).unwrap_or_else(|e| panic!("{e}"));
     }
 
-    fn recv_one(&self, timeout: Duration) -> Option<Vec<u8>> {
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            // SAFETY: pfd valid for the call.
-            let rc = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
-            if rc <= 0 {
-                return None;
-            }
-            let mut buf = vec![0u8; 65536];
-            // SAFETY: zeroed sockaddr_ll; recvfrom fills it.
-            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-            // SAFETY: buf and sll valid for the call.
-            let n = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                    &mut sll as *mut _ as *mut libc::sockaddr,
-                    &mut len,
-                )
-            };
-            if n < 0 {
-                continue;
-            }
-            if sll.sll_pkttype == libc::PACKET_OUTGOING || sll.sll_ifindex != self.ifindex {
-                continue;
-            }
-            buf.truncate(n as usize);
-            return Some(buf);
-        }
-    }
-
-    /// Frames received until `expect` arrived or nothing came for `quiet`.
+    /// Frames received until `expect` arrived or nothing came for `quiet`, and any
+    /// duplicates that follow shortly.
     pub fn collect(&self, expect: usize, quiet: Duration) -> Vec<Vec<u8>> {
-        let mut got = Vec::new();
-        while got.len() < expect {
-            match self.recv_one(quiet) {
-                Some(f) => got.push(f),
-                None => break,
-            }
-        }
-        // Anything beyond `expect` (duplicates) shows up within a short extra wait.
-        while let Some(f) = self.recv_one(Duration::from_millis(200)) {
-            got.push(f);
-        }
-        got
+        self.0
+            .collect(expect, quiet)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Drops whatever is waiting.
     pub fn drain(&self) {
-        while self.recv_one(Duration::from_millis(0)).is_some() {}
+        self.0.drain().unwrap_or_else(|e| panic!("{e}"));
     }
-}
-
-/// A test frame: `dst`, `src`, optional VLAN tags (TPID, VID), Ethertype 0x88b5 (local
-/// experimental), then the sequence number and padding to `len` bytes.
-pub fn frame(dst: [u8; 6], src: [u8; 6], tags: &[(u16, u16)], seq: u32, len: usize) -> Vec<u8> {
-    let mut f = Vec::with_capacity(len.max(64));
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    for (tpid, vid) in tags {
-        f.extend_from_slice(&tpid.to_be_bytes());
-        f.extend_from_slice(&vid.to_be_bytes());
-    }
-    f.extend_from_slice(&0x88b5u16.to_be_bytes());
-    f.extend_from_slice(&seq.to_be_bytes());
-    let mut i = 0u8;
-    while f.len() < len.max(60) {
-        f.push(i);
-        i = i.wrapping_add(1);
-    }
-    f
-}
-
-/// The sequence number `frame` put after the Ethertype (after `tags` VLAN tags).
-pub fn seq_of(f: &[u8], tags: usize) -> Option<u32> {
-    let at = 14 + 4 * tags;
-    f.get(at..at + 4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// The engine running in-process inside the lab's bridge namespace, with a VM holding every
