@@ -179,7 +179,7 @@ pub fn run_start(args: &StartArgs) -> Result<(), String> {
             .map_err(|e| format!("installing the signal handler: {e}"))?;
     }
 
-    let engine = Engine::start(args.engine_config())?;
+    let engine = Engine::start(args.engine_config()).map_err(|e| e.to_string())?;
     let mut vm = super::engine_vm(&engine, &args.queue_name);
     // A stop also interrupts a running line, so a waiting word cannot delay it.
     let interrupt = vm.interrupt_handle();
@@ -317,7 +317,7 @@ fn start_in_background(
             .map_err(|e| format!("installing the signal handler: {e}"))?;
     }
     let layout = config.layout;
-    let engine = Engine::start(config)?;
+    let engine = Engine::start(config).map_err(|e| e.to_string())?;
     let mut vm = super::engine_vm(&engine, &args.queue_name);
     if let Some(p) = preset {
         if let Err(e) = run_preset(&mut vm, p, &mut std::io::stdout()) {

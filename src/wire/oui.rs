@@ -23,13 +23,13 @@ fn record(i: usize) -> (u64, &'static str) {
 }
 
 /// Number of registry assignments in the table.
-pub fn table_len() -> usize {
+pub(super) fn table_len() -> usize {
     ENTRIES.len() / RECORD
 }
 
-/// The organisation the IEEE registered the MAC's prefix to, if any.
-pub fn vendor(mac: &Mac) -> Option<&'static str> {
-    let value = u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]);
+/// The organisation the IEEE registered the MAC's prefix to, if any ([`Mac::vendor`]).
+pub(super) fn vendor(mac: Mac) -> Option<&'static str> {
+    let value = mac.to_u64();
     let n = table_len();
     for bits in PREFIX_BITS {
         let key = bits << 48 | (value >> (48 - bits) << (48 - bits));
