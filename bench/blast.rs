@@ -8,6 +8,7 @@
 //! Usage: ethertap-blast IFACE COUNT [--rate PPS] [--dst MAC] [--src MAC] [--size BYTES]
 //!                       [--limit SECONDS]
 
+use ethertap::wire::Mac;
 use std::time::{Duration, Instant};
 
 const MAX_BATCH: usize = 64;
@@ -23,15 +24,7 @@ struct Options {
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let parts: Vec<&str> = s.split(':').collect();
-    if parts.len() != 6 {
-        return Err(format!("\"{s}\" is not a MAC address"));
-    }
-    let mut mac = [0u8; 6];
-    for (m, p) in mac.iter_mut().zip(parts) {
-        *m = u8::from_str_radix(p, 16).map_err(|_| format!("\"{s}\" is not a MAC address"))?;
-    }
-    Ok(mac)
+    s.parse::<Mac>().map(|m| m.0).map_err(|e| e.to_string())
 }
 
 fn parse_args() -> Result<Options, String> {

@@ -8,8 +8,8 @@
 //!   with the policies the engine meets: nothing set, a drop machash, fault injection, taps
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use ethertap::ixdp::fastpath::{run_batch, BatchContext, FrameStore, Lanes, Route};
-use ethertap::ixdp::fault::{decide, flip_bit, FaultRng};
+use ethertap::ixdp::fastpath::{run_batch, BatchContext, Lanes, MemoryFrames, Route};
+use ethertap::ixdp::fault::{decide, FaultRng};
 use ethertap::ixdp::machash::MacSet;
 use ethertap::ixdp::policy::{FaultConfig, Policy};
 use ethertap::ixdp::stats::QueueStats;
@@ -153,31 +153,6 @@ fn fault_decision(c: &mut Criterion) {
     });
 }
 
-/// A batch's frames in plain memory: frame `i` is `self.0[i]`.
-struct Memory(Vec<Vec<u8>>);
-
-impl FrameStore for Memory {
-    type Desc = usize;
-    unsafe fn frame(&self, d: &usize) -> &[u8] {
-        &self.0[*d]
-    }
-    unsafe fn flip(&mut self, d: &mut usize, bit: usize) {
-        flip_bit(&mut self.0[*d], bit);
-    }
-    unsafe fn copy(&mut self, from: &usize, to: &mut usize) -> bool {
-        let (src, dst) = (*from, *to);
-        let (a, b) = self.0.split_at_mut(src.max(dst));
-        let (s, d) = if src < dst {
-            (&a[src], &mut b[0])
-        } else {
-            (&b[0], &mut a[dst])
-        };
-        d.clear();
-        d.extend_from_slice(s);
-        true
-    }
-}
-
 /// Removes the bench's packet queue when the bench ends.
 struct BenchQueue(String);
 
@@ -228,7 +203,7 @@ fn fast_path(c: &mut Criterion) {
     let stats = QueueStats::new();
     let mut rng = FaultRng::new(42);
     for (name, policy, queue) in &cases {
-        let mut store = Memory(
+        let mut store = MemoryFrames(
             batch
                 .iter()
                 .cloned()

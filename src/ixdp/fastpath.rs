@@ -115,6 +115,31 @@ pub trait FrameStore {
     unsafe fn copy(&mut self, from: &Self::Desc, to: &mut Self::Desc) -> bool;
 }
 
+/// Frames in plain memory, frame `i` being `self.0[i]`: for the unit tests and the benchmark
+/// of the stages (and anything else that runs them outside a UMEM).
+#[derive(Clone, Debug, Default)]
+pub struct MemoryFrames(pub Vec<Vec<u8>>);
+
+impl FrameStore for MemoryFrames {
+    type Desc = usize;
+
+    unsafe fn frame(&self, d: &usize) -> &[u8] {
+        &self.0[*d]
+    }
+
+    unsafe fn flip(&mut self, d: &mut usize, bit: usize) {
+        fault::flip_bit(&mut self.0[*d], bit);
+    }
+
+    unsafe fn copy(&mut self, from: &usize, to: &mut usize) -> bool {
+        // Reuses the target's allocation once it is large enough.
+        let src = std::mem::take(&mut self.0[*from]);
+        self.0[*to].clone_from(&src);
+        self.0[*from] = src;
+        true
+    }
+}
+
 /// What a batch needs besides its frames; fixed for the batch.
 #[derive(Clone, Copy)]
 pub struct BatchContext<'a> {
@@ -265,23 +290,6 @@ mod tests {
     const E1: Mac = Mac([0x02, 0, 0, 0, 0, 0xe1]);
     const BAD: Mac = Mac([0x02, 0, 0, 0, 0, 0xbd]);
 
-    /// Frames in plain memory: frame `i` is `frames[i]`.
-    struct Memory(Vec<Vec<u8>>);
-
-    impl FrameStore for Memory {
-        type Desc = usize;
-        unsafe fn frame(&self, d: &usize) -> &[u8] {
-            &self.0[*d]
-        }
-        unsafe fn flip(&mut self, d: &mut usize, bit: usize) {
-            fault::flip_bit(&mut self.0[*d], bit);
-        }
-        unsafe fn copy(&mut self, from: &usize, to: &mut usize) -> bool {
-            self.0[*to] = self.0[*from].clone();
-            true
-        }
-    }
-
     /// A frame from `src` to E1 with `len` bytes.
     fn frame(src: Mac, len: usize) -> Vec<u8> {
         let mut f = E1.0.to_vec();
@@ -304,6 +312,10 @@ mod tests {
         out: 1,
         out_down: false,
     };
+    const DOWN: Route = Route::Bridge {
+        out: 1,
+        out_down: true,
+    };
 
     #[test]
     fn mirror_mode_never_forwards() {
@@ -320,11 +332,7 @@ mod tests {
             drop_hash: [E0].into_iter().collect(),
             ..Policy::default()
         };
-        let down = Route::Bridge {
-            out: 1,
-            out_down: true,
-        };
-        let v = verdict(&p, 0, down, &frame(E0, 64), &mut FaultRng::new(2));
+        let v = verdict(&p, 0, DOWN, &frame(E0, 64), &mut FaultRng::new(2));
         assert_eq!(v, Verdict::NoIf);
     }
 
@@ -430,9 +438,9 @@ mod tests {
         frames: Vec<Vec<u8>>,
         spares: usize,
         room: usize,
-    ) -> (Outcome, Memory) {
+    ) -> (Outcome, MemoryFrames) {
         let n = frames.len();
-        let mut store = Memory(frames);
+        let mut store = MemoryFrames(frames);
         store.0.extend((0..spares).map(|_| Vec::new()));
         let mut rx: Vec<usize> = (0..n).collect();
         let mut spare_lane: Vec<usize> = (n..n + spares).collect();
@@ -524,13 +532,9 @@ mod tests {
 
     #[test]
     fn a_down_output_counts_noif_and_recycles() {
-        let down = Route::Bridge {
-            out: 1,
-            out_down: true,
-        };
         let (o, _) = batch(
             &Policy::default(),
-            down,
+            DOWN,
             None,
             vec![frame(E0, 64); 3],
             0,

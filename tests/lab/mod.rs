@@ -20,10 +20,7 @@ pub const P0_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 1, 0x00];
 pub const P1_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 1, 0x01];
 
 pub fn mac_text(m: &[u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    ethertap::wire::Mac(*m).to_string()
 }
 
 /// Fails the test with a clear message when it cannot run (never a silent pass).
