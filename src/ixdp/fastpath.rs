@@ -180,7 +180,9 @@ pub fn run_batch<S: FrameStore>(
     mut lanes: Lanes<'_, S::Desc>,
 ) -> Counters {
     let mut counts = Counters::default();
-    let rx_tap = cx.queue.filter(|_| cx.policy.tap_rx[cx.port]);
+    let rx_tap = cx
+        .queue
+        .filter(|_| cx.policy.tap_rx.get(cx.port) == Some(&true));
     for d in rx.iter_mut() {
         // SAFETY: the caller holds every frame of `rx` (see FrameStore).
         let frame = unsafe { store.frame(d) };
@@ -267,7 +269,10 @@ fn forward_stage<S: FrameStore>(
 /// Stage 6: the TX tap over the frames going out on `out`.
 #[inline]
 fn tx_tap_stage<S: FrameStore>(cx: &BatchContext<'_>, store: &S, out: usize, frames: &[S::Desc]) {
-    let Some(q) = cx.queue.filter(|_| cx.policy.tap_tx[out]) else {
+    let Some(q) = cx
+        .queue
+        .filter(|_| cx.policy.tap_tx.get(out) == Some(&true))
+    else {
         return;
     };
     for d in frames {
@@ -292,11 +297,7 @@ mod tests {
 
     /// A frame from `src` to E1 with `len` bytes.
     fn frame(src: Mac, len: usize) -> Vec<u8> {
-        let mut f = E1.0.to_vec();
-        f.extend_from_slice(&src.0);
-        f.extend_from_slice(&[0x88, 0xb5]);
-        f.resize(len, 0x5a);
-        f
+        crate::wire::frame::test_frame(E1, src, &[], 0x88b5, len)
     }
 
     fn always(drop_p: u32, flip_p: u32, dup_p: u32) -> FaultConfig {

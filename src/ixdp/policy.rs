@@ -119,12 +119,7 @@ mod tests {
     const C: Mac = Mac([0x02, 0, 0, 0, 0, 0xc]);
 
     fn frame(dst: Mac, src: Mac) -> Vec<u8> {
-        let mut f = Vec::new();
-        f.extend_from_slice(&dst.0);
-        f.extend_from_slice(&src.0);
-        f.extend_from_slice(&[0x08, 0x00]);
-        f.extend_from_slice(&[0u8; 46]);
-        f
+        crate::wire::frame::test_frame(dst, src, &[], 0x0800, 60)
     }
 
     #[test]

@@ -610,18 +610,12 @@ impl StatsBoard {
 mod tests {
     use super::*;
 
+    use crate::wire::frame::test_frame;
     use crate::wire::MAX_VLAN_TAGS;
 
+    /// A 60-byte broadcast frame (plus its tags) from `src`.
     fn frame(src: Mac, tags: &[u16], ethertype: u16) -> Vec<u8> {
-        let mut f = vec![0xff; 6];
-        f.extend_from_slice(&src.0);
-        for (i, t) in tags.iter().enumerate() {
-            f.extend_from_slice(&t.to_be_bytes());
-            f.extend_from_slice(&(100 + i as u16).to_be_bytes());
-        }
-        f.extend_from_slice(&ethertype.to_be_bytes());
-        f.extend_from_slice(&[0u8; 46]);
-        f
+        test_frame(Mac::BROADCAST, src, tags, ethertype, 60 + 4 * tags.len())
     }
 
     const A: Mac = Mac([0, 0x1b, 0x21, 0, 0, 1]);

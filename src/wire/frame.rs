@@ -91,21 +91,36 @@ impl Iterator for VlanWalk<'_> {
     }
 }
 
+/// A frame for the crate's unit tests: `dst`, `src`, one VLAN tag per TPID in `tpids` (VIDs 10,
+/// 11, …), `ethertype`, then payload bytes 0x5a up to `len` bytes; cut to `len` when that is
+/// shorter (runts).
+#[cfg(test)]
+pub(crate) fn test_frame(dst: Mac, src: Mac, tpids: &[u16], ethertype: u16, len: usize) -> Vec<u8> {
+    let mut f = dst.0.to_vec();
+    f.extend_from_slice(&src.0);
+    for (vid, tpid) in (10u16..).zip(tpids) {
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&vid.to_be_bytes());
+    }
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.resize(len, 0x5a);
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// dst, src, the tags (TPID, VID), the inner type, 4 payload bytes.
+    /// The tags, the inner type and 4 payload bytes.
     fn frame(tags: &[u16], inner: u16) -> Vec<u8> {
-        let mut f = vec![0xff; 6];
-        f.extend_from_slice(&[0x00, 0x1b, 0x21, 1, 2, 3]);
-        for (i, t) in tags.iter().enumerate() {
-            f.extend_from_slice(&t.to_be_bytes());
-            f.extend_from_slice(&(10 + i as u16).to_be_bytes());
-        }
-        f.extend_from_slice(&inner.to_be_bytes());
-        f.extend_from_slice(&[1, 2, 3, 4]);
-        f
+        let src = Mac([0x00, 0x1b, 0x21, 1, 2, 3]);
+        test_frame(
+            Mac::BROADCAST,
+            src,
+            tags,
+            inner,
+            HEADER_LEN + TAG_LEN * tags.len() + 4,
+        )
     }
 
     fn walk(f: &[u8]) -> Vec<(u8, u16, usize)> {
