@@ -9,28 +9,21 @@
 //!                       [--limit SECONDS]
 
 use ethertap::lab::{frames, Outbox, PacketSocket, MAX_BATCH};
+use ethertap::wire::Mac;
 use std::time::{Duration, Instant};
 
 struct Options {
     iface: String,
     count: u64,
     rate: u64,
-    dst: [u8; 6],
-    src: [u8; 6],
+    dst: Mac,
+    src: Mac,
     size: usize,
     limit: Duration,
 }
 
-fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let parts: Vec<&str> = s.split(':').collect();
-    if parts.len() != 6 {
-        return Err(format!("\"{s}\" is not a MAC address"));
-    }
-    let mut mac = [0u8; 6];
-    for (m, p) in mac.iter_mut().zip(parts) {
-        *m = u8::from_str_radix(p, 16).map_err(|_| format!("\"{s}\" is not a MAC address"))?;
-    }
-    Ok(mac)
+fn parse_mac(s: &str) -> Result<Mac, String> {
+    s.parse::<Mac>().map_err(|e| e.to_string())
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -46,8 +39,8 @@ fn parse_args() -> Result<Options, String> {
             .parse()
             .map_err(|_| format!("COUNT \"{}\" is not a number", args[1]))?,
         rate: 0,
-        dst: [0x02, 0x77, 0, 0, 0, 0x99],
-        src: [0x02, 0x77, 0, 0, 0, 0x01],
+        dst: Mac([0x02, 0x77, 0, 0, 0, 0x99]),
+        src: Mac([0x02, 0x77, 0, 0, 0, 0x01]),
         size: 60,
         limit: Duration::from_secs(60),
     };

@@ -4,13 +4,17 @@
 //! * per-frame statistics: `QueueStats::on_rx` (single writer, no locks) vs the same counts
 //!   kept in `HashMap`s behind a `Mutex`
 //! * fault decision: `decide` with all three probabilities set
+//! * the fast path over a batch: `fastpath::run_batch` (every stage, frames in plain memory)
+//!   with the policies the engine meets: nothing set, a drop machash, fault injection, taps
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use ethertap::ixdp::fastpath::{run_batch, BatchContext, Lanes, MemoryFrames, Route};
 use ethertap::ixdp::fault::{decide, FaultRng};
 use ethertap::ixdp::machash::MacSet;
-use ethertap::ixdp::policy::FaultConfig;
+use ethertap::ixdp::policy::{FaultConfig, Policy};
 use ethertap::ixdp::stats::QueueStats;
-use ethertap::wire::{describe, Mac};
+use ethertap::pqueue::{queue_path, Batch, Consumer, Layout, Producer};
+use ethertap::wire::{ethertype, Mac};
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
 use std::sync::Mutex;
@@ -19,7 +23,7 @@ fn macs(n: usize) -> Vec<Mac> {
     (0..n as u32)
         .map(|i| {
             let h = i.wrapping_mul(0x9e37_79b9);
-            [0x00, 0x1b, 0x21, (h >> 16) as u8, (h >> 8) as u8, h as u8]
+            Mac([0x00, 0x1b, 0x21, (h >> 16) as u8, (h >> 8) as u8, h as u8])
         })
         .collect()
 }
@@ -30,7 +34,7 @@ fn frames(n: usize) -> Vec<Vec<u8>> {
         .enumerate()
         .map(|(i, src)| {
             let mut f = vec![0xff; 6];
-            f.extend_from_slice(src);
+            f.extend_from_slice(&src.0);
             if i % 4 == 0 {
                 f.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
             }
@@ -48,9 +52,9 @@ fn frames(n: usize) -> Vec<Vec<u8>> {
 fn vendor_lookup(c: &mut Criterion) {
     let mut g = c.benchmark_group("vendor lookup");
     g.sample_size(10);
-    let mac: Mac = [0x00, 0x1b, 0x21, 0x3a, 0x4f, 0x01];
-    g.bench_function("tap::describe (build-time table)", |b| {
-        b.iter(|| describe(black_box(&mac)))
+    let mac = Mac([0x00, 0x1b, 0x21, 0x3a, 0x4f, 0x01]);
+    g.bench_function("Mac::describe (build-time table)", |b| {
+        b.iter(|| black_box(mac).describe())
     });
     g.bench_function("mac_oui::Oui::default + lookup_by_mac", |b| {
         b.iter(|| {
@@ -99,7 +103,7 @@ impl LockedStats {
         let mut g = self.inner.lock().unwrap();
         g.0 += 1;
         let Some(src) = frame.get(6..12) else { return };
-        let src: Mac = src.try_into().unwrap();
+        let src = Mac::try_from(src).unwrap();
         *g.1.entry(src).or_default() += 1;
         let mut at = 12;
         for level in 0..=4u8 {
@@ -110,7 +114,7 @@ impl LockedStats {
             let e = g.2.entry((level, t)).or_insert((0, src));
             e.0 += 1;
             e.1 = src;
-            if t != 0x8100 && t != 0x88a8 {
+            if !ethertype::is_vlan_tag(t) {
                 break;
             }
             at += 4;
@@ -149,11 +153,110 @@ fn fault_decision(c: &mut Criterion) {
     });
 }
 
+/// Removes the bench's packet queue when the bench ends.
+struct BenchQueue(String);
+
+impl Drop for BenchQueue {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(queue_path(&self.0));
+    }
+}
+
+fn fast_path(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fast path, run_batch over 64 frames");
+    let batch = frames(64);
+    let n = batch.len();
+    let spares = 2 * n;
+    let queue = BenchQueue(format!("bench-fastpath.{}", std::process::id()));
+    let layout = Layout {
+        slots: 4096,
+        slot_size: 128,
+        ..Layout::default()
+    };
+    let producer = Producer::open(&queue.0, layout).unwrap();
+    let mut consumer = Consumer::attach(&queue.0).unwrap();
+    let mut taken = Batch::with_capacity(4096, 128);
+    let listed: MacSet = macs(64).into_iter().step_by(8).collect();
+    let faults = FaultConfig {
+        enabled: true,
+        drop_p: 1_000,
+        flip_p: 5_000,
+        dup_p: 5_000,
+    };
+    let mut tap = Policy::default();
+    tap.tap_rx[0] = true;
+    tap.tap_tx[1] = true;
+    let mut fault = Policy::default();
+    fault.fault[0] = faults;
+    let cases = [
+        ("no policy", Policy::default(), None),
+        (
+            "drop machash of 8",
+            Policy {
+                drop_hash: listed,
+                ..Policy::default()
+            },
+            None,
+        ),
+        ("fault injection", fault, None),
+        ("RX and TX tap", tap, Some(&producer)),
+    ];
+    let stats = QueueStats::new();
+    let mut rng = FaultRng::new(42);
+    for (name, policy, queue) in &cases {
+        let mut store = MemoryFrames(
+            batch
+                .iter()
+                .cloned()
+                .chain((0..spares).map(|_| Vec::new()))
+                .collect(),
+        );
+        let mut rx: Vec<usize> = (0..n).collect();
+        let (mut recycle, mut out) = (Vec::with_capacity(n), Vec::with_capacity(2 * n));
+        let mut spare_pool: Vec<usize> = Vec::with_capacity(spares);
+        let cx = BatchContext {
+            policy,
+            port: 0,
+            route: Route::Bridge {
+                out: 1,
+                out_down: false,
+            },
+            queue: *queue,
+            ts: 1,
+            room: 2 * n,
+        };
+        // Each batch starts with the lanes as the worker has them and an empty packet queue
+        // (a full one would make the taps' pushes cheap no-ops).
+        g.bench_function(*name, |b| {
+            b.iter_batched(
+                || {
+                    let _ = consumer.try_pop(&mut taken, 4096);
+                },
+                |()| {
+                    recycle.clear();
+                    out.clear();
+                    spare_pool.clear();
+                    spare_pool.extend(n..n + spares);
+                    let lanes = Lanes {
+                        recycle: &mut recycle,
+                        out: &mut out,
+                        spares: &mut spare_pool,
+                    };
+                    run_batch(&cx, &mut store, &mut rx, &stats, &mut rng, lanes)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     vendor_lookup,
     machash,
     per_frame_stats,
-    fault_decision
+    fault_decision,
+    fast_path
 );
 criterion_main!(benches);

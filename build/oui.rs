@@ -1,4 +1,4 @@
-//! Build-time generation of the OUI vendor table used by `tap::describe`.
+//! Build-time generation of the OUI vendor table used by `wire::Mac::describe`.
 //!
 //! `mac_oui` ships the registry as a 6 MB CSV that its `Oui::default()` parses on every call
 //! (about 310 ms and 80 MB of memory), and it files the 28-bit (MA-M) and 36-bit (MA-S, IAB)

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 const ETHERTAP: &str = env!("CARGO_BIN_EXE_ethertap");
 const CONTROL: &str = env!("CARGO_BIN_EXE_control");
 /// An end host no lab interface owns, for frames that belong to nobody in particular.
-const OTHER_MAC: [u8; 6] = [0x02, 0x99, 0, 0, 0, 0x07];
-const OTHER_DST: [u8; 6] = [0x02, 0x99, 0, 0, 0, 0x08];
+const OTHER_MAC: Mac = Mac([0x02, 0x99, 0, 0, 0, 0x07]);
+const OTHER_DST: Mac = Mac([0x02, 0x99, 0, 0, 0, 0x08]);
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
@@ -200,7 +200,7 @@ impl Drop for Daemon {
 }
 
 /// Frames from `src` to `dst`, numbered from `first`.
-fn frames(dst: [u8; 6], src: [u8; 6], first: u32, n: u32) -> Vec<Vec<u8>> {
+fn frames(dst: Mac, src: Mac, first: u32, n: u32) -> Vec<Vec<u8>> {
     (first..first + n)
         .map(|i| frame(dst, src, &[], i, 64))
         .collect()
@@ -212,8 +212,8 @@ fn seqs(frames: &[Vec<u8>]) -> Vec<u32> {
     s
 }
 
-fn has_src(f: &[u8], mac: [u8; 6]) -> bool {
-    f.get(6..12) == Some(&mac[..])
+fn has_src(f: &[u8], mac: Mac) -> bool {
+    f.get(6..12) == Some(&mac.0[..])
 }
 
 #[test]
@@ -240,7 +240,7 @@ fn tap_all_and_tap_host_examples_steer_the_daemons_tap() {
     assert_eq!(from(0), (0..20).collect::<Vec<_>>(), "tapped on port 0");
     assert_eq!(from(1), (100..120).collect::<Vec<_>>(), "tapped on port 1");
 
-    let h1 = mac_text(&E0_MAC);
+    let h1 = mac_text(E0_MAC);
     let out = d.example("tap-host.rpcl", &[&h1]);
     assert!(
         out.contains(&format!("tapping frames from or to {h1}")),
@@ -273,7 +273,7 @@ fn drop_host_example_drops_that_host_only() {
     let d = Daemon::start("ddrop");
     let s0 = d.lab.packet_socket(&d.lab.h1, "e0");
     let s1 = d.lab.packet_socket(&d.lab.h2, "e1");
-    let h1 = mac_text(&E0_MAC);
+    let h1 = mac_text(E0_MAC);
     let out = d.example("drop-host.rpcl", &[&h1]);
     assert!(out.contains(&format!("dropping frames from {h1}")), "{out}");
     assert!(d.eval("drop.hash.show").contains(&h1));
@@ -632,7 +632,7 @@ fn expect(d: &Daemon, script: &str) -> String {
 #[test]
 fn control_console_session_prompt_words_completion_and_one_at_a_time() {
     let d = Daemon::start("dcons");
-    let h1 = mac_text(&E0_MAC);
+    let h1 = mac_text(E0_MAC);
     // Known only to the daemon's dictionary: completion must come from there.
     d.eval("\"77 .\" probe.word !!");
     // `want` waits for a pattern on one spawned process and fails the script with `what` on a

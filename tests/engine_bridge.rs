@@ -9,7 +9,7 @@ use std::time::Duration;
 const QUIET: Duration = Duration::from_millis(1500);
 
 /// Frames from h1 to h2 (sent on e0, received on e1) with the given sources.
-fn frames_from(srcs: &[[u8; 6]], n_each: usize, len: usize) -> Vec<Vec<u8>> {
+fn frames_from(srcs: &[Mac], n_each: usize, len: usize) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut seq = 0;
     for i in 0..n_each {
@@ -105,7 +105,7 @@ fn raw_frames_cross_unchanged_and_are_counted() {
     let mut eng = lab.start_engine("brraw");
     let tx = lab.packet_socket(&lab.h1, "e0");
     let rx = lab.packet_socket(&lab.h2, "e1");
-    let frames = frames_from(&[E0_MAC, [0x00, 0x1b, 0x21, 1, 2, 3]], 250, 60);
+    let frames = frames_from(&[E0_MAC, Mac([0x00, 0x1b, 0x21, 1, 2, 3])], 250, 60);
     tx.send_all(&frames);
     let got = rx.collect(frames.len(), QUIET);
     assert_eq!(got.len(), frames.len());
@@ -121,10 +121,14 @@ fn drop_machash_drops_exactly_the_listed_source() {
     let lab = Lab::bridge("brdrop");
     let mut eng = lab.start_engine("brdrop");
     let bad = [0x02, 0x55, 0, 0, 0, 0xaa];
-    eng.ok(&format!("{} drop.hash.insert", mac_text(&bad)));
+    eng.ok(&format!("{} drop.hash.insert", mac_text(bad)));
     let tx = lab.packet_socket(&lab.h1, "e0");
     let rx = lab.packet_socket(&lab.h2, "e1");
-    let frames = frames_from(&[E0_MAC, bad, [0x02, 0x55, 0, 0, 0, 0xbb]], 100, 80);
+    let frames = frames_from(
+        &[E0_MAC, bad.into(), Mac([0x02, 0x55, 0, 0, 0, 0xbb])],
+        100,
+        80,
+    );
     tx.send_all(&frames);
     let got = rx.collect(200, QUIET);
     let expect: Vec<Vec<u8>> = frames.iter().filter(|f| f[6..12] != bad).cloned().collect();
@@ -133,7 +137,7 @@ fn drop_machash_drops_exactly_the_listed_source() {
     assert_eq!(eng.stat(0, "rx"), 300);
     assert_eq!(eng.stat(1, "tx"), 200);
 
-    eng.ok(&format!("{} drop.hash.delete", mac_text(&bad)));
+    eng.ok(&format!("{} drop.hash.delete", mac_text(bad)));
     tx.send_all(&frames);
     assert_eq!(
         rx.collect(300, QUIET).len(),
@@ -231,9 +235,9 @@ fn fault_drop_at_50_percent_is_binomial_and_fault_hash_restricts_it() {
     let victim = [0x02, 0x66, 0, 0, 0, 1];
     eng.ok(&format!(
         "100000 0 fault.drop.probability {} fault.hash.insert",
-        mac_text(&victim)
+        mac_text(victim)
     ));
-    let mixed = frames_from(&[E0_MAC, victim], 100, 60);
+    let mixed = frames_from(&[E0_MAC, victim.into()], 100, 60);
     s0.send_all(&mixed);
     let got = s1.collect(100, QUIET);
     let expect: Vec<Vec<u8>> = mixed
@@ -274,8 +278,8 @@ fn mac_and_ethertype_statistics_list_the_frames_including_vlan_tags() {
     assert_eq!(
         mac_rows,
         vec![
-            vec![mac_text(&E0_MAC), "20".to_string()],
-            vec![mac_text(&intel), "10".to_string()]
+            vec![mac_text(E0_MAC), "20".to_string()],
+            vec![mac_text(intel), "10".to_string()]
         ],
         "{macs}"
     );
@@ -313,7 +317,7 @@ fn mac_and_ethertype_statistics_list_the_frames_including_vlan_tags() {
     assert_eq!(rows, want, "{etypes}");
     let none = eng.ok("1 if.mac.show");
     assert!(
-        !none.contains(&mac_text(&E0_MAC)),
+        !none.contains(&mac_text(E0_MAC)),
         "interface 1 received nothing: {none}"
     );
 }
@@ -548,12 +552,12 @@ fn changing_sets_and_flags_under_traffic_loses_nothing() {
         eng.ok("0 tap.rx.enable 1 tap.tx.enable");
         eng.ok(&format!(
             "{} tap.hash.insert {} drop.hash.insert",
-            mac_text(&E0_MAC),
-            mac_text(&other)
+            mac_text(E0_MAC),
+            mac_text(other)
         ));
         eng.ok(&format!(
             "{} fault.hash.insert 0 fault.enable",
-            mac_text(&other)
+            mac_text(other)
         ));
         eng.ok("100000 0 fault.drop.probability");
         // Disable before emptying the fault machash: for a moment in between, every frame

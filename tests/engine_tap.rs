@@ -80,7 +80,7 @@ fn taps_capture_everything_with_an_empty_machash_and_only_listed_macs_otherwise(
     assert_eq!(tapped.len(), 2 * frames.len());
 
     // A listed source MAC selects its frames only.
-    eng.ok(&format!("{} tap.hash.insert", mac_text(&other)));
+    eng.ok(&format!("{} tap.hash.insert", mac_text(other)));
     s0.send_all(&frames);
     assert_eq!(
         s1.collect(frames.len(), QUIET).len(),
@@ -108,15 +108,15 @@ fn taps_capture_everything_with_an_empty_machash_and_only_listed_macs_otherwise(
     // A listed destination MAC selects as well.
     eng.ok(&format!(
         "{} tap.hash.delete {} tap.hash.insert",
-        mac_text(&other),
-        mac_text(&E1_MAC)
+        mac_text(other),
+        mac_text(E1_MAC)
     ));
     s0.send_all(&frames);
     s1.collect(frames.len(), QUIET);
     let tapped = drain_queue(&eng.queue_name, frames.len());
     let to_e1: Vec<Vec<u8>> = frames
         .iter()
-        .filter(|f| f[0..6] == E1_MAC)
+        .filter(|f| f[0..6] == E1_MAC.0)
         .cloned()
         .collect();
     assert_frames(
@@ -166,7 +166,7 @@ fn tapped_frames_recorded_by_collect_read_back_with_tshark() {
     let listed = [0x00, 0x1b, 0x21, 0x01, 0x02, 0x03];
     eng.ok(&format!(
         "0 tap.rx.enable {} tap.hash.insert",
-        mac_text(&listed)
+        mac_text(listed)
     ));
     let s0 = lab.packet_socket(&lab.h1, "e0");
     let s1 = lab.packet_socket(&lab.h2, "e1");
@@ -229,7 +229,7 @@ fn tapped_frames_recorded_by_collect_read_back_with_tshark() {
     let mut want: Vec<String> = expect
         .iter()
         .map(|f| {
-            let m = |b: &[u8]| mac_text(&<[u8; 6]>::try_from(b).unwrap());
+            let m = |b: &[u8]| mac_text(<[u8; 6]>::try_from(b).unwrap());
             format!("{}\t{}\t{}", m(&f[0..6]), m(&f[6..12]), f.len())
         })
         .collect();

@@ -4,17 +4,17 @@
 use etherparse::{LinkExtHeader, LinkHeader, PacketBuilder, PacketHeaders};
 use ethertap::ixdp::policy::PolicyCell;
 use ethertap::ixdp::stats::{MacCount, QueueStats, StatsBoard};
-use ethertap::wire::Mac;
+use ethertap::wire::{ethertype, Mac};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread;
 
-const A: Mac = [0x00, 0x1b, 0x21, 0x00, 0x00, 0x0a];
-const B: Mac = [0x02, 0x00, 0x00, 0x00, 0x00, 0x0b];
-const DST: Mac = [0x00, 0x50, 0x56, 0x00, 0x00, 0x01];
+const A: Mac = Mac([0x00, 0x1b, 0x21, 0x00, 0x00, 0x0a]);
+const B: Mac = Mac([0x02, 0x00, 0x00, 0x00, 0x00, 0x0b]);
+const DST: Mac = Mac([0x00, 0x50, 0x56, 0x00, 0x00, 0x01]);
 
 fn udp(src: Mac, vlans: &[u16]) -> Vec<u8> {
-    let eth = PacketBuilder::ethernet2(src, DST);
+    let eth = PacketBuilder::ethernet2(src.0, DST.0);
     let mut f = Vec::new();
     let payload = [0x5a; 32];
     match vlans {
@@ -65,7 +65,7 @@ fn ethertype_levels_agree_with_etherparse() {
     let mut expected = std::collections::BTreeMap::<(u8, u16), (u64, Mac)>::new();
     for f in &frames {
         q.on_rx(f);
-        let src: Mac = f[6..12].try_into().unwrap();
+        let src = Mac::try_from(&f[6..12]).unwrap();
         for (level, t) in levels(f).into_iter().enumerate() {
             let e = expected.entry((level as u8, t)).or_insert((0, src));
             e.0 += 1;
@@ -248,7 +248,7 @@ fn random_frames_never_panic_and_the_tables_add_up() {
         let mut f: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         // Make tags, listed MACs and short frames common enough to matter.
         if len >= 12 && rng.chance(50_000) {
-            f[6..12].copy_from_slice(if rng.chance(50_000) { &A } else { &B });
+            f[6..12].copy_from_slice(if rng.chance(50_000) { &A.0 } else { &B.0 });
         }
         let mut at = 12;
         while at + 2 <= len && rng.chance(60_000) {
@@ -291,7 +291,7 @@ fn random_frames_never_panic_and_the_tables_add_up() {
         let tags_above: u64 = types
             .types
             .iter()
-            .filter(|t| t.level == level - 1 && (t.ethertype == 0x8100 || t.ethertype == 0x88a8))
+            .filter(|t| t.level == level - 1 && ethertype::is_vlan_tag(t.ethertype))
             .map(|t| t.frames)
             .sum();
         assert!(here <= tags_above, "level {level}: {here} > {tags_above}");

@@ -4,9 +4,12 @@
 use ethertap::ixdp::policy::PolicyCell;
 use ethertap::ixdp::stats::StatsBoard;
 use ethertap::ixdp::words::{
-    register_engine_words, register_unavailable_words, stat_line, ENGINE_WORDS, NEEDS_ENGINE,
+    register_engine_words, register_unavailable_words, ENGINE_WORDS, NEEDS_ENGINE,
 };
-use ethertap::ixdp::{EngineView, InterfaceInfo, XdpMode};
+use ethertap::ixdp::xdp::ProgramCounters;
+use ethertap::ixdp::{
+    EngineView, Freshness, InterfaceInfo, RingDetails, RingError, RingFigures, XdpMode,
+};
 use ethertap::lab::frames::{self, Tag};
 use ethertap::rpcl::Vm;
 use ethertap::wire::Mac;
@@ -28,15 +31,36 @@ impl EngineView for TestEngine {
     fn stats(&self) -> &StatsBoard {
         &self.stats
     }
-    fn ring_details(&self, ifidx: usize, queue: usize) -> Result<String, String> {
+    fn ring_details(&self, ifidx: usize, queue: usize) -> Result<RingDetails, RingError> {
         if ifidx == 1 {
-            return Err("socket closed".to_string());
+            return Err(RingError::NoQueue { queue: 5, last: 1 });
         }
-        Ok(format!(
-            "{}{}",
-            stat_line(2, "fill ring", format!("{}/2048", 100 + queue)),
-            stat_line(2, "rx_dropped", 0)
-        ))
+        let rings = RingFigures {
+            fill: 100 + queue as u64,
+            rx: 2,
+            tx: 3,
+            comp: 4,
+            free_frames: 5,
+            spare_frames: 6,
+            rx_dropped: 7,
+            rx_invalid_descs: 8,
+            tx_invalid_descs: 9,
+            rx_ring_full: 10,
+            rx_fill_ring_empty_descs: 11,
+            tx_ring_empty_descs: 12,
+        };
+        let program = ProgramCounters {
+            seen: 13,
+            redirected: 14,
+            passed: 15,
+        };
+        // Queue 0 answers, queue 1 does not.
+        let freshness = [Freshness::Fresh, Freshness::NoAnswer][queue.min(1)];
+        Ok(RingDetails {
+            rings,
+            program,
+            freshness,
+        })
     }
 }
 
@@ -82,15 +106,15 @@ fn frame(dst: Mac, src: Mac, ethertype: u16) -> Vec<u8> {
     frames::raw(dst, src, &[], ethertype, &[0; 46])
 }
 
-const CISCO: Mac = [0x00, 0x00, 0x0c, 0x01, 0x02, 0x03];
-const LAA: Mac = [0x02, 0x42, 0xac, 0x11, 0x00, 0x02];
+const CISCO: Mac = Mac([0x00, 0x00, 0x0c, 0x01, 0x02, 0x03]);
+const LAA: Mac = Mac([0x02, 0x42, 0xac, 0x11, 0x00, 0x02]);
 
 #[test]
 fn if_stats_prints_the_exact_format() {
     let e = engine(2, 1);
     let q = e.stats.queue(0, 0);
     for _ in 0..3 {
-        q.on_rx(&frame([0xff; 6], CISCO, 0x0800));
+        q.on_rx(&frame(Mac::BROADCAST, CISCO, 0x0800));
     }
     q.add_tx(2);
     q.add_drop(1);
@@ -170,13 +194,34 @@ fn if_qstats_shows_one_queue_and_the_ring_details() {
   dropped by FI         0
   flipped by FI         0
   duplicated by FI      2
-  fill ring             101/2048
-  rx_dropped            0
+  fill ring             101
+  rx ring               2
+  tx ring               3
+  completion ring       4
+  free frames           5
+  spare frames          6
+  rx_dropped            7
+  rx_invalid_descs      8
+  tx_invalid_descs      9
+  rx_ring_full          10
+  rx_fill_ring_empty    11
+  tx_ring_empty_descs   12
+  xdp seen              13
+  xdp redirected        14
+  xdp passed            15
+  (worker did not answer: values may be old)
 "
+    );
+    let fresh = run(&mut vm, "0 0 if.qstats").unwrap();
+    assert!(
+        fresh.ends_with("  xdp passed            15\n"),
+        "no note when the worker answered: {fresh}"
     );
     let other = run(&mut vm, "0 1 if.qstats").unwrap();
     assert!(
-        other.ends_with("  rings                 unavailable: socket closed\n"),
+        other.ends_with(
+            "  rings                 unavailable: 5 is not a queue of the engine (0..1)\n"
+        ),
         "{other}"
     );
     assert_eq!(
@@ -198,7 +243,7 @@ fn if_mac_show_lists_macs_with_counts_and_vendors() {
     let e = engine(1, 1);
     let q = e.stats.queue(0, 0);
     for _ in 0..1234 {
-        q.on_rx(&frame([0xff; 6], CISCO, 0x0800));
+        q.on_rx(&frame(Mac::BROADCAST, CISCO, 0x0800));
     }
     q.on_rx(&frame(CISCO, LAA, 0x0806));
     let mut vm = vm_for(&e);
@@ -227,7 +272,7 @@ fn if_mac_show_reports_what_did_not_fit() {
     let e = engine(1, 1);
     let q = e.stats.queue(0, 0);
     for i in 0..1030u32 {
-        let src = [0x00, 0x50, 0x56, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+        let src = Mac([0x00, 0x50, 0x56, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
         q.on_rx(&frame(CISCO, src, 0x0800));
     }
     let mut vm = vm_for(&e);
@@ -251,10 +296,10 @@ fn if_etype_show_lists_types_per_vlan_level() {
     let e = engine(1, 1);
     let q = e.stats.queue(0, 0);
     let tags = [Tag::dot1ad(10), Tag::dot1q(20)];
-    q.on_rx(&frames::raw([0xff; 6], LAA, &tags, 0x0800, &[0; 46]));
-    q.on_rx(&frame([0xff; 6], CISCO, 0x0806));
-    q.on_rx(&frame([0xff; 6], CISCO, 0x0806));
-    q.on_rx(&frame([0xff; 6], CISCO, 0x1234));
+    q.on_rx(&frames::raw(Mac::BROADCAST, LAA, &tags, 0x0800, &[0; 46]));
+    q.on_rx(&frame(Mac::BROADCAST, CISCO, 0x0806));
+    q.on_rx(&frame(Mac::BROADCAST, CISCO, 0x0806));
+    q.on_rx(&frame(Mac::BROADCAST, CISCO, 0x1234));
     let mut vm = vm_for(&e);
     assert_eq!(
         run(&mut vm, "0 if.etype.show").unwrap(),

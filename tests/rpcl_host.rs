@@ -32,7 +32,7 @@ fn engine_like_vm(enabled: Arc<AtomicUsize>) -> Vm {
         "add a MAC to the TAP machash ( mac - )",
         |cx| {
             let mac = cx.pop_mac()?;
-            cx.push_data(Subtype::Mac, mac.to_vec())
+            cx.push_data(Subtype::Mac, mac.0.to_vec())
         },
     );
     vm.register(

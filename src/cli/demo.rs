@@ -6,6 +6,7 @@
 
 use crate::lab::frames::{self, Tag};
 use crate::lab::{spawn_in_namespace, BridgeLab, PacketSocket};
+use crate::wire::{self, ethertype, EtherLayer, Mac, MAX_VLAN_TAGS};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -609,8 +610,8 @@ fn tcp_transfer(lab: &BridgeLab, interrupted: &AtomicBool) -> Result<usize> {
     Ok(received)
 }
 
-fn parse_mac(text: &str) -> Result<[u8; 6]> {
-    crate::wire::parse_mac(text).map_err(|e| anyhow::anyhow!(e))
+fn parse_mac(text: &str) -> Result<Mac> {
+    Ok(text.parse::<Mac>()?)
 }
 
 /// Frames of a pcap file by protocol, through up to four VLAN tags.
@@ -628,25 +629,30 @@ pub fn summarize(pcap: &Path) -> Result<BTreeMap<String, u64>> {
 }
 
 fn classify(frame: &[u8]) -> String {
-    let mut offset = 12;
     let mut tags = Vec::new();
-    let ethertype = loop {
-        let Some(t) = frame.get(offset..offset + 2) else {
-            return "truncated".into();
-        };
-        let t = u16::from_be_bytes([t[0], t[1]]);
-        if (t == 0x8100 || t == 0x88a8) && tags.len() < 4 {
-            tags.push(if t == 0x8100 { "802.1Q" } else { "802.1ad" });
-            offset += 4;
+    let mut inner = None;
+    for layer in wire::vlan_walk(frame) {
+        if ethertype::is_vlan_tag(layer.ethertype) && usize::from(layer.level) < MAX_VLAN_TAGS {
+            tags.push(if layer.ethertype == ethertype::VLAN {
+                "802.1Q"
+            } else {
+                "802.1ad"
+            });
         } else {
-            break t;
+            inner = Some(layer);
         }
+    }
+    // A walk that ends on a tag ran out of frame.
+    let Some(EtherLayer {
+        ethertype, offset, ..
+    }) = inner
+    else {
+        return "truncated".into();
     };
-    let l3 = offset + 2;
     let inner = match ethertype {
-        0x0806 => "ARP".to_string(),
-        0x86dd => "IPv6".to_string(),
-        0x0800 => match frame.get(l3 + 9) {
+        ethertype::ARP => "ARP".to_string(),
+        ethertype::IPV6 => "IPv6".to_string(),
+        ethertype::IPV4 => match frame.get(offset + 9) {
             Some(1) => "IPv4 ICMP".into(),
             Some(6) => "IPv4 TCP".into(),
             Some(17) => "IPv4 UDP".into(),

@@ -115,8 +115,8 @@ pub enum StartError {
     #[error("installing the signal handler: {0}")]
     Signal(#[source] std::io::Error),
     /// The engine refused to start.
-    #[error("{0}")]
-    Engine(String),
+    #[error(transparent)]
+    Engine(#[from] crate::ixdp::engine::StartError),
     /// The pid file.
     #[error(transparent)]
     PidFile(#[from] pidfile::PidFileError),

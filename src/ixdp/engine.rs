@@ -1,15 +1,16 @@
 //! The running engine: interfaces in promiscuous mode with the XDP program attached, one
 //! worker thread per queue, and the view the control words read.
 
-use super::netdev::{self, PromiscGuard};
+use super::netdev::{self, NetdevError, PromiscGuard};
 use super::policy::PolicyCell;
 use super::stats::StatsBoard;
 use super::worker::{Polling, Refresh, RingSnapshot, Worker};
-use super::xdp::{self, XdpAttachment};
-use super::xsk::{self, QueueSockets};
-use super::{EngineView, InterfaceInfo, XdpMode};
+use super::xdp::{self, XdpAttachment, XdpError};
+use super::xsk::{self, QueueSockets, XskError};
+use super::{EngineView, Freshness, InterfaceInfo, RingDetails, RingError, XdpMode};
 use crate::pqueue::{self, Layout, Producer};
-use std::os::fd::OwnedFd;
+use libbpf_rs::MapHandle;
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -23,12 +24,14 @@ pub const MAX_QUEUES: u32 = 8;
 pub struct EngineConfig {
     /// Interface names in command-line order: one = mirror mode, two = bridge mode.
     pub interfaces: Vec<String>,
+    /// How to attach the XDP program.
     pub xdp_mode: XdpMode,
     /// Force AF_XDP copy mode even where the driver can do zero-copy.
     pub force_copy: bool,
     /// Queues served on each interface (queue ids 0..queues), one worker each; `None`: every
     /// receive queue the interfaces have.
     pub queues: Option<u32>,
+    /// How the workers wait for frames.
     pub polling: Polling,
     /// CPUs to pin workers to, worker `i` on `cpus[i % len]`; empty = no pinning.
     pub cpus: Vec<usize>,
@@ -36,6 +39,7 @@ pub struct EngineConfig {
     pub nice: Option<i32>,
     /// Packet queue for the taps; `None` runs without taps (frames are still counted).
     pub queue_name: Option<String>,
+    /// Slots and slot size of that queue.
     pub layout: Layout,
 }
 
@@ -56,6 +60,96 @@ impl EngineConfig {
     }
 }
 
+/// Why the engine did not start. The texts name the option or the interface at fault and, where
+/// there is one, the command that fixes it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Neither one nor two interfaces.
+    #[error("give one interface (mirror mode) or two (bridge mode), not {0}")]
+    InterfaceCount(usize),
+    /// `--queues` outside 1..MAX_QUEUES.
+    #[error("--queues {0}: must be 1..{MAX_QUEUES}")]
+    QueueCount(u32),
+    /// The process's CPU affinity could not be read.
+    #[error("reading the CPUs this process may use: {0}")]
+    Affinity(#[source] nix::Error),
+    /// `--cpus` names a CPU the process may not use.
+    #[error("--cpus: CPU {0} is not available to this process")]
+    Cpu(usize),
+    /// `--nice` outside -20..19.
+    #[error("--nice {0}: must be -20..19")]
+    Nice(i32),
+    /// Not running as root.
+    #[error("ethertap start needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW): run it with sudo")]
+    NotRoot,
+    /// An interface name that names no interface.
+    #[error(transparent)]
+    Interface(#[from] NetdevError),
+    /// The same interface twice.
+    #[error("interface \"{0}\" is given twice")]
+    Twice(String),
+    /// `--queues` above what an interface has.
+    #[error(
+        "{name} has {have} receive queue(s); --queues {want} is too many \
+         (ethtool -l {name} shows them, ethtool -L changes them)"
+    )]
+    TooManyQueues {
+        /// The interface.
+        name: String,
+        /// Its receive queues.
+        have: u32,
+        /// `--queues`.
+        want: u32,
+    },
+    /// More receive queues than workers, and no `--queues`.
+    #[error(
+        "the interfaces have {0} receive queues, more than the {MAX_QUEUES} workers ethertap \
+         runs: reduce them (ethtool -L IF combined {MAX_QUEUES}) or choose with --queues"
+    )]
+    UnservedQueues(u32),
+    /// The interface's state could not be read.
+    #[error("{name}: {source}")]
+    State {
+        /// The interface.
+        name: String,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+    /// The interface is down.
+    #[error("{0} is down; bring it up first (ip link set dev {0} up)")]
+    Down(String),
+    /// The XDP program could not be set up.
+    #[error(transparent)]
+    Xdp(#[from] XdpError),
+    /// The AF_XDP sockets could not be opened.
+    #[error(transparent)]
+    Sockets(#[from] XskError),
+    /// The packet queue could not be opened.
+    #[error("packet queue \"{name}\": {source}")]
+    Queue {
+        /// The queue's name.
+        name: String,
+        /// Why.
+        source: pqueue::Error,
+    },
+    /// Promiscuous mode could not be turned on.
+    #[error("{name}: promiscuous mode: {source}")]
+    Promiscuous {
+        /// The interface.
+        name: String,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+    /// A worker thread could not be started.
+    #[error("starting the worker of queue {queue}: {source}")]
+    Worker {
+        /// Its queue.
+        queue: usize,
+        /// The OS's answer.
+        source: io::Error,
+    },
+}
+
 /// What the control side shares with the workers.
 struct Shared {
     infos: Vec<InterfaceInfo>,
@@ -66,7 +160,7 @@ struct Shared {
     /// [queue]
     refresh: Vec<Arc<Refresh>>,
     /// [interface]: the XDP program's counters map.
-    program_counters: Vec<OwnedFd>,
+    program_counters: Vec<MapHandle>,
     running: Arc<AtomicBool>,
 }
 
@@ -80,58 +174,43 @@ impl EngineView for Shared {
     fn stats(&self) -> &StatsBoard {
         &self.stats
     }
-    fn ring_details(&self, ifidx: usize, queue: usize) -> Result<String, String> {
+    fn ring_details(&self, ifidx: usize, queue: usize) -> Result<RingDetails, RingError> {
         if ifidx >= self.infos.len() {
-            return Err(format!(
-                "{ifidx} is not an interface (0..{})",
-                self.infos.len() - 1
-            ));
+            return Err(RingError::NoInterface {
+                ifidx,
+                last: self.infos.len().saturating_sub(1),
+            });
         }
         let Some(refresh) = self.refresh.get(queue) else {
-            return Err(format!(
-                "{queue} is not a queue of the engine (0..{})",
-                self.refresh.len().saturating_sub(1)
-            ));
+            return Err(RingError::NoQueue {
+                queue,
+                last: self.refresh.len().saturating_sub(1),
+            });
         };
-        let running = self.running.load(Ordering::Relaxed);
-        let mut fresh = false;
-        if running {
-            let ticket = refresh.requested.fetch_add(1, Ordering::AcqRel) + 1;
-            let deadline = Instant::now() + Duration::from_millis(500);
-            while Instant::now() < deadline {
-                if refresh.done.load(Ordering::Acquire) >= ticket {
-                    fresh = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(1));
+        let freshness = self.ask_worker(refresh);
+        Ok(RingDetails {
+            rings: self.snapshots[ifidx][queue].load(),
+            program: xdp::read_counters(&self.program_counters[ifidx]),
+            freshness,
+        })
+    }
+}
+
+impl Shared {
+    /// Asks a worker to publish its ring snapshots and waits a little for the answer.
+    fn ask_worker(&self, refresh: &Refresh) -> Freshness {
+        if !self.running.load(Ordering::Relaxed) {
+            return Freshness::Stopped;
+        }
+        let ticket = refresh.requested.fetch_add(1, Ordering::AcqRel) + 1;
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < deadline {
+            if refresh.done.load(Ordering::Acquire) >= ticket {
+                return Freshness::Fresh;
             }
+            std::thread::sleep(Duration::from_millis(1));
         }
-        let s = &self.snapshots[ifidx][queue];
-        let r = Ordering::Relaxed;
-        let mut out = String::new();
-        let mut line = |label: &str, v: u64| out.push_str(&super::words::stat_line(2, label, v));
-        line("fill ring", s.fill.load(r));
-        line("rx ring", s.rx.load(r));
-        line("tx ring", s.tx.load(r));
-        line("completion ring", s.comp.load(r));
-        line("free frames", s.free_frames.load(r));
-        line("spare frames", s.spare_frames.load(r));
-        line("rx_dropped", s.rx_dropped.load(r));
-        line("rx_invalid_descs", s.rx_invalid_descs.load(r));
-        line("tx_invalid_descs", s.tx_invalid_descs.load(r));
-        line("rx_ring_full", s.rx_ring_full.load(r));
-        line("rx_fill_ring_empty", s.rx_fill_ring_empty_descs.load(r));
-        line("tx_ring_empty_descs", s.tx_ring_empty_descs.load(r));
-        let c = xdp::read_counters(&self.program_counters[ifidx]);
-        line("xdp seen", c.seen);
-        line("xdp redirected", c.redirected);
-        line("xdp passed", c.passed);
-        if !running {
-            out.push_str("  (engine stopped: last values)\n");
-        } else if !fresh {
-            out.push_str("  (worker did not answer: values may be old)\n");
-        }
-        Ok(out)
+        Freshness::NoAnswer
     }
 }
 
@@ -145,215 +224,263 @@ pub struct Engine {
     warnings: Vec<String>,
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+/// The checks that need nothing but the configuration and the process.
+fn check_config(config: &EngineConfig) -> Result<(), StartError> {
+    let n = config.interfaces.len();
+    if n == 0 || n > super::policy::MAX_IFS {
+        return Err(StartError::InterfaceCount(n));
+    }
+    if let Some(q) = config.queues.filter(|q| !(1..=MAX_QUEUES).contains(q)) {
+        return Err(StartError::QueueCount(q));
+    }
+    if !config.cpus.is_empty() {
+        let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+            .map_err(StartError::Affinity)?;
+        if let Some(&c) = config
+            .cpus
+            .iter()
+            .find(|&&c| !allowed.is_set(c).unwrap_or(false))
+        {
+            return Err(StartError::Cpu(c));
+        }
+    }
+    if let Some(nice) = config.nice.filter(|n| !(-20..=19).contains(n)) {
+        return Err(StartError::Nice(nice));
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err(StartError::NotRoot);
+    }
+    Ok(())
+}
+
+/// The kernel's index of every interface, each given once.
+fn interface_indexes(names: &[String]) -> Result<Vec<u32>, StartError> {
+    let mut indexes = Vec::with_capacity(names.len());
+    for name in names {
+        let idx = netdev::if_index(name)?;
+        if indexes.contains(&idx) {
+            return Err(StartError::Twice(name.clone()));
+        }
+        indexes.push(idx);
+    }
+    Ok(indexes)
+}
+
+/// The queues to serve: `--queues`, or every receive queue the interfaces have. Warns about
+/// receive queues left to the kernel.
+fn served_queues(config: &EngineConfig, warnings: &mut Vec<String>) -> Result<u32, StartError> {
+    let have: Vec<u32> = config
+        .interfaces
+        .iter()
+        .map(|n| netdev::rx_queue_count(n))
+        .collect();
+    let fewest = have.iter().copied().min().unwrap_or(1);
+    let queues = match config.queues {
+        Some(want) => {
+            if let Some((name, &have)) =
+                config.interfaces.iter().zip(&have).find(|(_, &h)| want > h)
+            {
+                let name = name.clone();
+                return Err(StartError::TooManyQueues { name, have, want });
+            }
+            want
+        }
+        None if fewest > MAX_QUEUES => return Err(StartError::UnservedQueues(fewest)),
+        None => fewest,
+    };
+    for (name, &h) in config.interfaces.iter().zip(&have) {
+        if h > queues {
+            warnings.push(format!(
+                "{name} has {h} receive queues but only 0..{} are served: frames arriving \
+                 on the others go to the kernel stack (align them with \
+                 ethtool -L {name} combined {queues})",
+                queues - 1
+            ));
+        }
+    }
+    Ok(queues)
+}
+
+/// Warnings for interfaces whose MTU allows frames longer than a UMEM frame holds.
+fn mtu_warnings(names: &[String]) -> impl Iterator<Item = String> + '_ {
+    names.iter().filter_map(|name| {
+        // Ethernet header and two VLAN tags on top of the MTU.
+        let longest = netdev::mtu(name).unwrap_or(1500) + 14 + 8;
+        (longest > xsk::MAX_FRAME_LEN).then(|| {
+            format!(
+                "{name} has an MTU for frames of up to {longest} bytes; frames longer than \
+                 {} bytes are dropped (rx_dropped in if.qstats): jumbo frames are not \
+                 supported",
+                xsk::MAX_FRAME_LEN
+            )
+        })
+    })
+}
+
+fn check_up(names: &[String]) -> Result<(), StartError> {
+    for name in names {
+        let up = netdev::is_up(name).map_err(|source| StartError::State {
+            name: name.clone(),
+            source,
+        })?;
+        if !up {
+            return Err(StartError::Down(name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Removes stale programs from every interface, then attaches a fresh one to each.
+fn attach_programs(
+    config: &EngineConfig,
+    ifindexes: &[u32],
+) -> Result<Vec<XdpAttachment>, XdpError> {
+    // libbpf would also print its own copy of errors we report with more context.
+    libbpf_rs::set_print(None);
+    let ifs = || config.interfaces.iter().zip(ifindexes);
+    for (name, &idx) in ifs() {
+        xdp::remove_stale(name, idx)?;
+    }
+    ifs()
+        .map(|(name, &idx)| XdpAttachment::attach(name, idx, config.xdp_mode))
+        .collect()
+}
+
+/// Puts every socket into its interface's XSKMAP at its queue id.
+fn bind_sockets(attachments: &[XdpAttachment], sockets: &[QueueSockets]) -> Result<(), XdpError> {
+    for qs in sockets {
+        for (att, port) in attachments.iter().zip(&qs.ports) {
+            att.bind_queue(qs.queue, port.fd)?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens (and re-initialises) the packet queue of the taps. Done only once the interfaces are
+/// set up, so a start that fails before leaves the queue and its consumers alone.
+fn open_packet_queue(config: &EngineConfig) -> Result<Option<Arc<Producer>>, StartError> {
+    let Some(name) = &config.queue_name else {
+        return Ok(None);
+    };
+    let producer = Producer::open(name, config.layout).map_err(|source| StartError::Queue {
+        name: name.clone(),
+        source,
+    })?;
+    Ok(Some(Arc::new(producer)))
+}
+
+fn promiscuous(names: &[String], ifindexes: &[u32]) -> Result<Vec<PromiscGuard>, StartError> {
+    names
+        .iter()
+        .zip(ifindexes)
+        .map(|(name, &idx)| {
+            PromiscGuard::enable(idx).map_err(|source| StartError::Promiscuous {
+                name: name.clone(),
+                source,
+            })
+        })
+        .collect()
+}
+
+impl Shared {
+    /// The control side of an engine serving `queues` queues on the attached interfaces.
+    fn new(
+        config: &EngineConfig,
+        queues: u32,
+        zerocopy: bool,
+        attachments: &[XdpAttachment],
+    ) -> Result<Shared, XdpError> {
+        let infos: Vec<InterfaceInfo> = config
+            .interfaces
+            .iter()
+            .zip(attachments)
+            .enumerate()
+            .map(|(index, (name, att))| InterfaceInfo {
+                index,
+                name: name.clone(),
+                driver: netdev::driver_name(name),
+                queues,
+                zerocopy,
+                attached_mode: att.mode,
+            })
+            .collect();
+        let (n, nqueues) = (infos.len(), queues as usize);
+        Ok(Shared {
+            policy: Arc::new(PolicyCell::default()),
+            stats: StatsBoard::new(n, nqueues),
+            snapshots: (0..n)
+                .map(|_| (0..nqueues).map(|_| Arc::default()).collect())
+                .collect(),
+            refresh: (0..nqueues).map(|_| Arc::default()).collect(),
+            program_counters: attachments
+                .iter()
+                .map(XdpAttachment::counters_map)
+                .collect::<Result<_, _>>()?,
+            running: Arc::new(AtomicBool::new(true)),
+            infos,
+        })
+    }
 }
 
 impl Engine {
     /// Checks the configuration, takes the interfaces and starts the workers. Runs in the
     /// caller's network namespace; the workers inherit it.
-    pub fn start(config: EngineConfig) -> Result<Engine, String> {
-        let n = config.interfaces.len();
-        if n == 0 || n > super::policy::MAX_IFS {
-            return Err(format!(
-                "give one interface (mirror mode) or two (bridge mode), not {n}"
-            ));
-        }
-        if let Some(q) = config.queues {
-            if q == 0 || q > MAX_QUEUES {
-                return Err(format!("--queues {q}: must be 1..{MAX_QUEUES}"));
-            }
-        }
-        if !config.cpus.is_empty() {
-            let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
-                .map_err(|e| format!("reading the CPUs this process may use: {e}"))?;
-            if let Some(c) = config
-                .cpus
-                .iter()
-                .find(|&&c| !allowed.is_set(c).unwrap_or(false))
-            {
-                return Err(format!("--cpus: CPU {c} is not available to this process"));
-            }
-        }
-        if let Some(nice) = config.nice {
-            if !(-20..=19).contains(&nice) {
-                return Err(format!("--nice {nice}: must be -20..19"));
-            }
-        }
-        if !is_root() {
-            return Err(
-                "ethertap start needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW): run it with sudo"
-                    .into(),
-            );
-        }
-        let mut ifindexes = Vec::with_capacity(n);
-        for name in &config.interfaces {
-            let idx = netdev::if_index(name)?;
-            if ifindexes.contains(&idx) {
-                return Err(format!("interface \"{name}\" is given twice"));
-            }
-            ifindexes.push(idx);
-        }
+    pub fn start(config: EngineConfig) -> Result<Engine, StartError> {
+        check_config(&config)?;
+        let ifindexes = interface_indexes(&config.interfaces)?;
         let mut warnings = Vec::new();
-        let have: Vec<u32> = config
-            .interfaces
-            .iter()
-            .map(|n| netdev::rx_queue_count(n))
-            .collect();
-        let fewest = have.iter().copied().min().unwrap_or(1);
-        let queues = match config.queues {
-            Some(q) => {
-                if let Some((name, h)) = config.interfaces.iter().zip(&have).find(|(_, &h)| q > h) {
-                    return Err(format!(
-                        "{name} has {h} receive queue(s); --queues {q} is too many \
-                         (ethtool -l {name} shows them, ethtool -L changes them)"
-                    ));
-                }
-                q
-            }
-            None if fewest > MAX_QUEUES => {
-                return Err(format!(
-                    "the interfaces have {fewest} receive queues, more than the {MAX_QUEUES} \
-                     workers ethertap runs: reduce them (ethtool -L IF combined {MAX_QUEUES}) \
-                     or choose with --queues"
-                ));
-            }
-            None => fewest,
-        };
-        for (name, &h) in config.interfaces.iter().zip(&have) {
-            if h > queues {
-                warnings.push(format!(
-                    "{name} has {h} receive queues but only 0..{} are served: frames arriving \
-                     on the others go to the kernel stack (align them with \
-                     ethtool -L {name} combined {queues})",
-                    queues - 1
-                ));
-            }
-        }
-        for name in &config.interfaces {
-            // Ethernet header and two VLAN tags on top of the MTU.
-            let longest = netdev::mtu(name).unwrap_or(1500) + 14 + 8;
-            if longest > xsk::MAX_FRAME_LEN {
-                warnings.push(format!(
-                    "{name} has an MTU for frames of up to {longest} bytes; frames longer than \
-                     {} bytes are dropped (rx_dropped in if.qstats): jumbo frames are not \
-                     supported",
-                    xsk::MAX_FRAME_LEN
-                ));
-            }
-        }
-        for name in &config.interfaces {
-            if !netdev::is_up(name).map_err(|e| format!("{name}: {e}"))? {
-                return Err(format!(
-                    "{name} is down; bring it up first (ip link set dev {name} up)"
-                ));
-            }
-        }
-        // libbpf would also print its own copy of errors we report with more context.
-        libbpf_rs::set_print(None);
-        for (name, &idx) in config.interfaces.iter().zip(&ifindexes) {
-            xdp::remove_stale(name, idx)?;
-        }
-
-        let mut attachments = Vec::with_capacity(n);
-        for (name, &idx) in config.interfaces.iter().zip(&ifindexes) {
-            attachments.push(XdpAttachment::attach(name, idx, config.xdp_mode)?);
-        }
-
-        let sockets = open_all_queues(&config.interfaces, queues, config.force_copy)?;
-        let zerocopy = sockets.1;
-        let sockets = sockets.0;
-        for qs in &sockets {
-            for (att, port) in attachments.iter().zip(&qs.ports) {
-                att.bind_queue(qs.queue, port.fd)?;
-            }
-        }
-
-        // Opened (and re-initialised) only once the interfaces are set up, so a start that
-        // fails before leaves the queue and its consumers alone.
-        let producer = match &config.queue_name {
-            Some(q) => Some(Arc::new(
-                Producer::open(q, config.layout)
-                    .map_err(|e| format!("packet queue \"{q}\": {e}"))?,
-            )),
-            None => None,
-        };
-
-        let mut promisc = Vec::with_capacity(n);
-        for (name, &idx) in config.interfaces.iter().zip(&ifindexes) {
-            promisc.push(
-                PromiscGuard::enable(idx).map_err(|e| format!("{name}: promiscuous mode: {e}"))?,
-            );
-        }
-
-        let infos: Vec<InterfaceInfo> = config
-            .interfaces
-            .iter()
-            .enumerate()
-            .map(|(i, name)| InterfaceInfo {
-                index: i,
-                name: name.clone(),
-                driver: netdev::driver_name(name),
-                queues,
-                zerocopy,
-                attached_mode: attachments[i].mode,
-            })
-            .collect();
-        let nqueues = queues as usize;
-        let snapshots: Vec<Vec<Arc<RingSnapshot>>> = (0..n)
-            .map(|_| (0..nqueues).map(|_| Arc::default()).collect())
-            .collect();
-        let refresh: Vec<Arc<Refresh>> = (0..nqueues).map(|_| Arc::default()).collect();
-        let program_counters = attachments
-            .iter()
-            .map(|a| a.counters_map())
-            .collect::<Result<Vec<_>, _>>()?;
-        let running = Arc::new(AtomicBool::new(true));
-        let shared = Arc::new(Shared {
-            infos,
-            policy: Arc::new(PolicyCell::default()),
-            stats: StatsBoard::new(n, nqueues),
-            snapshots,
-            refresh,
-            program_counters,
-            running,
-        });
-
-        let stop = Arc::new(AtomicBool::new(false));
+        let queues = served_queues(&config, &mut warnings)?;
+        warnings.extend(mtu_warnings(&config.interfaces));
+        check_up(&config.interfaces)?;
+        let attachments = attach_programs(&config, &ifindexes)?;
+        let (sockets, zerocopy) = open_all_queues(&config.interfaces, queues, config.force_copy)?;
+        bind_sockets(&attachments, &sockets)?;
+        let producer = open_packet_queue(&config)?;
+        let promisc = promiscuous(&config.interfaces, &ifindexes)?;
+        let shared = Arc::new(Shared::new(&config, queues, zerocopy, &attachments)?);
         let mut engine = Engine {
-            shared: shared.clone(),
-            stop: stop.clone(),
-            workers: Vec::with_capacity(nqueues),
+            shared,
+            stop: Arc::new(AtomicBool::new(false)),
+            workers: Vec::with_capacity(sockets.len()),
             warnings,
             attachments,
             promisc,
         };
+        engine.spawn_workers(&config, sockets, producer)?;
+        Ok(engine)
+    }
+
+    /// One worker thread per queue. On an error the workers started so far stop with the
+    /// engine when the caller drops it.
+    fn spawn_workers(
+        &mut self,
+        config: &EngineConfig,
+        sockets: Vec<QueueSockets>,
+        producer: Option<Arc<Producer>>,
+    ) -> Result<(), StartError> {
+        let shared = &self.shared;
+        let n = shared.infos.len();
         for (q, qs) in sockets.into_iter().enumerate() {
             let worker = Worker {
                 sockets: qs,
                 bridge: n == 2,
                 polling: config.polling,
-                cpu: if config.cpus.is_empty() {
-                    None
-                } else {
-                    Some(config.cpus[q % config.cpus.len()])
-                },
+                cpu: (!config.cpus.is_empty()).then(|| config.cpus[q % config.cpus.len()]),
                 nice: config.nice,
                 policy: shared.policy.clone(),
                 stats: (0..n).map(|i| shared.stats.queue(i, q)).collect(),
                 snapshots: (0..n).map(|i| shared.snapshots[i][q].clone()).collect(),
                 refresh: shared.refresh[q].clone(),
                 producer: producer.clone(),
-                stop: stop.clone(),
-                seed: 0x9e37_79b9_7f4a_7c15u64 ^ ((q as u64 + 1) * 0x1000_0001) ^ now_seed(),
+                stop: self.stop.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("ixdp-q{q}"))
                 .spawn(move || worker.run())
-                .map_err(|e| format!("starting the worker of queue {q}: {e}"))?;
-            engine.workers.push(handle);
+                .map_err(|source| StartError::Worker { queue: q, source })?;
+            self.workers.push(handle);
         }
-        Ok(engine)
+        Ok(())
     }
 
     /// The view the engine words read and change.
@@ -419,13 +546,6 @@ impl Drop for Engine {
     }
 }
 
-fn now_seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 /// All queues' sockets, zero-copy when every interface allows it (a shared UMEM binds all
 /// its sockets in the mode of the first), else copy mode. Returns the sockets and whether
 /// they are zero-copy.
@@ -433,16 +553,16 @@ fn open_all_queues(
     interfaces: &[String],
     queues: u32,
     force_copy: bool,
-) -> Result<(Vec<QueueSockets>, bool), String> {
+) -> Result<(Vec<QueueSockets>, bool), XskError> {
     if !force_copy {
-        let zc: Result<Vec<_>, String> = (0..queues)
+        let zc: Result<Vec<_>, XskError> = (0..queues)
             .map(|q| xsk::open_queue(interfaces, q, true))
             .collect();
         if let Ok(s) = zc {
             return Ok((s, true));
         }
     }
-    let copy: Result<Vec<_>, String> = (0..queues)
+    let copy: Result<Vec<_>, XskError> = (0..queues)
         .map(|q| xsk::open_queue(interfaces, q, false))
         .collect();
     Ok((copy?, false))
@@ -462,17 +582,18 @@ mod tests {
 
     #[test]
     fn a_config_is_checked_before_anything_is_touched() {
+        let start = |c: &EngineConfig| Engine::start(c.clone()).unwrap_err();
         let mut c = EngineConfig::new(vec![]);
-        assert!(Engine::start(c.clone()).unwrap_err().contains("not 0"));
+        assert!(matches!(start(&c), StartError::InterfaceCount(0)));
         c.interfaces = vec!["a".into(), "b".into(), "c".into()];
-        assert!(Engine::start(c.clone()).unwrap_err().contains("not 3"));
+        assert!(start(&c).to_string().contains("not 3"));
         c.interfaces = vec!["lo".into()];
         c.queues = Some(9);
-        assert!(Engine::start(c.clone()).unwrap_err().contains("--queues 9"));
+        assert_eq!(start(&c).to_string(), "--queues 9: must be 1..8");
         c.queues = Some(0);
-        assert!(Engine::start(c.clone()).unwrap_err().contains("--queues 0"));
+        assert!(matches!(start(&c), StartError::QueueCount(0)));
         c.queues = None;
         c.nice = Some(20);
-        assert!(Engine::start(c).unwrap_err().contains("--nice 20"));
+        assert_eq!(start(&c).to_string(), "--nice 20: must be -20..19");
     }
 }

@@ -14,20 +14,21 @@ pub struct FaultRng {
 }
 
 impl FaultRng {
+    /// A generator starting from `seed` (the same seed gives the same stream).
     pub fn new(seed: u64) -> FaultRng {
         FaultRng { state: seed }
     }
 
-    /// A generator for one worker: different per (interface, queue) and per run.
-    pub fn for_worker(ifidx: usize, queue: usize) -> FaultRng {
+    /// A generator for the worker of one queue: different per queue and per run.
+    pub fn for_worker(queue: usize) -> FaultRng {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        let worker = (ifidx as u64) << 32 | queue as u64;
-        FaultRng::new(splitmix64(now ^ splitmix64(worker)))
+        FaultRng::new(splitmix64(now ^ splitmix64(queue as u64)))
     }
 
+    /// The next 64 random bits.
     #[inline]
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0xa076_1d64_78bd_642f);
@@ -59,10 +60,14 @@ fn splitmix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// What fault injection does to one selected frame.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct FaultDecision {
+    /// Drop the frame (then neither of the others).
     pub drop: bool,
+    /// Flip one bit past the Ethernet header.
     pub flip: bool,
+    /// Send the frame twice.
     pub dup: bool,
 }
 
@@ -86,19 +91,34 @@ pub fn decide(cfg: &FaultConfig, rng: &mut FaultRng) -> FaultDecision {
     }
 }
 
+/// Chooses the bit a flip changes in a frame of `len` bytes: uniformly among the bits at byte
+/// offset 14 or later, counted from there. A frame of 14 bytes or less has none (`None`).
+#[inline]
+pub fn flip_position(len: usize, rng: &mut FaultRng) -> Option<usize> {
+    let bytes = len.checked_sub(FLIP_PROTECTED_BYTES).filter(|&n| n > 0)?;
+    Some(rng.below(bytes as u64 * 8) as usize)
+}
+
+/// Flips bit `bit` (as [`flip_position`] counts them) of `frame`; a bit past the end is
+/// ignored.
+#[inline]
+pub fn flip_bit(frame: &mut [u8], bit: usize) {
+    if let Some(b) = frame.get_mut(FLIP_PROTECTED_BYTES + bit / 8) {
+        *b ^= 1 << (bit % 8);
+    }
+}
+
 /// Flips one uniformly chosen bit at byte offset 14 or later. A frame of 14 bytes or less has
 /// nothing that may be flipped: it is left alone and `false` says nothing was flipped.
 #[inline]
 pub fn flip_random_bit(frame: &mut [u8], rng: &mut FaultRng) -> bool {
-    let Some(payload) = frame
-        .get_mut(FLIP_PROTECTED_BYTES..)
-        .filter(|p| !p.is_empty())
-    else {
-        return false;
-    };
-    let bit = rng.below(payload.len() as u64 * 8) as usize;
-    payload[bit / 8] ^= 1 << (bit % 8);
-    true
+    match flip_position(frame.len(), rng) {
+        Some(bit) => {
+            flip_bit(frame, bit);
+            true
+        }
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -178,7 +198,7 @@ mod tests {
 
     #[test]
     fn flip_changes_exactly_one_bit_past_the_header() {
-        let mut rng = FaultRng::for_worker(0, 3);
+        let mut rng = FaultRng::for_worker(3);
         let mut hit = vec![0u32; 64];
         for round in 0..20_000usize {
             let len = 15 + round % 50;
@@ -214,8 +234,8 @@ mod tests {
 
     #[test]
     fn workers_get_different_streams() {
-        let mut a = FaultRng::for_worker(0, 0);
-        let mut b = FaultRng::for_worker(0, 1);
+        let mut a = FaultRng::for_worker(0);
+        let mut b = FaultRng::for_worker(1);
         let xs: Vec<u64> = (0..4).map(|_| a.next_u64()).collect();
         let ys: Vec<u64> = (0..4).map(|_| b.next_u64()).collect();
         assert_ne!(xs, ys);

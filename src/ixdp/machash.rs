@@ -1,6 +1,6 @@
 //! The MAC sets of the policy (TAP, drop and fault machashes): immutable, sorted, cheap to probe.
 
-use crate::wire::{format_mac, Mac};
+use crate::wire::Mac;
 use std::sync::Arc;
 
 /// An immutable, sorted set of MAC addresses.
@@ -16,22 +16,19 @@ pub struct MacSet {
     keys: Arc<[u64]>,
 }
 
-#[inline]
-fn key(m: &Mac) -> u64 {
-    u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
-}
-
 /// Below this size a straight scan beats binary search (no unpredictable branches).
 const LINEAR_SCAN_MAX: usize = 8;
 
 impl MacSet {
+    /// The empty set.
     pub fn new() -> MacSet {
         MacSet::default()
     }
 
+    /// Whether `m` is in the set: no allocation, a scan or a binary search over integers.
     #[inline]
     pub fn contains(&self, m: &Mac) -> bool {
-        let k = key(m);
+        let k = m.to_u64();
         if self.keys.len() <= LINEAR_SCAN_MAX {
             self.keys.contains(&k)
         } else {
@@ -41,15 +38,17 @@ impl MacSet {
 
     fn from_sorted(v: Vec<Mac>) -> MacSet {
         MacSet {
-            keys: v.iter().map(key).collect(),
+            keys: v.iter().map(|m| m.to_u64()).collect(),
             sorted: v.into(),
         }
     }
 
+    /// True when the set holds no MAC.
     pub fn is_empty(&self) -> bool {
         self.sorted.is_empty()
     }
 
+    /// The number of MACs in the set.
     pub fn len(&self) -> usize {
         self.sorted.len()
     }
@@ -97,7 +96,7 @@ impl FromIterator<Mac> for MacSet {
 
 impl std::fmt::Debug for MacSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.iter().map(format_mac)).finish()
+        f.debug_set().entries(self.iter()).finish()
     }
 }
 
@@ -107,12 +106,12 @@ mod tests {
 
     #[test]
     fn set_stays_sorted_and_deduplicated() {
-        let a = [2, 0, 0, 0, 0, 1];
-        let b = [0, 0, 0, 0, 0, 9];
+        let a = Mac([2, 0, 0, 0, 0, 1]);
+        let b = Mac([0, 0, 0, 0, 0, 9]);
         let s = MacSet::new().inserted(a).inserted(b).inserted(a);
         assert_eq!(s.len(), 2);
         assert_eq!(s.iter().copied().collect::<Vec<_>>(), vec![b, a]);
-        assert!(s.contains(&a) && s.contains(&b) && !s.contains(&[0; 6]));
+        assert!(s.contains(&a) && s.contains(&b) && !s.contains(&Mac([0; 6])));
         let s2 = s.removed(&a);
         assert!(!s2.contains(&a) && s2.contains(&b));
         assert!(s.contains(&a), "the old set is unchanged");
@@ -122,7 +121,7 @@ mod tests {
     #[test]
     fn large_set_uses_search_and_agrees_with_a_scan() {
         let macs: Vec<Mac> = (0..500u32)
-            .map(|i| [0, 0x50, 0x56, (i >> 8) as u8, i as u8, 7])
+            .map(|i| Mac([0, 0x50, 0x56, (i >> 8) as u8, i as u8, 7]))
             .collect();
         let set: MacSet = macs.iter().copied().step_by(2).collect();
         assert_eq!(set.len(), 250);

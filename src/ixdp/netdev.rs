@@ -2,14 +2,15 @@
 //! sockets of the caller's network namespace (never sysfs: `/sys` may show another namespace
 //! when the engine is started from a thread that entered one with setns).
 
-use std::ffi::CString;
+use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
 const ETHTOOL_GCHANNELS: u32 = 0x0000_003c;
 
 #[repr(C)]
+#[derive(Default)]
 struct EthtoolDrvinfo {
     cmd: u32,
     driver: [u8; 32],
@@ -45,60 +46,95 @@ struct IfreqData {
     data: *mut libc::c_void,
 }
 
-fn control_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); the fd is owned by the returned value.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+/// Why an interface name does not lead to an interface.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NetdevError {
+    /// Empty, too long for the kernel, or with a NUL byte.
+    #[error("\"{0}\" is not a valid interface name")]
+    BadName(String),
+    /// No interface of that name in the current network namespace.
+    #[error("no interface named \"{0}\"")]
+    NoSuchInterface(String),
 }
 
-fn ifname_bytes(name: &str) -> io::Result<[u8; libc::IFNAMSIZ]> {
+/// The ioctls, through nix's wrappers (they return `Errno` instead of -1 and errno).
+mod ioctl {
+    use super::IfreqData;
+    nix::ioctl_readwrite_bad!(
+        /// `SIOCETHTOOL`: an ethtool command through an `ifreq` pointing at its struct.
+        ethtool,
+        libc::SIOCETHTOOL,
+        IfreqData
+    );
+    nix::ioctl_read_bad!(
+        /// `SIOCGIFMTU`: the MTU into `ifr_mtu`.
+        get_mtu,
+        libc::SIOCGIFMTU,
+        libc::ifreq
+    );
+    nix::ioctl_read_bad!(
+        /// `SIOCGIFFLAGS`: the interface flags into `ifr_flags`.
+        get_flags,
+        libc::SIOCGIFFLAGS,
+        libc::ifreq
+    );
+}
+
+fn control_socket() -> io::Result<OwnedFd> {
+    Ok(socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?)
+}
+
+fn ifname_bytes(name: &str) -> Result<[u8; libc::IFNAMSIZ], NetdevError> {
     let mut out = [0u8; libc::IFNAMSIZ];
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("\"{name}\" is not a valid interface name"),
-        ));
+        return Err(NetdevError::BadName(name.to_string()));
     }
     out[..name.len()].copy_from_slice(name.as_bytes());
     Ok(out)
 }
 
+/// An `ifreq` naming the interface, everything else zero.
+fn ifreq(name: &str) -> io::Result<libc::ifreq> {
+    let bytes = ifname_bytes(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: all-zero is a valid ifreq (a name and a union of plain integers).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
+        *d = s as libc::c_char;
+    }
+    Ok(req)
+}
+
 fn ethtool(name: &str, data: *mut libc::c_void) -> io::Result<()> {
     let sock = control_socket()?;
     let mut req = IfreqData {
-        name: ifname_bytes(name)?,
+        name: ifname_bytes(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
         data,
     };
     // SAFETY: SIOCETHTOOL reads the ifreq and writes through `data`, which points to a
     // command struct of the size the command implies, alive for the call.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut req) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    unsafe { ioctl::ethtool(sock.as_raw_fd(), &mut req) }?;
     Ok(())
 }
 
 /// The kernel's index of `name` in the current network namespace.
-pub fn if_index(name: &str) -> Result<u32, String> {
-    let c = CString::new(name).map_err(|_| format!("\"{name}\" is not a valid interface name"))?;
-    // SAFETY: c is a valid NUL-terminated string.
-    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if idx == 0 {
-        Err(format!("no interface named \"{name}\""))
-    } else {
-        Ok(idx)
+pub fn if_index(name: &str) -> Result<u32, NetdevError> {
+    if name.contains('\0') {
+        return Err(NetdevError::BadName(name.to_string()));
     }
+    nix::net::if_::if_nametoindex(name).map_err(|_| NetdevError::NoSuchInterface(name.to_string()))
 }
 
 /// The driver name ethtool reports (`veth`, `ixgbe`, ...), or `unknown`.
 pub fn driver_name(name: &str) -> String {
-    // SAFETY: all-zero is a valid EthtoolDrvinfo.
-    let mut info: EthtoolDrvinfo = unsafe { std::mem::zeroed() };
-    info.cmd = ETHTOOL_GDRVINFO;
+    let mut info = EthtoolDrvinfo {
+        cmd: ETHTOOL_GDRVINFO,
+        ..Default::default()
+    };
     match ethtool(name, &mut info as *mut _ as *mut libc::c_void) {
         Ok(()) => {
             let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
@@ -128,16 +164,9 @@ pub fn rx_queue_count(name: &str) -> u32 {
 /// The interface's MTU.
 pub fn mtu(name: &str) -> io::Result<u32> {
     let sock = control_socket()?;
-    // SAFETY: all-zero is a valid ifreq.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req.ifr_name.iter_mut().zip(ifname_bytes(name)?) {
-        *d = s as libc::c_char;
-    }
+    let mut req = ifreq(name)?;
     // SAFETY: SIOCGIFMTU fills ifr_mtu of the ifreq we own.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    unsafe { ioctl::get_mtu(sock.as_raw_fd(), &mut req) }?;
     // SAFETY: the kernel set the mtu member of the union.
     Ok(unsafe { req.ifr_ifru.ifru_mtu } as u32)
 }
@@ -145,16 +174,9 @@ pub fn mtu(name: &str) -> io::Result<u32> {
 /// Whether the interface is administratively up.
 pub fn is_up(name: &str) -> io::Result<bool> {
     let sock = control_socket()?;
-    // SAFETY: all-zero is a valid ifreq.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req.ifr_name.iter_mut().zip(ifname_bytes(name)?) {
-        *d = s as libc::c_char;
-    }
+    let mut req = ifreq(name)?;
     // SAFETY: SIOCGIFFLAGS fills ifr_flags of the ifreq we own.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    unsafe { ioctl::get_flags(sock.as_raw_fd(), &mut req) }?;
     // SAFETY: the kernel set the flags member of the union.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
     Ok(flags as i32 & libc::IFF_UP != 0)
@@ -168,22 +190,24 @@ pub struct PromiscGuard {
 }
 
 impl PromiscGuard {
+    /// Turns promiscuous mode on for the interface with index `ifindex`, for as long as the
+    /// guard lives.
     pub fn enable(ifindex: u32) -> io::Result<PromiscGuard> {
         // Protocol 0: the socket is bound to no protocol, so it never receives frames and
         // costs nothing on the data path.
-        // SAFETY: plain socket(2).
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fresh descriptor owned from here on.
-        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+        let sock = socket(
+            AddressFamily::Packet,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
         let mreq = libc::packet_mreq {
             mr_ifindex: ifindex as i32,
             mr_type: libc::PACKET_MR_PROMISC as u16,
             mr_alen: 0,
             mr_address: [0; 8],
         };
+        // nix has no PACKET_ADD_MEMBERSHIP option.
         // SAFETY: mreq is a valid packet_mreq for the call's duration.
         let rc = unsafe {
             libc::setsockopt(

@@ -6,10 +6,11 @@
 //! once per batch, so it never takes a lock and sees every change from its next batch on.
 
 use super::machash::MacSet;
-use crate::wire::Mac;
+use crate::wire::{dst_mac, src_mac};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 
+/// Interfaces an engine drives: one in mirror mode, two in bridge mode.
 pub const MAX_IFS: usize = 2;
 
 /// The probability scale of fault injection: `PROBABILITY_SCALE` means always.
@@ -18,32 +19,31 @@ pub const PROBABILITY_SCALE: u32 = 100_000;
 /// Fault injection on frames received on one interface; probabilities in 1/100000.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct FaultConfig {
+    /// `fault.enable` / `fault.disable`.
     pub enabled: bool,
+    /// Chance that a selected frame is dropped.
     pub drop_p: u32,
+    /// Chance that one bit past the Ethernet header is flipped.
     pub flip_p: u32,
+    /// Chance that the frame is sent twice.
     pub dup_p: u32,
 }
 
+/// One immutable snapshot of everything the words set and the workers obey.
 #[derive(Clone, Default, Debug, PartialEq, Eq)]
 pub struct Policy {
+    /// RX tap per interface (`tap.rx.enable`).
     pub tap_rx: [bool; MAX_IFS],
+    /// TX tap per interface (`tap.tx.enable`).
     pub tap_tx: [bool; MAX_IFS],
+    /// The TAP machash: which frames the taps copy.
     pub tap_hash: MacSet,
+    /// The drop machash: source MACs whose frames are not forwarded.
     pub drop_hash: MacSet,
+    /// The fault machash: source MACs fault injection applies to.
     pub fault_hash: MacSet,
+    /// Fault injection per receiving interface.
     pub fault: [FaultConfig; MAX_IFS],
-}
-
-/// The destination MAC of an Ethernet frame, if the frame is long enough to have one.
-#[inline]
-pub fn dst_mac(frame: &[u8]) -> Option<&Mac> {
-    frame.get(0..6).and_then(|b| b.try_into().ok())
-}
-
-/// The source MAC of an Ethernet frame, if the frame is long enough to have one.
-#[inline]
-pub fn src_mac(frame: &[u8]) -> Option<&Mac> {
-    frame.get(6..12).and_then(|b| b.try_into().ok())
 }
 
 impl Policy {
@@ -54,14 +54,14 @@ impl Policy {
         if self.tap_hash.is_empty() {
             return true;
         }
-        src_mac(frame).is_some_and(|m| self.tap_hash.contains(m))
-            || dst_mac(frame).is_some_and(|m| self.tap_hash.contains(m))
+        src_mac(frame).is_some_and(|m| self.tap_hash.contains(&m))
+            || dst_mac(frame).is_some_and(|m| self.tap_hash.contains(&m))
     }
 
     /// Drop machash: the source MAC is listed. An empty set drops nothing.
     #[inline]
     pub fn drop_selects(&self, frame: &[u8]) -> bool {
-        !self.drop_hash.is_empty() && src_mac(frame).is_some_and(|m| self.drop_hash.contains(m))
+        !self.drop_hash.is_empty() && src_mac(frame).is_some_and(|m| self.drop_hash.contains(&m))
     }
 
     /// Fault injection applies to frames received on `rx_if` when it is enabled there and the
@@ -73,7 +73,7 @@ impl Policy {
         };
         cfg.enabled
             && (self.fault_hash.is_empty()
-                || src_mac(frame).is_some_and(|m| self.fault_hash.contains(m)))
+                || src_mac(frame).is_some_and(|m| self.fault_hash.contains(&m)))
     }
 }
 
@@ -82,6 +82,7 @@ impl Policy {
 pub struct PolicyCell(ArcSwap<Policy>);
 
 impl PolicyCell {
+    /// A cell publishing `policy`.
     pub fn new(policy: Policy) -> PolicyCell {
         PolicyCell(ArcSwap::from_pointee(policy))
     }
@@ -111,18 +112,14 @@ impl PolicyCell {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Mac;
 
-    const A: Mac = [0x00, 0x1b, 0x21, 0, 0, 0xa];
-    const B: Mac = [0x00, 0x1b, 0x21, 0, 0, 0xb];
-    const C: Mac = [0x02, 0, 0, 0, 0, 0xc];
+    const A: Mac = Mac([0x00, 0x1b, 0x21, 0, 0, 0xa]);
+    const B: Mac = Mac([0x00, 0x1b, 0x21, 0, 0, 0xb]);
+    const C: Mac = Mac([0x02, 0, 0, 0, 0, 0xc]);
 
     fn frame(dst: Mac, src: Mac) -> Vec<u8> {
-        let mut f = Vec::new();
-        f.extend_from_slice(&dst);
-        f.extend_from_slice(&src);
-        f.extend_from_slice(&[0x08, 0x00]);
-        f.extend_from_slice(&[0u8; 46]);
-        f
+        crate::wire::frame::test_frame(dst, src, &[], 0x0800, 60)
     }
 
     #[test]
@@ -230,7 +227,7 @@ mod tests {
                 let cell = cell.clone();
                 std::thread::spawn(move || {
                     for i in 0..50u8 {
-                        cell.update(|p| p.tap_hash = p.tap_hash.inserted([t, i, 0, 0, 0, 0]));
+                        cell.update(|p| p.tap_hash = p.tap_hash.inserted(Mac([t, i, 0, 0, 0, 0])));
                     }
                 })
             })

@@ -1,4 +1,4 @@
-//! The RPCL words of the engine (product.md section 4, except `tap.queue.*`).
+//! The RPCL words of the engine (docs/words-engine.md; `tap.queue.*` are the packet queue's).
 //!
 //! [`ENGINE_WORDS`] is the one list of names, help texts and implementations: the daemon
 //! registers it against the running engine, a VM without a daemon registers the same names with
@@ -6,12 +6,10 @@
 
 use super::machash::MacSet;
 use super::policy::{Policy, MAX_IFS, PROBABILITY_SCALE};
-use super::stats::{
-    Counters, OverflowEstimate, ETHERTYPE_8023_LENGTH, ETYPE_TABLE_CAPACITY, MAC_TABLE_CAPACITY,
-};
-use super::{EngineView, InterfaceInfo, XdpMode};
+use super::stats::{Counters, OverflowEstimate, ETYPE_TABLE_CAPACITY, MAC_TABLE_CAPACITY};
+use super::{EngineView, Freshness, InterfaceInfo, RingDetails, XdpMode};
 use crate::rpcl::{Ctx, Vm, WordError};
-use crate::wire::{describe, format_mac, Mac};
+use crate::wire::ethertype;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -29,6 +27,7 @@ type Run = fn(&mut Ctx<'_>, &dyn EngineView) -> Result<(), WordError>;
 
 /// One engine word.
 pub struct EngineWord {
+    /// The word's name.
     pub name: &'static str,
     /// `description ( stack effect )`
     pub help: &'static str,
@@ -82,6 +81,7 @@ const P_DROP: u8 = 0;
 const P_FLIP: u8 = 1;
 const P_DUP: u8 = 2;
 
+/// Every engine word, in the order `docs/words-engine.md` lists them.
 pub static ENGINE_WORDS: &[EngineWord] = &[
     EngineWord {
         name: "if.stats",
@@ -233,7 +233,7 @@ pub fn register_unavailable_words(vm: &mut Vm) {
 }
 
 /// One `label value` line of the statistics words: `indent` spaces, the label, padding so that
-/// the value starts in [`VALUE_COLUMN`]. The engine formats `ring_details` lines with it too.
+/// the value starts in [`VALUE_COLUMN`].
 pub fn stat_line(indent: usize, label: &str, value: impl std::fmt::Display) -> String {
     let width = VALUE_COLUMN.saturating_sub(indent).max(label.len() + 1);
     format!("{:indent$}{label:<width$}{value}\n", "")
@@ -242,52 +242,6 @@ pub fn stat_line(indent: usize, label: &str, value: impl std::fmt::Display) -> S
 /// A probability in 1/100000 as `N (P.PPP%)`, with exact integer arithmetic.
 pub fn format_probability(p: u32) -> String {
     format!("{p} ({}.{:03}%)", p / 1000, p % 1000)
-}
-
-/// A common name for an Ethertype, for `if.etype.show`.
-pub fn ethertype_name(t: u16) -> Option<&'static str> {
-    Some(match t {
-        ETHERTYPE_8023_LENGTH => "802.3 length (LLC)",
-        0x0800 => "IPv4",
-        0x0806 => "ARP",
-        0x0842 => "Wake-on-LAN",
-        0x22f0 => "AVTP",
-        0x22f3 => "TRILL",
-        0x6558 => "Transparent Ethernet Bridging",
-        0x8035 => "RARP",
-        0x809b => "AppleTalk",
-        0x8100 => "802.1Q VLAN",
-        0x8137 => "IPX",
-        0x86dd => "IPv6",
-        0x8808 => "Ethernet flow control",
-        0x8809 => "Slow protocols (LACP)",
-        0x8847 => "MPLS unicast",
-        0x8848 => "MPLS multicast",
-        0x8863 => "PPPoE discovery",
-        0x8864 => "PPPoE session",
-        0x887b => "HomePlug",
-        0x888e => "802.1X EAPOL",
-        0x8892 => "PROFINET",
-        0x88a4 => "EtherCAT",
-        0x88a8 => "802.1ad QinQ",
-        0x88b5 => "Local experimental 1",
-        0x88b6 => "Local experimental 2",
-        0x88b8 => "GOOSE",
-        0x88ba => "Sampled values",
-        0x88cc => "LLDP",
-        0x88e5 => "MACsec",
-        0x88e7 => "802.1ah PBB",
-        0x88f7 => "PTP",
-        0x88fb => "PRP",
-        0x8902 => "CFM / Y.1731",
-        0x8906 => "FCoE",
-        0x8914 => "FCoE initialization",
-        0x8915 => "RoCE",
-        0x892f => "HSR",
-        0x9000 => "Ethernet loopback",
-        0x9100 => "VLAN (legacy QinQ)",
-        _ => return None,
-    })
 }
 
 fn emit(cx: &mut Ctx<'_>, text: &str) -> Result<(), WordError> {
@@ -421,15 +375,39 @@ fn if_qstats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
     s.push_str(&stat_line(2, "flipped by FI", c.fi_flipped));
     s.push_str(&stat_line(2, "duplicated by FI", c.fi_duplicated));
     match e.ring_details(i, q) {
-        Ok(details) => {
-            for line in details.lines() {
-                s.push_str(line);
-                s.push('\n');
-            }
-        }
-        Err(msg) => s.push_str(&stat_line(2, "rings", format!("unavailable: {msg}"))),
+        Ok(details) => ring_lines(&mut s, &details),
+        Err(why) => s.push_str(&stat_line(2, "rings", format!("unavailable: {why}"))),
     }
     emit(cx, &s)
+}
+
+/// The `if.qstats` lines of [`RingDetails`].
+fn ring_lines(s: &mut String, d: &RingDetails) {
+    let (r, p) = (&d.rings, &d.program);
+    for (label, value) in [
+        ("fill ring", r.fill),
+        ("rx ring", r.rx),
+        ("tx ring", r.tx),
+        ("completion ring", r.comp),
+        ("free frames", r.free_frames),
+        ("spare frames", r.spare_frames),
+        ("rx_dropped", r.rx_dropped),
+        ("rx_invalid_descs", r.rx_invalid_descs),
+        ("tx_invalid_descs", r.tx_invalid_descs),
+        ("rx_ring_full", r.rx_ring_full),
+        ("rx_fill_ring_empty", r.rx_fill_ring_empty_descs),
+        ("tx_ring_empty_descs", r.tx_ring_empty_descs),
+        ("xdp seen", p.seen),
+        ("xdp redirected", p.redirected),
+        ("xdp passed", p.passed),
+    ] {
+        s.push_str(&stat_line(2, label, value));
+    }
+    match d.freshness {
+        Freshness::Fresh => {}
+        Freshness::Stopped => s.push_str("  (engine stopped: last values)\n"),
+        Freshness::NoAnswer => s.push_str("  (worker did not answer: values may be old)\n"),
+    }
 }
 
 fn if_mac_show(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
@@ -446,13 +424,7 @@ fn if_mac_show(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
             .max(6);
         let _ = writeln!(s, "  {:<17}  {:>w$}  vendor", "MAC", "frames");
         for m in &r.macs {
-            let _ = writeln!(
-                s,
-                "  {}  {:>w$}  {}",
-                format_mac(&m.mac),
-                m.frames,
-                describe(&m.mac)
-            );
+            let _ = writeln!(s, "  {}  {:>w$}  {}", m.mac, m.frames, m.mac.describe());
         }
     }
     if r.overflow > 0 {
@@ -471,8 +443,8 @@ fn if_mac_show(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
 }
 
 fn ethertype_label(t: u16) -> String {
-    match (t, ethertype_name(t)) {
-        (ETHERTYPE_8023_LENGTH, Some(n)) => format!("<0x0600 {n}"),
+    match (t, ethertype::name(t)) {
+        (ethertype::LENGTH_8023, Some(n)) => format!("<0x{:04x} {n}", ethertype::MIN),
         (t, Some(n)) => format!("0x{t:04x} {n}"),
         (t, None) => format!("0x{t:04x}"),
     }
@@ -510,9 +482,7 @@ fn if_etype_show(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> 
             let _ = writeln!(
                 s,
                 "  {:<5}  {label:<lw$}  {:>fw$}  {}",
-                t.level,
-                t.frames,
-                format_mac(&t.last_src)
+                t.level, t.frames, t.last_src
             );
         }
     }
@@ -580,14 +550,13 @@ fn fault_probability<const WHICH: u8>(
 
 fn hash_insert<const H: u8>(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
     let h = Hash::of(H);
-    let mac: Mac = cx.pop_mac()?;
+    let mac = cx.pop_mac()?;
     let current = e.policy().snapshot();
     let set = h.set(&current);
     if !set.contains(&mac) && set.len() >= MACHASH_MAX {
         return Err(WordError::new(format!(
-            "the {} is full ({MACHASH_MAX} MACs): {} not added",
+            "the {} is full ({MACHASH_MAX} MACs): {mac} not added",
             h.title(),
-            format_mac(&mac)
         )));
     }
     e.policy()
@@ -598,7 +567,7 @@ fn hash_insert<const H: u8>(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), 
 /// Deleting a MAC that is not listed is not an error: scripts can clean up without checking.
 fn hash_delete<const H: u8>(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
     let h = Hash::of(H);
-    let mac: Mac = cx.pop_mac()?;
+    let mac = cx.pop_mac()?;
     e.policy()
         .update(|p| *h.set_mut(p) = h.set(p).removed(&mac));
     Ok(())
@@ -615,7 +584,7 @@ fn hash_show<const H: u8>(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), Wo
     let policy = e.policy().snapshot();
     let mut s = String::new();
     for mac in h.set(&policy).iter() {
-        let _ = writeln!(s, "{} {}", format_mac(mac), describe(mac));
+        let _ = writeln!(s, "{mac} {}", mac.describe());
     }
     emit(cx, &s)
 }
@@ -674,7 +643,7 @@ mod tests {
         assert_eq!(ethertype_label(0x88a8), "0x88a8 802.1ad QinQ");
         assert_eq!(ethertype_label(0x1234), "0x1234");
         assert_eq!(
-            ethertype_label(ETHERTYPE_8023_LENGTH),
+            ethertype_label(ethertype::LENGTH_8023),
             "<0x0600 802.3 length (LLC)"
         );
     }

@@ -5,7 +5,9 @@
 
 use super::XdpMode;
 use libbpf_rs::libbpf_sys as sys;
-use libbpf_rs::{MapCore, Object, ObjectBuilder};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ObjectBuilder};
+use libbpf_rs::{Xdp, XdpFlags};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 static PROGRAM_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ethertap.bpf.o"));
@@ -13,14 +15,115 @@ static PROGRAM_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/etherta
 /// The program's name in the kernel; stale instances are recognised by it.
 pub const PROGRAM_NAME: &str = "ethertap_xdp";
 
+/// Keys of the program's per-CPU `counters` array, in [`ProgramCounters`] order.
 const CNT_MAX: u32 = 3;
 
 /// The counters of `bpf/ethertap.bpf.c`, summed over CPUs.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProgramCounters {
+    /// Frames the program saw.
     pub seen: u64,
+    /// Frames it redirected to an AF_XDP socket.
     pub redirected: u64,
+    /// Frames it passed to the kernel stack (no socket on their queue).
     pub passed: u64,
+}
+
+/// What went wrong with the XDP program of an interface.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    /// The kernel did not say what is attached.
+    #[error("{ifname}: querying XDP state: {source}")]
+    Query {
+        /// The interface.
+        ifname: String,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+    /// Another program than ethertap's is attached.
+    #[error(
+        "{ifname} already has another XDP program attached ({} id {id}); \
+         remove it first (ip link set dev {ifname} xdp off)",
+        if .program.is_empty() { "unnamed" } else { .program }
+    )]
+    Foreign {
+        /// The interface.
+        ifname: String,
+        /// That program's name (empty if it has none).
+        program: String,
+        /// That program's id.
+        id: u32,
+    },
+    /// An ethertap program that cannot be detached: a running engine holds its link.
+    #[error(
+        "{ifname} is in use by a running ethertap (its XDP program {id} could not be \
+         detached: {source}); stop that one first"
+    )]
+    InUse {
+        /// The interface.
+        ifname: String,
+        /// The program's id.
+        id: u32,
+        /// Why the detach failed.
+        source: libbpf_rs::Error,
+    },
+    /// Building, opening or loading the program object failed.
+    #[error("{step}: {source}")]
+    Load {
+        /// What was being done.
+        step: &'static str,
+        /// libbpf's error.
+        source: libbpf_rs::Error,
+    },
+    /// The built-in object lacks a part (a build problem).
+    #[error("the XDP object has no {0}")]
+    Missing(&'static str),
+    /// `--xdp-mode drv` on a driver without native XDP.
+    #[error(
+        "{ifname}: the driver ({driver}) has no native XDP support ({source}); \
+         use --xdp-mode skb or auto"
+    )]
+    NoNativeMode {
+        /// The interface.
+        ifname: String,
+        /// Its driver.
+        driver: String,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+    /// Attaching in the requested mode failed.
+    #[error("{ifname}: attaching XDP in {mode} mode: {source}")]
+    Attach {
+        /// The interface.
+        ifname: String,
+        /// `drv` or `skb`.
+        mode: &'static str,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+    /// `--xdp-mode auto` found no mode that works.
+    #[error("{ifname}: the driver ({driver}) supports XDP in neither drv nor skb mode: {source}")]
+    NoMode {
+        /// The interface.
+        ifname: String,
+        /// Its driver.
+        driver: String,
+        /// The kernel's answer to the skb attempt.
+        source: io::Error,
+    },
+    /// A socket could not be put into the XSKMAP.
+    #[error("{ifname}: putting the socket of queue {queue} into the XSKMAP: {source}")]
+    XskMap {
+        /// The interface.
+        ifname: String,
+        /// The queue.
+        queue: u32,
+        /// libbpf's error.
+        source: libbpf_rs::Error,
+    },
+    /// The counters map could not be shared with the control thread.
+    #[error("duplicating the counters map fd: {0}")]
+    CountersMap(#[source] libbpf_rs::Error),
 }
 
 /// The program loaded and attached to one interface. Dropping it detaches the program.
@@ -28,50 +131,45 @@ pub struct XdpAttachment {
     ifname: String,
     link: Option<OwnedFd>,
     object: Object,
-    xsks_fd: RawFd,
-    counters_fd: RawFd,
+    xsks: MapHandle,
+    counters: MapHandle,
+    /// The mode the kernel attached the program in (`Drv` or `Skb`).
     pub mode: XdpMode,
 }
 
-fn errno_text(rc: i32) -> String {
-    std::io::Error::from_raw_os_error(-rc).to_string()
-}
-
-/// The XDP program attached to `ifindex` now, as (mode flags for detaching, program id).
-fn attached_programs(ifindex: u32) -> Result<Vec<(u32, u32)>, String> {
-    // SAFETY: zeroed is a valid bpf_xdp_query_opts; sz is set as libbpf requires.
-    let mut opts: sys::bpf_xdp_query_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of::<sys::bpf_xdp_query_opts>() as _;
-    // SAFETY: opts is valid for the call.
+/// What `bpf_xdp_query` says about `ifindex`.
+fn query(ifindex: u32) -> io::Result<sys::bpf_xdp_query_opts> {
+    let mut opts = sys::bpf_xdp_query_opts {
+        sz: std::mem::size_of::<sys::bpf_xdp_query_opts>() as _,
+        ..Default::default()
+    };
+    // SAFETY: opts is a valid, sized bpf_xdp_query_opts for the call. (libbpf-rs has the
+    // query only on a loaded program, and here there is none yet.)
     let rc = unsafe { sys::bpf_xdp_query(ifindex as i32, 0, &mut opts) };
     if rc < 0 {
-        return Err(format!("querying XDP state: {}", errno_text(rc)));
+        return Err(io::Error::from_raw_os_error(-rc));
     }
-    let mut out = Vec::new();
-    if opts.drv_prog_id != 0 {
-        out.push((sys::XDP_FLAGS_DRV_MODE, opts.drv_prog_id));
-    }
-    if opts.skb_prog_id != 0 {
-        out.push((sys::XDP_FLAGS_SKB_MODE, opts.skb_prog_id));
-    }
-    if opts.hw_prog_id != 0 {
-        out.push((sys::XDP_FLAGS_HW_MODE, opts.hw_prog_id));
-    }
-    Ok(out)
+    Ok(opts)
 }
 
-fn program_name(id: u32) -> Option<String> {
-    // SAFETY: plain bpf syscall wrapper.
-    let fd = unsafe { sys::bpf_prog_get_fd_by_id(id) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: fresh fd owned here.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: zeroed bpf_prog_info is valid; the kernel fills up to len.
-    let mut info: sys::bpf_prog_info = unsafe { std::mem::zeroed() };
+/// The XDP programs attached to `ifindex` now, as (mode flags for detaching, program id).
+fn attached_programs(ifindex: u32) -> io::Result<Vec<(XdpFlags, u32)>> {
+    let opts = query(ifindex)?;
+    Ok([
+        (XdpFlags::DRV_MODE, opts.drv_prog_id),
+        (XdpFlags::SKB_MODE, opts.skb_prog_id),
+        (XdpFlags::HW_MODE, opts.hw_prog_id),
+    ]
+    .into_iter()
+    .filter(|&(_, id)| id != 0)
+    .collect())
+}
+
+/// The name of the loaded program `fd`.
+fn program_name(fd: &OwnedFd) -> Option<String> {
+    let mut info = sys::bpf_prog_info::default();
     let mut len = std::mem::size_of::<sys::bpf_prog_info>() as u32;
-    // SAFETY: info and len are valid for the call.
+    // SAFETY: info and len are valid for the call; the kernel fills at most len bytes.
     let rc = unsafe { sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
     if rc < 0 {
         return None;
@@ -87,209 +185,198 @@ fn program_name(id: u32) -> Option<String> {
 
 /// Removes ethertap programs a crashed run left on the interface; refuses to touch anyone
 /// else's program.
-pub fn remove_stale(ifname: &str, ifindex: u32) -> Result<(), String> {
-    for (mode, id) in attached_programs(ifindex).map_err(|e| format!("{ifname}: {e}"))? {
-        let name = program_name(id).unwrap_or_default();
-        if name != PROGRAM_NAME {
-            return Err(format!(
-                "{ifname} already has another XDP program attached ({} id {id}); \
-                 remove it first (ip link set dev {ifname} xdp off)",
-                if name.is_empty() { "unnamed" } else { &name }
-            ));
-        }
-        // SAFETY: plain libbpf call; a null opts is allowed.
-        let rc = unsafe { sys::bpf_xdp_detach(ifindex as i32, mode, std::ptr::null()) };
-        if rc < 0 {
-            return Err(format!(
-                "{ifname} is in use by a running ethertap (its XDP program {id} could not be \
-                 detached: {}); stop that one first",
-                errno_text(rc)
-            ));
-        }
+pub fn remove_stale(ifname: &str, ifindex: u32) -> Result<(), XdpError> {
+    let attached = attached_programs(ifindex).map_err(|source| XdpError::Query {
+        ifname: ifname.to_string(),
+        source,
+    })?;
+    for (mode, id) in attached {
+        let fd = libbpf_rs::Program::fd_from_id(id).ok();
+        let name = fd.as_ref().and_then(program_name).unwrap_or_default();
+        let Some(fd) = fd.filter(|_| name == PROGRAM_NAME) else {
+            return Err(XdpError::Foreign {
+                ifname: ifname.to_string(),
+                program: name,
+                id,
+            });
+        };
+        Xdp::new(fd.as_fd())
+            .detach(ifindex as i32, mode)
+            .map_err(|source| XdpError::InUse {
+                ifname: ifname.to_string(),
+                id,
+                source,
+            })?;
     }
     Ok(())
 }
 
-fn attach_link(prog_fd: RawFd, ifindex: u32, flags: u32) -> Result<OwnedFd, i32> {
-    // SAFETY: zeroed opts are valid; sz set as libbpf requires.
-    let mut opts: sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of::<sys::bpf_link_create_opts>() as _;
-    opts.flags = flags;
-    // SAFETY: opts valid for the call; prog_fd is a loaded XDP program.
+/// Attaches `prog_fd` to `ifindex` through a bpf_link in the mode `flags` names. (libbpf-rs
+/// attaches XDP links only without flags, which lets the kernel pick the mode.)
+fn attach_link(prog_fd: RawFd, ifindex: u32, flags: XdpFlags) -> io::Result<OwnedFd> {
+    let opts = sys::bpf_link_create_opts {
+        sz: std::mem::size_of::<sys::bpf_link_create_opts>() as _,
+        flags: flags.bits(),
+        ..Default::default()
+    };
+    // SAFETY: opts is valid and sized for the call; prog_fd is a loaded XDP program.
     let fd = unsafe { sys::bpf_link_create(prog_fd, ifindex as i32, sys::BPF_XDP, &opts) };
     if fd < 0 {
-        return Err(fd);
+        return Err(io::Error::from_raw_os_error(-fd));
     }
-    // SAFETY: fresh link fd, owned from here on.
+    // SAFETY: a fresh link fd nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn attach_mode_now(ifindex: u32) -> XdpMode {
-    // SAFETY: as in attached_programs.
-    let mut opts: sys::bpf_xdp_query_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of::<sys::bpf_xdp_query_opts>() as _;
-    // SAFETY: opts valid for the call.
-    let rc = unsafe { sys::bpf_xdp_query(ifindex as i32, 0, &mut opts) };
-    if rc == 0 && opts.attach_mode as u32 == sys::XDP_ATTACHED_SKB {
-        XdpMode::Skb
-    } else {
-        XdpMode::Drv
+    match query(ifindex) {
+        Ok(opts) if u32::from(opts.attach_mode) == sys::XDP_ATTACHED_SKB => XdpMode::Skb,
+        _ => XdpMode::Drv,
+    }
+}
+
+/// Opens and loads a fresh instance of the program object.
+fn load_object() -> Result<Object, XdpError> {
+    let load = |step| move |source| XdpError::Load { step, source };
+    ObjectBuilder::default()
+        .name("ethertap")
+        .map_err(load("XDP program"))?
+        .open_memory(PROGRAM_OBJECT)
+        .map_err(load("opening the XDP program"))?
+        .load()
+        .map_err(load("loading the XDP program into the kernel"))
+}
+
+/// The map `name` of `object`, as a handle of its own.
+fn map_handle(object: &Object, name: &'static str) -> Result<MapHandle, XdpError> {
+    let map = object
+        .maps()
+        .find(|m| m.name() == name)
+        .ok_or(XdpError::Missing(name))?;
+    MapHandle::try_from(&map).map_err(|source| XdpError::Load {
+        step: "opening the XDP program's maps",
+        source,
+    })
+}
+
+/// Attaches in `mode`: `Auto` tries native mode first, then generic.
+fn attach_in_mode(
+    ifname: &str,
+    prog_fd: RawFd,
+    ifindex: u32,
+    mode: XdpMode,
+) -> Result<OwnedFd, XdpError> {
+    let name = || ifname.to_string();
+    let driver = || super::netdev::driver_name(ifname);
+    match mode {
+        XdpMode::Drv => attach_link(prog_fd, ifindex, XdpFlags::DRV_MODE).map_err(|source| {
+            match source.raw_os_error() {
+                Some(libc::EOPNOTSUPP | libc::EINVAL) => XdpError::NoNativeMode {
+                    ifname: name(),
+                    driver: driver(),
+                    source,
+                },
+                _ => XdpError::Attach {
+                    ifname: name(),
+                    mode: "drv",
+                    source,
+                },
+            }
+        }),
+        XdpMode::Skb => {
+            attach_link(prog_fd, ifindex, XdpFlags::SKB_MODE).map_err(|source| XdpError::Attach {
+                ifname: name(),
+                mode: "skb",
+                source,
+            })
+        }
+        XdpMode::Auto => attach_link(prog_fd, ifindex, XdpFlags::DRV_MODE).or_else(|_| {
+            attach_link(prog_fd, ifindex, XdpFlags::SKB_MODE).map_err(|source| XdpError::NoMode {
+                ifname: name(),
+                driver: driver(),
+                source,
+            })
+        }),
     }
 }
 
 impl XdpAttachment {
     /// Loads a fresh instance of the program and attaches it to the interface in `mode`.
-    pub fn attach(ifname: &str, ifindex: u32, mode: XdpMode) -> Result<XdpAttachment, String> {
-        let open = ObjectBuilder::default()
-            .name("ethertap")
-            .map_err(|e| format!("XDP program: {e}"))?
-            .open_memory(PROGRAM_OBJECT)
-            .map_err(|e| format!("opening the XDP program: {e}"))?;
-        let object = open
-            .load()
-            .map_err(|e| format!("loading the XDP program into the kernel: {e}"))?;
-        let mut prog_fd = None;
-        for p in object.progs() {
-            if p.name() == PROGRAM_NAME {
-                prog_fd = Some(p.as_fd().as_raw_fd());
-            }
-        }
-        let prog_fd = prog_fd.ok_or("the XDP object has no ethertap_xdp program")?;
-        let mut xsks_fd = None;
-        let mut counters_fd = None;
-        for m in object.maps() {
-            if m.name() == "xsks" {
-                xsks_fd = Some(m.as_fd().as_raw_fd());
-            } else if m.name() == "counters" {
-                counters_fd = Some(m.as_fd().as_raw_fd());
-            }
-        }
-        let xsks_fd = xsks_fd.ok_or("the XDP object has no xsks map")?;
-        let counters_fd = counters_fd.ok_or("the XDP object has no counters map")?;
-
-        let link = match mode {
-            XdpMode::Drv => {
-                attach_link(prog_fd, ifindex, sys::XDP_FLAGS_DRV_MODE).map_err(|rc| {
-                    if -rc == libc::EOPNOTSUPP || -rc == libc::EINVAL {
-                        format!(
-                            "{ifname}: the driver ({}) has no native XDP support ({}); \
-                         use --xdp-mode skb or auto",
-                            super::netdev::driver_name(ifname),
-                            errno_text(rc)
-                        )
-                    } else {
-                        format!("{ifname}: attaching XDP in drv mode: {}", errno_text(rc))
-                    }
-                })?
-            }
-            XdpMode::Skb => attach_link(prog_fd, ifindex, sys::XDP_FLAGS_SKB_MODE)
-                .map_err(|rc| format!("{ifname}: attaching XDP in skb mode: {}", errno_text(rc)))?,
-            XdpMode::Auto => match attach_link(prog_fd, ifindex, sys::XDP_FLAGS_DRV_MODE) {
-                Ok(l) => l,
-                Err(_) => attach_link(prog_fd, ifindex, sys::XDP_FLAGS_SKB_MODE).map_err(|rc| {
-                    format!(
-                        "{ifname}: the driver ({}) supports XDP in neither drv nor skb mode: {}",
-                        super::netdev::driver_name(ifname),
-                        errno_text(rc)
-                    )
-                })?,
-            },
-        };
+    pub fn attach(ifname: &str, ifindex: u32, mode: XdpMode) -> Result<XdpAttachment, XdpError> {
+        let object = load_object()?;
+        let prog_fd = object
+            .progs()
+            .find(|p| p.name() == PROGRAM_NAME)
+            .map(|p| p.as_fd().as_raw_fd())
+            .ok_or(XdpError::Missing("ethertap_xdp program"))?;
+        let xsks = map_handle(&object, "xsks")?;
+        let counters = map_handle(&object, "counters")?;
+        let link = attach_in_mode(ifname, prog_fd, ifindex, mode)?;
         Ok(XdpAttachment {
             ifname: ifname.to_string(),
             link: Some(link),
             object,
-            xsks_fd,
-            counters_fd,
+            xsks,
+            counters,
             mode: attach_mode_now(ifindex),
         })
     }
 
     /// Sends frames of `queue` to the AF_XDP socket `sock_fd`.
-    pub fn bind_queue(&self, queue: u32, sock_fd: RawFd) -> Result<(), String> {
-        let key = queue;
-        let val = sock_fd as u32;
-        // SAFETY: key and value point to u32s, the sizes of the map's key and value; the map
-        // fd belongs to self.object, alive here.
-        let rc = unsafe {
-            sys::bpf_map_update_elem(
-                self.xsks_fd,
-                &key as *const u32 as *const libc::c_void,
-                &val as *const u32 as *const libc::c_void,
-                0,
+    pub fn bind_queue(&self, queue: u32, sock_fd: RawFd) -> Result<(), XdpError> {
+        self.xsks
+            .update(
+                &queue.to_ne_bytes(),
+                &(sock_fd as u32).to_ne_bytes(),
+                MapFlags::ANY,
             )
-        };
-        if rc < 0 {
-            return Err(format!(
-                "{}: putting the socket of queue {queue} into the XSKMAP: {}",
-                self.ifname,
-                errno_text(rc)
-            ));
-        }
-        Ok(())
+            .map_err(|source| XdpError::XskMap {
+                ifname: self.ifname.clone(),
+                queue,
+                source,
+            })
     }
 
-    /// A descriptor of the counters map for readers that outlive no attachment but run on
-    /// another thread (the control words).
-    pub fn counters_map(&self) -> Result<OwnedFd, String> {
-        // SAFETY: counters_fd is open while self lives; the duplicate is owned by the caller.
-        let fd = unsafe { libc::fcntl(self.counters_fd, libc::F_DUPFD_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(format!(
-                "duplicating the counters map fd: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        // SAFETY: fresh descriptor.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    /// A handle of the counters map for a reader on another thread (the control words); it
+    /// stays valid after the attachment is gone.
+    pub fn counters_map(&self) -> Result<MapHandle, XdpError> {
+        MapHandle::try_from(&self.counters).map_err(XdpError::CountersMap)
     }
-}
 
-/// The counters of the program behind `counters_map`, summed over CPUs.
-pub fn read_counters(counters_map: &OwnedFd) -> ProgramCounters {
-    {
-        let counters_fd = counters_map.as_raw_fd();
-        // SAFETY: plain libbpf query.
-        let ncpus = unsafe { sys::libbpf_num_possible_cpus() };
-        let mut sums = [0u64; CNT_MAX as usize];
-        if ncpus <= 0 {
-            return ProgramCounters::default();
-        }
-        let mut vals = vec![0u64; ncpus as usize];
-        for (key, sum) in (0u32..CNT_MAX).zip(sums.iter_mut()) {
-            // SAFETY: a per-CPU array lookup writes one u64 per possible CPU into vals.
-            let rc = unsafe {
-                sys::bpf_map_lookup_elem(
-                    counters_fd,
-                    &key as *const u32 as *const libc::c_void,
-                    vals.as_mut_ptr() as *mut libc::c_void,
-                )
-            };
-            if rc == 0 {
-                *sum = vals.iter().sum();
-            }
-        }
-        ProgramCounters {
-            seen: sums[0],
-            redirected: sums[1],
-            passed: sums[2],
-        }
-    }
-}
-
-impl XdpAttachment {
     /// Detaches the program now (also done on drop).
     pub fn detach(&mut self) {
         self.link = None;
     }
 }
 
-// SAFETY: the libbpf object is only touched by the thread owning the attachment (load, map
-// updates through fds, drop); libbpf objects have no thread affinity.
+/// The counters of the program behind `counters_map`, summed over CPUs (zero where the kernel
+/// does not answer).
+pub fn read_counters(counters_map: &MapHandle) -> ProgramCounters {
+    let sum = |key: u32| -> u64 {
+        match counters_map.lookup_percpu(&key.to_ne_bytes(), MapFlags::ANY) {
+            Ok(Some(per_cpu)) => per_cpu
+                .iter()
+                .filter_map(|v| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?)))
+                .sum(),
+            _ => 0,
+        }
+    };
+    let [seen, redirected, passed]: [u64; CNT_MAX as usize] =
+        std::array::from_fn(|k| sum(k as u32));
+    ProgramCounters {
+        seen,
+        redirected,
+        passed,
+    }
+}
+
+// SAFETY: the libbpf object is only touched by the thread owning the attachment (load, drop);
+// libbpf objects have no thread affinity, and the map handles are plain descriptors.
 unsafe impl Send for XdpAttachment {}
 
 impl Drop for XdpAttachment {
     fn drop(&mut self) {
+        // The link goes first; the object (program and maps) after it.
         self.detach();
         let _ = &self.object;
     }

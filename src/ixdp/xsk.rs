@@ -5,7 +5,8 @@
 //! UMEM layout: `ifaces` circuits of `CIRCUIT_FRAMES` frames each, then `SPARE_FRAMES` spares.
 //! Frame `i` belongs to circuit `i / CIRCUIT_FRAMES`: a frame of circuit `p` only ever enters
 //! the fill ring of port `p`, wherever it was transmitted, so each port keeps its own stock of
-//! receive buffers and a busy port cannot starve the other (design-notes §2). Spares carry
+//! receive buffers and a busy port cannot starve the other (docs/data-path.md, "Frame
+//! ownership"). Spares carry
 //! fault-injection duplicates and return to the spare pool when their transmission completes.
 
 use std::num::NonZeroU32;
@@ -13,8 +14,11 @@ use std::os::fd::{AsRawFd, RawFd};
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
 };
+use xsk_rs::socket::SocketCreateError;
+use xsk_rs::umem::UmemCreateError;
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
+/// Bytes of one UMEM frame.
 pub const FRAME_SIZE: u32 = 2048;
 /// Fill and RX rings: deep, because they are what absorbs a burst or a worker that lost its
 /// CPU for a few milliseconds (a scheduler slice on a busy machine): the kernel keeps
@@ -33,12 +37,20 @@ pub const MAX_FRAME_LEN: u32 = FRAME_SIZE - 256;
 /// (measured: with fewer than the rings hold together, a transmit backlog parks the circuit and
 /// the fill ring runs dry).
 pub const CIRCUIT_FRAMES: u32 = RX_RING_SIZE + 3 * TX_RING_SIZE;
+/// Frames of the spare pool that carries fault-injection duplicates.
 pub const SPARE_FRAMES: u32 = 256;
+/// The spare pool is never empty, so neither is a UMEM.
+const SPARES: NonZeroU32 = match NonZeroU32::new(SPARE_FRAMES) {
+    Some(n) => n,
+    None => panic!("SPARE_FRAMES must not be 0"),
+};
 
 /// Who a frame returns to when the kernel hands it back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Owner {
+    /// The circuit of this port: the frame goes back to the port's free list.
     Circuit(usize),
+    /// The spare pool.
     Spare,
 }
 
@@ -56,12 +68,17 @@ pub fn owner_of(addr: usize, ports: usize) -> Owner {
 /// One interface's socket on this queue, with the fill and completion rings of its
 /// (interface, queue) pair.
 pub struct Port {
+    /// The socket's TX ring.
     pub tx: TxQueue,
+    /// The socket's RX ring.
     pub rx: RxQueue,
+    /// The fill ring of the (interface, queue).
     pub fill: FillQueue,
+    /// The completion ring of the (interface, queue).
     pub comp: CompQueue,
     /// Frames of this port's circuit held by the worker, ready for the fill ring.
     pub free: Vec<FrameDesc>,
+    /// The socket's descriptor (owned by `rx`/`tx`), for poll() and transmit kicks.
     pub fd: RawFd,
     /// The kernel refused to transmit because the interface is down: frames that would go
     /// out here count as `noif` until a transmit kick succeeds again.
@@ -70,27 +87,115 @@ pub struct Port {
 
 /// Every socket of one queue index, handed to that queue's worker.
 pub struct QueueSockets {
+    /// The queue id.
     pub queue: u32,
+    /// The frames of every port of this queue.
     pub umem: Umem,
+    /// One per interface, in engine order.
     pub ports: Vec<Port>,
+    /// Spare frames held by the worker.
     pub spares: Vec<FrameDesc>,
+}
+
+impl QueueSockets {
+    /// Gives a frame the kernel handed back to whoever owns it: its circuit's free list or
+    /// the spare pool.
+    #[inline]
+    pub fn give_back(&mut self, d: FrameDesc) {
+        match owner_of(d.addr(), self.ports.len()) {
+            Owner::Circuit(c) => self.ports[c].free.push(d),
+            Owner::Spare => self.spares.push(d),
+        }
+    }
+}
+
+/// Why the sockets of a queue could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum XskError {
+    /// The built-in ring or frame sizes were refused (a bug, not a setting).
+    #[error("{what}: {source}")]
+    Config {
+        /// Which size.
+        what: &'static str,
+        /// xsk-rs's objection.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The UMEM could not be created (e.g. locked memory limit).
+    #[error("creating the UMEM for queue {queue}: {source} ({source:?})")]
+    Umem {
+        /// The queue.
+        queue: u32,
+        /// xsk-rs's error.
+        source: UmemCreateError,
+    },
+    /// An interface name with a NUL byte.
+    #[error("\"{0}\" is not a valid interface name")]
+    BadName(String),
+    /// The kernel refused the socket (e.g. no zero-copy support).
+    #[error(
+        "{name} queue {queue}: AF_XDP socket in {mode} mode: {source}{}",
+        cause_text(.source)
+    )]
+    Socket {
+        /// The interface.
+        name: String,
+        /// The queue.
+        queue: u32,
+        /// `zero-copy` or `copy`.
+        mode: &'static str,
+        /// xsk-rs's error.
+        source: SocketCreateError,
+    },
+    /// The first socket of a UMEM came without its fill and completion rings.
+    #[error("{name} queue {queue}: the kernel gave no fill/completion rings")]
+    NoRings {
+        /// The interface.
+        name: String,
+        /// The queue.
+        queue: u32,
+    },
+    /// The fill ring did not take its first frames.
+    #[error("{name} queue {queue}: could not prime the fill ring")]
+    Prime {
+        /// The interface.
+        name: String,
+        /// The queue.
+        queue: u32,
+    },
+}
+
+/// `: cause` when an error has a source, for messages that show both.
+fn cause_text(e: &dyn std::error::Error) -> String {
+    e.source().map(|c| format!(": {c}")).unwrap_or_default()
+}
+
+fn config<E: std::error::Error + Send + Sync + 'static>(
+    what: &'static str,
+) -> impl Fn(E) -> XskError {
+    move |e| XskError::Config {
+        what,
+        source: Box::new(e),
+    }
 }
 
 /// Opens the sockets of queue `queue` on every interface, in zero-copy or copy mode. The
 /// fill rings are primed, so the sockets can receive as soon as the XSKMAP points at them.
-pub fn open_queue(ifnames: &[String], queue: u32, zerocopy: bool) -> Result<QueueSockets, String> {
-    let rx_ring = QueueSize::new(RX_RING_SIZE).map_err(|e| format!("ring size: {e}"))?;
-    let tx_ring = QueueSize::new(TX_RING_SIZE).map_err(|e| format!("ring size: {e}"))?;
+pub fn open_queue(
+    ifnames: &[String],
+    queue: u32,
+    zerocopy: bool,
+) -> Result<QueueSockets, XskError> {
+    let rx_ring = QueueSize::new(RX_RING_SIZE).map_err(config("ring size"))?;
+    let tx_ring = QueueSize::new(TX_RING_SIZE).map_err(config("ring size"))?;
     let umem_config = UmemConfig::builder()
-        .frame_size(FrameSize::new(FRAME_SIZE).map_err(|e| format!("frame size: {e}"))?)
+        .frame_size(FrameSize::new(FRAME_SIZE).map_err(config("frame size"))?)
         .fill_queue_size(rx_ring)
         .comp_queue_size(tx_ring)
         .build()
-        .map_err(|e| format!("UMEM config: {e}"))?;
-    let total = CIRCUIT_FRAMES * ifnames.len() as u32 + SPARE_FRAMES;
-    let frame_count = NonZeroU32::new(total).ok_or("no frames")?;
+        .map_err(config("UMEM config"))?;
+    let frame_count = SPARES.saturating_add(CIRCUIT_FRAMES * ifnames.len() as u32);
     let (umem, mut frames) = Umem::new(umem_config, frame_count, false)
-        .map_err(|e| format!("creating the UMEM for queue {queue}: {e} ({e:?})"))?;
+        .map_err(|source| XskError::Umem { queue, source })?;
 
     let mode = if zerocopy {
         BindFlags::XDP_ZEROCOPY
@@ -107,23 +212,21 @@ pub fn open_queue(ifnames: &[String], queue: u32, zerocopy: bool) -> Result<Queu
     let spares = frames.split_off(CIRCUIT_FRAMES as usize * ifnames.len());
     let mut ports = Vec::with_capacity(ifnames.len());
     for (i, name) in ifnames.iter().enumerate() {
-        let iface: Interface = name
-            .parse()
-            .map_err(|_| format!("\"{name}\" is not a valid interface name"))?;
+        let iface: Interface = name.parse().map_err(|_| XskError::BadName(name.clone()))?;
         // SAFETY: every socket on this UMEM is created with INHIBIT_PROG_LOAD, as xsk-rs
         // requires for shared UMEMs; each (interface, queue) pair is bound once.
         let (tx, rx, rings) =
-            unsafe { Socket::new(socket_config, &umem, &iface, queue) }.map_err(|e| {
-                let cause = std::error::Error::source(&e)
-                    .map(|c| format!(": {c}"))
-                    .unwrap_or_default();
-                format!(
-                    "{name} queue {queue}: AF_XDP socket in {} mode: {e}{cause}",
-                    if zerocopy { "zero-copy" } else { "copy" }
-                )
+            unsafe { Socket::new(socket_config, &umem, &iface, queue) }.map_err(|source| {
+                XskError::Socket {
+                    name: name.clone(),
+                    queue,
+                    mode: if zerocopy { "zero-copy" } else { "copy" },
+                    source,
+                }
             })?;
-        let (mut fill, comp) = rings.ok_or_else(|| {
-            format!("{name} queue {queue}: the kernel gave no fill/completion rings")
+        let (mut fill, comp) = rings.ok_or_else(|| XskError::NoRings {
+            name: name.clone(),
+            queue,
         })?;
         let fd = rx.fd().as_raw_fd();
         let start = i * CIRCUIT_FRAMES as usize;
@@ -132,9 +235,10 @@ pub fn open_queue(ifnames: &[String], queue: u32, zerocopy: bool) -> Result<Queu
         // SAFETY: the frames belong to this UMEM and to nobody else yet.
         let put = unsafe { fill.produce(&prime) };
         if put != prime.len() {
-            return Err(format!(
-                "{name} queue {queue}: could not prime the fill ring"
-            ));
+            return Err(XskError::Prime {
+                name: name.clone(),
+                queue,
+            });
         }
         ports.push(Port {
             tx,

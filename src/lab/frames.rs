@@ -41,12 +41,13 @@ impl Tag {
 }
 
 /// The Ethernet header and the `tags` in front of a payload of type `ethertype`.
-pub fn header(dst: Mac, src: Mac, tags: &[Tag], ethertype: u16) -> Vec<u8> {
+pub fn header(dst: impl Into<Mac>, src: impl Into<Mac>, tags: &[Tag], ethertype: u16) -> Vec<u8> {
+    let (dst, src) = (dst.into(), src.into());
     // Each header names the type of what follows it: the next tag's TPID, or the payload's.
     let next = |i: usize| tags.get(i).map_or(ethertype, |t| t.tpid);
     let eth = Ethernet2Header {
-        destination: dst,
-        source: src,
+        destination: dst.0,
+        source: src.0,
         ether_type: EtherType(next(0)),
     };
     let mut f = Vec::with_capacity(eth.header_len() + 4 * tags.len());
@@ -60,7 +61,13 @@ pub fn header(dst: Mac, src: Mac, tags: &[Tag], ethertype: u16) -> Vec<u8> {
 }
 
 /// A frame of type `ethertype` carrying `payload` as it is (no padding).
-pub fn raw(dst: Mac, src: Mac, tags: &[Tag], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+pub fn raw(
+    dst: impl Into<Mac>,
+    src: impl Into<Mac>,
+    tags: &[Tag],
+    ethertype: u16,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut f = header(dst, src, tags, ethertype);
     f.extend_from_slice(payload);
     f
@@ -69,7 +76,13 @@ pub fn raw(dst: Mac, src: Mac, tags: &[Tag], ethertype: u16, payload: &[u8]) -> 
 /// A numbered test frame of [`EXPERIMENTAL`] type, `len` bytes long (at least [`MIN_LEN`]):
 /// the big-endian sequence number right after the Ethertype, then the bytes 0, 1, 2, …
 /// (wrapping), so that every frame of a run is distinct and a changed byte shows.
-pub fn numbered(dst: Mac, src: Mac, tags: &[Tag], seq: u32, len: usize) -> Vec<u8> {
+pub fn numbered(
+    dst: impl Into<Mac>,
+    src: impl Into<Mac>,
+    tags: &[Tag],
+    seq: u32,
+    len: usize,
+) -> Vec<u8> {
     let mut f = header(dst, src, tags, EXPERIMENTAL);
     f.extend_from_slice(&seq.to_be_bytes());
     let pad = len.max(MIN_LEN).saturating_sub(f.len());
@@ -87,8 +100,8 @@ pub fn seq_of(frame: &[u8], tags: usize) -> Option<u32> {
 /// An IPv4/UDP frame from `from` to `to` (TTL 64) carrying `payload`, with the IPv4 header and
 /// UDP checksums computed by etherparse.
 pub fn udp4(
-    dst: Mac,
-    src: Mac,
+    dst: impl Into<Mac>,
+    src: impl Into<Mac>,
     tags: &[Tag],
     from: SocketAddrV4,
     to: SocketAddrV4,
@@ -106,15 +119,15 @@ mod tests {
     use super::*;
     use etherparse::{LinkExtHeader, NetHeaders, PacketHeaders, TransportHeader};
 
-    const A: Mac = [0x02, 0, 0, 0, 0, 0x0a];
-    const B: Mac = [0x02, 0, 0, 0, 0, 0x0b];
+    const A: Mac = Mac([0x02, 0, 0, 0, 0, 0x0a]);
+    const B: Mac = Mac([0x02, 0, 0, 0, 0, 0x0b]);
 
     #[test]
     fn numbered_frames_have_the_sequence_number_after_the_tags_and_a_counting_pad() {
         let f = numbered(B, A, &[], 0x0102_0304, 64);
         assert_eq!(f.len(), 64);
-        assert_eq!(&f[..6], &B);
-        assert_eq!(&f[6..12], &A);
+        assert_eq!(&f[..6], &B.0);
+        assert_eq!(&f[6..12], &A.0);
         assert_eq!(&f[12..18], &[0x88, 0xb5, 1, 2, 3, 4]);
         assert_eq!(&f[18..21], &[0, 1, 2]);
         assert_eq!(seq_of(&f, 0), Some(0x0102_0304));

@@ -13,7 +13,7 @@ mod packet;
 pub use error::LabError;
 pub use packet::{Outbox, PacketSocket, MAX_BATCH};
 
-use crate::wire::{format_mac, Mac};
+use crate::wire::Mac;
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -289,7 +289,7 @@ impl VethEnd {
     fn add_args(&self, cmd: &mut Command) {
         cmd.args(["name", &self.name, "netns", &self.ns]);
         if let Some(mac) = &self.mac {
-            cmd.args(["address", &format_mac(mac)]);
+            cmd.args(["address", &mac.to_string()]);
         }
         if let Some(n) = self.queues {
             let n = n.to_string();
@@ -452,7 +452,7 @@ impl BridgeLab {
 
     fn host_mac(&self, host: &str, side: &Side) -> Result<String, LabError> {
         match &side.host_mac {
-            Some(m) => Ok(format_mac(m)),
+            Some(m) => Ok(m.to_string()),
             None => self.mac(host, side.host_if),
         }
     }

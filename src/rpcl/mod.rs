@@ -102,13 +102,14 @@ impl Ctx<'_> {
         }
         Ok(self.st.pop()?.text())
     }
-    /// A MAC address given as `aa:bb:cc:dd:ee:ff` text (any case) or as `mac_t` data.
-    pub fn pop_mac(&mut self) -> Result<[u8; 6], WordError> {
+    /// A MAC address given as text (`aa:bb:cc:dd:ee:ff`, any case, see `wire::Mac`) or as
+    /// `mac_t` data.
+    pub fn pop_mac(&mut self) -> Result<crate::wire::Mac, WordError> {
         let v = self.st.peek(0)?;
         let mac = match v.subtype() {
-            Some(Subtype::Mac) => v.bytes().as_ref().try_into().ok(),
+            Some(Subtype::Mac) => crate::wire::Mac::try_from(v.bytes().as_ref()).ok(),
             Some(_) => None,
-            None => value::parse_mac(&v.text()),
+            None => v.text().parse().ok(),
         };
         let mac =
             mac.ok_or_else(|| WordError::new(format!("{} is not a MAC address", v.describe())))?;

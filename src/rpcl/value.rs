@@ -1,6 +1,7 @@
 //! Stack items: strings and typed data, their number conversion and their text forms.
 
 use super::WordError;
+use crate::wire::Mac;
 use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -317,11 +318,9 @@ pub(crate) fn hex_string(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// `mac_t` as text: the crate's one MAC format (`wire::Mac`); the caller checked the size.
 fn mac_text(b: &[u8]) -> String {
-    b.iter()
-        .map(|x| format!("{x:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    Mac::try_from(b).map_or_else(|_| hex_string(b), |m| m.to_string())
 }
 
 /// `inet_ntop(AF_INET6)` as glibc writes it, including its IPv4-embedded forms.
@@ -373,17 +372,9 @@ pub(crate) fn ip_text(b: &[u8]) -> String {
     s
 }
 
+/// A `mac_t` from text, through the crate's one MAC parser (`wire::Mac`).
 pub(crate) fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = text.split(':');
-    for m in mac.iter_mut() {
-        let p = parts.next()?;
-        if p.len() != 2 || !p.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return None;
-        }
-        *m = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
+    text.parse::<Mac>().ok().map(|m| m.0)
 }
 
 /// An `ip_t` (16 bytes) from IPv4 or IPv6 text; IPv4 is stored as `::ffff:a.b.c.d`.

@@ -1,9 +1,11 @@
-//! Ethernet on the wire: MAC addresses and their vendors. A leaf: it imports nothing of the
-//! crate, and every other module may use it.
+//! Ethernet on the wire: MAC addresses and their vendors, Ethertypes, and the fields of a
+//! frame read in place (MACs, the VLAN walk). A leaf: it imports nothing of the crate, and
+//! every other module may use it.
 
+pub mod ethertype;
+pub mod frame;
 pub mod mac;
 mod oui;
 
-pub use mac::{
-    describe, format_mac, is_locally_administered, parse_mac, vendor, Mac, LAA, UNKNOWN_VENDOR,
-};
+pub use frame::{dst_mac, src_mac, vlan_walk, EtherLayer, VlanWalk, HEADER_LEN, MAX_VLAN_TAGS};
+pub use mac::{Mac, MacParseError, LAA, UNKNOWN_VENDOR};

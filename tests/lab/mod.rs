@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 use ethertap::lab::{BridgeLab, PacketSocket, Side, Wiring};
+pub use ethertap::wire::Mac;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,14 +20,17 @@ use std::time::{Duration, Instant};
 pub use ethertap::lab::frames::{numbered as frame, seq_of, Tag};
 /// MACs as RPCL words take them.
 #[allow(unused_imports)]
-pub use ethertap::wire::format_mac as mac_text;
+/// A MAC as `ip` and tshark print it.
+pub fn mac_text(m: impl Into<Mac>) -> String {
+    m.into().to_string()
+}
 
 pub const H1_IP: &str = BridgeLab::H1_ADDR;
 pub const H2_IP: &str = BridgeLab::H2_ADDR;
-pub const E0_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 0x01];
-pub const E1_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 0x02];
-pub const P0_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 1, 0x00];
-pub const P1_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 1, 0x01];
+pub const E0_MAC: Mac = Mac([0x02, 0x77, 0, 0, 0, 0x01]);
+pub const E1_MAC: Mac = Mac([0x02, 0x77, 0, 0, 0, 0x02]);
+pub const P0_MAC: Mac = Mac([0x02, 0x77, 0, 0, 1, 0x00]);
+pub const P1_MAC: Mac = Mac([0x02, 0x77, 0, 0, 1, 0x01]);
 
 /// Fails the test with a clear message when it cannot run (never a silent pass).
 pub fn require_root_and_tools() {
