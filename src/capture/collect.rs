@@ -105,6 +105,31 @@ impl CollectOptions {
     }
 }
 
+/// Writes to a closed stdout (`collect - >&-`) must not vanish, and the frames with them.
+/// Rust's runtime puts /dev/null, opened read-write, in place of a standard descriptor that is
+/// closed when the program starts; a shell redirection (`> /dev/null`) opens it write-only.
+/// So a read-write /dev/null on stdout means it was closed: refuse at start.
+fn stdout_is_open() -> Result<(), CaptureError> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let closed = |why: String| CaptureError::Write {
+        file: "stdout".into(),
+        source: io::Error::new(io::ErrorKind::NotConnected, why),
+    };
+    let out = std::io::stdout();
+    let st = nix::sys::stat::fstat(&out).map_err(|e| closed(format!("stdout is closed ({e})")))?;
+    let flags =
+        fcntl(&out, FcntlArg::F_GETFL).map_err(|e| closed(format!("stdout is closed ({e})")))?;
+    let dev_null = st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3);
+    let read_write = OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE == OFlag::O_RDWR;
+    if dev_null && read_write {
+        return Err(closed(
+            "stdout is closed (nothing would receive the packets; give a file name or a pipe)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The reader of stdout went away (`collect - | head`): the end of the capture, not a failure.
 fn is_broken_pipe(e: &CaptureError) -> bool {
     matches!(e, CaptureError::Write { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
@@ -140,12 +165,17 @@ pub fn run(
     if opts.output == "-" && io::stdout().is_terminal() {
         return Err(CaptureError::Terminal);
     }
+    if opts.output == "-" {
+        stdout_is_open()?;
+    }
     let mut consumer = Consumer::attach(&opts.queue)?;
+    // The output first: a file that cannot be written must not cost the frames a reset
+    // would discard.
+    let mut sink = Sink::new(opts, consumer.queue_ref())?;
     if !opts.keep_waiting {
         consumer.reset()?;
     }
     let full_at_start = consumer.status()?.full;
-    let mut sink = Sink::new(opts, consumer.queue())?;
     let mut generation = consumer.queue().generation();
     let capture_time = opts.capture_time || opts.format() == Format::PcapNg;
     started();

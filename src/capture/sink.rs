@@ -49,6 +49,11 @@ impl FileWriter {
 pub struct Sink<'a> {
     opts: &'a CollectOptions,
     writer: Option<FileWriter>,
+    /// The current file (not stdout), to cut it back to its last complete record if a
+    /// write fails half-way (a full disk).
+    file: Option<File>,
+    /// The length the file had at the last successful flush: every record up to it is whole.
+    safe_len: u64,
     /// The current file's name (`stdout` for `-`), for error messages.
     name: String,
     index: u64,
@@ -62,6 +67,8 @@ impl<'a> Sink<'a> {
         let mut s = Sink {
             opts,
             writer: None,
+            file: None,
+            safe_len: 0,
             name: String::new(),
             index: 0,
             file_bytes: 0,
@@ -76,20 +83,42 @@ impl<'a> Sink<'a> {
         self.index + 1
     }
 
-    fn failed(&self, source: io::Error) -> CaptureError {
+    /// The error for a failed write. The file is cut back to its last complete record (the
+    /// buffered writer is dropped first, so nothing more reaches the file afterwards).
+    fn failed(&mut self, source: io::Error) -> CaptureError {
+        if let Some(file) = self.file.take() {
+            self.writer = None;
+            let _ = file.set_len(self.safe_len);
+        }
         CaptureError::Write {
             file: self.name.clone(),
             source,
         }
     }
 
+    /// Records that everything written so far reached the file whole.
+    fn mark_safe(&mut self) {
+        if let Some(len) = self
+            .file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| m.len())
+        {
+            self.safe_len = len;
+        }
+    }
+
     fn open(&mut self, ports: &dyn PortInfo) -> Result<(), CaptureError> {
         let out: Box<dyn Write> = if self.opts.output == "-" {
             self.name = "stdout".into();
+            self.file = None;
             Box::new(io::stdout())
         } else {
             self.name = self.opts.file_name(self.index);
-            Box::new(File::create(&self.name).map_err(|e| self.failed(e))?)
+            let file = File::create(&self.name).map_err(|e| self.failed(e))?;
+            self.file = Some(file.try_clone().map_err(|e| self.failed(e))?);
+            self.safe_len = 0;
+            Box::new(file)
         };
         let out = BufWriter::with_capacity(1 << 18, out);
         let writer = match self.opts.format() {
@@ -100,17 +129,25 @@ impl<'a> Sink<'a> {
                 .and_then(|mut f| f.describe_known(ports).map(|_| f))
                 .map(FileWriter::PcapNg),
         };
-        self.writer = Some(writer.map_err(|e| self.failed(e))?);
+        let writer = writer.map_err(|e| self.failed(e))?;
+        self.writer = Some(writer);
         self.file_bytes = pcap::FILE_HEADER_LEN;
         self.opened = Instant::now();
-        Ok(())
+        // The header reaches the file at once: a capture that fails later still leaves a
+        // valid (empty) file, and a full disk shows at start.
+        self.flush()
     }
 
     /// Ends the current file (statistics written, flushed whole); nothing is open afterwards.
     pub fn close(&mut self, ports: &dyn PortInfo) -> Result<(), CaptureError> {
         if let Some(w) = self.writer.take() {
             let mut out = w.finish(ports).map_err(|e| self.failed(e))?;
-            out.flush().map_err(|e| self.failed(e))?;
+            let flushed = out.flush();
+            drop(out);
+            flushed.map_err(|e| self.failed(e))?;
+            if let Some(file) = self.file.take() {
+                file.sync_data().map_err(|e| self.failed(e))?;
+            }
         }
         Ok(())
     }
@@ -146,8 +183,7 @@ impl<'a> Sink<'a> {
             .writer
             .as_mut()
             .expect("a file is open between open() and close()");
-        let written = w.write(rec, ports);
-        let written = written.map_err(|e| self.failed(e))?;
+        let written = w.write(rec, ports).map_err(|e| self.failed(e))?;
         self.file_bytes += written;
         Ok(())
     }
@@ -171,6 +207,8 @@ impl<'a> Sink<'a> {
             Some(w) => w.output().flush(),
             None => Ok(()),
         };
-        r.map_err(|e| self.failed(e))
+        r.map_err(|e| self.failed(e))?;
+        self.mark_safe();
+        Ok(())
     }
 }

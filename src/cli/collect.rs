@@ -60,17 +60,21 @@ pub struct Args {
     /// Write nanosecond-resolution pcap
     #[arg(long = "nano")]
     nano: bool,
-    /// Keep at most N bytes of each packet
-    #[arg(long = "snaplen", value_name = "N", default_value_t = DEFAULT_SNAPLEN)]
+    /// Keep at most N bytes of each packet (1..262144)
+    #[arg(long = "snaplen", value_name = "N", default_value_t = DEFAULT_SNAPLEN,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(DEFAULT_SNAPLEN)))]
     snaplen: u32,
-    /// Start a new file when the current one would exceed MB million bytes
-    #[arg(short = 'C', value_name = "MB")]
+    /// Start a new file when the current one would exceed MB million bytes (1..1000000)
+    #[arg(short = 'C', value_name = "MB",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     rotate_mb: Option<u64>,
-    /// Keep at most FILES files, overwriting the oldest (with -C or -G)
-    #[arg(short = 'W', value_name = "FILES")]
+    /// Keep at most FILES files, overwriting the oldest (with -C or -G; 1..100000)
+    #[arg(short = 'W', value_name = "FILES",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
     ring_files: Option<u32>,
-    /// Start a new file every SECONDS seconds
-    #[arg(short = 'G', value_name = "SECONDS")]
+    /// Start a new file every SECONDS seconds (1..31536000, a year)
+    #[arg(short = 'G', value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     rotate_secs: Option<u64>,
     /// Print the version
     #[arg(short = 'v', long = "version", action = ArgAction::Version)]

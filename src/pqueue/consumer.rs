@@ -458,7 +458,7 @@ impl Queue {
             }
         }
         if self.abandoned_by_dead_producer() {
-            self.seg = Segment::recreate(&self.seg.name, self.seg.layout)?;
+            self.seg = Segment::recreate(&self.seg.name, self.seg.layout, |_| Ok(()))?;
             return Ok(discarded);
         }
         for ring in self.seg.rings() {

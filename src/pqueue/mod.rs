@@ -162,6 +162,10 @@ pub enum Error {
     BadName(String),
     #[error("invalid packet queue layout: {0}")]
     BadLayout(String),
+    #[error("{path}: refusing to use this packet queue: {why}")]
+    Unsafe { path: String, why: String },
+    #[error("{path}: the packet queue is fed by the running engine PID {pid}; choose another --queue-name, or --take-over to take it from that engine")]
+    Busy { path: String, pid: u32 },
 }
 
 /// Wall-clock time in ns since the Unix epoch: the `ts_ns` that `Producer::push` expects

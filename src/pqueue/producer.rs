@@ -19,9 +19,29 @@ pub struct Producer {
 impl Producer {
     /// The engine's side: create the segment, or replace an existing queue by a fresh one
     /// with `layout` and the next generation (attached consumers notice and reattach), so
-    /// the engine's start always leaves a clean queue. A file that is not a queue is refused.
+    /// the engine's start always leaves a clean queue. A file that is not a queue is refused,
+    /// and so is a queue another live engine feeds ([`Error::Busy`]).
     pub fn open(name: &str, layout: Layout) -> Result<Producer, Error> {
-        let seg = Segment::recreate(name, layout)?;
+        Producer::open_with(name, layout, false)
+    }
+
+    /// [`Producer::open`], taking the queue from another live engine when `take_over` is set
+    /// (that engine notices: [`Producer::replaced_by`]).
+    pub fn open_with(name: &str, layout: Layout, take_over: bool) -> Result<Producer, Error> {
+        let me = std::process::id();
+        let seg = Segment::recreate(name, layout, |old| {
+            let hdr = old.header();
+            let pid = hdr.producer_pid.load(Ordering::Acquire);
+            let start = hdr.producer_start.load(Ordering::Relaxed);
+            let live = pid != 0 && pid != me && crate::sys::is_same_process(pid as i32, start);
+            if live && !take_over {
+                return Err(Error::Busy {
+                    path: old.path.display().to_string(),
+                    pid,
+                });
+            }
+            Ok(())
+        })?;
         let hdr = seg.header();
         let me = std::process::id();
         let start = crate::sys::start_time(me as i32).unwrap_or(0);
@@ -44,6 +64,16 @@ impl Producer {
             .map(|_| AtomicBool::new(false))
             .collect();
         Producer { seg, saw_full }
+    }
+
+    /// The engine that took this queue over (`--take-over`), once one did: the segment we
+    /// feed was replaced under its name and nobody reads it any more.
+    pub fn replaced_by(&self) -> Option<u32> {
+        if !self.seg.is_retired() {
+            return None;
+        }
+        let now = Segment::open_existing(&self.seg.name).ok()?;
+        Some(now.header().producer_pid.load(Ordering::Acquire))
     }
 
     /// The queue's layout (slots per lane, slot size, lanes).

@@ -8,13 +8,15 @@
 //! header_size       lane 0: slots × stride, then lane 1 …
 //!                   slot: SlotMeta (32 bytes) + frame bytes, stride = round_up(32 + slot_size, 64)
 //! ```
-//! A segment only becomes visible under its name once it is complete: it is built in a
-//! temporary file and then `link`ed (first creator wins) or `rename`d (a producer
-//! re-initialising) into place, so nobody can map a half-initialised queue.
+//! A segment only becomes visible under its name once it is complete: it is built in an
+//! anonymous file and then linked (first creator wins) or renamed (a producer
+//! re-initialising) into place, so nobody can map a half-initialised queue. Names are resolved
+//! in `/dev/shm` without following links, and only files that root or we own and nobody else
+//! may write are used (docs/reliability.md).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -308,20 +310,14 @@ impl Segment {
         }
     }
 
-    /// Map an existing file and check that it is a complete queue of this layout version.
+    /// Map an opened queue file and check that it is a complete queue of this layout
+    /// version (the file was opened and vetted by [`open_file`]).
     fn from_file(file: &File, name: &str, path: &Path) -> Result<Segment, Error> {
         let io_err = |e: io::Error| Error::Io {
             path: path.display().to_string(),
             source: e,
         };
-        let meta = file.metadata().map_err(io_err)?;
-        if !meta.is_file() {
-            return Err(Error::NotAQueue {
-                path: path.display().to_string(),
-                why: "not a regular file".into(),
-            });
-        }
-        let len = meta.len() as usize;
+        let len = file.metadata().map_err(io_err)?.len() as usize;
         if len < HEADER_FIXED {
             return Err(Error::NotAQueue {
                 path: path.display().to_string(),
@@ -382,72 +378,65 @@ impl Segment {
         check_name(name)?;
         check_layout(layout)?;
         let path = queue_path(name);
-        loop {
-            match OpenOptions::new().read(true).write(true).open(&path) {
+        let dir = ShmDir::open()?;
+        // Each round either finds the queue or publishes one; losing the race to another
+        // creator twice in a row would take a file that appears and vanishes between our calls.
+        for _ in 0..8 {
+            match dir.open_file(name) {
                 Ok(f) => return Segment::from_file(&f, name, &path),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(Error::Io {
-                        path: path.display().to_string(),
-                        source: e,
-                    })
-                }
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
-            let tmp = build_segment(&path, layout, 1)?;
-            let linked = std::fs::hard_link(&tmp, &path);
-            let _ = std::fs::remove_file(&tmp);
-            match linked {
+            let file = build_segment(&dir, layout, 1)?;
+            match dir.link_new(&file, name) {
                 Ok(()) => {}
                 // Somebody else created it first: use theirs.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    return Err(Error::Io {
-                        path: path.display().to_string(),
-                        source: e,
-                    })
-                }
+                Err(e) => return Err(dir.io(name, e)),
             }
         }
+        Err(Error::Unsafe {
+            path: path.display().to_string(),
+            why: "it keeps appearing and vanishing; is another program replacing it?".into(),
+        })
     }
 
     /// Attach to an existing queue only.
     pub fn open_existing(name: &str) -> Result<Segment, Error> {
         check_name(name)?;
-        let path = queue_path(name);
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::Io {
-                path: path.display().to_string(),
-                source: e,
-            })?;
-        Segment::from_file(&f, name, &path)
+        let f = ShmDir::open()?.open_file(name)?;
+        Segment::from_file(&f, name, &queue_path(name))
     }
 
     /// Replace whatever queue is at `name` by a fresh one with `layout` and the next
     /// generation; the old one is marked retired so its consumers reattach. A file that
-    /// is not a queue is refused and left alone.
-    pub fn recreate(name: &str, layout: Layout) -> Result<Segment, Error> {
+    /// is not a queue, or not safely ours, is refused and left alone. `busy` decides about an
+    /// existing queue that a live engine feeds: its pid, or None to go on.
+    pub fn recreate(
+        name: &str,
+        layout: Layout,
+        busy: impl FnOnce(&Segment) -> Result<(), Error>,
+    ) -> Result<Segment, Error> {
         check_name(name)?;
         check_layout(layout)?;
-        let path = queue_path(name);
-        let old = match Segment::open_existing(name) {
-            Ok(seg) => Some(seg),
+        let dir = ShmDir::open()?;
+        let old = match dir.open_file(name) {
+            Ok(f) => match Segment::from_file(&f, name, &queue_path(name)) {
+                Ok(seg) => Some(seg),
+                // An older layout version is still our queue: replacing it is the upgrade path.
+                Err(Error::Version { .. }) | Err(Error::Corrupt { .. }) => None,
+                Err(e) => return Err(e),
+            },
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => None,
-            // An older layout version is still our queue: replacing it is the upgrade path.
-            Err(Error::Version { .. }) | Err(Error::Corrupt { .. }) => None,
             Err(e) => return Err(e),
         };
-        let generation = old.as_ref().map_or(0, |s| s.generation) + 1;
-        let tmp = build_segment(&path, layout, generation)?;
-        if let Err(e) = std::fs::rename(&tmp, &path) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(Error::Io {
-                path: path.display().to_string(),
-                source: e,
-            });
+        if let Some(old) = &old {
+            busy(old)?;
         }
+        dir.remove_stale_temporaries(name);
+        let generation = old.as_ref().map_or(0, |s| s.generation) + 1;
+        let file = build_segment(&dir, layout, generation)?;
+        dir.replace(&file, name)?;
         if let Some(old) = old {
             old.header().retired.store(1, Ordering::Release);
             old.wake_all();
@@ -456,28 +445,155 @@ impl Segment {
     }
 }
 
-/// Build a complete segment in a temporary file next to `path`; returns the temporary path.
-fn build_segment(path: &Path, layout: Layout, generation: u64) -> Result<PathBuf, Error> {
+/// `/dev/shm`, opened once per operation: every name is resolved relative to it, without
+/// following symbolic links, so a link planted there by another user is never followed.
+struct ShmDir(File);
+
+impl ShmDir {
+    fn open() -> Result<ShmDir, Error> {
+        let path = queue_path("");
+        File::open(&path).map(ShmDir).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    fn io(&self, name: &str, source: io::Error) -> Error {
+        Error::Io {
+            path: queue_path(name).display().to_string(),
+            source,
+        }
+    }
+
+    /// Opens `name` for reading and writing, refusing a symbolic link, anything that is not
+    /// a regular file, a file owned by somebody other than root or us, and a file others may
+    /// write: a queue is only used when nobody but its owner can have forged its frames.
+    fn open_file(&self, name: &str) -> Result<File, Error> {
+        use nix::fcntl::{openat, OFlag};
+        let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let unsafe_file = |why: String| Error::Unsafe {
+            path: queue_path(name).display().to_string(),
+            why,
+        };
+        let fd = match openat(&self.0, name, flags, nix::sys::stat::Mode::empty()) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ELOOP) => {
+                return Err(unsafe_file("it is a symbolic link".into()))
+            }
+            Err(e) => return Err(self.io(name, e.into())),
+        };
+        let file = File::from(fd);
+        let st = nix::sys::stat::fstat(&file).map_err(|e| self.io(name, e.into()))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(Error::NotAQueue {
+                path: queue_path(name).display().to_string(),
+                why: "not a regular file".into(),
+            });
+        }
+        let me = nix::unistd::geteuid().as_raw();
+        if st.st_uid != 0 && st.st_uid != me {
+            return Err(unsafe_file(format!(
+                "it belongs to uid {}, not to root or uid {me}",
+                st.st_uid
+            )));
+        }
+        if st.st_mode & 0o022 != 0 {
+            return Err(unsafe_file(format!(
+                "others may write it (mode {:04o})",
+                st.st_mode & 0o7777
+            )));
+        }
+        Ok(file)
+    }
+
+    /// Gives an anonymous segment (see [`build_segment`]) the name `name`; fails with
+    /// `AlreadyExists` when the name is taken.
+    fn link_new(&self, file: &File, name: &str) -> io::Result<()> {
+        use nix::fcntl::AtFlags;
+        // AT_EMPTY_PATH links the file itself (needs CAP_DAC_READ_SEARCH, which root has);
+        // /proc/self/fd does the same for everybody else.
+        let linked = nix::unistd::linkat(file, "", &self.0, name, AtFlags::AT_EMPTY_PATH);
+        match linked {
+            Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::EPERM) => {
+                use std::os::fd::AsRawFd;
+                let proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+                nix::unistd::linkat(
+                    &self.0,
+                    proc.as_str(),
+                    &self.0,
+                    name,
+                    AtFlags::AT_SYMLINK_FOLLOW,
+                )
+                .map_err(io::Error::from)
+            }
+            other => other.map_err(io::Error::from),
+        }
+    }
+
+    /// Puts an anonymous segment in place of whatever `name` is: linked under a temporary
+    /// name (it exists for microseconds) and renamed over `name` in one step.
+    fn replace(&self, file: &File, name: &str) -> Result<(), Error> {
+        let tmp = temporary_name(name);
+        self.link_new(file, &tmp).map_err(|e| self.io(&tmp, e))?;
+        if let Err(e) = nix::fcntl::renameat(&self.0, tmp.as_str(), &self.0, name) {
+            let _ = nix::unistd::unlinkat(
+                &self.0,
+                tmp.as_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+            return Err(self.io(name, e.into()));
+        }
+        Ok(())
+    }
+
+    /// Removes `.NAME.tmp.PID.*` files whose process is gone (a producer killed in the
+    /// instant between naming a new segment and renaming it, or an older version of this
+    /// program, which built segments under such names).
+    fn remove_stale_temporaries(&self, name: &str) {
+        let prefix = format!(".{name}.tmp.");
+        let Ok(entries) = std::fs::read_dir(queue_path("")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+                continue;
+            };
+            let pid = rest.split('.').next().and_then(|p| p.parse::<i32>().ok());
+            if pid.is_some_and(|pid| !crate::sys::is_alive(pid)) {
+                let _ = nix::unistd::unlinkat(
+                    &self.0,
+                    entry.file_name().as_os_str(),
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                );
+            }
+        }
+    }
+}
+
+/// `.NAME.tmp.PID.NANOS`: a name nobody else picks, that says whose it is.
+fn temporary_name(name: &str) -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let base = path
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{base}.tmp.{}.{nanos}", std::process::id()));
-    let io_err = |e: io::Error| Error::Io {
-        path: tmp.display().to_string(),
-        source: e,
-    };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err)?;
+    format!(".{name}.tmp.{}.{nanos}", std::process::id())
+}
+
+/// Builds a complete segment in an anonymous file of `/dev/shm` (`O_TMPFILE`): it has no
+/// name until it is complete, so nobody can map it half-initialised and a producer killed
+/// while building it leaves nothing behind.
+fn build_segment(dir: &ShmDir, layout: Layout, generation: u64) -> Result<File, Error> {
+    use nix::fcntl::{openat, OFlag};
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+    let fd = openat(
+        &dir.0,
+        ".",
+        OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        mode,
+    )
+    .map_err(|e| dir.io("(new queue)", e.into()))?;
+    let file = File::from(fd);
     let result = (|| {
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         file.set_len(total_size(layout) as u64)?;
@@ -487,11 +603,8 @@ fn build_segment(path: &Path, layout: Layout, generation: u64) -> Result<PathBuf
         map.flush()?;
         Ok(())
     })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(e));
-    }
-    Ok(tmp)
+    result.map_err(|e| dir.io("(new queue)", e))?;
+    Ok(file)
 }
 
 /// # Safety

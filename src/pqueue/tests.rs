@@ -492,3 +492,116 @@ fn lanes_are_rings_of_their_own() {
     let s = c.status().unwrap();
     assert_eq!((s.inserted, s.full, s.retrieved), (0, 0, 0));
 }
+
+fn temporaries_of(name: &str) -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|f| f.starts_with(&format!(".{name}.tmp.")))
+        .collect()
+}
+
+#[test]
+fn a_planted_symlink_is_refused_at_once_and_nothing_is_left_behind() {
+    let q = TestQueue::new("symlink");
+    let target = format!("/dev/shm/{}.target", q.0);
+    // Dangling: once this made every consumer spin forever.
+    std::os::unix::fs::symlink(&target, queue_path(&q.0)).unwrap();
+    let started = std::time::Instant::now();
+    let e = Consumer::attach(&q.0).err().expect("refused").to_string();
+    assert!(e.contains("symbolic link"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let e = Producer::open(&q.0, small())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("symbolic link"), "{e}");
+    assert!(
+        !std::path::Path::new(&target).exists(),
+        "the link was never followed"
+    );
+    // Pointing at a real queue does not make it acceptable either.
+    drop(Producer::open(&format!("{}.target", q.0), small()).unwrap());
+    let e = Queue::attach(&q.0).err().expect("refused").to_string();
+    assert!(e.contains("symbolic link"), "{e}");
+    let _ = std::fs::remove_file(&target);
+    assert!(
+        temporaries_of(&q.0).is_empty(),
+        "{:?}",
+        temporaries_of(&q.0)
+    );
+    assert!(std::fs::symlink_metadata(queue_path(&q.0))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn a_queue_file_others_own_or_may_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let q = TestQueue::new("foreign");
+    drop(Producer::open(&q.0, small()).unwrap());
+    let path = queue_path(&q.0);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let e = Consumer::attach(&q.0).err().expect("refused").to_string();
+    assert!(e.contains("others may write it (mode 0666)"), "{e}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(Consumer::attach(&q.0).is_ok());
+    if nix::unistd::geteuid().is_root() {
+        nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        let e = Consumer::attach(&q.0).err().expect("refused").to_string();
+        assert!(e.contains("belongs to uid 65534"), "{e}");
+        let e = Producer::open(&q.0, small())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("belongs to uid 65534"), "{e}");
+    }
+}
+
+#[test]
+fn a_queue_a_live_engine_feeds_is_taken_only_when_asked_and_the_engine_notices() {
+    let q = TestQueue::new("busy");
+    let first = Producer::open(&q.0, small()).unwrap();
+    // Make the queue look fed by another live process: pid 1, with its own start time.
+    let seg = segment::Segment::open_existing(&q.0).unwrap();
+    seg.header()
+        .producer_start
+        .store(crate::sys::start_time(1).unwrap(), Ordering::Relaxed);
+    seg.header().producer_pid.store(1, Ordering::Release);
+    let e = Producer::open(&q.0, small())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("fed by the running engine PID 1") && e.contains("--take-over"),
+        "{e}"
+    );
+    assert_eq!(first.replaced_by(), None);
+    let second = Producer::open_with(&q.0, small(), true).unwrap();
+    assert_eq!(first.replaced_by(), Some(std::process::id()));
+    assert_eq!(second.replaced_by(), None);
+    // A recycled pid (same number, another start time) is not a live engine.
+    let seg = segment::Segment::open_existing(&q.0).unwrap();
+    seg.header().producer_start.store(1, Ordering::Relaxed);
+    seg.header().producer_pid.store(1, Ordering::Release);
+    assert!(Producer::open(&q.0, small()).is_ok());
+}
+
+#[test]
+fn stale_temporaries_of_dead_processes_are_removed() {
+    let q = TestQueue::new("stale");
+    let dead = format!("/dev/shm/.{}.tmp.2147483000.5", q.0);
+    let alive = format!("/dev/shm/.{}.tmp.{}.6", q.0, std::process::id());
+    std::fs::write(&dead, b"x").unwrap();
+    std::fs::write(&alive, b"x").unwrap();
+    drop(Producer::open(&q.0, small()).unwrap());
+    assert!(!std::path::Path::new(&dead).exists());
+    assert!(
+        std::path::Path::new(&alive).exists(),
+        "a live process's file stays"
+    );
+    std::fs::remove_file(&alive).unwrap();
+    assert!(temporaries_of(&q.0).is_empty());
+}
