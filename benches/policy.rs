@@ -8,7 +8,7 @@
 //!   with the policies the engine meets: nothing set, a drop machash, fault injection, taps
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use ethertap::ixdp::fastpath::{run_batch, BatchContext, Lanes, MemoryFrames, Route};
+use ethertap::ixdp::fastpath::{run_batch, BatchContext, FrameLists, MemoryFrames, Route};
 use ethertap::ixdp::fault::{decide, FaultRng};
 use ethertap::ixdp::machash::MacSet;
 use ethertap::ixdp::policy::{FaultConfig, Policy};
@@ -213,6 +213,7 @@ fn fast_path(c: &mut Criterion) {
         );
         let mut rx: Vec<usize> = (0..n).collect();
         let (mut recycle, mut out) = (Vec::with_capacity(n), Vec::with_capacity(2 * n));
+        let mut marked = Vec::with_capacity(2 * n);
         let mut spare_pool: Vec<usize> = Vec::with_capacity(spares);
         let cx = BatchContext {
             policy,
@@ -225,7 +226,7 @@ fn fast_path(c: &mut Criterion) {
             ts: 1,
             room: 2 * n,
         };
-        // Each batch starts with the lanes as the worker has them and an empty packet queue
+        // Each batch starts with the frame lists as the worker has them and an empty packet queue
         // (a full one would make the taps' pushes cheap no-ops).
         g.bench_function(*name, |b| {
             b.iter_batched(
@@ -235,14 +236,16 @@ fn fast_path(c: &mut Criterion) {
                 |()| {
                     recycle.clear();
                     out.clear();
+                    marked.clear();
                     spare_pool.clear();
                     spare_pool.extend(n..n + spares);
-                    let lanes = Lanes {
+                    let lists = FrameLists {
                         recycle: &mut recycle,
                         out: &mut out,
                         spares: &mut spare_pool,
+                        marked: &mut marked,
                     };
-                    run_batch(&cx, &mut store, &mut rx, &stats, &mut rng, lanes)
+                    run_batch(&cx, &mut store, &mut rx, &stats, &mut rng, lists)
                 },
                 BatchSize::PerIteration,
             )

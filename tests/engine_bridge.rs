@@ -36,51 +36,7 @@ fn bridge_carries_ping_and_tcp_both_ways_with_exact_counters() {
     assert!(ping.contains("5 received"), "{ping}");
 
     // A TCP transfer written by the test: 2 MB from h1 to h2, echoed digest back.
-    let listener = lab.in_ns(&lab.h2, || {
-        std::net::TcpListener::bind((H2_IP, 5201)).expect("listen in h2")
-    });
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().expect("accept");
-        let mut total = 0u64;
-        let mut sum = 0u64;
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let n = s.read(&mut buf).expect("read");
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-            sum = buf[..n]
-                .iter()
-                .fold(sum, |a, &b| a.wrapping_mul(31).wrapping_add(b as u64));
-        }
-        s.write_all(format!("{total} {sum}").as_bytes())
-            .expect("reply");
-        (total, sum)
-    });
-    let payload: Vec<u8> = (0..2_000_000u32).map(|i| (i * 7 + i / 255) as u8).collect();
-    let expect_sum = payload
-        .iter()
-        .fold(0u64, |a, &b| a.wrapping_mul(31).wrapping_add(b as u64));
-    let mut client = lab.in_ns(&lab.h1, || {
-        std::net::TcpStream::connect_timeout(
-            &format!("{H2_IP}:5201").parse().unwrap(),
-            Duration::from_secs(5),
-        )
-        .expect("connect from h1")
-    });
-    client
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    client.write_all(&payload).expect("send");
-    client.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut reply = String::new();
-    client.read_to_string(&mut reply).expect("reply");
-    drop(client);
-    let (total, sum) = server.join().expect("server thread");
-    assert_eq!(total, payload.len() as u64);
-    assert_eq!(sum, expect_sum);
-    assert_eq!(reply, format!("{total} {sum}"));
+    tcp_transfer(&lab, 2_000_000, 5201);
 
     // Let the last FIN/ACKs cross, then compare with what the hosts counted.
     std::thread::sleep(Duration::from_millis(500));

@@ -67,6 +67,10 @@ pub struct StartArgs {
     /// Packet queue size in slots.
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pub slots: u32,
+    /// Take the packet queue from another running engine that feeds it (that engine notices
+    /// and says so; without this a queue in use is refused).
+    #[arg(long)]
+    pub take_over: bool,
     /// Packet queue name (a file in /dev/shm).
     #[arg(long, default_value = pqueue::DEFAULT_NAME, value_name = "NAME")]
     pub queue_name: String,
@@ -188,6 +192,7 @@ impl StartArgs {
                 slots: self.slots,
                 ..Layout::default()
             },
+            take_over: self.take_over,
         }
     }
 

@@ -8,7 +8,7 @@ use super::worker::{Polling, Refresh, RingSnapshot, Worker};
 use super::xdp::{self, XdpAttachment, XdpError};
 use super::xsk::{self, QueueSockets, XskError};
 use super::{EngineView, Freshness, InterfaceInfo, RingDetails, RingError, XdpMode};
-use crate::pqueue::{self, Layout, Producer};
+use crate::pqueue::{self, InterfaceDesc, Layout, Producer};
 use libbpf_rs::MapHandle;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +41,8 @@ pub struct EngineConfig {
     pub queue_name: Option<String>,
     /// Slots and slot size of that queue.
     pub layout: Layout,
+    /// Take the queue from another live engine that feeds it (`--take-over`).
+    pub take_over: bool,
 }
 
 impl EngineConfig {
@@ -56,6 +58,7 @@ impl EngineConfig {
             nice: None,
             queue_name: Some(pqueue::DEFAULT_NAME.to_string()),
             layout: Layout::default(),
+            take_over: false,
         }
     }
 }
@@ -222,6 +225,8 @@ pub struct Engine {
     attachments: Vec<XdpAttachment>,
     promisc: Vec<PromiscGuard>,
     warnings: Vec<String>,
+    /// The taps' packet queue, watched by the control thread for a take-over.
+    queue: Option<Arc<Producer>>,
 }
 
 /// The checks that need nothing but the configuration and the process.
@@ -362,11 +367,40 @@ fn open_packet_queue(config: &EngineConfig) -> Result<Option<Arc<Producer>>, Sta
     let Some(name) = &config.queue_name else {
         return Ok(None);
     };
-    let producer = Producer::open(name, config.layout).map_err(|source| StartError::Queue {
-        name: name.clone(),
-        source,
-    })?;
+    let producer =
+        Producer::open_with(name, config.layout, config.take_over).map_err(|source| {
+            StartError::Queue {
+                name: name.clone(),
+                source,
+            }
+        })?;
+    // What a capture file names each port after (pcapng interface descriptions).
+    for (i, ifname) in config.interfaces.iter().enumerate() {
+        producer.describe_interface(i, &describe(ifname));
+    }
     Ok(Some(Arc::new(producer)))
+}
+
+/// What the engine says when another engine took its queue.
+pub fn taken_over_text(queue: Option<&Producer>, pid: u32) -> String {
+    let name = queue.map_or("the packet queue", |q| q.name());
+    format!(
+        "packet queue {name} was taken over by the engine PID {pid} (--take-over); this engine's taps no longer reach any consumer"
+    )
+}
+
+/// The queue's description of one of the engine's interfaces.
+fn describe(ifname: &str) -> InterfaceDesc {
+    InterfaceDesc {
+        name: ifname.to_string(),
+        driver: netdev::driver_name(ifname),
+        mac: netdev::hardware_address(ifname)
+            .ok()
+            .filter(|(kind, _)| *kind == libc::ARPHRD_ETHER)
+            .map(|(_, mac)| mac),
+        mtu: netdev::mtu(ifname).unwrap_or(0),
+        speed_mbps: netdev::speed_mbps(ifname).unwrap_or(0),
+    }
 }
 
 fn promiscuous(names: &[String], ifindexes: &[u32]) -> Result<Vec<PromiscGuard>, StartError> {
@@ -445,6 +479,7 @@ impl Engine {
             warnings,
             attachments,
             promisc,
+            queue: producer.clone(),
         };
         engine.spawn_workers(&config, sockets, producer)?;
         Ok(engine)
@@ -502,13 +537,31 @@ impl Engine {
     /// Block until `stop_requested` says so or a worker dies (reported on stderr). Every
     /// front end (foreground, console, daemon) waits on the engine this way.
     pub fn run_until(&self, stop_requested: impl Fn() -> bool) {
+        let mut rounds = 0u64;
+        let mut told = false;
         while !stop_requested() {
             std::thread::sleep(std::time::Duration::from_millis(50));
             if !self.healthy() {
                 eprintln!("ethertap: a worker thread ended unexpectedly; stopping");
                 return;
             }
+            rounds += 1;
+            if !told && rounds % 20 == 0 {
+                if let Some(pid) = self.queue_taken_over_by() {
+                    told = true;
+                    eprintln!(
+                        "ethertap: warning: {}",
+                        taken_over_text(self.queue.as_deref(), pid)
+                    );
+                }
+            }
         }
+    }
+
+    /// The engine that took our packet queue over (`--take-over`), if one did: nobody reads
+    /// what our taps put in it any more.
+    pub fn queue_taken_over_by(&self) -> Option<u32> {
+        self.queue.as_ref()?.replaced_by()
     }
 
     /// Stops the workers, detaches the XDP programs and restores promiscuous mode.

@@ -16,7 +16,7 @@
 use super::fault::{self, FaultRng};
 use super::policy::Policy;
 use super::stats::{Counters, QueueStats};
-use crate::pqueue::{Direction, Producer};
+use crate::pqueue::{Direction, Marks, Producer, Tag};
 
 /// Where frames received on one port go; fixed for a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,13 +158,16 @@ pub struct BatchContext<'a> {
 }
 
 /// The frame lists a batch sorts its frames into.
-pub struct Lanes<'a, D> {
+pub struct FrameLists<'a, D> {
     /// Back to the receiving port's fill ring (mirror mode, output down, dropped).
     pub recycle: &'a mut Vec<D>,
     /// To the output TX ring, duplicates included.
     pub out: &'a mut Vec<D>,
     /// The spare pool the duplicates are taken from.
     pub spares: &'a mut Vec<D>,
+    /// Frames of `out` that fault injection changed, by their index in `out`, in order: what
+    /// the TX tap records in their queue slots (empty while nothing is flipped or duplicated).
+    pub marked: &'a mut Vec<(usize, Marks)>,
 }
 
 /// Runs every stage over the frames `rx` received on `cx.port` and returns the batch's
@@ -177,7 +180,7 @@ pub fn run_batch<S: FrameStore>(
     rx: &mut [S::Desc],
     stats: &QueueStats,
     rng: &mut FaultRng,
-    mut lanes: Lanes<'_, S::Desc>,
+    mut lists: FrameLists<'_, S::Desc>,
 ) -> Counters {
     let mut counts = Counters::default();
     let rx_tap = cx
@@ -189,16 +192,16 @@ pub fn run_batch<S: FrameStore>(
         receive_stage(cx, rx_tap, stats, frame);
         match verdict(cx.policy, cx.port, cx.route, frame, rng) {
             Verdict::Forward { flip, dup } => {
-                forward_stage(cx, store, d, flip, dup, &mut counts, &mut lanes);
+                forward_stage(cx, store, d, flip, dup, &mut counts, &mut lists);
             }
             v => {
                 tally(&mut counts, v);
-                lanes.recycle.push(*d);
+                lists.recycle.push(*d);
             }
         }
     }
     if let Route::Bridge { out, .. } = cx.route {
-        tx_tap_stage(cx, store, out, lanes.out);
+        tx_tap_stage(cx, store, out, lists.out, lists.marked);
     }
     counts
 }
@@ -243,43 +246,71 @@ fn forward_stage<S: FrameStore>(
     flip: Option<usize>,
     dup: bool,
     counts: &mut Counters,
-    lanes: &mut Lanes<'_, S::Desc>,
+    lists: &mut FrameLists<'_, S::Desc>,
 ) {
-    if let Some(bit) = flip {
+    let marks = if let Some(bit) = flip {
         // SAFETY: the caller holds d (see run_batch).
         unsafe { store.flip(d, bit) };
         counts.fi_flipped += 1;
-    }
-    lanes.out.push(*d);
-    if !dup || lanes.out.len() >= cx.room {
+        lists.marked.push((lists.out.len(), Marks::BITFLIP));
+        Marks::BITFLIP
+    } else {
+        Marks::NONE
+    };
+    lists.out.push(*d);
+    if !dup || lists.out.len() >= cx.room {
         return;
     }
-    let Some(mut spare) = lanes.spares.pop() else {
+    let Some(mut spare) = lists.spares.pop() else {
         return;
     };
     // SAFETY: d and the spare are distinct frames the caller holds.
     if unsafe { store.copy(d, &mut spare) } {
-        lanes.out.push(spare);
+        lists
+            .marked
+            .push((lists.out.len(), marks.union(Marks::DUPLICATE)));
+        lists.out.push(spare);
         counts.fi_duplicated += 1;
     } else {
-        lanes.spares.push(spare);
+        lists.spares.push(spare);
     }
 }
 
-/// Stage 6: the TX tap over the frames going out on `out`.
+/// Stage 6: the TX tap over the frames going out on `out`, each with what fault injection
+/// did to it (`marked`, sorted by index).
 #[inline]
-fn tx_tap_stage<S: FrameStore>(cx: &BatchContext<'_>, store: &S, out: usize, frames: &[S::Desc]) {
+fn tx_tap_stage<S: FrameStore>(
+    cx: &BatchContext<'_>,
+    store: &S,
+    out: usize,
+    frames: &[S::Desc],
+    marked: &[(usize, Marks)],
+) {
     let Some(q) = cx
         .queue
         .filter(|_| cx.policy.tap_tx.get(out) == Some(&true))
     else {
         return;
     };
-    for d in frames {
+    let mut next_marked = marked.iter().peekable();
+    for (i, d) in frames.iter().enumerate() {
+        let marks = match next_marked.peek() {
+            Some(&&(at, m)) if at == i => {
+                next_marked.next();
+                m
+            }
+            _ => Marks::NONE,
+        };
         // SAFETY: frames going out are held by the caller until it hands them to the ring.
         let frame = unsafe { store.frame(d) };
         if cx.policy.tap_selects(frame) {
-            q.push(frame, out as u8, Direction::Tx, cx.ts);
+            let tag = Tag {
+                ifindex: out as u8,
+                dir: Direction::Tx,
+                ts_ns: cx.ts,
+                marks,
+            };
+            q.push_to(0, frame, frame.len() as u32, tag);
         }
     }
 }
@@ -446,7 +477,7 @@ mod tests {
         store.0.extend((0..spares).map(|_| Vec::new()));
         let mut rx: Vec<usize> = (0..n).collect();
         let mut spare_lane: Vec<usize> = (n..n + spares).collect();
-        let (mut recycle, mut out) = (Vec::new(), Vec::new());
+        let (mut recycle, mut out, mut marked) = (Vec::new(), Vec::new(), Vec::new());
         let stats = QueueStats::new();
         let cx = BatchContext {
             policy,
@@ -456,10 +487,11 @@ mod tests {
             ts: 7,
             room,
         };
-        let lanes = Lanes {
+        let lists = FrameLists {
             recycle: &mut recycle,
             out: &mut out,
             spares: &mut spare_lane,
+            marked: &mut marked,
         };
         let counts = run_batch(
             &cx,
@@ -467,7 +499,7 @@ mod tests {
             &mut rx,
             &stats,
             &mut FaultRng::new(5),
-            lanes,
+            lists,
         );
         let outcome = Outcome {
             counts,

@@ -8,6 +8,32 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
 const ETHTOOL_GCHANNELS: u32 = 0x0000_003c;
+const ETHTOOL_GSET: u32 = 0x0000_0001;
+/// What `ETHTOOL_GSET` says when the link has no speed (veth, a link that is down).
+const SPEED_UNKNOWN: u32 = 0xffff;
+
+/// `struct ethtool_cmd`: only the speed fields are read.
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolCmd {
+    cmd: u32,
+    supported: u32,
+    advertising: u32,
+    speed: u16,
+    duplex: u8,
+    port: u8,
+    phy_address: u8,
+    transceiver: u8,
+    autoneg: u8,
+    mdio_support: u8,
+    maxtxpkt: u32,
+    maxrxpkt: u32,
+    speed_hi: u16,
+    eth_tp_mdix: u8,
+    eth_tp_mdix_ctrl: u8,
+    lp_advertising: u32,
+    reserved: [u32; 2],
+}
 
 #[repr(C)]
 #[derive(Default)]
@@ -70,6 +96,12 @@ mod ioctl {
         /// `SIOCGIFMTU`: the MTU into `ifr_mtu`.
         get_mtu,
         libc::SIOCGIFMTU,
+        libc::ifreq
+    );
+    nix::ioctl_read_bad!(
+        /// `SIOCGIFHWADDR`: the link-layer type and address into `ifr_hwaddr`.
+        get_hwaddr,
+        libc::SIOCGIFHWADDR,
         libc::ifreq
     );
     nix::ioctl_read_bad!(
@@ -169,6 +201,34 @@ pub fn mtu(name: &str) -> io::Result<u32> {
     unsafe { ioctl::get_mtu(sock.as_raw_fd(), &mut req) }?;
     // SAFETY: the kernel set the mtu member of the union.
     Ok(unsafe { req.ifr_ifru.ifru_mtu } as u32)
+}
+
+/// The link-layer type (`ARPHRD_*`) and the first six bytes of the hardware address: an
+/// Ethernet interface is `ARPHRD_ETHER` with its MAC.
+pub fn hardware_address(name: &str) -> io::Result<(u16, [u8; 6])> {
+    let sock = control_socket()?;
+    let mut req = ifreq(name)?;
+    // SAFETY: SIOCGIFHWADDR fills ifr_hwaddr of the ifreq we own.
+    unsafe { ioctl::get_hwaddr(sock.as_raw_fd(), &mut req) }?;
+    // SAFETY: the kernel set the hwaddr member of the union.
+    let addr = unsafe { req.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (m, b) in mac.iter_mut().zip(addr.sa_data) {
+        *m = b as u8;
+    }
+    Ok((addr.sa_family, mac))
+}
+
+/// The link speed in Mbit/s, when the driver reports one (veth does not).
+pub fn speed_mbps(name: &str) -> Option<u64> {
+    let mut cmd = EthtoolCmd {
+        cmd: ETHTOOL_GSET,
+        ..Default::default()
+    };
+    ethtool(name, &mut cmd as *mut _ as *mut libc::c_void).ok()?;
+    let speed = u32::from(cmd.speed_hi) << 16 | u32::from(cmd.speed);
+    (speed != 0 && speed != u32::from(SPEED_UNKNOWN) && speed != u32::MAX)
+        .then_some(u64::from(speed))
 }
 
 /// Whether the interface is administratively up.

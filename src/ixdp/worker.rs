@@ -4,13 +4,13 @@
 //! operations in batches, one clock read per batch when a tap is on; per frame: no lock, no
 //! allocation, no syscall.
 
-use super::fastpath::{self, BatchContext, FrameStore, Lanes, Route};
+use super::fastpath::{self, BatchContext, FrameLists, FrameStore, Route};
 use super::fault::{self, FaultRng};
 use super::policy::{Policy, PolicyCell};
 use super::stats::QueueStats;
 use super::view::RingFigures;
 use super::xsk::{Port, QueueSockets, RX_RING_SIZE, TX_RING_SIZE};
-use crate::pqueue::{self, Producer};
+use crate::pqueue::{self, Marks, Producer};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::MsgFlags;
@@ -139,6 +139,8 @@ struct Scratch {
     rx: Vec<FrameDesc>,
     comp: Vec<FrameDesc>,
     out: Vec<FrameDesc>,
+    /// Fault marks of `out`'s frames (see `fastpath::FrameLists`).
+    marked: Vec<(usize, Marks)>,
 }
 
 /// The frames of a UMEM, for the stages of `fastpath.rs`.
@@ -179,6 +181,7 @@ impl Worker {
             rx: vec![FrameDesc::default(); BATCH],
             comp: vec![FrameDesc::default(); TX_RING_SIZE as usize],
             out: Vec::with_capacity(2 * BATCH),
+            marked: Vec::with_capacity(2 * BATCH),
         };
         let mut rng = FaultRng::for_worker(self.sockets.queue as usize);
         let mut idle = Idle::new(&self.sockets.ports);
@@ -313,15 +316,21 @@ impl Worker {
             ts: batch_time(policy, p, route),
             room,
         };
+        if let Some(q) = &self.producer {
+            // What pcapng's statistics call frames received on the interface.
+            q.count_received(p, n as u64);
+        }
         scratch.out.clear();
+        scratch.marked.clear();
         let sockets = &mut self.sockets;
-        let lanes = Lanes {
+        let lists = FrameLists {
             recycle: &mut sockets.ports[p].free,
             out: &mut scratch.out,
             spares: &mut sockets.spares,
+            marked: &mut scratch.marked,
         };
         let mut frames = UmemFrames(&sockets.umem);
-        let counts = fastpath::run_batch(&cx, &mut frames, received, &self.stats[p], rng, lanes);
+        let counts = fastpath::run_batch(&cx, &mut frames, received, &self.stats[p], rng, lists);
         self.stats[p].add_counts(&counts);
         match route {
             Route::Bridge { out, .. } if !scratch.out.is_empty() => {

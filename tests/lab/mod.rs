@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 /// The library's numbered test frame, `frame(dst, src, tags, seq, len)`, and what reads it.
 #[allow(unused_imports)]
 pub use ethertap::lab::frames::{numbered as frame, seq_of, Tag};
-/// MACs as RPCL words take them.
-#[allow(unused_imports)]
-/// A MAC as `ip` and tshark print it.
+/// A MAC as RPCL words take it and `ip` and tshark print it.
 pub fn mac_text(m: impl Into<Mac>) -> String {
     m.into().to_string()
 }
@@ -314,6 +312,57 @@ pub fn parse_stat(text: &str, ifidx: usize, label: &str) -> Option<u64> {
 }
 
 /// Waits until `cond` holds or `timeout` passes; returns whether it held.
+/// Sends `bytes` bytes over one TCP connection from h1 to h2 (a test pattern, its digest
+/// echoed back) and checks that every byte arrived; returns the bytes h2 received.
+pub fn tcp_transfer(lab: &Lab, bytes: u32, port: u16) -> u64 {
+    use std::io::{Read, Write};
+    let digest = |sum: u64, b: &[u8]| {
+        b.iter()
+            .fold(sum, |a, &x| a.wrapping_mul(31).wrapping_add(x as u64))
+    };
+    let listener = lab.in_ns(&lab.h2, move || {
+        std::net::TcpListener::bind((H2_IP, port)).expect("listen in h2")
+    });
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let (mut total, mut sum) = (0u64, 0u64);
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = s.read(&mut buf).expect("read");
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            sum = digest(sum, &buf[..n]);
+        }
+        s.write_all(format!("{total} {sum}").as_bytes())
+            .expect("reply");
+        (total, sum)
+    });
+    let payload: Vec<u8> = (0..bytes).map(|i| (i * 7 + i / 255) as u8).collect();
+    let expect_sum = digest(0, &payload);
+    let mut client = lab.in_ns(&lab.h1, move || {
+        std::net::TcpStream::connect_timeout(
+            &format!("{H2_IP}:{port}").parse().unwrap(),
+            Duration::from_secs(5),
+        )
+        .expect("connect from h1")
+    });
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    client.write_all(&payload).expect("send");
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).expect("reply");
+    drop(client);
+    let (total, sum) = server.join().expect("server thread");
+    assert_eq!(total, payload.len() as u64);
+    assert_eq!(sum, expect_sum);
+    assert_eq!(reply, format!("{total} {sum}"));
+    total
+}
+
 pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
     while Instant::now() < end {
