@@ -311,10 +311,10 @@ fn statistics_blocks_equal_if_stats_rx_and_the_queue_full_of_each_port() {
     let isbs = blocks(&all, "isb");
     assert_eq!(isbs.len(), 2);
     let mut full = 0;
-    for i in 0..2 {
-        assert_eq!(num(isbs[i], "ifrecv"), eng.stat(i, "rx"), "port {i}");
-        assert_eq!(num(isbs[i], "ifdrop"), q.if_counts(i).full, "port {i}");
-        full += num(isbs[i], "ifdrop");
+    for (i, isb) in isbs.iter().enumerate() {
+        assert_eq!(num(isb, "ifrecv"), eng.stat(i, "rx"), "port {i}");
+        assert_eq!(num(isb, "ifdrop"), q.if_counts(i).full, "port {i}");
+        full += num(isb, "ifdrop");
     }
     let status = eng.ok("tap.queue.status");
     assert!(

@@ -227,8 +227,7 @@ pub fn speed_mbps(name: &str) -> Option<u64> {
     };
     ethtool(name, &mut cmd as *mut _ as *mut libc::c_void).ok()?;
     let speed = u32::from(cmd.speed_hi) << 16 | u32::from(cmd.speed);
-    (speed != 0 && speed != u32::from(SPEED_UNKNOWN) && speed != u32::MAX)
-        .then_some(u64::from(speed))
+    (speed != 0 && speed != SPEED_UNKNOWN && speed != u32::MAX).then_some(u64::from(speed))
 }
 
 /// Whether the interface is administratively up.
