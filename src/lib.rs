@@ -9,3 +9,13 @@ pub mod pqueue;
 pub mod rpcl;
 pub mod sys;
 pub mod wire;
+
+/// `eprintln!` that never panics: a message for a closed or broken stderr (`2>&-`, a reader
+/// that went away) is dropped instead of aborting the program that wanted to say it.
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stderr(), $($arg)*);
+    }};
+}

@@ -10,7 +10,7 @@ use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::sink::Sink;
 use super::{CaptureError, Format, Record};
-use crate::pqueue::{Batch, Consumer};
+use crate::pqueue::{Batch, Consumer, LaneChoice};
 
 /// Snap length written in the pcap header when `--snaplen` is not given (as tcpdump).
 pub const DEFAULT_SNAPLEN: u32 = 262_144;
@@ -23,6 +23,8 @@ pub struct CollectOptions {
     pub output: String,
     /// The packet queue's name.
     pub queue: String,
+    /// The lane of a laned queue to consume (`None`: a free one).
+    pub lane: Option<u32>,
     /// Stop after this many bytes of packet data.
     pub byte_limit: Option<u64>,
     /// Stop after exactly this many packets.
@@ -130,6 +132,13 @@ fn stdout_is_open() -> Result<(), CaptureError> {
     Ok(())
 }
 
+/// Tells which lane of a laned queue this collect consumes.
+fn say_lane(queue: &str, lane: Option<(u32, u32)>) {
+    if let Some((k, lanes)) = lane.filter(|&(_, n)| n > 1) {
+        crate::note!("collect: consuming lane {k} of {lanes} of packet queue {queue}");
+    }
+}
+
 /// The reader of stdout went away (`collect - | head`): the end of the capture, not a failure.
 fn is_broken_pipe(e: &CaptureError) -> bool {
     matches!(e, CaptureError::Write { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
@@ -168,12 +177,18 @@ pub fn run(
     if opts.output == "-" {
         stdout_is_open()?;
     }
-    let mut consumer = Consumer::attach(&opts.queue)?;
+    let choice = opts.lane.map_or(LaneChoice::Any, LaneChoice::Lane);
+    let mut consumer = Consumer::attach_lane(&opts.queue, choice)?;
+    let mut lane = consumer.lane();
     // The output first: a file that cannot be written must not cost the frames a reset
     // would discard.
     let mut sink = Sink::new(opts, consumer.queue_ref())?;
     if !opts.keep_waiting {
         consumer.reset()?;
+    }
+    // Said once the lane is ours and emptied: from here on its frames are recorded.
+    if !opts.silent {
+        say_lane(&opts.queue, lane);
     }
     let full_at_start = consumer.status()?.full;
     let mut generation = consumer.queue().generation();
@@ -218,6 +233,12 @@ pub fn run(
             if consumer.queue().generation() != generation {
                 generation = consumer.queue().generation();
                 sink.engine_changed(consumer.queue())?;
+                if consumer.lane() != lane {
+                    lane = consumer.lane();
+                    if !opts.silent {
+                        bar.suspend(|| say_lane(&opts.queue, lane));
+                    }
+                }
             }
             let ports = consumer.queue_ref();
             for p in batch.iter() {
@@ -278,7 +299,7 @@ pub fn run(
         }
     }
     if !opts.silent {
-        eprintln!(
+        crate::note!(
             "{} packets, {} written to {}, {} queue drops",
             report.packets,
             HumanBytes(report.bytes),
@@ -301,6 +322,7 @@ mod tests {
         CollectOptions {
             output: out.into(),
             queue: "x".into(),
+            lane: None,
             byte_limit: None,
             packet_limit: None,
             keep_waiting: false,

@@ -38,6 +38,9 @@ pub struct Args {
     /// Queue name (a file in /dev/shm)
     #[arg(short = 'q', long = "queue", value_name = "Q", default_value = DEFAULT_NAME)]
     queue: String,
+    /// On a queue split into lanes, consume lane K (default: a free lane, which collect names)
+    #[arg(long = "lane", value_name = "K", value_parser = clap::value_parser!(u32).range(0..64))]
+    lane: Option<u32>,
     /// Keep the packets already waiting in the queue (default: empty it at start)
     #[arg(short = 'n', long = "noreset")]
     noreset: bool,
@@ -104,6 +107,7 @@ pub fn run(args: Args) -> ExitCode {
     let opts = CollectOptions {
         output: output.clone(),
         queue: args.queue.clone(),
+        lane: args.lane,
         byte_limit: args.blimit,
         packet_limit: args.plimit,
         keep_waiting: args.noreset,
@@ -117,13 +121,13 @@ pub fn run(args: Args) -> ExitCode {
         ring_files: args.ring_files,
     };
     if let Err(e) = opts.check() {
-        eprintln!("collect: {e}");
+        crate::note!("collect: {e}");
         return ExitCode::from(2);
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
-            eprintln!("collect: cannot handle signal {sig}: {e}");
+            crate::note!("collect: cannot handle signal {sig}: {e}");
             return ExitCode::FAILURE;
         }
     }
@@ -133,7 +137,7 @@ pub fn run(args: Args) -> ExitCode {
     match collect::run(&opts, &stop, &mut || {}) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("collect: {e}");
+            crate::note!("collect: {e}");
             ExitCode::FAILURE
         }
     }
@@ -141,19 +145,19 @@ pub fn run(args: Args) -> ExitCode {
 
 fn run_in_background(args: &Args, opts: &CollectOptions, stop: &AtomicBool) -> ExitCode {
     if opts.output == "-" || !Path::new(&opts.output).is_absolute() {
-        eprintln!("collect: --daemon needs an absolute OUTPUT file name (the background process runs in /)");
+        crate::note!("collect: --daemon needs an absolute OUTPUT file name (the background process runs in /)");
         return ExitCode::from(2);
     }
     let id = args.id.as_deref().unwrap_or("collect");
     let (program, pid_path) = match pidfile::target(id) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("collect: --id: {e}");
+            crate::note!("collect: --id: {e}");
             return ExitCode::from(2);
         }
     };
     if let Some(pid) = pidfile::running_pid(&pid_path) {
-        eprintln!(
+        crate::note!(
             "collect: {program} is already running as PID {pid} (pid file {})",
             pid_path.display()
         );
@@ -163,7 +167,7 @@ fn run_in_background(args: &Args, opts: &CollectOptions, stop: &AtomicBool) -> E
     let mut detached = match crate::ctl::daemon::detach(None) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("collect: {e}");
+            crate::note!("collect: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -50,6 +50,22 @@ pub struct Args {
     completions: Option<clap_complete::Shell>,
 }
 
+/// A running collect's status, with the lanes it consumes (`lane 2 of 4 of packet queue Q`).
+fn with_lanes(
+    mut reply: pidfile::ControlReply,
+    pid_file: &std::path::Path,
+) -> pidfile::ControlReply {
+    if reply.code != 0 {
+        return reply;
+    }
+    if let Some(pid) = pidfile::running_pid(pid_file) {
+        for (queue, lane, lanes) in crate::pqueue::lanes_consumed_by(pid as u32) {
+            reply.message += &format!(", lane {lane} of {lanes} of packet queue {queue}");
+        }
+    }
+    reply
+}
+
 /// Runs the command the parsed arguments describe.
 pub fn run(args: Args) -> ExitCode {
     if args.copyright {
@@ -81,7 +97,7 @@ pub fn run(args: Args) -> ExitCode {
         };
     }
     let reply = match args.action {
-        Some(Action::Status) => pidfile::control_status(program, &path),
+        Some(Action::Status) => with_lanes(pidfile::control_status(program, &path), &path),
         Some(Action::Stop) => pidfile::control_stop(program, &path, timeout),
         None => {
             eprintln!("control: collect has no interactive session; use `control {id} status` or `control {id} stop`");

@@ -30,6 +30,8 @@ pub struct Status {
     pub layout: Layout,
     /// Its generation (1 when created, +1 per re-initialisation).
     pub generation: u64,
+    /// Each lane, when the queue has more than one.
+    pub lanes: Vec<LaneStatus>,
 }
 
 impl Status {
@@ -50,6 +52,20 @@ impl Status {
             ("retrieved", self.retrieved),
         ] {
             s.push_str(&format!("  {label:<22}{value}\n"));
+        }
+        for l in &self.lanes {
+            let consumer = l.consumer.map_or_else(
+                || "no consumer".to_string(),
+                |pid| format!("consumer PID {pid}"),
+            );
+            s.push_str(&format!(
+                "  {:<22}inserted {}, full {}, retrieved {}, waiting {}, {consumer}\n",
+                format!("lane {}", l.lane),
+                l.inserted,
+                l.full,
+                l.retrieved,
+                l.waiting
+            ));
         }
         s
     }
@@ -314,6 +330,44 @@ pub struct IfCounts {
     pub full: u64,
 }
 
+/// Takes and discards every packet of `ring` up to the head seen at the start, including
+/// those abandoned behind the tail; returns how many.
+fn drain(ring: Ring<'_>) -> u64 {
+    let mut discarded = 0;
+    let mut batch = Batch::new();
+    let head_at_start = ring.header().head.0.load(Ordering::Acquire);
+    loop {
+        batch.clear();
+        let mut n = take(ring, &mut batch, 256);
+        if n == 0 {
+            let mut behind = Vec::new();
+            behind_tail(ring, &mut behind);
+            n = take_positions(ring, &behind, &mut batch, 256);
+        }
+        discarded += n as u64;
+        if n == 0 || ring.header().tail.0.load(Ordering::Acquire) >= head_at_start {
+            return discarded;
+        }
+    }
+}
+
+/// One lane's counters (since the last reset) and its consumer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaneStatus {
+    /// The lane's index.
+    pub lane: u32,
+    /// Packets waiting in the lane.
+    pub waiting: u64,
+    /// Packets put in.
+    pub inserted: u64,
+    /// Packets refused because the lane was full.
+    pub full: u64,
+    /// Packets taken out.
+    pub retrieved: u64,
+    /// The live consumer that claimed the lane.
+    pub consumer: Option<u32>,
+}
+
 /// A handle on a queue for status and reset (what `tap.queue.status/reset` use).
 pub struct Queue {
     seg: Segment,
@@ -374,6 +428,11 @@ impl Queue {
             retrieved: 0,
             layout: self.seg.layout,
             generation: self.seg.generation,
+            lanes: if self.seg.layout.lanes > 1 {
+                self.lanes()
+            } else {
+                Vec::new()
+            },
         };
         for (k, ring) in self.seg.rings().enumerate() {
             let hdr = ring.header();
@@ -439,24 +498,7 @@ impl Queue {
     /// the queue is re-initialised instead (new generation, same layout).
     pub fn reset(&mut self) -> Result<u64, Error> {
         self.refresh()?;
-        let mut discarded = 0;
-        let mut batch = Batch::new();
-        for ring in self.seg.rings() {
-            let head_at_start = ring.header().head.0.load(Ordering::Acquire);
-            loop {
-                batch.clear();
-                let mut n = take(ring, &mut batch, 256);
-                if n == 0 {
-                    let mut behind = Vec::new();
-                    behind_tail(ring, &mut behind);
-                    n = take_positions(ring, &behind, &mut batch, 256);
-                }
-                discarded += n as u64;
-                if n == 0 || ring.header().tail.0.load(Ordering::Acquire) >= head_at_start {
-                    break;
-                }
-            }
-        }
+        let discarded = self.seg.rings().map(drain).sum();
         if self.abandoned_by_dead_producer() {
             self.seg = Segment::recreate(&self.seg.name, self.seg.layout, |_| Ok(()))?;
             return Ok(discarded);
@@ -472,6 +514,89 @@ impl Queue {
         Ok(discarded)
     }
 
+    /// Claims lane `k` for this process: free, or held by a process that is gone. Returns the
+    /// live holder when it is taken.
+    fn try_claim(&self, k: u32) -> Option<u32> {
+        let claim = &self.seg.ring(k).header().claim.0;
+        let me = std::process::id();
+        loop {
+            let holder = claim.pid.load(Ordering::Acquire);
+            if holder != 0 && holder != me {
+                let start = claim.start.load(Ordering::Relaxed);
+                if crate::sys::is_same_process(holder as i32, start) {
+                    return Some(holder);
+                }
+            }
+            if claim
+                .pid
+                .compare_exchange(holder, me, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                let start = crate::sys::start_time(me as i32).unwrap_or(0);
+                claim.start.store(start, Ordering::Release);
+                return None;
+            }
+        }
+    }
+
+    /// Gives lane `k` up, if this process holds it.
+    fn release(&self, k: u32) {
+        let claim = &self.seg.ring(k).header().claim.0;
+        let me = std::process::id();
+        if claim
+            .pid
+            .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            claim.start.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The live consumer that claimed lane `k`, if any.
+    pub fn lane_consumer(&self, k: u32) -> Option<u32> {
+        if k >= self.seg.layout.lanes {
+            return None;
+        }
+        let claim = &self.seg.ring(k).header().claim.0;
+        let pid = claim.pid.load(Ordering::Acquire);
+        let start = claim.start.load(Ordering::Relaxed);
+        (pid != 0 && crate::sys::is_same_process(pid as i32, start)).then_some(pid)
+    }
+
+    /// The counters of each lane.
+    pub fn lanes(&self) -> Vec<LaneStatus> {
+        self.seg
+            .rings()
+            .enumerate()
+            .map(|(k, ring)| {
+                let hdr = ring.header();
+                let head = hdr.head.0.load(Ordering::Acquire);
+                let tail = hdr.tail.0.load(Ordering::Acquire).min(head);
+                LaneStatus {
+                    lane: k as u32,
+                    waiting: head - tail,
+                    inserted: head.saturating_sub(hdr.inserted_base.0.load(Ordering::Relaxed)),
+                    full: hdr.full.0.load(Ordering::Relaxed),
+                    retrieved: hdr.retrieved.0.load(Ordering::Relaxed),
+                    consumer: self.lane_consumer(k as u32),
+                }
+            })
+            .collect()
+    }
+
+    /// Empties lane `k` and zeroes its counters; returns the packets discarded.
+    fn reset_lane(&self, k: u32) -> u64 {
+        let ring = self.seg.ring(k);
+        let discarded = drain(ring);
+        let hdr = ring.header();
+        hdr.full.0.store(0, Ordering::Relaxed);
+        hdr.retrieved.0.store(0, Ordering::Relaxed);
+        hdr.inserted_base
+            .0
+            .store(hdr.head.0.load(Ordering::Acquire), Ordering::Relaxed);
+        discarded
+    }
+
     fn abandoned_by_dead_producer(&self) -> bool {
         let stuck = self.seg.rings().any(|ring| {
             let hdr = ring.header();
@@ -484,6 +609,19 @@ impl Queue {
     }
 }
 
+/// Which lanes a consumer takes packets from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LaneChoice {
+    /// Every lane, without claiming any (`tap.queue.get`, tools that look).
+    All,
+    /// A free lane of a laned queue, claimed for this process (`collect -q NAME`); lane 0,
+    /// shared with the other consumers, of a queue without lanes.
+    Any,
+    /// This lane, claimed for this process (`collect --lane K`); a lane a live consumer holds
+    /// is refused, one whose consumer died is taken over.
+    Lane(u32),
+}
+
 /// A consumer: takes packets in batches, each packet going to exactly one consumer.
 pub struct Consumer {
     queue: Queue,
@@ -491,17 +629,104 @@ pub struct Consumer {
     sweeper: Sweeper,
     /// The next lane to look at first, so that no lane of a laned queue starves.
     next_lane: u32,
+    choice: LaneChoice,
+    /// The lane this consumer takes from; `None` for [`LaneChoice::All`].
+    lane: Option<u32>,
+    /// Whether `lane` is claimed in the segment (a laned queue), so that it is released.
+    claimed: bool,
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 impl Consumer {
-    /// Attach to queue `name`, creating it with the default layout if needed.
+    /// Attach to queue `name`, creating it with the default layout if needed, taking from
+    /// every lane.
     pub fn attach(name: &str) -> Result<Consumer, Error> {
-        Ok(Consumer {
+        Consumer::attach_lane(name, LaneChoice::All)
+    }
+
+    /// Attach to queue `name` (creating it if needed) and take the lanes `choice` says.
+    pub fn attach_lane(name: &str, choice: LaneChoice) -> Result<Consumer, Error> {
+        let mut c = Consumer {
             queue: Queue::attach(name)?,
             spin: DEFAULT_SPIN,
             sweeper: Sweeper::new(),
             next_lane: 0,
-        })
+            choice,
+            lane: None,
+            claimed: false,
+        };
+        c.claim()?;
+        Ok(c)
+    }
+
+    /// The lane this consumer takes from and the queue's lane count (`None`: every lane).
+    pub fn lane(&self) -> Option<(u32, u32)> {
+        self.lane.map(|k| (k, self.queue.layout().lanes))
+    }
+
+    /// Claims the lane `choice` names in the current generation.
+    fn claim(&mut self) -> Result<(), Error> {
+        let lanes = self.queue.layout().lanes;
+        let path = || self.queue.path().display().to_string();
+        self.claimed = false;
+        self.lane = match self.choice {
+            LaneChoice::All => None,
+            LaneChoice::Any | LaneChoice::Lane(0) if lanes == 1 => Some(0),
+            LaneChoice::Lane(k) if k >= lanes => {
+                return Err(Error::NoLane {
+                    path: path(),
+                    lane: k,
+                    lanes,
+                })
+            }
+            LaneChoice::Lane(k) => {
+                if let Some(pid) = self.queue.try_claim(k) {
+                    return Err(Error::LaneBusy {
+                        path: path(),
+                        lane: k,
+                        pid,
+                    });
+                }
+                self.claimed = true;
+                Some(k)
+            }
+            LaneChoice::Any => {
+                // After a re-initialisation, the lane we had first.
+                let first = self.lane.unwrap_or(0) % lanes;
+                let k = (first..lanes)
+                    .chain(0..first)
+                    .find(|&k| self.queue.try_claim(k).is_none())
+                    .ok_or_else(|| Error::NoFreeLane {
+                        path: path(),
+                        lanes,
+                    })?;
+                self.claimed = true;
+                Some(k)
+            }
+        };
+        Ok(())
+    }
+
+    fn release(&mut self) {
+        if let (true, Some(k)) = (self.claimed, self.lane) {
+            self.queue.release(k);
+            self.claimed = false;
+        }
+    }
+
+    /// Follows a re-initialised queue, claiming a lane in it again.
+    fn refresh(&mut self) -> Result<(), Error> {
+        if self.queue.seg.is_retired() {
+            self.release();
+            self.queue.refresh()?;
+            self.claim()?;
+        }
+        Ok(())
     }
 
     /// How long to poll an empty queue before sleeping (default 50 µs).
@@ -526,6 +751,9 @@ impl Consumer {
 
     /// Takes up to `max` packets from the lanes, starting with a different lane each time.
     fn take_any(&mut self, batch: &mut Batch, max: usize) -> usize {
+        if let Some(k) = self.lane {
+            return take(self.queue.seg.ring(k), batch, max);
+        }
         let lanes = self.queue.seg.layout.lanes;
         let first = self.next_lane % lanes;
         self.next_lane = first + 1;
@@ -542,7 +770,7 @@ impl Consumer {
     /// Take up to `max` packets without waiting. `batch` is cleared first.
     pub fn try_pop(&mut self, batch: &mut Batch, max: usize) -> Result<usize, Error> {
         batch.clear();
-        self.queue.refresh()?;
+        self.refresh()?;
         Ok(self.take_any(batch, max))
     }
 
@@ -574,19 +802,26 @@ impl Consumer {
                 return Ok(n);
             }
         }
-        for ring in self.queue.seg.rings() {
-            let n = self.sweeper.sweep(ring, batch, max);
+        let my_lanes = match self.lane {
+            Some(k) => k..k + 1,
+            None => 0..self.queue.seg.layout.lanes,
+        };
+        for k in my_lanes {
+            let n = self.sweeper.sweep(self.queue.seg.ring(k), batch, max);
             if n > 0 {
                 return Ok(n);
             }
         }
-        if self.queue.seg.layout.lanes > 1 {
+        let Some(lane) = self
+            .lane
+            .or((self.queue.seg.layout.lanes == 1).then_some(0))
+        else {
             // One semaphore per lane, and we take from all of them: no single one to sleep
             // on. Nap briefly instead (collect claims one lane and never gets here).
             std::thread::sleep(timeout.min(Duration::from_millis(1)));
             return Ok(self.take_any(batch, max));
-        }
-        let ring = self.queue.seg.ring(0);
+        };
+        let ring = self.queue.seg.ring(lane);
         let hdr = ring.header();
         // A consumer killed while asleep leaves `sleepers` one too high for the life of this
         // generation. That costs producers one load of the semaphore value per push and at
@@ -612,9 +847,15 @@ impl Consumer {
         self.queue.status()
     }
 
-    /// Empties the queue and zeroes its counters (see [`Queue::reset`]).
+    /// Empties the queue and zeroes its counters (see [`Queue::reset`]); a consumer of one
+    /// lane of a laned queue empties only its lane, the other lanes' packets are not its to
+    /// discard.
     pub fn reset(&mut self) -> Result<u64, Error> {
-        self.queue.reset()
+        self.refresh()?;
+        match (self.claimed, self.lane) {
+            (true, Some(k)) => Ok(self.queue.reset_lane(k)),
+            _ => self.queue.reset(),
+        }
     }
 }
 
@@ -636,4 +877,29 @@ fn sleep_on(seg: Ring<'_>, timeout: Duration) {
         // Returns on a post, the deadline, or a signal (EINTR): all fine for the caller.
         libc::sem_timedwait(seg.sem(), &deadline);
     }
+}
+
+/// The lanes process `pid` consumes, in every queue of `/dev/shm`: (queue, lane, lanes). For
+/// `control collect status`, which knows a collect by its pid only.
+pub fn lanes_consumed_by(pid: u32) -> Vec<(String, u32, u32)> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(super::queue_path("")) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let Ok(queue) = Queue::open_existing(&name) else {
+            continue;
+        };
+        for k in 0..queue.layout().lanes {
+            if queue.layout().lanes > 1 && queue.lane_consumer(k) == Some(pid) {
+                found.push((name.clone(), k, queue.layout().lanes));
+            }
+        }
+    }
+    found.sort();
+    found
 }

@@ -22,7 +22,9 @@ mod tests;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use consumer::{Batch, Consumer, IfCounts, Packet, Queue, Status};
+pub use consumer::{
+    lanes_consumed_by, Batch, Consumer, IfCounts, LaneChoice, LaneStatus, Packet, Queue, Status,
+};
 pub use producer::Producer;
 pub use segment::{queue_path, LAYOUT_VERSION, MAX_INTERFACES, MAX_LANES};
 pub use words::register_words;
@@ -164,6 +166,12 @@ pub enum Error {
     BadLayout(String),
     #[error("{path}: refusing to use this packet queue: {why}")]
     Unsafe { path: String, why: String },
+    #[error("{path}: lane {lane} is consumed by PID {pid}; choose another --lane, or none to take a free one")]
+    LaneBusy { path: String, lane: u32, pid: u32 },
+    #[error("{path}: no lane {lane}: the packet queue has {lanes} lane(s), 0 to {}", lanes - 1)]
+    NoLane { path: String, lane: u32, lanes: u32 },
+    #[error("{path}: every one of the {lanes} lanes has a consumer")]
+    NoFreeLane { path: String, lanes: u32 },
     #[error("{path}: the packet queue is fed by the running engine PID {pid}; choose another --queue-name, or --take-over to take it from that engine")]
     Busy { path: String, pid: u32 },
 }

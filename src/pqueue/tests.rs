@@ -605,3 +605,137 @@ fn stale_temporaries_of_dead_processes_are_removed() {
     std::fs::remove_file(&alive).unwrap();
     assert!(temporaries_of(&q.0).is_empty());
 }
+
+/// Makes lane `k` look claimed by another live process: pid 1, with its own start time.
+fn claim_by_init(name: &str, k: u32) {
+    let seg = segment::Segment::open_existing(name).unwrap();
+    let claim = &seg.ring(k).header().claim.0;
+    claim
+        .start
+        .store(crate::sys::start_time(1).unwrap(), Ordering::Relaxed);
+    claim.pid.store(1, Ordering::Release);
+}
+
+#[test]
+fn lanes_are_claimed_one_consumer_each_and_dead_claims_are_taken_over() {
+    let q = TestQueue::new("claims");
+    let layout = Layout {
+        lanes: 3,
+        ..small()
+    };
+    let p = Producer::open(&q.0, layout).unwrap();
+    claim_by_init(&q.0, 0);
+    let e = Consumer::attach_lane(&q.0, LaneChoice::Lane(0))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("lane 0 is consumed by PID 1"), "{e}");
+    let e = Consumer::attach_lane(&q.0, LaneChoice::Lane(3))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("no lane 3") && e.contains("3 lane(s), 0 to 2"),
+        "{e}"
+    );
+    let mut c = Consumer::attach_lane(&q.0, LaneChoice::Any).unwrap();
+    assert_eq!(c.lane(), Some((1, 3)), "the first free lane");
+    let tag = Tag {
+        ifindex: 0,
+        dir: Direction::Rx,
+        ts_ns: 0,
+        marks: Marks::NONE,
+    };
+    for k in 0..3 {
+        assert!(p.push_to(k, &[k as u8; 60], 60, tag));
+    }
+    let mut b = Batch::new();
+    assert_eq!(c.try_pop(&mut b, 10).unwrap(), 1);
+    assert_eq!(b.get(0).unwrap().data[0], 1, "only its own lane");
+    // A reset by a lane's consumer empties only that lane.
+    assert!(p.push_to(1, &[1; 60], 60, tag));
+    c.reset().unwrap();
+    let queue = Queue::open_existing(&q.0).unwrap();
+    let lanes = queue.lanes();
+    assert_eq!(
+        lanes.iter().map(|l| l.waiting).collect::<Vec<_>>(),
+        [1, 0, 1]
+    );
+    assert_eq!(lanes[1].consumer, Some(std::process::id()));
+    assert_eq!(lanes[0].consumer, Some(1));
+    assert_eq!(lanes[2].consumer, None);
+    let mut status = queue_status(&q.0);
+    assert!(
+        status.contains(
+            "  lane 1                inserted 0, full 0, retrieved 0, waiting 0, consumer PID "
+        ),
+        "{status}"
+    );
+    assert!(
+        status.contains(
+            "  lane 2                inserted 1, full 0, retrieved 0, waiting 1, no consumer\n"
+        ),
+        "{status}"
+    );
+    drop(c);
+    assert_eq!(queue.lanes()[1].consumer, None, "released on drop");
+    // A claim whose process is gone (a recycled pid has another start time) is taken over.
+    let seg = segment::Segment::open_existing(&q.0).unwrap();
+    seg.ring(0)
+        .header()
+        .claim
+        .0
+        .start
+        .store(7, Ordering::Relaxed);
+    let c0 = Consumer::attach_lane(&q.0, LaneChoice::Lane(0)).unwrap();
+    assert_eq!(c0.lane(), Some((0, 3)));
+    status = queue_status(&q.0);
+    assert!(
+        status.contains(&format!("waiting 1, consumer PID {}\n", std::process::id())),
+        "{status}"
+    );
+}
+
+fn queue_status(name: &str) -> String {
+    Queue::open_existing(name)
+        .unwrap()
+        .status()
+        .unwrap()
+        .format()
+}
+
+#[test]
+fn an_unlaned_queue_is_shared_and_a_consumer_follows_a_relaning() {
+    let q = TestQueue::new("relane");
+    let p = Producer::open(&q.0, small()).unwrap();
+    let mut c = Consumer::attach_lane(&q.0, LaneChoice::Any).unwrap();
+    assert_eq!(c.lane(), Some((0, 1)));
+    assert!(
+        Consumer::attach_lane(&q.0, LaneChoice::Lane(0)).is_ok(),
+        "lane 0 of one is shared"
+    );
+    assert!(queue_status(&q.0)
+        .lines()
+        .all(|l| !l.starts_with("  lane ")));
+    drop(p);
+    // The engine re-initialises the queue with 4 lanes: the consumer claims one of them.
+    let p = Producer::open(
+        &q.0,
+        Layout {
+            lanes: 4,
+            ..small()
+        },
+    )
+    .unwrap();
+    let mut b = Batch::new();
+    c.try_pop(&mut b, 1).unwrap();
+    assert_eq!(c.lane(), Some((0, 4)));
+    let tag = Tag {
+        ifindex: 0,
+        dir: Direction::Rx,
+        ts_ns: 0,
+        marks: Marks::NONE,
+    };
+    assert!(p.push_to(0, &[9; 60], 60, tag));
+    assert_eq!(c.try_pop(&mut b, 1).unwrap(), 1);
+}

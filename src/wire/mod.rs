@@ -3,9 +3,11 @@
 //! every other module may use it.
 
 pub mod ethertype;
+pub mod flow;
 pub mod frame;
 pub mod mac;
 mod oui;
 
+pub use flow::{flow_hash, lane_of};
 pub use frame::{dst_mac, src_mac, vlan_walk, EtherLayer, VlanWalk, HEADER_LEN, MAX_VLAN_TAGS};
 pub use mac::{Mac, MacParseError, LAA, UNKNOWN_VENDOR};
