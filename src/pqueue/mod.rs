@@ -142,38 +142,94 @@ impl Direction {
     }
 }
 
+/// Why a queue could not be used. Every text names the queue's file.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A system call on the file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The queue's file.
         path: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not a packet queue; it is left alone.
     #[error("{path} is not a packet queue ({why}); refusing to use or overwrite it")]
-    NotAQueue { path: String, why: String },
+    NotAQueue {
+        /// The file.
+        path: String,
+        /// What gave it away.
+        why: String,
+    },
+    /// A queue of another layout version.
     #[error("{path}: packet queue layout version {found}, this program uses version {expected}")]
     Version {
+        /// The queue's file.
         path: String,
+        /// Its version.
         found: u32,
+        /// Ours.
         expected: u32,
     },
+    /// A queue whose header contradicts itself or the file.
     #[error("{path}: damaged packet queue header: {what}")]
-    Corrupt { path: String, what: String },
+    Corrupt {
+        /// The queue's file.
+        path: String,
+        /// What does not fit.
+        what: String,
+    },
+    /// A name that is not a plain file name of /dev/shm.
     #[error("invalid packet queue name {0:?}: use a plain file name of /dev/shm (no '/', not starting with '.')")]
     BadName(String),
+    /// Slots, slot size or lanes out of range.
     #[error("invalid packet queue layout: {0}")]
     BadLayout(String),
+    /// A file others could have planted or written: a link, foreign, or writable by others.
     #[error("{path}: refusing to use this packet queue: {why}")]
-    Unsafe { path: String, why: String },
+    Unsafe {
+        /// The queue's file.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// `--lane K` of a lane a live consumer holds.
     #[error("{path}: lane {lane} is consumed by PID {pid}; choose another --lane, or none to take a free one")]
-    LaneBusy { path: String, lane: u32, pid: u32 },
+    LaneBusy {
+        /// The queue's file.
+        path: String,
+        /// The lane asked for.
+        lane: u32,
+        /// Its consumer.
+        pid: u32,
+    },
+    /// `--lane K` beyond the queue's lanes.
     #[error("{path}: no lane {lane}: the packet queue has {lanes} lane(s), 0 to {}", lanes - 1)]
-    NoLane { path: String, lane: u32, lanes: u32 },
+    NoLane {
+        /// The queue's file.
+        path: String,
+        /// The lane asked for.
+        lane: u32,
+        /// The queue's lane count.
+        lanes: u32,
+    },
+    /// Every lane of a laned queue has its consumer.
     #[error("{path}: every one of the {lanes} lanes has a consumer")]
-    NoFreeLane { path: String, lanes: u32 },
+    NoFreeLane {
+        /// The queue's file.
+        path: String,
+        /// The queue's lane count.
+        lanes: u32,
+    },
+    /// Another live engine feeds the queue.
     #[error("{path}: the packet queue is fed by the running engine PID {pid}; choose another --queue-name, or --take-over to take it from that engine")]
-    Busy { path: String, pid: u32 },
+    Busy {
+        /// The queue's file.
+        path: String,
+        /// That engine.
+        pid: u32,
+    },
 }
 
 /// Wall-clock time in ns since the Unix epoch: the `ts_ns` that `Producer::push` expects

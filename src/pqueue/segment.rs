@@ -610,8 +610,8 @@ fn build_segment(dir: &ShmDir, layout: Layout, generation: u64) -> Result<File, 
 /// # Safety
 /// `base` must point to a private, zeroed mapping of `total_size(layout)` bytes.
 unsafe fn init_segment(base: *mut u8, layout: Layout, generation: u64) {
-    // SAFETY (whole body): the caller guarantees a private mapping of the full size, so every
-    // header, lane header and slot written here is in bounds and seen by nobody else yet.
+    // SAFETY: the caller guarantees a private mapping of the full size, so every header,
+    // lane header and slot written here is in bounds and seen by nobody else yet.
     unsafe {
         let hdr = &mut *(base as *mut Header);
         hdr.version = LAYOUT_VERSION;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::{now_ns, Batch, Consumer, Direction, Error, Producer};
 
+/// The Ethertype of generated frames (IEEE "local experimental 1").
 pub const ETHERTYPE: u16 = 0x88b5;
 const MAGIC: &[u8; 4] = b"PQGN";
 const SEQ_AT: usize = 20;
@@ -32,6 +33,7 @@ pub fn frame(size: usize, id: u16) -> Vec<u8> {
     f
 }
 
+/// Writes sequence number `seq` into a generated frame.
 pub fn set_seq(frame: &mut [u8], seq: u64) {
     frame[SEQ_AT..SEQ_AT + 8].copy_from_slice(&seq.to_be_bytes());
 }
@@ -68,6 +70,7 @@ pub fn record(id: u16, seq: u64) -> u64 {
 }
 
 #[derive(Clone, Debug)]
+/// What `produce` puts in.
 pub struct GenConfig {
     /// Frames to offer to the queue.
     pub count: u64,
@@ -75,6 +78,7 @@ pub struct GenConfig {
     pub size: usize,
     /// Frames per second; 0 = as fast as possible.
     pub rate: u64,
+    /// The id in every frame (and in its source MAC).
     pub producer_id: u16,
     /// Offer a frame again until the queue takes it (what a test of "nothing lost" needs);
     /// otherwise a full queue drops it, as the engine does.
@@ -84,6 +88,7 @@ pub struct GenConfig {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What `produce` did.
 pub struct GenReport {
     /// Frames the queue took.
     pub inserted: u64,
@@ -127,8 +132,10 @@ pub fn produce(p: &Producer, cfg: &GenConfig, stop: &AtomicBool) -> GenReport {
     report
 }
 
+/// What `consume` took out.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConsumeReport {
+    /// Frames taken out.
     pub received: u64,
     /// Frames that were not generated frames, or whose bytes were not what was generated.
     pub bad: u64,
