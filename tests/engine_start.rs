@@ -233,6 +233,38 @@ fn start_errors_name_the_problem_and_change_nothing() {
         ],
     );
     assert!(!ok && e.contains("d0") && e.contains("native XDP"), "{e}");
+    // Not Ethernet: refused before anything is attached, and no queue is made.
+    let (ok, e) = run_in_br(
+        &lab,
+        &["start", "--no-preset", "--queue-name", &queue_file.0, "lo"],
+    );
+    assert!(
+        !ok && e.contains("lo is not an Ethernet interface (loopback)"),
+        "{e}"
+    );
+    lab.sh(
+        &lab.br,
+        "ip tuntap add mode tun name tun7 && ip link set tun7 up",
+    );
+    let (ok, e) = run_in_br(
+        &lab,
+        &[
+            "start",
+            "--no-preset",
+            "-d",
+            "--queue-name",
+            &queue_file.0,
+            "tun7",
+        ],
+    );
+    assert!(
+        !ok && e.contains("tun7 is not an Ethernet interface (no link layer"),
+        "{e}"
+    );
+    assert!(
+        !ethertap::pqueue::queue_path(&queue_file.0).exists(),
+        "a failed start (also -d) creates no packet queue"
+    );
     let (ok, e) = run_in_br(&lab, &["start", "--no-preset", "--cpus", "1000", "p0"]);
     assert!(!ok && e.contains("CPU 1000"), "{e}");
     let (ok, e) = run_in_br(&lab, &["start", "--no-preset", "--cpus", "x", "p0"]);

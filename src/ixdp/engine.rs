@@ -121,6 +121,14 @@ pub enum StartError {
     /// The interface is down.
     #[error("{0} is down; bring it up first (ip link set dev {0} up)")]
     Down(String),
+    /// Not an Ethernet port (loopback, a tunnel, …): there is nothing to bridge or tap.
+    #[error("{name} is not an Ethernet interface ({kind}); ethertap bridges and taps Ethernet ports only")]
+    NotEthernet {
+        /// The interface.
+        name: String,
+        /// What it is instead.
+        kind: String,
+    },
     /// The XDP program could not be set up.
     #[error(transparent)]
     Xdp(#[from] XdpError),
@@ -324,6 +332,16 @@ fn mtu_warnings(names: &[String]) -> impl Iterator<Item = String> + '_ {
 
 fn check_up(names: &[String]) -> Result<(), StartError> {
     for name in names {
+        let (kind, _) = netdev::hardware_address(name).map_err(|source| StartError::State {
+            name: name.clone(),
+            source,
+        })?;
+        if kind != libc::ARPHRD_ETHER {
+            return Err(StartError::NotEthernet {
+                name: name.clone(),
+                kind: link_kind(kind),
+            });
+        }
         let up = netdev::is_up(name).map_err(|source| StartError::State {
             name: name.clone(),
             source,
@@ -333,6 +351,19 @@ fn check_up(names: &[String]) -> Result<(), StartError> {
         }
     }
     Ok(())
+}
+
+/// A name for a non-Ethernet link type (`ARPHRD_*`).
+fn link_kind(kind: u16) -> String {
+    match kind {
+        libc::ARPHRD_LOOPBACK => "loopback".into(),
+        libc::ARPHRD_NONE => "no link layer: a tun device or similar".into(),
+        libc::ARPHRD_TUNNEL | libc::ARPHRD_TUNNEL6 | libc::ARPHRD_SIT | libc::ARPHRD_IPGRE => {
+            "an IP tunnel".into()
+        }
+        libc::ARPHRD_IEEE80211 | libc::ARPHRD_IEEE80211_RADIOTAP => "Wi-Fi monitor".into(),
+        other => format!("link type {other}"),
+    }
 }
 
 /// Removes stale programs from every interface, then attaches a fresh one to each.

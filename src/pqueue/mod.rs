@@ -26,7 +26,9 @@ pub use consumer::{
     lanes_consumed_by, Batch, Consumer, IfCounts, LaneChoice, LaneStatus, Packet, Queue, Status,
 };
 pub use producer::Producer;
-pub use segment::{queue_path, LAYOUT_VERSION, MAX_INTERFACES, MAX_LANES};
+pub use segment::{
+    parse_header, queue_path, HeaderProblem, LAYOUT_VERSION, MAX_INTERFACES, MAX_LANES,
+};
 pub use words::register_words;
 
 /// The queue the daemon creates and `collect` reads unless told otherwise.

@@ -196,6 +196,58 @@ pub(crate) fn check_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// What is wrong with bytes that were to be a queue header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderProblem {
+    /// Fewer bytes than a header has.
+    TooShort(usize),
+    /// Not the queue's magic: not a queue at all.
+    BadMagic,
+    /// A queue of another layout version.
+    Version(u32),
+    /// A queue header whose fields contradict each other or the file's size.
+    Corrupt(String),
+}
+
+/// Checks the header at the start of a queue file of `file_len` bytes and returns its layout
+/// and generation. Pure: what every consumer runs on a file anybody may have written, so it
+/// takes any bytes (tests/fuzz_parsers.rs feeds it a million).
+pub fn parse_header(bytes: &[u8], file_len: u64) -> Result<(Layout, u64), HeaderProblem> {
+    if bytes.len() < HEADER_FIXED || file_len < HEADER_FIXED as u64 {
+        return Err(HeaderProblem::TooShort(bytes.len().min(file_len as usize)));
+    }
+    let u32_at = |o: usize| u32::from_ne_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
+    let u64_at = |o: usize| u64::from_ne_bytes(bytes[o..o + 8].try_into().expect("8 bytes"));
+    if u64_at(0) != MAGIC {
+        return Err(HeaderProblem::BadMagic);
+    }
+    let version = u32_at(8);
+    if version != LAYOUT_VERSION {
+        return Err(HeaderProblem::Version(version));
+    }
+    let layout = Layout {
+        slots: u32_at(16),
+        slot_size: u32_at(20),
+        lanes: u32_at(28),
+    };
+    check_layout(layout).map_err(|e| HeaderProblem::Corrupt(e.to_string()))?;
+    if u32_at(12) as usize != header_size(layout.lanes)
+        || u32_at(24) as usize != stride(layout.slot_size)
+        || u64_at(32) != total_size(layout) as u64
+    {
+        return Err(HeaderProblem::Corrupt(
+            "sizes do not match the slot layout".into(),
+        ));
+    }
+    if file_len != total_size(layout) as u64 {
+        return Err(HeaderProblem::Corrupt(format!(
+            "file is {file_len} bytes, the header says {}",
+            total_size(layout)
+        )));
+    }
+    Ok((layout, u64_at(40)))
+}
+
 /// A mapped, validated segment. Unmapped on drop; the file stays.
 pub(crate) struct Segment {
     map: MmapRaw,
@@ -325,43 +377,29 @@ impl Segment {
             });
         }
         let map = MmapOptions::new().map_raw(file).map_err(io_err)?;
-        // SAFETY: len >= HEADER_FIXED, checked above.
-        let hdr = unsafe { &*(map.as_mut_ptr() as *const Header) };
-        if hdr.magic.load(Ordering::Acquire) != MAGIC {
-            return Err(Error::NotAQueue {
-                path: path.display().to_string(),
+        // SAFETY: len >= HEADER_FIXED, checked above; the fields parsed are written once, when
+        // the segment is built, before it gets its name.
+        let bytes = unsafe { std::slice::from_raw_parts(map.as_ptr(), HEADER_FIXED) };
+        let path_text = || path.display().to_string();
+        let (layout, generation) = parse_header(bytes, len as u64).map_err(|p| match p {
+            HeaderProblem::TooShort(n) => Error::NotAQueue {
+                path: path_text(),
+                why: format!("{n} bytes, too short for a queue header"),
+            },
+            HeaderProblem::BadMagic => Error::NotAQueue {
+                path: path_text(),
                 why: "bad magic".into(),
-            });
-        }
-        if hdr.version != LAYOUT_VERSION {
-            return Err(Error::Version {
-                path: path.display().to_string(),
-                found: hdr.version,
+            },
+            HeaderProblem::Version(found) => Error::Version {
+                path: path_text(),
+                found,
                 expected: LAYOUT_VERSION,
-            });
-        }
-        let layout = Layout {
-            slots: hdr.slots,
-            slot_size: hdr.slot_size,
-            lanes: hdr.lanes,
-        };
-        let corrupt = |what: String| Error::Corrupt {
-            path: path.display().to_string(),
-            what,
-        };
-        check_layout(layout).map_err(|e| corrupt(e.to_string()))?;
-        if hdr.header_size as usize != header_size(layout.lanes)
-            || hdr.slot_stride as usize != stride(layout.slot_size)
-            || hdr.total_size as usize != total_size(layout)
-        {
-            return Err(corrupt("sizes do not match the slot layout".into()));
-        }
-        if len != total_size(layout) {
-            return Err(corrupt(format!(
-                "file is {len} bytes, the header says {}",
-                total_size(layout)
-            )));
-        }
+            },
+            HeaderProblem::Corrupt(what) => Error::Corrupt {
+                path: path_text(),
+                what,
+            },
+        })?;
         Ok(Segment {
             map,
             name: name.to_string(),
@@ -369,7 +407,7 @@ impl Segment {
             layout,
             header_size: header_size(layout.lanes),
             stride: stride(layout.slot_size),
-            generation: hdr.generation,
+            generation,
         })
     }
 
