@@ -290,12 +290,6 @@ pub fn ethertype_name(t: u16) -> Option<&'static str> {
     })
 }
 
-fn emit(cx: &mut Ctx<'_>, text: &str) -> Result<(), WordError> {
-    cx.out()
-        .write_all(text.as_bytes())
-        .map_err(|e| WordError::new(format!("cannot write the output: {e}")))
-}
-
 /// The valid indices for an error message: `0..N-1`, `only 0`, or `none` when there are none.
 fn index_range(count: usize, none: &str) -> String {
     match count {
@@ -396,7 +390,7 @@ fn if_stats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
         s.push_str(&stat_line(4, "flipped by FI", c.fi_flipped));
         s.push_str(&stat_line(4, "duplicated by FI", c.fi_duplicated));
     }
-    emit(cx, &s)
+    cx.emit(s)
 }
 
 fn if_qstats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
@@ -429,7 +423,7 @@ fn if_qstats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
         }
         Err(msg) => s.push_str(&stat_line(2, "rings", format!("unavailable: {msg}"))),
     }
-    emit(cx, &s)
+    cx.emit(s)
 }
 
 fn if_mac_show(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
@@ -467,7 +461,7 @@ fn if_mac_show(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
             r.overflow
         );
     }
-    emit(cx, &s)
+    cx.emit(s)
 }
 
 fn ethertype_label(t: u16) -> String {
@@ -523,7 +517,7 @@ fn if_etype_show(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> 
             r.overflow
         );
     }
-    emit(cx, &s)
+    cx.emit(s)
 }
 
 fn if_stats_reset(_cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
@@ -617,7 +611,7 @@ fn hash_show<const H: u8>(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), Wo
     for mac in h.set(&policy).iter() {
         let _ = writeln!(s, "{} {}", format_mac(mac), describe(mac));
     }
-    emit(cx, &s)
+    cx.emit(s)
 }
 
 #[cfg(test)]
