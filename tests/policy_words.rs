@@ -97,7 +97,7 @@ fn vm_for(e: &Arc<TestEngine>) -> Vm {
 
 fn run(vm: &mut Vm, line: &str) -> Result<String, String> {
     let mut out = Vec::new();
-    vm.eval_line(line, &mut out).map_err(|e| e.0)?;
+    vm.eval_line(line, &mut out).map_err(|e| e.to_string())?;
     Ok(String::from_utf8(out).unwrap())
 }
 

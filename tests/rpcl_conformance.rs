@@ -79,13 +79,13 @@ fn run_in_process(path: &Path) -> (String, Option<String>) {
                 Ok(ethertap::rpcl::Flow::Bye) => break,
                 Ok(_) => {}
                 Err(e) => {
-                    out.extend_from_slice(e.0.as_bytes());
+                    out.extend_from_slice(e.to_string().as_bytes());
                     out.push(b'\n');
                 }
             }
         }
     } else if let Err(e) = vm.run_file(&path.to_string_lossy(), &text, &mut out) {
-        err = Some(e.0);
+        err = Some(e.to_string());
     }
     (String::from_utf8_lossy(&out).into_owned(), err)
 }

@@ -270,7 +270,7 @@ fn random_and_mutated_streams_never_panic() {
             Err(e) => {
                 errors += 1;
                 assert!(
-                    e.0.contains("error: "),
+                    e.to_string().contains("error: "),
                     "badly formatted error {e:?} for {stream:?}"
                 );
             }

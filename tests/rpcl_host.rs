@@ -9,7 +9,7 @@ fn eval(vm: &mut Vm, line: &str) -> Result<String, String> {
     let mut out = Vec::new();
     let r = vm.eval_line(line, &mut out);
     let text = String::from_utf8(out).unwrap();
-    r.map(|_| text).map_err(|e| e.0)
+    r.map(|_| text).map_err(|e| e.to_string())
 }
 
 fn engine_like_vm(enabled: Arc<AtomicUsize>) -> Vm {
@@ -126,9 +126,14 @@ fn host_words_run_print_and_report_errors_in_spec_form() {
         )
         .unwrap_err();
     assert_eq!(
-        e.0,
+        e.to_string(),
         "conf.rpcl:2:5: error: tap.rx.enable: 9 is not an interface (0..1)"
     );
+    // The same error as fields, for callers that place or filter it themselves.
+    let at = e.at.as_ref().expect("a script error has a position");
+    assert_eq!((&*at.file, at.line, at.col), ("conf.rpcl", 2, 5));
+    assert_eq!(e.word, "tap.rx.enable");
+    assert_eq!(e.cause.to_string(), "9 is not an interface (0..1)");
     // Inside a compound word: the innermost word and the caller's position.
     vm.eval_line(".cs \"tap.rx.enable\" en !!", &mut Vec::new())
         .unwrap();
@@ -136,7 +141,7 @@ fn host_words_run_print_and_report_errors_in_spec_form() {
         .run_file("c.rpcl", "\n 5 en", &mut Vec::new())
         .unwrap_err();
     assert_eq!(
-        e.0,
+        e.to_string(),
         "c.rpcl:2:4: error: tap.rx.enable: 5 is not an interface (0..1)"
     );
 }
@@ -288,7 +293,7 @@ fn budget_stops_runaway_lines() {
 #[test]
 fn check_reports_all_errors_without_running() {
     let errs = ethertap::rpcl::check("x.rpcl", "\"never\" .\nthen\n1 if\n\"open").unwrap_err();
-    let errs: Vec<String> = errs.into_iter().map(|e| e.0).collect();
+    let errs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
     assert_eq!(
         errs,
         [
@@ -321,4 +326,35 @@ fn random_values_print_in_the_reference_format() {
         }
     }
     assert!(seen.len() >= 39, "random words repeat: {seen:?}");
+}
+
+/// What callers read from an error without parsing its text: the place, the word, the kind.
+#[test]
+fn errors_carry_their_place_word_and_kind() {
+    use ethertap::rpcl::{Cause, RpclError};
+    let mut vm = Vm::new();
+    let e = vm.eval_line("1 0 /", &mut Vec::new()).unwrap_err();
+    assert!(e.at.is_none());
+    assert_eq!(e.word, "/");
+    assert!(matches!(e.cause, Cause::Word(WordError::DivisionByZero)));
+    // The stack's limits are reported as `pop` and `push`, whatever word met them.
+    let e = vm.eval_line(".cs drop", &mut Vec::new()).unwrap_err();
+    assert_eq!(e.word, "pop");
+    assert!(matches!(e.cause, Cause::Word(WordError::Underflow)));
+    // A line that does not compile: every error, in order, as the console prints them.
+    let errs: Vec<String> = ethertap::rpcl::check_line("then 1 if")
+        .unwrap_err()
+        .iter()
+        .map(RpclError::to_string)
+        .collect();
+    assert_eq!(
+        errs,
+        [
+            "error: then: no matching \"if\"",
+            "error: if: missing \"then\""
+        ]
+    );
+    let e = vm.eval_line("then 1 if", &mut Vec::new()).unwrap_err();
+    assert_eq!(e.also.len(), 1);
+    assert_eq!(e.to_string(), errs.join("\n"));
 }

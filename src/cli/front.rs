@@ -5,7 +5,7 @@ use super::local;
 use crate::ctl::client::{Client, Outcome};
 use crate::ctl::proto::{ProtoError, Request};
 use crate::ctl::{pidfile, socket_path};
-use crate::rpcl::{self, ConsoleBackend, Flow, RpclError};
+use crate::rpcl::{self, ConsoleBackend, ConsoleError, Flow};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -104,13 +104,9 @@ pub fn run(file: &str, args: Vec<String>, local: bool) -> ExitCode {
 
 /// `ethertap eval 'LINE'`.
 pub fn eval(line: &str, local: bool) -> ExitCode {
-    if let Err(errors) = rpcl::check("eval", line) {
-        // A line has no file: report as the console does.
+    if let Err(errors) = rpcl::check_line(line) {
         for e in errors {
-            eprintln!(
-                "{}",
-                e.0.find("error: ").map_or(e.0.as_str(), |at| &e.0[at..])
-            );
+            eprintln!("{e}");
         }
         return ExitCode::FAILURE;
     }
@@ -128,7 +124,7 @@ struct RemoteBackend {
 }
 
 impl ConsoleBackend for RemoteBackend {
-    fn eval(&mut self, line: &str, out: &mut dyn Write) -> Result<Flow, RpclError> {
+    fn eval(&mut self, line: &str, out: &mut dyn Write) -> Result<Flow, ConsoleError> {
         let mut notices = std::io::stderr();
         match self.client.call(
             &Request::Line(line.to_string()),
@@ -138,13 +134,13 @@ impl ConsoleBackend for RemoteBackend {
         ) {
             Ok(Outcome::Done) => Ok(Flow::Continue),
             Ok(Outcome::Bye) => Ok(Flow::Bye),
-            Ok(Outcome::Failed(msg) | Outcome::Refused(msg)) => Err(RpclError(msg)),
+            Ok(Outcome::Failed(msg) | Outcome::Refused(msg)) => Err(ConsoleError::Remote(msg)),
             Err(ProtoError::Closed) => {
                 // The daemon stopped, or closed an idle session: nothing more to send it.
                 eprintln!("ethertap: the daemon closed the session");
                 Ok(Flow::Bye)
             }
-            Err(e) => Err(RpclError(format!("lost the daemon: {e}"))),
+            Err(e) => Err(ConsoleError::Remote(format!("lost the daemon: {e}"))),
         }
     }
 

@@ -244,12 +244,6 @@ pub fn format_probability(p: u32) -> String {
     format!("{p} ({}.{:03}%)", p / 1000, p % 1000)
 }
 
-fn emit(cx: &mut Ctx<'_>, text: &str) -> Result<(), WordError> {
-    cx.out()
-        .write_all(text.as_bytes())
-        .map_err(|e| WordError::new(format!("cannot write the output: {e}")))
-}
-
 /// The valid indices for an error message: `0..N-1`, `only 0`, or `none` when there are none.
 fn index_range(count: usize, none: &str) -> String {
     match count {
@@ -350,7 +344,7 @@ fn if_stats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
         s.push_str(&stat_line(4, "flipped by FI", c.fi_flipped));
         s.push_str(&stat_line(4, "duplicated by FI", c.fi_duplicated));
     }
-    emit(cx, &s)
+    cx.emit(s)
 }
 
 fn if_qstats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
@@ -378,7 +372,7 @@ fn if_qstats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
         Ok(details) => ring_lines(&mut s, &details),
         Err(why) => s.push_str(&stat_line(2, "rings", format!("unavailable: {why}"))),
     }
-    emit(cx, &s)
+    cx.emit(s)
 }
 
 /// The `if.qstats` lines of [`RingDetails`].
@@ -439,7 +433,7 @@ fn if_mac_show(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
             r.overflow
         );
     }
-    emit(cx, &s)
+    cx.emit(s)
 }
 
 fn ethertype_label(t: u16) -> String {
@@ -493,7 +487,7 @@ fn if_etype_show(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> 
             r.overflow
         );
     }
-    emit(cx, &s)
+    cx.emit(s)
 }
 
 fn if_stats_reset(_cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
@@ -586,7 +580,7 @@ fn hash_show<const H: u8>(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), Wo
     for mac in h.set(&policy).iter() {
         let _ = writeln!(s, "{mac} {}", mac.describe());
     }
-    emit(cx, &s)
+    cx.emit(s)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::consumer::{Batch, Consumer};
-use crate::rpcl::{Ctx, Subtype, Vm, WordError};
+use crate::rpcl::{Subtype, Vm, WordError};
 
 struct WordQueue {
     name: String,
@@ -42,12 +42,6 @@ fn take_one(state: &Mutex<WordQueue>) -> Result<Vec<u8>, WordError> {
         result.map_err(|e| WordError::new(e.to_string()))?;
         Ok(bytes)
     })
-}
-
-fn write_out(cx: &mut Ctx<'_>, text: &str) -> Result<(), WordError> {
-    cx.out()
-        .write_all(text.as_bytes())
-        .map_err(|e| WordError::new(format!("cannot write output: {e}")))
 }
 
 /// Register the three `tap.queue.*` words on the queue `name`.
@@ -93,7 +87,7 @@ pub fn register_words(vm: &mut Vm, name: &str) {
                     .map(|s| s.format())
                     .map_err(|e| WordError::new(e.to_string()))
             })?;
-            write_out(cx, &text)
+            cx.emit(text)
         },
     );
 }

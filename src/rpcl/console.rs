@@ -1,6 +1,7 @@
 //! The interactive `ok ` console, shared by the local REPL and the daemon's client.
 
-use super::{lexer, Flow, RpclError, Vm};
+use super::error::RpclError;
+use super::{lexer, Flow, Vm};
 use rustyline::completion::Completer;
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -13,14 +14,27 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+/// The prompt before every input line.
 pub const PROMPT: &str = "ok ";
 /// Shown while a string opened on an earlier line is still open.
 pub const CONTINUATION_PROMPT: &str = ".. ";
 
+/// Why a console line failed, as the console prints it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    /// The line failed in a VM of this process.
+    #[error(transparent)]
+    Rpcl(#[from] RpclError),
+    /// The line failed elsewhere (the daemon's VM, or the way to it): the text arrives
+    /// formatted.
+    #[error("{0}")]
+    Remote(String),
+}
+
 /// What the console drives: a local VM, or the daemon's VM through its socket.
 pub trait ConsoleBackend {
     /// Run one complete line (it may span several physical lines inside a string).
-    fn eval(&mut self, line: &str, out: &mut dyn Write) -> Result<Flow, RpclError>;
+    fn eval(&mut self, line: &str, out: &mut dyn Write) -> Result<Flow, ConsoleError>;
     /// Word names for Tab completion (asked again after every line).
     fn word_names(&mut self) -> Vec<String>;
     /// The flag Ctrl-C sets while a line runs; the backend stops the line when it is set
@@ -30,12 +44,13 @@ pub trait ConsoleBackend {
 
 /// A console on a VM in this process.
 pub struct LocalBackend {
+    /// The VM the lines run in.
     pub vm: Vm,
 }
 
 impl ConsoleBackend for LocalBackend {
-    fn eval(&mut self, line: &str, out: &mut dyn Write) -> Result<Flow, RpclError> {
-        self.vm.eval_line_flow(line, out)
+    fn eval(&mut self, line: &str, out: &mut dyn Write) -> Result<Flow, ConsoleError> {
+        Ok(self.vm.eval_line_flow(line, out)?)
     }
     fn word_names(&mut self) -> Vec<String> {
         self.vm.word_names()
@@ -47,7 +62,7 @@ impl ConsoleBackend for LocalBackend {
 
 /// True when the text ends inside a string: the console reads a continuation line.
 pub fn ends_in_open_string(text: &str) -> bool {
-    lexer::tokenize(text).1.iter().any(|e| e.open_string)
+    lexer::tokenize(text).1.iter().any(|e| e.opens_string())
 }
 
 struct WordCompleter {

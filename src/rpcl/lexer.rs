@@ -8,6 +8,9 @@ use nom::multi::fold_many0;
 use nom::sequence::preceded;
 use nom::{IResult, Parser};
 
+use super::error::{LexError, LexErrorKind};
+
+/// What a token is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TokenKind {
     /// A bare token: executes a word of that name at run time, else pushes itself.
@@ -16,21 +19,17 @@ pub enum TokenKind {
     Str,
 }
 
+/// One token and where it starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Token {
+    /// Bare or string.
     pub kind: TokenKind,
+    /// The text: a bare token as written, a string with its escapes resolved.
     pub text: String,
+    /// Line, from 1.
     pub line: u32,
+    /// Column in characters, from 1.
     pub col: u32,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LexError {
-    pub line: u32,
-    pub col: u32,
-    pub msg: String,
-    /// The source ended inside a string (the console asks for a continuation line).
-    pub open_string: bool,
 }
 
 /// One piece of a string body: plain text, an escape, or a bad escape (kept to report it).
@@ -167,8 +166,7 @@ pub fn tokenize(text: &str) -> (Vec<Token>, Vec<LexError>) {
                 errors.push(LexError {
                     line: l,
                     col: c0,
-                    msg: format!("unknown escape \\{c} in string"),
-                    open_string: false,
+                    kind: LexErrorKind::BadEscape(c),
                 });
             }
             match r.strip_prefix('"') {
@@ -185,8 +183,7 @@ pub fn tokenize(text: &str) -> (Vec<Token>, Vec<LexError>) {
                     errors.push(LexError {
                         line,
                         col,
-                        msg: "unterminated string".into(),
-                        open_string: true,
+                        kind: LexErrorKind::Unterminated,
                     });
                     break;
                 }
@@ -249,14 +246,14 @@ lines""#
     #[test]
     fn errors() {
         let (_, e) = tokenize("1 \"abc");
-        assert_eq!(e[0].msg, "unterminated string");
-        assert!(e[0].open_string);
+        assert_eq!(e[0].kind.to_string(), "unterminated string");
+        assert!(e[0].opens_string());
         assert_eq!((e[0].line, e[0].col), (1, 3));
         let (t, e) = tokenize("\"a\\qb\" x");
-        assert_eq!(e[0].msg, "unknown escape \\q in string");
+        assert_eq!(e[0].kind.to_string(), "unknown escape \\q in string");
         assert_eq!((e[0].line, e[0].col), (1, 3));
         assert_eq!(t.len(), 2);
         let (_, e) = tokenize("\"abc\\");
-        assert_eq!(e[0].msg, "unterminated string");
+        assert_eq!(e[0].kind, LexErrorKind::Unterminated);
     }
 }

@@ -1,9 +1,11 @@
-//! RPCL: the configuration and control language of ethertap (`rpcl.md`).
+//! RPCL: the configuration and control language of ethertap (docs/rpcl.md).
 //!
-//! Source text → [`lexer`] (nom, tokens with line/column) → [`compiler`] (bytecode, control
-//! structures resolved to jumps) → [`vm`] (data stack, frames, return stack, dictionary).
-//! Hosts (the engine, the packet queue) add their own words through [`Vm::register`] and see
-//! the stack only through [`Ctx`].
+//! Source text → `lexer` (nom, tokens with line/column) → `compiler` (bytecode, control
+//! structures resolved to jumps) → `vm` (data stack, frames, return stack, dictionary).
+//! The bytecode types are in `chunk` (`disasm` prints them), the dictionary in `dict`, the
+//! built-in words by family in `words`, the library written in RPCL in `library`, the errors
+//! in [`error`]. Hosts (the engine, the packet queue) add their own words through
+//! [`Vm::register`] and see the stack only through [`Ctx`].
 //!
 //! Design points:
 //! * Late binding: a bare token that names a built-in is bound when compiled (built-ins never
@@ -14,77 +16,80 @@
 //!   classified at compile time, and a literal followed by an arithmetic or comparison word
 //!   becomes one instruction.
 //! * A failing word leaves the stack as it was before that word (items it popped come back);
-//!   frames, loops and calls are reset. Errors are one line, `FILE:LINE:COL: error: WORD: msg`.
+//!   frames, loops and calls are reset. Errors are one line, `FILE:LINE:COL: error: WORD: msg`
+//!   ([`RpclError`]).
 //! * The instruction budget is charged at backward jumps (by the length of the loop body)
 //!   and at calls, so every unbounded execution pays for itself; straight-line code is
 //!   bounded by its length. The interrupt flag is polled at the same places and by waiting
 //!   words.
 
-pub(crate) mod compiler;
+mod chunk;
+mod compiler;
 pub mod console;
-pub(crate) mod dict;
-pub(crate) mod lexer;
-pub(crate) mod value;
-pub(crate) mod vm;
-pub(crate) mod words;
+mod dict;
+mod disasm;
+pub mod error;
+mod lexer;
+mod library;
+mod limits;
+mod value;
+mod vm;
+mod words;
 
-pub use console::{run_console, ConsoleBackend, LocalBackend};
-pub use value::{Subtype, Value, MAX_DATA, MAX_STRING};
+pub use console::{run_console, ConsoleBackend, ConsoleError, LocalBackend};
+pub use error::{Cause, Pos, RpclError, WordError};
+pub use limits::{DEFAULT_BUDGET, MAX_DATA, MAX_DEPTH, MAX_STACK, MAX_STRING};
+pub use value::{Subtype, Value};
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Items on the data stack, all frames together.
-pub const MAX_STACK: usize = 1024;
-/// Nesting of compound words (and loaded files); the top level is 1.
-pub const MAX_DEPTH: usize = 256;
-/// Instructions per console line or script unless [`Vm::set_budget`] says otherwise.
-pub const DEFAULT_BUDGET: u64 = 1_000_000_000;
 /// The language version, stored in `rpcl.version`.
 pub const RPCL_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// The error a word reports; the VM adds the word's name and the source position.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WordError(pub String);
-
-impl WordError {
-    pub fn new(msg: impl Into<String>) -> Self {
-        WordError(msg.into())
-    }
-}
-
-/// An error that stopped a line or a script, already formatted as the spec prints it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RpclError(pub String);
-
-impl std::fmt::Display for RpclError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RpclError {}
 
 /// How a line or script ended without an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flow {
+    /// The text ran to its end (or `exit`).
     Continue,
     /// `bye`: leave the console session / end the script.
     Bye,
 }
 
+/// A host word, as [`Vm::register`] keeps it.
 pub type WordFn = Arc<dyn Fn(&mut Ctx<'_>) -> Result<(), WordError> + Send + Sync>;
 
 /// What a word sees: the current frame of the stack and the output.
 pub struct Ctx<'a> {
+    /// The VM (core words reach past the stack; host words cannot).
     pub(crate) st: &'a mut vm::State,
+    /// Where words print.
     pub(crate) out: &'a mut dyn Write,
 }
 
 impl Ctx<'_> {
+    /// The top item, removed.
     pub fn pop(&mut self) -> Result<Value, WordError> {
         self.st.pop()
+    }
+    /// The item `n` below the top (0 is the top), left on the stack.
+    pub(crate) fn peek(&self, n: usize) -> Result<&Value, WordError> {
+        self.st.peek(n)
+    }
+    /// A name operand (of `!`, `!!`, the sets …): the item `n` below the top, checked, not
+    /// popped.
+    pub(crate) fn peek_name(&self, n: usize) -> Result<String, WordError> {
+        let v = self.st.peek(n)?;
+        let name = v.text();
+        if v.is_data() || !dict::valid_name(&name) {
+            return Err(WordError::BadName(v.describe().into()));
+        }
+        Ok(name)
+    }
+    /// The named sets of this VM.
+    pub(crate) fn sets(&mut self) -> &mut words::sets::Sets {
+        &mut self.st.sets
     }
     /// A number: `12`, `-3`, `0x1f` (or integer-typed data); the error names the token.
     pub fn pop_int(&mut self) -> Result<i64, WordError> {
@@ -92,6 +97,7 @@ impl Ctx<'_> {
         self.st.pop()?;
         Ok(n)
     }
+    /// A string (the text of a number too); data is refused.
     pub fn pop_str(&mut self) -> Result<String, WordError> {
         let v = self.st.peek(0)?;
         if v.is_data() {
@@ -116,21 +122,29 @@ impl Ctx<'_> {
         self.st.pop()?;
         Ok(mac)
     }
+    /// Push an item (size limits checked).
     pub fn push(&mut self, v: Value) -> Result<(), WordError> {
         self.st.push(v)
     }
+    /// Push a number.
     pub fn push_int(&mut self, n: i64) -> Result<(), WordError> {
         self.st.push(Value::int(n))
     }
+    /// Push a string.
     pub fn push_str(&mut self, s: &str) -> Result<(), WordError> {
         self.st.push(Value::string(s))
     }
+    /// Push a data item of a subtype.
     pub fn push_data(&mut self, subtype: Subtype, bytes: Vec<u8>) -> Result<(), WordError> {
         self.st.push(Value::data(subtype, bytes))
     }
     /// Where words print; in the daemon this streams to the client.
     pub fn out(&mut self) -> &mut dyn Write {
         &mut *self.out
+    }
+    /// Print text (or any bytes) whole; the words of every family print through this.
+    pub fn emit(&mut self, text: impl AsRef<[u8]>) -> Result<(), WordError> {
+        Ok(self.out.write_all(text.as_ref())?)
     }
     /// True once Ctrl-C (or a disconnected client) asked the running line to stop; words
     /// that wait must poll it.
@@ -158,14 +172,14 @@ impl Vm {
     /// A VM with the core words and the standard library loaded.
     pub fn new() -> Self {
         let mut vm = Vm {
-            st: vm::State::new(),
+            st: vm::State::new(&words::BUILTINS),
         };
         vm.set_var("rpcl.version", RPCL_VERSION);
         vm.set_var(
             "rpcl.platform",
             &format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
         );
-        words::load_library(&mut vm.st);
+        library::load(&mut vm.st);
         vm
     }
 
@@ -228,6 +242,7 @@ impl Vm {
         self.run_file_flow(file, text, out).map(|_| ())
     }
 
+    /// [`Vm::run_file`], telling whether the script ended with `bye`.
     pub fn run_file_flow(
         &mut self,
         file: &str,
@@ -255,16 +270,31 @@ impl Vm {
 
     /// The bytecode of a source text, as `ethertap check --disasm` prints it.
     pub fn disasm(&mut self, file: &str, text: &str) -> Result<String, Vec<RpclError>> {
-        let chunk = self.st.compile_file(file, text)?;
-        Ok(compiler::disasm(&chunk, &self.st.dict))
+        let chunk = self
+            .st
+            .compile_unit(Some(file), text)
+            .map_err(RpclError::into_each)?;
+        Ok(disasm::disasm(&chunk, &self.st.dict))
     }
 }
 
-/// Compile a file without running it; every parse and compile error, formatted
-/// `FILE:LINE:COL: error: WORD: message`.
+/// Compile a file without running it; every parse and compile error, each placed
+/// (`FILE:LINE:COL: error: WORD: message`).
 pub fn check(file: &str, text: &str) -> Result<(), Vec<RpclError>> {
-    let mut st = vm::State::new();
-    st.compile_file(file, text).map(|_| ())
+    compile_only(Some(file), text)
+}
+
+/// Compile a console line without running it; every error, as the console reports them
+/// (`error: WORD: message`, no position).
+pub fn check_line(line: &str) -> Result<(), Vec<RpclError>> {
+    compile_only(None, line)
+}
+
+fn compile_only(file: Option<&str>, text: &str) -> Result<(), Vec<RpclError>> {
+    let mut st = vm::State::new(&words::BUILTINS);
+    st.compile_unit(file, text)
+        .map(|_| ())
+        .map_err(RpclError::into_each)
 }
 
 #[cfg(test)]

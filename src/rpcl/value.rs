@@ -1,37 +1,47 @@
 //! Stack items: strings and typed data, their number conversion and their text forms.
 
-use super::WordError;
+use super::error::WordError;
 use crate::wire::Mac;
 use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-/// Longest string item, in bytes.
-pub const MAX_STRING: usize = 16383;
-/// Longest data item, in bytes.
-pub const MAX_DATA: usize = 16380;
-
-/// Data subtypes of `rpcl.md` section 3, with their codes.
+/// Data subtypes (docs/rpcl.md, "Values"), with their codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Subtype {
+    /// `generic_t`: bytes of any length, printed as a hexdump.
     Generic = 0,
+    /// `int8_t`
     Int8 = 1,
+    /// `uint8_t`
     Uint8 = 2,
+    /// `int16_t`
     Int16 = 3,
+    /// `uint16_t`
     Uint16 = 4,
+    /// `int32_t`
     Int32 = 5,
+    /// `uint32_t`
     Uint32 = 6,
+    /// `int64_t`
     Int64 = 7,
+    /// `uint64_t`
     Uint64 = 8,
+    /// `ip_t`: 16 bytes, IPv4 stored as `::ffff:a.b.c.d`.
     Ip = 9,
+    /// `ip4_t`: 4 bytes.
     Ip4 = 10,
+    /// `iprange_t`: two `ip_t`, FROM and TO.
     IpRange = 11,
+    /// `mac_t`: 6 bytes.
     Mac = 12,
+    /// `macrange_t`: two `mac_t`, FROM and TO.
     MacRange = 13,
 }
 
 impl Subtype {
+    /// The name as the language writes it: `mac_t`, `uint32_t` …
     pub fn name(self) -> &'static str {
         match self {
             Subtype::Generic => "generic_t",
@@ -100,8 +110,11 @@ pub(crate) enum Repr {
 }
 
 #[derive(Debug)]
+/// A data item: its subtype and its content.
 pub(crate) struct DataItem {
+    /// What the bytes are.
     pub subtype: Subtype,
+    /// The content, in host byte order for numbers.
     pub bytes: Vec<u8>,
 }
 
@@ -117,6 +130,7 @@ impl PartialEq for Value {
 }
 
 impl Value {
+    /// An integer item.
     pub fn int(n: i64) -> Value {
         Value(Repr::Int(n))
     }
@@ -126,6 +140,7 @@ impl Value {
         Value::from_bytes(s.as_bytes())
     }
 
+    /// A string item of any bytes (not necessarily UTF-8).
     pub fn from_bytes(b: &[u8]) -> Value {
         match canonical_int(b) {
             Some(n) => Value(Repr::Int(n)),
@@ -133,10 +148,12 @@ impl Value {
         }
     }
 
+    /// A data item of a subtype.
     pub fn data(subtype: Subtype, bytes: Vec<u8>) -> Value {
         Value(Repr::Data(Arc::new(DataItem { subtype, bytes })))
     }
 
+    /// True for data, false for a string.
     pub fn is_data(&self) -> bool {
         matches!(self.0, Repr::Data(..))
     }
@@ -163,6 +180,7 @@ impl Value {
         }
     }
 
+    /// Length in bytes: of the text of a string, of the content of data.
     pub fn len(&self) -> usize {
         match &self.0 {
             Repr::Int(n) => int_len(*n),
@@ -171,6 +189,7 @@ impl Value {
         }
     }
 
+    /// True for the empty string and empty data.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -198,14 +217,10 @@ impl Value {
                         let shift = 64 - 8 * w as u32;
                         Ok(((raw << shift) as i64) >> shift)
                     } else {
-                        i64::try_from(raw)
-                            .map_err(|_| WordError::new(format!("{} is out of range", self.text())))
+                        i64::try_from(raw).map_err(|_| WordError::OutOfRange(self.text().into()))
                     }
                 }
-                _ => Err(WordError::new(format!(
-                    "{} is not a number",
-                    self.describe()
-                ))),
+                _ => Err(WordError::NotANumber(self.describe().into())),
             },
         }
     }
@@ -226,6 +241,17 @@ impl Value {
             Some((t, b)) => format!("{} {}", t.name(), data_text(t, b)),
             None => format!("\"{}\"", shorten(&self.text(), 64)),
         }
+    }
+}
+
+/// `=`: numerically when both items are numbers, else byte-wise.
+pub(crate) fn values_equal(a: &Value, b: &Value) -> bool {
+    match (&a.0, &b.0) {
+        (Repr::Int(x), Repr::Int(y)) => x == y,
+        _ => match (a.as_int(), b.as_int()) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => a == b,
+        },
     }
 }
 
@@ -261,8 +287,8 @@ pub(crate) fn canonical_int(b: &[u8]) -> Option<i64> {
 
 /// RPCL number syntax: optional sign, decimal or `0x` hex, 64-bit signed.
 pub(crate) fn parse_number(b: &[u8]) -> Result<i64, WordError> {
-    let text = || shorten(&String::from_utf8_lossy(b), 64);
-    let bad = || WordError::new(format!("\"{}\" is not a number", text()));
+    let text = || format!("\"{}\"", shorten(&String::from_utf8_lossy(b), 64));
+    let bad = || WordError::NotANumber(text().into());
     let (neg, rest) = match b.first() {
         Some(b'-') => (true, &b[1..]),
         Some(b'+') => (false, &b[1..]),
@@ -283,7 +309,7 @@ pub(crate) fn parse_number(b: &[u8]) -> Result<i64, WordError> {
         }
     }
     let v: i128 = if neg { -(mag as i128) } else { mag as i128 };
-    i64::try_from(v).map_err(|_| WordError::new(format!("\"{}\" is out of range", text())))
+    i64::try_from(v).map_err(|_| WordError::OutOfRange(text().into()))
 }
 
 fn data_text(t: Subtype, b: &[u8]) -> String {
@@ -314,6 +340,7 @@ fn data_text(t: Subtype, b: &[u8]) -> String {
     }
 }
 
+/// Two lower-case hex digits a byte.
 pub(crate) fn hex_string(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -385,6 +412,7 @@ pub(crate) fn parse_ip(text: &str) -> Option<[u8; 16]> {
     text.parse::<Ipv6Addr>().ok().map(|v6| v6.octets())
 }
 
+/// An `ip4_t` from `a.b.c.d`.
 pub(crate) fn parse_ip4(text: &str) -> Option<[u8; 4]> {
     text.parse::<Ipv4Addr>().ok().map(|a| a.octets())
 }
