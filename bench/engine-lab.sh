@@ -21,6 +21,11 @@
 # `tcpdump -w` and `netsniff-ng` on p0 of the Linux bridge, same rates: captured / sent
 # (et-tap-deep: the same ethertap tap with a packet queue of 32768 slots).
 # And the idle cost of ethertap in the default (adaptive) mode.
+# System et-drv-scrape is et-drv serving --metrics on the bridge namespace's loopback with a
+# Prometheus-style scrape of /metrics every 100 ms for as long as it runs (one curl process,
+# one python3 process; the scrapes answered are counted): against et-drv in the same run
+# (issue 17). Run it as SYSTEMS="et-drv et-drv-scrape" RATES=" " FULL_ROUNDS=N
+# bench/engine-lab.sh forward (RATES=" ": full load only).
 #
 # Usage: bench/engine-lab.sh [forward] [tap] [idle] [callgrind]   (default: the first three)
 # Environment: RATES (kpps ladder), STEP_FRAMES, FULL_FRAMES, FULL_ROUNDS, SYSTEMS, TAP_SYSTEMS,
@@ -50,7 +55,7 @@ PARTS=${*:-forward tap idle}
 for f in "$BIN" "$BLAST" "$COLLECT"; do
   [ -x "$f" ] || { echo "missing $f: run cargo build --release first" >&2; exit 1; }
 done
-for t in clang ethtool tcpdump netsniff-ng capinfos taskset; do
+for t in clang ethtool tcpdump netsniff-ng capinfos taskset python3; do
   command -v $t >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
 done
 
@@ -58,9 +63,9 @@ P=etl$$
 H1=${P}h1 BR=${P}br H2=${P}h2
 E0MAC=02:77:00:00:00:01 SINK=02:77:00:00:00:99
 WORK=/dev/shm/$P
-SUT_PID= CAP_PID= HOG_PIDS=
+SUT_PID= CAP_PID= HOG_PIDS= SCRAPE_PID=
 cleanup() {
-  for p in $CAP_PID $SUT_PID $HOG_PIDS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  for p in $SCRAPE_PID $CAP_PID $SUT_PID $HOG_PIDS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
   for ns in $H1 $BR $H2; do ip netns del "$ns" 2>/dev/null || true; done
   [ -n "${KEEP:-}" ] && cp "$WORK/engine.log" "/tmp/$P.engine.log" 2>/dev/null
   rm -rf "$WORK" "/dev/shm/$P.q"
@@ -109,7 +114,8 @@ start_engine() {  # extra ethertap options... (PRESET=FILE runs a script at star
   local preset=(--no-preset)
   PRESET=${PRESET:-${ENGINE_PRESET:-}}
   [ -n "$PRESET" ] && preset=(--preset "$PRESET")
-  ip netns exec "$BR" ${ENGINE_BIN:-$BIN} start "${preset[@]}" --queues 1 --cpus "$WORKER_CPU" \
+  # Its own runtime directory: the foreground engine serves a console socket too.
+  ETHERTAP_RUN_DIR=$WORK ip netns exec "$BR" ${ENGINE_BIN:-$BIN} start "${preset[@]}" --queues 1 --cpus "$WORKER_CPU" \
     --queue-name "$P.q" ${ENGINE_OPTS:-} "$@" p0 p1 </dev/null >"$WORK/engine.log" 2>&1 &
   SUT_PID=$!
   for _ in $(seq 100); do
@@ -131,6 +137,27 @@ system_up() {
     et-skb-busy) start_engine --xdp-mode skb --busy-poll ;;
     et-drv-base) ENGINE_BIN=$BASE_BIN start_engine --xdp-mode drv ;;
     et-drv-nice) start_engine --xdp-mode drv --nice -10 ;;
+    et-drv-scrape)
+      ip -n "$BR" link set lo up
+      start_engine --xdp-mode drv --metrics 127.0.0.1:9101
+      # One process for all the scrapes (a fork per scrape would load the CPUs more than
+      # the scrape itself); it records how many were answered. exec: the subshell must not
+      # run this script's EXIT trap when the scraper is killed.
+      (trap - EXIT; exec ip netns exec "$BR" python3 -c '
+import sys, time, urllib.request
+n, out = 0, sys.argv[1]
+while True:
+    t = time.time()
+    try:
+        urllib.request.urlopen("http://127.0.0.1:9101/metrics", timeout=1).read()
+        n += 1
+        open(out, "w").write(str(n))
+    except OSError:
+        pass
+    time.sleep(max(0.0, 0.1 - (time.time() - t)))' "$WORK/scrapes") &
+      SCRAPE_PID=$!
+      # Scraping before anything is measured (and the subshell has become the scraper).
+      for _ in $(seq 100); do [ -s "$WORK/scrapes" ] && break; sleep 0.05; done ;;
     et-tap-collect)
       PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv ;;
     et-tap-deep)  # the same with a packet queue of 32768 slots (64 MiB) instead of 4096
@@ -142,6 +169,10 @@ system_down() {
   case $1 in
     linux-br|tcpdump|netsniff-ng) ip -n "$BR" link del br0 ;;
     xdp-redirect) ip -n "$BR" link set dev p0 xdpdrv off ;;
+    et-drv-scrape)
+      kill "$SCRAPE_PID"; wait "$SCRAPE_PID" 2>/dev/null || true; SCRAPE_PID=
+      echo "#   (et-drv-scrape: $(cat "$WORK/scrapes" 2>/dev/null || echo 0) scrapes answered)"
+      kill "$SUT_PID"; wait "$SUT_PID" 2>/dev/null || true; SUT_PID= ;;
     *) kill "$SUT_PID"; wait "$SUT_PID" 2>/dev/null || true; SUT_PID= ;;
   esac
 }

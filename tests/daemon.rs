@@ -730,7 +730,10 @@ fn status_stop_socket_mode_and_start_twice() {
     );
     let log = std::fs::read_to_string(d.log()).expect("the daemon's log file");
     assert!(
-        log.contains(&format!("PID {pid}: bridge mode on 0 p0, 1 p1")),
+        log.contains(&format!(
+            " pid {pid}: ethertap {} started: bridge mode on 0 p0, 1 p1",
+            env!("CARGO_PKG_VERSION")
+        )),
         "{log}"
     );
 
@@ -796,7 +799,9 @@ fn status_stop_socket_mode_and_start_twice() {
     assert!(!d.socket().exists(), "socket left behind");
     let log = std::fs::read_to_string(d.log()).unwrap();
     assert!(
-        log.contains(&format!("PID {pid}: stopped, interfaces restored")),
+        log.contains(&format!(
+            " pid {pid}: ethertap stopped, interfaces restored"
+        )),
         "{log}"
     );
 
@@ -909,12 +914,17 @@ fn bad_clients_leave_the_daemon_answering() {
     let out = d.output(&["run", big.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("big done"));
-    // Over the protocol's limit (4 MiB): a clear refusal before anything is sent.
+    // Over the script limit (what a request can carry): a clear refusal naming the file,
+    // before the file is read, let alone sent.
     std::fs::write(&big, "1 drop ".repeat((5 << 20) / 7)).unwrap();
     let out = d.output(&["run", big.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("larger than the limit of 4194304 bytes"),
+        text(&out.stderr).contains(&format!(
+            "{} is 5242874 bytes, more than the limit of {} bytes for a script",
+            big.display(),
+            ethertap::cli::local::MAX_SCRIPT
+        )),
         "{}",
         text(&out.stderr)
     );

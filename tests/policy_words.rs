@@ -519,3 +519,87 @@ fn the_words_doc_lists_exactly_the_engine_words() {
         );
     }
 }
+
+/// The block of docs/words-engine.md that follows `ok LINE` in the section of `word`.
+fn documented_output(word: &str, line: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/words-engine.md"))
+        .expect("docs/words-engine.md");
+    let section = doc
+        .split(&format!("### `{word}`\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no section for {word}"));
+    let after = section
+        .split(&format!("ok {line}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no `ok {line}` example for {word}"));
+    after.split("```").next().unwrap().to_string()
+}
+
+#[test]
+fn if_stats_json_has_the_figures_of_if_stats_plus_bytes_as_documented() {
+    let e = engine(2, 1);
+    let q = e.stats.queue(0, 0);
+    for _ in 0..3 {
+        q.on_rx(&frame(Mac::BROADCAST, CISCO, 0x0800));
+    }
+    q.add_counts(&ethertap::ixdp::stats::Counters {
+        rx_bytes: 180,
+        ..Default::default()
+    });
+    q.add_tx(2);
+    q.add_tx_bytes(120);
+    q.add_drop(1);
+    q.add_fi_dropped(1);
+    let mut vm = vm_for(&e);
+    run(
+        &mut vm,
+        "0 tap.rx.enable 1 fault.enable 12345 1 fault.drop.probability",
+    )
+    .unwrap();
+    let json = run(&mut vm, "if.stats.json").unwrap();
+    assert!(json.ends_with('\n') && json.lines().count() == 1, "{json}");
+    // The documented example is this engine's output, exactly.
+    assert_eq!(json, documented_output("if.stats.json", "if.stats.json"));
+
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let text = run(&mut vm, "if.stats").unwrap();
+    for (i, ifr) in v["interfaces"].as_array().unwrap().iter().enumerate() {
+        for (label, field) in [
+            ("rx", "rx"),
+            ("tx", "tx"),
+            ("drop", "drop"),
+            ("noif", "noif"),
+            ("err", "err"),
+        ] {
+            assert_eq!(
+                ethertap_stat(&text, i, label),
+                ifr[field].as_u64().unwrap(),
+                "{label} of {i}"
+            );
+        }
+        assert_eq!(
+            ethertap_stat(&text, i, "dropped by FI"),
+            ifr["fault"]["dropped"].as_u64().unwrap()
+        );
+    }
+    assert_eq!(v["interfaces"][0]["rx_bytes"], 180);
+    assert_eq!(v["interfaces"][0]["tx_bytes"], 120);
+    assert_eq!(v["interfaces"][1]["fault"]["drop_probability"], 12345);
+}
+
+/// A counter of `if.stats` text.
+fn ethertap_stat(text: &str, ifidx: usize, label: &str) -> u64 {
+    let mut in_block = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') {
+            in_block = line.starts_with(&format!("{ifidx} "));
+        } else if in_block {
+            if let Some(v) = line.trim_start().strip_prefix(label) {
+                if v.starts_with("  ") {
+                    return v.trim().parse().unwrap();
+                }
+            }
+        }
+    }
+    panic!("no {label} for {ifidx} in {text}")
+}

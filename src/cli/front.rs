@@ -3,7 +3,7 @@
 
 use super::local;
 use crate::ctl::client::{Client, Outcome};
-use crate::ctl::proto::{ProtoError, Request};
+use crate::ctl::proto::{JsonReport, ProtoError, Request};
 use crate::ctl::{pidfile, socket_path};
 use crate::rpcl::{self, ConsoleBackend, ConsoleError, Flow};
 use std::io::{IsTerminal, Write};
@@ -74,11 +74,12 @@ fn remote(mut client: Client, req: Request) -> ExitCode {
 }
 
 /// `ethertap run FILE [ARG…]`: compile here (parse errors never reach the daemon), run there.
+/// The file is checked (regular, size) before it is read or compiled.
 pub fn run(file: &str, args: Vec<String>, local: bool) -> ExitCode {
-    let source = match std::fs::read(file) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+    let source = match local::read_script(file) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("ethertap: cannot read {file}: {e}");
+            eprintln!("ethertap: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -97,7 +98,7 @@ pub fn run(file: &str, args: Vec<String>, local: bool) -> ExitCode {
                 args,
             },
         ),
-        Ok(None) => local::run_local(super::local_vm(), file, args),
+        Ok(None) => local::run_local(super::local_vm(), file, &source, args),
         Err(code) => code,
     }
 }
@@ -233,16 +234,39 @@ fn not_running() -> ExitCode {
     ExitCode::from(NOT_RUNNING)
 }
 
-/// `ethertap status`: pid, uptime, interfaces, mode, queue.
-pub fn status() -> ExitCode {
+/// Sends `req` to the daemon; exit 3 when none runs.
+fn to_daemon(req: Request) -> ExitCode {
     match Client::connect(&socket_path()) {
-        Ok(Some(client)) => remote(client, Request::Status),
+        Ok(Some(client)) => remote(client, req),
         Ok(None) => not_running(),
         Err(e) => {
             eprintln!("ethertap: cannot reach the daemon: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `ethertap status [--json]`: pid, uptime, interfaces, mode, queue.
+pub fn status(json: bool) -> ExitCode {
+    to_daemon(if json {
+        Request::Json(JsonReport::Status)
+    } else {
+        Request::Status
+    })
+}
+
+/// `ethertap stats [--json]`: `if.stats` and `tap.queue.status`, or the JSON report.
+pub fn stats(json: bool) -> ExitCode {
+    to_daemon(if json {
+        Request::Json(JsonReport::Stats)
+    } else {
+        Request::Eval("if.stats tap.queue.status".into())
+    })
+}
+
+/// `ethertap log [-n N]`: the daemon's last log lines.
+pub fn log(lines: u32) -> ExitCode {
+    to_daemon(Request::Log(lines))
 }
 
 /// `ethertap stop`: a clean shutdown through the console socket (interfaces restored), then
@@ -259,9 +283,17 @@ pub fn stop(timeout: Duration) -> ExitCode {
                 &mut std::io::stderr(),
                 &never,
             );
-            if let Err(e) = r {
-                eprintln!("ethertap: stop: {e}");
-                return ExitCode::FAILURE;
+            match r {
+                Ok(Outcome::Done | Outcome::Bye) => {}
+                // Refused (e.g. not root): nothing will stop, so there is nothing to wait for.
+                Ok(Outcome::Failed(msg) | Outcome::Refused(msg)) => {
+                    eprintln!("ethertap: stop: {msg}");
+                    return ExitCode::FAILURE;
+                }
+                Err(e) => {
+                    eprintln!("ethertap: stop: {e}");
+                    return ExitCode::FAILURE;
+                }
             }
             let Some(pid) = pid else {
                 say("shutdown of ethertap complete");

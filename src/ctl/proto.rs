@@ -35,6 +35,19 @@ pub enum Request {
     Stop,
     /// Whether the client's own output is a terminal (colours, underlining).
     Color(bool),
+    /// A report as JSON (`ethertap stats --json`, `ethertap status --json`).
+    Json(JsonReport),
+    /// The last lines of the daemon's log (`ethertap log`), at most this many.
+    Log(u32),
+}
+
+/// The JSON reports the daemon answers without the VM (docs/operations.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsonReport {
+    /// Counters of every interface and the packet queue.
+    Stats,
+    /// Pid, uptime, mode, interfaces, queue.
+    Status,
 }
 
 /// Replies, from the daemon to a client.
@@ -92,6 +105,15 @@ fn write_frame(w: &mut dyn Write, tag: u8, payload: &[u8]) -> io::Result<()> {
 }
 
 fn read_frame(r: &mut dyn Read) -> Result<(u8, Vec<u8>), ProtoError> {
+    read_frame_with(r, &mut |_| Ok(()))
+}
+
+/// Reads one frame; `reserve` is told the payload's length after the header and before the
+/// payload is allocated, so that a server can bound what all its clients queue.
+fn read_frame_with(
+    r: &mut dyn Read,
+    reserve: &mut dyn FnMut(usize) -> Result<(), ProtoError>,
+) -> Result<(u8, Vec<u8>), ProtoError> {
     let mut head = [0u8; 5];
     match r.read_exact(&mut head) {
         Ok(()) => {}
@@ -102,6 +124,7 @@ fn read_frame(r: &mut dyn Read) -> Result<(u8, Vec<u8>), ProtoError> {
     if len > MAX_FRAME {
         return Err(ProtoError::TooLarge(len));
     }
+    reserve(len)?;
     let mut payload = vec![0u8; len];
     r.read_exact(&mut payload).map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => ProtoError::Closed,
@@ -135,11 +158,23 @@ impl Request {
             Request::Status => write_frame(w, b'T', b""),
             Request::Stop => write_frame(w, b'Q', b""),
             Request::Color(on) => write_frame(w, b'C', if *on { b"1" } else { b"0" }),
+            Request::Json(JsonReport::Stats) => write_frame(w, b'J', b"stats"),
+            Request::Json(JsonReport::Status) => write_frame(w, b'J', b"status"),
+            Request::Log(n) => write_frame(w, b'G', &n.to_be_bytes()),
         }
     }
 
     pub fn read_from(r: &mut dyn Read) -> Result<Request, ProtoError> {
-        let (tag, payload) = read_frame(r)?;
+        Self::read_reserving(r, &mut |_| Ok(()))
+    }
+
+    /// [`Request::read_from`], calling `reserve` with the payload's length before the
+    /// payload is read (see `read_frame_with`).
+    pub fn read_reserving(
+        r: &mut dyn Read,
+        reserve: &mut dyn FnMut(usize) -> Result<(), ProtoError>,
+    ) -> Result<Request, ProtoError> {
+        let (tag, payload) = read_frame_with(r, reserve)?;
         Ok(match tag {
             b'R' => {
                 let all = text(payload)?;
@@ -164,6 +199,16 @@ impl Request {
             b'T' => Request::Status,
             b'Q' => Request::Stop,
             b'C' => Request::Color(payload == b"1"),
+            b'J' => match payload.as_slice() {
+                b"stats" => Request::Json(JsonReport::Stats),
+                b"status" => Request::Json(JsonReport::Status),
+                _ => return Err(ProtoError::Malformed("unknown report")),
+            },
+            b'G' => Request::Log(u32::from_be_bytes(
+                payload
+                    .try_into()
+                    .map_err(|_| ProtoError::Malformed("log request without a count"))?,
+            )),
             other => return Err(ProtoError::UnknownTag(other)),
         })
     }
@@ -234,6 +279,9 @@ mod tests {
             Request::Status,
             Request::Stop,
             Request::Color(true),
+            Request::Json(JsonReport::Stats),
+            Request::Json(JsonReport::Status),
+            Request::Log(25),
         ];
         for req in all {
             let mut buf = Vec::new();

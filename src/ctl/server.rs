@@ -6,23 +6,48 @@
 //! serialised on the VM and every client has its own data stack, so no two scripts ever
 //! interleave on one stack. A client that stops reading its output is cut off by the socket's
 //! write timeout, which also interrupts its script: nobody can hold the VM by not reading.
+//!
+//! Limits (docs/operations.md): at most [`ServerConfig::max_connections`] connections (more
+//! are refused with a notice and closed), a connection that sends nothing for
+//! [`ServerConfig::idle_timeout`] is closed with its threads, each connection queues at most
+//! [`QUEUED_REQUESTS`] requests, and all connections together hold at most
+//! [`ServerConfig::request_budget`] bytes of large requests not yet done: a reader waits for
+//! room before it reads a large payload, so a flood of big requests is slowed down, not
+//! buffered.
+//!
+//! Every request that changed the engine's state ([`Host::state_mark`] moved) is logged once,
+//! with the client's uid and pid.
 
-use super::proto::{ProtoError, Reply, Request};
+use super::proto::{JsonReport, ProtoError, Reply, Request};
 use crate::rpcl::{Flow, StackSnapshot, Vm};
 use std::io::{self, Write};
+use std::net::Shutdown;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
+
+/// Requests one connection may have waiting behind the one that runs.
+pub const QUEUED_REQUESTS: usize = 4;
+/// Payloads up to this size are read without a reservation: an interrupt (Ctrl-C) or a
+/// console line must never wait behind other clients' large requests, and what small ones
+/// can hold is bounded by the connection cap and [`QUEUED_REQUESTS`] already.
+const UNRESERVED: usize = 64 << 10;
+/// The longest part of a request that goes into the log.
+const LOGGED_TEXT: usize = 300;
 
 /// Tunables of the console server.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// An interactive session that sends nothing for this long is closed.
+    /// A connection (or interactive session) that sends nothing for this long is closed.
     pub idle_timeout: Duration,
     /// A client that does not take its output for this long is disconnected.
     pub write_timeout: Duration,
+    /// Connections served at once; one more is refused with a notice.
+    pub max_connections: usize,
+    /// Bytes of requests read but not yet done, over all connections.
+    pub request_budget: usize,
 }
 
 impl Default for ServerConfig {
@@ -30,6 +55,8 @@ impl Default for ServerConfig {
         ServerConfig {
             idle_timeout: Duration::from_secs(600),
             write_timeout: Duration::from_secs(10),
+            max_connections: 32,
+            request_budget: 32 << 20,
         }
     }
 }
@@ -38,13 +65,63 @@ impl Default for ServerConfig {
 pub trait Host: Send + Sync {
     /// The text of `ethertap status`.
     fn status(&self) -> String;
+    /// A report as JSON (`ethertap stats --json`, `ethertap status --json`).
+    fn json(&self, report: JsonReport) -> String;
     /// Begin a clean shutdown of the whole daemon.
     fn request_stop(&self);
+    /// A number that changes whenever the engine's state changes (see the module comment).
+    fn state_mark(&self) -> u64 {
+        0
+    }
+}
+
+/// The bytes of requests in flight, bounded by the budget; see the module comment.
+struct Budget {
+    used: Mutex<usize>,
+    freed: Condvar,
+    limit: usize,
+}
+
+/// Bytes of one request, given back when it is done (or dropped unread).
+struct Reservation<'a> {
+    budget: &'a Budget,
+    bytes: usize,
+}
+
+impl Budget {
+    /// Waits until `bytes` fit (a request larger than the whole budget waits until nothing
+    /// else is in flight); gives up when `cancelled` says so.
+    fn reserve(&self, bytes: usize, cancelled: &dyn Fn() -> bool) -> Option<Reservation<'_>> {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        while *used > 0 && *used + bytes > self.limit {
+            if cancelled() {
+                return None;
+            }
+            used = self
+                .freed
+                .wait_timeout(used, Duration::from_millis(100))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        *used += bytes;
+        Some(Reservation {
+            budget: self,
+            bytes,
+        })
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut used = self.budget.used.lock().unwrap_or_else(|p| p.into_inner());
+        *used -= self.bytes;
+        self.budget.freed.notify_all();
+    }
 }
 
 struct SessionHolder {
     conn: u64,
-    pid: Option<i32>,
+    pid: i32,
     since: Instant,
 }
 
@@ -57,6 +134,10 @@ struct Shared {
     host: Arc<dyn Host>,
     config: ServerConfig,
     next_conn: AtomicU64,
+    /// Connections being served.
+    connections: AtomicUsize,
+    budget: Budget,
+    shutdown: Arc<AtomicBool>,
 }
 
 /// A running console server.
@@ -75,16 +156,23 @@ impl Server {
         config: ServerConfig,
     ) -> io::Result<Server> {
         listener.set_nonblocking(true)?;
+        let shutdown = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             vm_interrupt: vm.interrupt_handle(),
             vm: Mutex::new(vm),
             running: AtomicU64::new(0),
             session: Mutex::new(None),
             host,
-            config,
             next_conn: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+            budget: Budget {
+                used: Mutex::new(0),
+                freed: Condvar::new(),
+                limit: config.request_budget,
+            },
+            config,
+            shutdown: shutdown.clone(),
         });
-        let shutdown = Arc::new(AtomicBool::new(false));
         let accept_thread = {
             let shared = shared.clone();
             let shutdown = shutdown.clone();
@@ -104,6 +192,16 @@ impl Server {
         f(&mut lock_vm(&self.shared))
     }
 
+    /// The served VM for the process's own terminal console.
+    pub fn served_vm(&self) -> ServedVm {
+        ServedVm(self.shared.clone())
+    }
+
+    /// Connections being served now (each holds two threads and a socket).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
     /// Stop accepting clients and interrupt whatever runs.
     pub fn shutdown(&mut self) {
         self.shutdown.store(true, Ordering::SeqCst);
@@ -111,6 +209,42 @@ impl Server {
         if let Some(t) = self.accept_thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// The VM a [`Server`] serves, for the terminal console of a foreground engine
+/// (`ethertap start` on a terminal); usable from any thread.
+pub struct ServedVm(Arc<Shared>);
+
+impl ServedVm {
+    /// Runs one line of the process's own terminal console (`ethertap start` on a terminal)
+    /// on the served VM, whose resident stack is the console's (clients swap theirs in and
+    /// out). A line that changes the engine is logged like a client's, with our uid and pid.
+    pub fn eval_console(
+        &self,
+        line: &str,
+        color: bool,
+        out: &mut dyn Write,
+    ) -> Result<Flow, crate::rpcl::RpclError> {
+        let mut vm = lock_vm(&self.0);
+        let mark = self.0.host.state_mark();
+        vm.set_color(color);
+        let result = vm.eval_line_flow(line, out);
+        if self.0.host.state_mark() != mark {
+            let what = format!("console (terminal): {}", loggable(line));
+            crate::log::info(&what);
+        }
+        result
+    }
+
+    /// Word names of the served VM (Tab completion of the terminal console).
+    pub fn word_names(&self) -> Vec<String> {
+        lock_vm(&self.0).word_names()
+    }
+
+    /// The served VM's interrupt flag (Ctrl-C of the terminal console).
+    pub fn interrupt_handle(&self) -> Arc<AtomicBool> {
+        self.0.vm_interrupt.clone()
     }
 }
 
@@ -125,15 +259,36 @@ fn lock_vm(shared: &Shared) -> MutexGuard<'_, Vm> {
     shared.vm.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Counts a connection while it is served.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn accept_loop(listener: UnixListener, shared: Arc<Shared>, shutdown: Arc<AtomicBool>) {
     while !shutdown.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
-                let shared = shared.clone();
+                let max = shared.config.max_connections;
+                if shared.connections.fetch_add(1, Ordering::SeqCst) >= max {
+                    shared.connections.fetch_sub(1, Ordering::SeqCst);
+                    refuse(&stream, max);
+                    continue;
+                }
+                let slot = Slot(shared.clone());
                 let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-                let _ = std::thread::Builder::new()
+                let spawned = std::thread::Builder::new()
                     .name(format!("ctl-conn-{id}"))
-                    .spawn(move || serve_connection(stream, shared, id));
+                    .spawn(move || {
+                        serve_connection(stream, &slot.0, id);
+                        drop(slot);
+                    });
+                if let Err(e) = spawned {
+                    crate::log::warn(&format!("console connection refused: {e}"));
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(50));
@@ -143,21 +298,40 @@ fn accept_loop(listener: UnixListener, shared: Arc<Shared>, shutdown: Arc<Atomic
     }
 }
 
+/// Tells a connection over the cap why it is closed, without waiting on a client that does
+/// not read.
+fn refuse(stream: &UnixStream, max: usize) {
+    let _ = stream.set_nonblocking(true);
+    let _ = send(
+        stream,
+        Reply::Failed(format!(
+            "refused: the daemon serves at most {max} console connections at once; try again later"
+        )),
+    );
+}
+
+/// Who is at the other end of a connection.
+type Peer = crate::log::Source;
+
 /// Root only: the socket is mode 0600 already, and the peer's credentials are checked too so
 /// that a socket made reachable by mistake still refuses other users.
-fn peer_allowed(stream: &UnixStream) -> (bool, Option<i32>) {
+fn peer_allowed(stream: &UnixStream) -> (bool, Option<Peer>) {
     use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
     match getsockopt(stream, PeerCredentials) {
         Ok(cred) => (
             cred.uid() == 0 || cred.uid() == nix::unistd::geteuid().as_raw(),
-            Some(cred.pid()),
+            Some(Peer {
+                uid: cred.uid(),
+                pid: cred.pid(),
+            }),
         ),
         Err(_) => (false, None),
     }
 }
 
-enum Incoming {
-    Request(Request),
+enum Incoming<'a> {
+    /// A request and the budget it holds until it is done (none for a small one).
+    Request(Request, Option<Reservation<'a>>),
     Bad(String),
 }
 
@@ -166,15 +340,25 @@ fn send(stream: &UnixStream, reply: Reply) -> io::Result<()> {
     reply.write_to(&mut w)
 }
 
-fn serve_connection(stream: UnixStream, shared: Arc<Shared>, id: u64) {
-    let (allowed, pid) = peer_allowed(&stream);
-    if !allowed {
+/// Serves one connection: a reader thread decodes requests while this thread executes them.
+/// When either side ends, the socket is shut down, which ends the other: no thread or
+/// descriptor outlives the connection.
+fn serve_connection(stream: UnixStream, shared: &Shared, id: u64) {
+    let (allowed, peer) = peer_allowed(&stream);
+    let Some(peer) = peer.filter(|_| allowed) else {
+        if let Some(p) = peer {
+            crate::log::log_as(
+                crate::log::Level::Warn,
+                p,
+                "refused: the console is for root only",
+            );
+        }
         let _ = send(
             &stream,
             Reply::Failed("permission denied: the ethertap console is for root only".into()),
         );
         return;
-    }
+    };
     if stream
         .set_write_timeout(Some(shared.config.write_timeout))
         .is_err()
@@ -184,48 +368,75 @@ fn serve_connection(stream: UnixStream, shared: Arc<Shared>, id: u64) {
     let Ok(mut reader) = stream.try_clone() else {
         return;
     };
-    let cancel = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel();
-    {
-        let shared = shared.clone();
-        let cancel = cancel.clone();
-        let _ = std::thread::Builder::new()
+    let cancel = AtomicBool::new(false);
+    let (tx, rx) = mpsc::sync_channel(QUEUED_REQUESTS);
+    std::thread::scope(|scope| {
+        let read = std::thread::Builder::new()
             .name(format!("ctl-read-{id}"))
-            .spawn(move || loop {
-                let incoming = match Request::read_from(&mut reader) {
-                    Ok(Request::Interrupt) => {
-                        interrupt_if_running(&shared, id);
-                        continue;
-                    }
-                    Ok(req) => Incoming::Request(req),
-                    Err(ProtoError::Closed) => {
-                        cancel.store(true, Ordering::SeqCst);
-                        interrupt_if_running(&shared, id);
-                        break;
-                    }
-                    Err(e) => Incoming::Bad(e.to_string()),
-                };
-                let bad = matches!(incoming, Incoming::Bad(_));
-                if tx.send(incoming).is_err() || bad {
-                    // After a malformed frame the stream cannot be resynchronised.
-                    cancel.store(true, Ordering::SeqCst);
-                    interrupt_if_running(&shared, id);
-                    break;
-                }
+            .spawn_scoped(scope, || {
+                read_requests(&mut reader, shared, id, &cancel, tx)
             });
+        if read.is_err() {
+            return;
+        }
+        let mut executor = Executor {
+            stream: &stream,
+            shared,
+            id,
+            peer,
+            cancel: &cancel,
+            color: false,
+            in_session: false,
+            session_stack: StackSnapshot::default(),
+        };
+        executor.run(rx);
+        executor.leave_session();
+        cancel.store(true, Ordering::SeqCst);
+        // Wakes the reader from its read: the connection is over.
+        let _ = stream.shutdown(Shutdown::Both);
+    });
+}
+
+/// The reader thread of a connection: decodes requests until the client goes, the stream
+/// breaks or the executor ends.
+fn read_requests<'s>(
+    reader: &mut UnixStream,
+    shared: &'s Shared,
+    id: u64,
+    cancel: &AtomicBool,
+    tx: mpsc::SyncSender<Incoming<'s>>,
+) {
+    let stop = || cancel.load(Ordering::SeqCst) || shared.shutdown.load(Ordering::SeqCst);
+    loop {
+        let mut reservation = None;
+        let read = Request::read_reserving(reader, &mut |len| {
+            if len <= UNRESERVED {
+                return Ok(());
+            }
+            reservation = shared.budget.reserve(len, &stop);
+            reservation.as_ref().map(|_| ()).ok_or(ProtoError::Closed)
+        });
+        let incoming = match read {
+            Ok(Request::Interrupt) => {
+                interrupt_if_running(shared, id);
+                continue;
+            }
+            Ok(req) => Incoming::Request(req, reservation),
+            Err(ProtoError::Closed) => {
+                cancel.store(true, Ordering::SeqCst);
+                interrupt_if_running(shared, id);
+                return;
+            }
+            Err(e) => Incoming::Bad(e.to_string()),
+        };
+        let bad = matches!(incoming, Incoming::Bad(_));
+        if tx.send(incoming).is_err() || bad {
+            // After a malformed frame the stream cannot be resynchronised.
+            cancel.store(true, Ordering::SeqCst);
+            interrupt_if_running(shared, id);
+            return;
+        }
     }
-    let mut executor = Executor {
-        stream: &stream,
-        shared: &shared,
-        id,
-        pid,
-        cancel,
-        color: false,
-        in_session: false,
-        session_stack: StackSnapshot::default(),
-    };
-    executor.run(rx);
-    executor.leave_session();
 }
 
 fn interrupt_if_running(shared: &Shared, id: u64) {
@@ -238,23 +449,37 @@ struct Executor<'a> {
     stream: &'a UnixStream,
     shared: &'a Shared,
     id: u64,
-    pid: Option<i32>,
-    cancel: Arc<AtomicBool>,
+    peer: Peer,
+    cancel: &'a AtomicBool,
     color: bool,
     in_session: bool,
     session_stack: StackSnapshot,
 }
 
+/// A request's text for the log: one line, cut at [`LOGGED_TEXT`] characters.
+fn loggable(text: &str) -> String {
+    let mut cut: String = text.trim().chars().take(LOGGED_TEXT).collect();
+    if cut.len() < text.trim().len() {
+        cut.push_str(" [...]");
+    }
+    cut
+}
+
 impl Executor<'_> {
-    fn run(&mut self, rx: mpsc::Receiver<Incoming>) {
+    fn run(&mut self, rx: mpsc::Receiver<Incoming<'_>>) {
         loop {
             let incoming = match rx.recv_timeout(self.shared.config.idle_timeout) {
                 Ok(i) => i,
                 Err(RecvTimeoutError::Timeout) => {
+                    let what = if self.in_session {
+                        "session"
+                    } else {
+                        "connection"
+                    };
                     let _ = send(
                         self.stream,
                         Reply::Notice(format!(
-                            "session closed after {} s without input",
+                            "{what} closed after {} s without input",
                             self.shared.config.idle_timeout.as_secs()
                         )),
                     );
@@ -263,15 +488,18 @@ impl Executor<'_> {
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             let req = match incoming {
-                Incoming::Request(r) => r,
-                Incoming::Bad(msg) => {
-                    let _ = send(self.stream, Reply::Failed(format!("bad request: {msg}")));
-                    return;
+                Incoming::Request(r, reservation) => {
+                    let done = self.handle(r);
+                    drop(reservation);
+                    if done.is_err() {
+                        return;
+                    }
+                    continue;
                 }
+                Incoming::Bad(msg) => msg,
             };
-            if self.handle(req).is_err() {
-                return;
-            }
+            let _ = send(self.stream, Reply::Failed(format!("bad request: {req}")));
+            return;
         }
     }
 
@@ -283,7 +511,11 @@ impl Executor<'_> {
             }
             Request::Run { file, source, args } => {
                 let mut stack = StackSnapshot::default();
-                self.execute(&mut stack, |vm, out| {
+                let what = format!(
+                    "run {}",
+                    loggable(&[std::slice::from_ref(&file), &args[..]].concat().join(" "))
+                );
+                self.execute(&mut stack, &what, |vm, out| {
                     vm.set_args(args);
                     vm.run_file_flow(&file, &source, out)
                 })
@@ -291,11 +523,29 @@ impl Executor<'_> {
             }
             Request::Eval(line) => {
                 let mut stack = StackSnapshot::default();
-                self.execute(&mut stack, |vm, out| {
+                let what = format!("eval: {}", loggable(&line));
+                self.execute(&mut stack, &what, |vm, out| {
                     vm.set_args(Vec::new());
                     vm.eval_line_flow(&line, out)
                 })
                 .map(|_| ())
+            }
+            Request::Json(report) => {
+                let mut text = self.shared.host.json(report);
+                text.push('\n');
+                send(self.stream, Reply::Output(text.into_bytes()))?;
+                send(self.stream, Reply::Done)
+            }
+            Request::Log(n) => {
+                let mut text = String::new();
+                for line in crate::log::recent(n as usize) {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                for chunk in text.as_bytes().chunks(super::proto::MAX_FRAME) {
+                    send(self.stream, Reply::Output(chunk.to_vec()))?;
+                }
+                send(self.stream, Reply::Done)
             }
             Request::OpenSession => self.open_session(),
             Request::Line(line) => {
@@ -306,7 +556,9 @@ impl Executor<'_> {
                     );
                 }
                 let mut stack = std::mem::take(&mut self.session_stack);
-                let result = self.execute(&mut stack, |vm, out| vm.eval_line_flow(&line, out));
+                let what = format!("console: {}", loggable(&line));
+                let result =
+                    self.execute(&mut stack, &what, |vm, out| vm.eval_line_flow(&line, out));
                 self.session_stack = stack;
                 if result.as_ref().is_ok_and(|flow| *flow == Flow::Bye) {
                     self.leave_session();
@@ -325,6 +577,7 @@ impl Executor<'_> {
                 send(self.stream, Reply::Done)
             }
             Request::Stop => {
+                crate::log::log_as(crate::log::Level::Info, self.peer, "stop");
                 send(self.stream, Reply::Done)?;
                 self.shared.host.request_stop();
                 Ok(())
@@ -341,9 +594,7 @@ impl Executor<'_> {
             .unwrap_or_else(|p| p.into_inner());
         match &*holder {
             Some(h) if h.conn != self.id => {
-                let who = h
-                    .pid
-                    .map_or("another client".to_string(), |p| format!("PID {p}"));
+                let who = format!("PID {}", h.pid);
                 let msg = format!(
                     "the ethertap console is in use by {who} (for {} s); one session at a time",
                     h.since.elapsed().as_secs()
@@ -354,7 +605,7 @@ impl Executor<'_> {
             _ => {
                 *holder = Some(SessionHolder {
                     conn: self.id,
-                    pid: self.pid,
+                    pid: self.peer.pid,
                     since: Instant::now(),
                 });
                 drop(holder);
@@ -379,10 +630,12 @@ impl Executor<'_> {
     }
 
     /// Wait for the VM (telling the user once if another client has it), run `f` on this
-    /// client's own stack, stream its output, and report how it ended.
+    /// client's own stack, stream its output, and report how it ended. `what` names the
+    /// request in the log, if it changed the engine's state.
     fn execute(
         &mut self,
         stack: &mut StackSnapshot,
+        what: &str,
         f: impl FnOnce(&mut Vm, &mut dyn Write) -> Result<Flow, crate::rpcl::RpclError>,
     ) -> io::Result<Flow> {
         let mut vm = match self.shared.vm.try_lock() {
@@ -408,6 +661,7 @@ impl Executor<'_> {
             }
         };
         self.shared.running.store(self.id, Ordering::SeqCst);
+        let mark = self.shared.host.state_mark();
         vm.swap_stack(stack);
         vm.set_color(self.color);
         let mut out = ReplyWriter {
@@ -421,6 +675,9 @@ impl Executor<'_> {
             f(&mut vm, &mut out)
         };
         vm.swap_stack(stack);
+        if self.shared.host.state_mark() != mark {
+            crate::log::log_as(crate::log::Level::Info, self.peer, what);
+        }
         self.shared.running.store(0, Ordering::SeqCst);
         drop(vm);
         if out.broken {

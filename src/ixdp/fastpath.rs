@@ -172,7 +172,8 @@ pub struct FrameLists<'a, D> {
 
 /// Runs every stage over the frames `rx` received on `cx.port` and returns the batch's
 /// counters (all but `rx`, which `stats.on_rx` counted per frame) for the caller to add to the
-/// receiving port's statistics.
+/// receiving port's statistics, except `tx_bytes`: the bytes of the frames in `lists.out`,
+/// which belong to the output port once the caller has put them in its TX ring.
 #[inline]
 pub fn run_batch<S: FrameStore>(
     cx: &BatchContext<'_>,
@@ -189,10 +190,15 @@ pub fn run_batch<S: FrameStore>(
     for d in rx.iter_mut() {
         // SAFETY: the caller holds every frame of `rx` (see FrameStore).
         let frame = unsafe { store.frame(d) };
+        let len = frame.len() as u64;
+        counts.rx_bytes += len;
         receive_stage(cx, rx_tap, stats, frame);
         match verdict(cx.policy, cx.port, cx.route, frame, rng) {
             Verdict::Forward { flip, dup } => {
+                let before = lists.out.len() as u64;
                 forward_stage(cx, store, d, flip, dup, &mut counts, &mut lists);
+                // The frame, and its duplicate when one went out too.
+                counts.tx_bytes += len * (lists.out.len() as u64 - before);
             }
             v => {
                 tally(&mut counts, v);
@@ -559,7 +565,11 @@ mod tests {
         let frames = vec![frame(E0, 64), frame(E1, 64)];
         let (o, _) = batch(&p, Route::Mirror, Some(&producer), frames, 4, 64);
         assert_eq!((o.recycle, o.out.len()), (vec![0, 1], 0));
-        assert_eq!(o.counts, Counters::default());
+        let received_only = Counters {
+            rx_bytes: 128,
+            ..Counters::default()
+        };
+        assert_eq!(o.counts, received_only);
         assert_eq!(o.spares.len(), 4, "no spare used");
         assert_eq!(tapped(&mut consumer).len(), 2, "RX tap only");
     }
@@ -576,6 +586,22 @@ mod tests {
         );
         assert_eq!((o.rx, o.counts.noif), (3, 3));
         assert_eq!((o.recycle.len(), o.out.len()), (3, 0));
+    }
+
+    #[test]
+    fn bytes_count_what_is_received_and_what_goes_out() {
+        let mut p = Policy {
+            drop_hash: [BAD].into_iter().collect(),
+            ..Policy::default()
+        };
+        p.fault[0] = always(0, 0, 100_000);
+        let frames = vec![frame(E0, 60), frame(BAD, 70), frame(E0, 80)];
+        let (o, _) = batch(&p, BRIDGE, None, frames.clone(), 1, 64);
+        assert_eq!(o.counts.rx_bytes, 210);
+        // The first frame and its copy, the dropped one not at all, the last once (no spare).
+        assert_eq!(o.counts.tx_bytes, 60 + 60 + 80);
+        let (o, _) = batch(&p, DOWN, None, frames, 1, 64);
+        assert_eq!((o.counts.rx_bytes, o.counts.tx_bytes), (210, 0));
     }
 
     #[test]

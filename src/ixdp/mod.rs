@@ -7,6 +7,7 @@ pub mod fault;
 pub mod machash;
 pub mod netdev;
 pub mod policy;
+pub mod report;
 pub mod stats;
 pub mod view;
 pub mod words;

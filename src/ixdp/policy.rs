@@ -8,6 +8,7 @@
 use super::machash::MacSet;
 use crate::wire::{dst_mac, src_mac};
 use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Interfaces an engine drives: one in mirror mode, two in bridge mode.
@@ -77,14 +78,21 @@ impl Policy {
     }
 }
 
-/// The published policy. Workers `load()` once per batch; words `update()`.
+/// The published policy. Workers `load()` once per batch; words `update()`. The second field
+/// counts the updates, so that the control plane can tell that a command changed something
+/// (and log it) without knowing the words.
 #[derive(Default)]
-pub struct PolicyCell(ArcSwap<Policy>);
+pub struct PolicyCell(ArcSwap<Policy>, AtomicU64);
 
 impl PolicyCell {
     /// A cell publishing `policy`.
     pub fn new(policy: Policy) -> PolicyCell {
-        PolicyCell(ArcSwap::from_pointee(policy))
+        PolicyCell(ArcSwap::from_pointee(policy), AtomicU64::new(0))
+    }
+
+    /// How many updates were published so far.
+    pub fn version(&self) -> u64 {
+        self.1.load(Ordering::Acquire)
     }
 
     /// The current snapshot; cheap and lock-free (for the per-batch load of a worker).
@@ -106,6 +114,7 @@ impl PolicyCell {
             f(&mut next);
             next
         });
+        self.1.fetch_add(1, Ordering::AcqRel);
     }
 }
 

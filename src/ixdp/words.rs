@@ -89,6 +89,11 @@ pub static ENGINE_WORDS: &[EngineWord] = &[
         run: if_stats,
     },
     EngineWord {
+        name: "if.stats.json",
+        help: "print the figures of if.stats, plus byte counters, as one line of JSON ( - )",
+        run: if_stats_json,
+    },
+    EngineWord {
         name: "if.qstats",
         help: "print the counters of one queue of an interface and its ring details ( queue interface - )",
         run: if_qstats,
@@ -345,6 +350,26 @@ fn if_stats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
         s.push_str(&stat_line(4, "duplicated by FI", c.fi_duplicated));
     }
     cx.emit(s)
+}
+
+/// `{"interfaces":[…]}`: the fields of [`super::report::InterfaceReport`].
+fn if_stats_json(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    let mut text = stats_json(e);
+    text.push('\n');
+    cx.emit(text)
+}
+
+/// The JSON object `if.stats.json` prints (fields in the order of the report's structs).
+pub fn stats_json(e: &dyn EngineView) -> String {
+    #[derive(serde::Serialize)]
+    struct Interfaces {
+        interfaces: Vec<super::report::InterfaceReport>,
+    }
+    let report = Interfaces {
+        interfaces: super::report::interface_reports(e),
+    };
+    // Plain data of strings, numbers and booleans: serialising cannot fail.
+    serde_json::to_string(&report).unwrap_or_default()
 }
 
 fn if_qstats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {

@@ -330,24 +330,27 @@ impl Worker {
             marked: &mut scratch.marked,
         };
         let mut frames = UmemFrames(&sockets.umem);
-        let counts = fastpath::run_batch(&cx, &mut frames, received, &self.stats[p], rng, lists);
+        let mut counts =
+            fastpath::run_batch(&cx, &mut frames, received, &self.stats[p], rng, lists);
+        let out_bytes = std::mem::take(&mut counts.tx_bytes);
         self.stats[p].add_counts(&counts);
         match route {
             Route::Bridge { out, .. } if !scratch.out.is_empty() => {
-                self.transmit(p, out, &mut scratch.out);
+                self.transmit(p, out, &mut scratch.out, out_bytes);
                 (n, Some(out))
             }
             _ => (n, None),
         }
     }
 
-    /// Puts the frames of a batch received on `p` into the TX ring of `o`.
-    fn transmit(&mut self, p: usize, o: usize, out: &mut Vec<FrameDesc>) {
+    /// Puts the frames of a batch received on `p` (`bytes` in all) into the TX ring of `o`.
+    fn transmit(&mut self, p: usize, o: usize, out: &mut Vec<FrameDesc>, bytes: u64) {
         // SAFETY: every frame in `out` belongs to this UMEM and is in no ring; the batch took
         // no more frames than this TX ring had room for, and only this thread produces on it.
         let sent = unsafe { self.sockets.ports[o].tx.produce(out) };
         if sent == out.len() {
             self.stats[o].add_tx(sent as u64);
+            self.stats[o].add_tx_bytes(bytes);
             return;
         }
         // Cannot happen while we are the ring's only producer; account for it rather than
