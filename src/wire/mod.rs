@@ -8,4 +8,6 @@ pub mod mac;
 mod oui;
 
 pub use frame::{dst_mac, src_mac, vlan_walk, EtherLayer, VlanWalk, HEADER_LEN, MAX_VLAN_TAGS};
-pub use mac::{Mac, MacParseError, LAA, UNKNOWN_VENDOR};
+pub use mac::{
+    Mac, MacParseError, MacRange, MacRangeError, MacRangeParseError, LAA, UNKNOWN_VENDOR,
+};
