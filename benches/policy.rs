@@ -1,6 +1,7 @@
 //! The per-frame costs of the engine's control side, each beside the obvious alternative:
 //! * vendor lookup: the build-time table vs `mac_oui::Oui::default()` + lookup (the crate's way)
-//! * machash membership: `MacSet::contains` vs `std::collections::HashSet<[u8; 6]>`
+//! * machash membership: `MacSet::contains` vs `std::collections::HashSet<[u8; 6]>`, and with
+//!   MAC ranges
 //! * per-frame statistics: `QueueStats::on_rx` (single writer, no locks) vs the same counts
 //!   kept in `HashMap`s behind a `Mutex`
 //! * fault decision: `decide` with all three probabilities set
@@ -21,7 +22,7 @@ use ethertap::ixdp::select::{Sample, SnapLen, TapFilter};
 use ethertap::ixdp::stats::QueueStats;
 use ethertap::lab::frames;
 use ethertap::pqueue::{queue_path, Batch, Consumer, Layout, Producer};
-use ethertap::wire::{ethertype, Mac};
+use ethertap::wire::{ethertype, Mac, MacRange};
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
 use std::net::SocketAddrV4;
@@ -94,6 +95,26 @@ fn machash(c: &mut Criterion) {
             })
         });
     }
+    // The cost of ranges: the 4 MACs and two ranges, half the probes inside one.
+    let probes: Vec<Mac> = macs(8).into_iter().cycle().take(64).collect();
+    let ranged = macs(4).into_iter().collect::<MacSet>().inserted(
+        MacRange::new(
+            Mac([0x00, 0x1b, 0x21, 0, 0, 0]),
+            Mac([0x00, 0x1b, 0x21, 0x7f, 0xff, 0xff]),
+        )
+        .unwrap(),
+    );
+    let ranged = ranged.inserted(
+        MacRange::new(Mac([0x02, 0, 0, 0, 0, 0]), Mac([0x02, 0, 0, 0, 0xff, 0xff])).unwrap(),
+    );
+    g.bench_function("MacSet, 4 MACs and 2 ranges", |b| {
+        b.iter(|| {
+            probes
+                .iter()
+                .filter(|m| ranged.contains(black_box(m)))
+                .count()
+        })
+    });
     g.finish();
 }
 

@@ -206,12 +206,6 @@ fn frames(dst: Mac, src: Mac, first: u32, n: u32) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn seqs(frames: &[Vec<u8>]) -> Vec<u32> {
-    let mut s: Vec<u32> = frames.iter().filter_map(|f| seq_of(f, 0)).collect();
-    s.sort();
-    s
-}
-
 fn has_src(f: &[u8], mac: Mac) -> bool {
     f.get(6..12) == Some(&mac.0[..])
 }

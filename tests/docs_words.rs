@@ -144,21 +144,27 @@ fn rpcl_examples(doc: &str) -> Vec<(usize, Vec<(String, String)>)> {
     blocks
 }
 
-#[test]
-fn the_rpcl_examples_print_what_the_reference_shows() {
-    let doc = read_doc("docs/rpcl.md");
+/// Runs every `rpcl` block of `path`, each in a fresh VM from `vm`, and compares each line's
+/// output with the page.
+fn check_examples(path: &str, at_least: usize, vm: impl Fn() -> Vm) {
+    let doc = read_doc(path);
     let blocks = rpcl_examples(&doc);
-    assert!(blocks.len() > 90, "examples found: {}", blocks.len());
+    assert!(
+        blocks.len() >= at_least,
+        "{path}: examples found: {}",
+        blocks.len()
+    );
     for (line, steps) in blocks {
-        let mut vm = full_vm();
+        let mut vm = vm();
         for (input, expected) in steps {
-            assert_eq!(
-                eval(&mut vm, &input),
-                expected,
-                "docs/rpcl.md:{line}: `{input}`"
-            );
+            assert_eq!(eval(&mut vm, &input), expected, "{path}:{line}: `{input}`");
         }
     }
+}
+
+#[test]
+fn the_rpcl_examples_print_what_the_reference_shows() {
+    check_examples("docs/rpcl.md", 90, full_vm);
 }
 
 /// The words whose section has an example fenced as `rpcl`.
@@ -181,20 +187,9 @@ fn words_with_checked_examples(doc: &str) -> BTreeSet<String> {
 
 #[test]
 fn the_engine_examples_print_what_the_reference_shows() {
-    let doc = read_doc("docs/words-engine.md");
-    let blocks = rpcl_examples(&doc);
-    assert!(blocks.len() > 25, "examples found: {}", blocks.len());
-    for (line, steps) in blocks {
-        let engine = testengine::engine_with(&testengine::DOCS, 1);
-        let mut vm = testengine::vm_for(&engine);
-        for (input, expected) in steps {
-            assert_eq!(
-                eval(&mut vm, &input),
-                expected,
-                "docs/words-engine.md:{line}: `{input}`"
-            );
-        }
-    }
+    check_examples("docs/words-engine.md", 25, || {
+        testengine::vm_for(&testengine::engine_with(&testengine::DOCS, 1))
+    });
 }
 
 #[test]

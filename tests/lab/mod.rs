@@ -406,6 +406,13 @@ pub fn assert_frames(got: &[Vec<u8>], expect: &[Vec<u8>], what: &str) {
     );
 }
 
+/// The sequence numbers of numbered frames (untagged), sorted.
+pub fn seqs(frames: &[Vec<u8>]) -> Vec<u32> {
+    let mut s: Vec<u32> = frames.iter().filter_map(|f| seq_of(f, 0)).collect();
+    s.sort();
+    s
+}
+
 /// How long a queue must stay empty before a drain gives up waiting for more.
 pub const QUIET: Duration = Duration::from_millis(1500);
 
