@@ -245,6 +245,11 @@ fn status_and_stop_reach_the_host() {
     let (o, out, _) = call(&mut c, Request::Status);
     assert_eq!((o, out.as_str()), (Outcome::Done, "test host\n"));
     assert_eq!(call(&mut c, Request::Stop).0, Outcome::Done);
+    // The server answers before it asks the host to stop: give it a moment.
+    let asked = std::time::Instant::now();
+    while lab.host.stops.load(Ordering::SeqCst) == 0 && asked.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(lab.host.stops.load(Ordering::SeqCst), 1);
 }
 
