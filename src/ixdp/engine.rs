@@ -1,6 +1,7 @@
 //! The running engine: interfaces in promiscuous mode with the XDP program attached, one
 //! worker thread per queue, and the view the control words read.
 
+use super::chain;
 use super::netdev::{self, NetdevError, PromiscGuard};
 use super::policy::PolicyCell;
 use super::stats::StatsBoard;
@@ -352,20 +353,45 @@ fn served_queues(config: &EngineConfig, warnings: &mut Vec<String>) -> Result<u3
     Ok(queues)
 }
 
-/// Warnings for interfaces whose MTU allows frames longer than a UMEM frame holds.
+/// The longest frame `name` can carry: its MTU plus the Ethernet header and two VLAN tags.
+fn longest_frame(name: &str) -> u32 {
+    netdev::mtu(name).unwrap_or(1500).saturating_add(14 + 8)
+}
+
+/// Warnings for interfaces whose MTU allows frames longer than a chain of UMEM buffers holds
+/// (docs/data-path.md, "Long frames").
 fn mtu_warnings(names: &[String]) -> impl Iterator<Item = String> + '_ {
-    names.iter().filter_map(|name| {
-        // Ethernet header and two VLAN tags on top of the MTU.
-        let longest = netdev::mtu(name).unwrap_or(1500) + 14 + 8;
-        (longest > xsk::MAX_FRAME_LEN).then(|| {
+    let limit = xsk::MAX_CHAIN_FRAME_LEN;
+    names.iter().filter_map(move |name| {
+        let longest = longest_frame(name);
+        (longest > limit).then(|| {
             format!(
                 "{name} has an MTU for frames of up to {longest} bytes; frames longer than \
-                 {} bytes are dropped (rx_dropped in if.qstats): jumbo frames are not \
-                 supported",
+                 {limit} bytes ({} buffers of {}, what the kernel transmits as one frame) are \
+                 dropped and counted as err in if.stats",
+                chain::MAX_CHAIN,
                 xsk::MAX_FRAME_LEN
             )
         })
     })
+}
+
+/// The queue's layout for these interfaces: slots large enough for the longest frame any of
+/// them carries (a tapped frame is stored whole), the configured layout otherwise. The default
+/// layout stays as it is for a 1500-byte MTU.
+fn queue_layout(config: &EngineConfig) -> Layout {
+    let longest = config
+        .interfaces
+        .iter()
+        .map(|name| longest_frame(name))
+        .max()
+        .unwrap_or(0)
+        .min(xsk::MAX_CHAIN_FRAME_LEN);
+    let mut layout = config.layout;
+    if longest > layout.slot_size {
+        layout.slot_size = longest.div_ceil(64) * 64;
+    }
+    layout
 }
 
 fn check_up(names: &[String]) -> Result<(), StartError> {
@@ -437,7 +463,7 @@ fn open_packet_queue(config: &EngineConfig) -> Result<Option<Arc<Producer>>, Sta
         return Ok(None);
     };
     let producer =
-        Producer::open_with(name, config.layout, config.take_over).map_err(|source| {
+        Producer::open_with(name, queue_layout(config), config.take_over).map_err(|source| {
             StartError::Queue {
                 name: name.clone(),
                 source,
