@@ -199,3 +199,158 @@ fn every_length_crosses_at_mtu_1500_in_native_mode() {
 fn every_length_crosses_at_mtu_1500_in_generic_mode() {
     sweep("jb1skb", 1500, XdpMode::Skb);
 }
+
+/// A TCP transfer at MTU 9000 across the bridge: byte-exact, nothing dropped or cut.
+fn tcp_at_9000(test: &str, mode: XdpMode) {
+    let lab = Lab::bridge(test);
+    set_mtu(&lab, 9000);
+    let mut eng = start(&lab, test, mode);
+    let before = lab.counter(&lab.h2, "e1", "rx_bytes");
+    tcp_transfer(&lab, 20_000_000, 5202);
+    let got = lab.counter(&lab.h2, "e1", "rx_bytes") - before;
+    assert!(got > 20_000_000, "{got} bytes arrived");
+    let mss = lab.sh(
+        &lab.h1,
+        "ss -tinH state all | grep -o 'mss:[0-9]*' | head -1 || true",
+    );
+    eprintln!("{test}: {got} bytes, {mss}");
+    assert_eq!(eng.stat(0, "err"), 0, "no frame was too long");
+    assert_eq!(eng.stat(1, "err"), 0);
+}
+
+#[test]
+fn tcp_at_mtu_9000_is_byte_exact_in_native_mode() {
+    tcp_at_9000("jbtcpd", XdpMode::Drv);
+}
+
+#[test]
+fn tcp_at_mtu_9000_is_byte_exact_in_generic_mode() {
+    tcp_at_9000("jbtcps", XdpMode::Skb);
+}
+
+/// Whether GRO is on for `ifname` in the bridge namespace, as ethtool shows it.
+fn gro_on(lab: &Lab, ifname: &str) -> bool {
+    lab.sh(&lab.br, &format!("ethtool -k {ifname}"))
+        .lines()
+        .any(|l| l.trim() == "generic-receive-offload: on")
+}
+
+#[test]
+fn gro_is_off_while_the_engine_runs_and_restored_on_stop() {
+    let lab = Lab::bridge("jbgro");
+    set_mtu(&lab, 9000);
+    lab.sh(&lab.br, "ethtool -K p0 gro on");
+    assert!(gro_on(&lab, "p0") && !gro_on(&lab, "p1"));
+    let mut eng = start(&lab, "jbgro", XdpMode::Skb);
+    assert!(
+        !gro_on(&lab, "p0"),
+        "GRO is off on p0 while the engine runs"
+    );
+    let warnings = eng.engine.as_ref().unwrap().warnings().to_vec();
+    assert!(
+        warnings.iter().any(|w| w.starts_with("p0: GRO turned off")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().all(|w| !w.starts_with("p1:")),
+        "{warnings:?}"
+    );
+    let sent = lab.counter(&lab.h1, "e0", "tx_packets");
+    tcp_transfer(&lab, 5_000_000, 5204);
+    let sent = lab.counter(&lab.h1, "e0", "tx_packets") - sent;
+    assert_eq!(
+        eng.stat(0, "rx"),
+        sent,
+        "one frame at the hook for each on the wire"
+    );
+    eng.stop();
+    assert!(gro_on(&lab, "p0"), "GRO is back on p0");
+    assert!(!gro_on(&lab, "p1"), "and p1 is as it was");
+}
+
+/// Jumbo frames from h1 (untagged, one queue) of lengths across every buffer boundary.
+fn jumbo_frames(n: u32) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| sized(E1_MAC, E0_MAC, i, 1500 + (i as usize * 379) % 7515, 9000))
+        .collect()
+}
+
+fn fault_lab(test: &str, mode: XdpMode) -> (Lab, LabEngine) {
+    let lab = Lab::bridge(test);
+    set_mtu(&lab, 9000);
+    let eng = start(&lab, test, mode);
+    (lab, eng)
+}
+
+/// Fault injection at 100 % on jumbo frames, native and generic: a flip changes one bit in
+/// any buffer, a duplicate is the whole frame twice, a drop takes the whole frame.
+fn faults_on_jumbo(test: &str, mode: XdpMode) {
+    let (lab, mut eng) = fault_lab(test, mode);
+    let s0 = lab.packet_socket(&lab.h1, "e0");
+    let s1 = lab.packet_socket(&lab.h2, "e1");
+    let frames = jumbo_frames(200);
+
+    eng.ok("0 fault.enable 100000 0 fault.flip.probability");
+    s0.send_all(&frames);
+    let got = s1.collect(frames.len(), QUIET);
+    assert_eq!(got.len(), frames.len());
+    let mut past_first_buffer = 0;
+    for (sent, recv) in frames.iter().zip(&got) {
+        assert_eq!(sent.len(), recv.len());
+        let diffs: Vec<(usize, u32)> = sent
+            .iter()
+            .zip(recv)
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .map(|(i, (a, b))| (i, (a ^ b).count_ones()))
+            .collect();
+        assert_eq!(diffs.len(), 1, "one byte differs: {diffs:?}");
+        assert_eq!(diffs[0].1, 1, "in one bit");
+        assert!(diffs[0].0 >= 14);
+        past_first_buffer += usize::from(diffs[0].0 >= 1792);
+    }
+    assert!(
+        past_first_buffer > 100,
+        "flips land in later buffers: {past_first_buffer}"
+    );
+    assert_eq!(eng.stat(0, "flipped by FI"), 200);
+
+    eng.ok("0 0 fault.flip.probability 100000 0 fault.dup.probability");
+    s0.send_all(&frames);
+    let got = s1.collect(2 * frames.len(), QUIET);
+    let twice: Vec<Vec<u8>> = frames.iter().flat_map(|f| [f.clone(), f.clone()]).collect();
+    assert_frames(
+        &got,
+        &twice,
+        "each jumbo frame arrives twice, whole, in order",
+    );
+    assert_eq!(eng.stat(0, "duplicated by FI"), 200);
+    assert_eq!(eng.stat(1, "tx"), 600);
+
+    eng.ok("0 0 fault.dup.probability 100000 0 fault.drop.probability");
+    s0.send_all(&frames);
+    assert_eq!(
+        s1.collect(frames.len(), QUIET).len(),
+        0,
+        "every jumbo frame dropped"
+    );
+    assert_eq!(eng.stat(0, "dropped by FI"), 200);
+    eng.ok("0 fault.disable");
+    s0.send_all(&frames);
+    assert_frames(
+        &s1.collect(frames.len(), QUIET),
+        &frames,
+        "and all pass again",
+    );
+    assert_eq!(eng.stat(0, "err"), 0);
+}
+
+#[test]
+fn fault_injection_on_jumbo_frames_in_native_mode() {
+    faults_on_jumbo("jbfid", XdpMode::Drv);
+}
+
+#[test]
+fn fault_injection_on_jumbo_frames_in_generic_mode() {
+    faults_on_jumbo("jbfis", XdpMode::Skb);
+}

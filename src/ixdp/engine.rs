@@ -2,7 +2,7 @@
 //! worker thread per queue, and the view the control words read.
 
 use super::chain;
-use super::netdev::{self, NetdevError, PromiscGuard};
+use super::netdev::{self, NetdevError, OffloadGuard, PromiscGuard};
 use super::policy::PolicyCell;
 use super::stats::StatsBoard;
 use super::worker::{Polling, Refresh, RingSnapshot, Worker};
@@ -152,6 +152,14 @@ pub enum StartError {
         /// The kernel's answer.
         source: io::Error,
     },
+    /// GRO or LRO is on and could not be turned off.
+    #[error("{name}: turning off GRO/LRO (frames would be merged before the engine sees them): {source}")]
+    Offload {
+        /// The interface.
+        name: String,
+        /// The kernel's answer.
+        source: io::Error,
+    },
     /// A worker thread could not be started.
     #[error("starting the worker of queue {queue}: {source}")]
     Worker {
@@ -233,6 +241,8 @@ pub struct Engine {
     workers: Vec<JoinHandle<()>>,
     attachments: Vec<XdpAttachment>,
     promisc: Vec<PromiscGuard>,
+    /// GRO/LRO turned off on the interfaces, restored when dropped.
+    offloads: Vec<OffloadGuard>,
     warnings: Vec<String>,
     /// The taps' packet queue, watched by the control thread for a take-over.
     queue: Option<Arc<Producer>>,
@@ -498,6 +508,31 @@ fn describe(ifname: &str) -> InterfaceDesc {
     }
 }
 
+/// GRO and LRO off on every interface (restored on stop); what was turned off is reported as
+/// a notice in `warnings`.
+fn merging_offloads_off(
+    names: &[String],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<OffloadGuard>, StartError> {
+    let mut guards = Vec::with_capacity(names.len());
+    for name in names {
+        let g = OffloadGuard::disable(name).map_err(|source| StartError::Offload {
+            name: name.clone(),
+            source,
+        })?;
+        let off = g.turned_off();
+        if !off.is_empty() {
+            warnings.push(format!(
+                "{name}: {} turned off while the engine runs (frames are forwarded as they \
+                 were on the wire, not merged), restored on stop",
+                off.join(" and ")
+            ));
+        }
+        guards.push(g);
+    }
+    Ok(guards)
+}
+
 fn promiscuous(names: &[String], ifindexes: &[u32]) -> Result<Vec<PromiscGuard>, StartError> {
     names
         .iter()
@@ -561,6 +596,9 @@ impl Engine {
         let queues = served_queues(&config, &mut warnings)?;
         warnings.extend(mtu_warnings(&config.interfaces));
         check_up(&config.interfaces)?;
+        // Before attaching: native XDP on veth turns GRO on by itself, which must not be
+        // mistaken for the state to restore.
+        let offloads = merging_offloads_off(&config.interfaces, &mut warnings)?;
         let attachments = attach_programs(&config, &ifindexes)?;
         let (sockets, zerocopy) = open_all_queues(&config.interfaces, queues, config.force_copy)?;
         bind_sockets(&attachments, &sockets)?;
@@ -574,6 +612,7 @@ impl Engine {
             warnings,
             attachments,
             promisc,
+            offloads,
             queue: producer.clone(),
             ifindexes,
         };
@@ -697,6 +736,7 @@ impl Engine {
         self.shared.running.store(false, Ordering::Relaxed);
         self.attachments.clear();
         self.promisc.clear();
+        self.offloads.clear();
     }
 }
 
