@@ -21,6 +21,7 @@ use std::time::Duration;
 /// The preset run at start when `--preset` does not name another.
 pub const DEFAULT_PRESET: &str = "/etc/ethertap.rpcl";
 
+/// `--xdp-mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum XdpModeArg {
     /// Native mode where the driver supports it, else generic.
@@ -172,6 +173,7 @@ pub fn parse_cpu_list(s: &str) -> Result<CpuList, CpuListError> {
 }
 
 impl StartArgs {
+    /// The engine configuration these options describe.
     pub fn engine_config(&self) -> EngineConfig {
         let mut interfaces = vec![self.if0.clone()];
         interfaces.extend(self.if1.clone());
