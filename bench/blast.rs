@@ -65,7 +65,10 @@ fn parse_args() -> Result<Options, String> {
     }
     // The interface's MTU is the real limit: the kernel refuses a longer frame (EMSGSIZE).
     if !(60..=65535).contains(&o.size) {
-        return Err(format!("--size {}: must be 60..65535 (without FCS)", o.size));
+        return Err(format!(
+            "--size {}: must be 60..65535 (without FCS)",
+            o.size
+        ));
     }
     Ok(o)
 }

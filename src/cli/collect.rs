@@ -16,12 +16,14 @@ use clap::{CommandFactory, Parser};
     version,
     disable_version_flag = true,
     about = "Record packets from the ethertap packet queue to a pcap or pcapng file",
+    long_about = None,
     after_help = "Rotated files are named as by tcpdump: OUTPUT, OUTPUT1, OUTPUT2 ... with -C/-G; \
 OUTPUT0 ... OUTPUT(N-1), reused in a ring, with -W N.\n\
 Stop a background collect with `control collect stop` (or `control ID stop` with --id ID).\n\
 Exit status: 0 success (a limit reached, or stopped by SIGINT/SIGTERM with the file complete); \
 1 error (no queue, cannot write OUTPUT, already running in the background); 2 usage error."
 )]
+/// The arguments of `collect`.
 pub struct Args {
     /// Output file, or - for stdout
     #[arg(required_unless_present_any = ["copyright", "completions"])]

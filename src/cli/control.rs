@@ -7,6 +7,7 @@ use crate::cli::front;
 use crate::ctl::pidfile;
 use clap::{CommandFactory, Parser, ValueEnum};
 
+/// What `control ID ACTION` does.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Action {
     /// Show whether the process runs, e.g. "collect PID 22880 running" (exit 0; 3 if not running)
@@ -21,12 +22,14 @@ pub enum Action {
     version,
     disable_version_flag = true,
     about = "Control background ethertap processes",
+    long_about = None,
     after_help = "IDs: ethertap, collect, or the --id given to a background collect.\n\
 `control ethertap` opens the interactive `ok ` console in the daemon (one session at a time; \
 Ctrl-D leaves it, the daemon keeps running).\n\
 Exit status: 0 success, 1 error, 2 usage error, 3 not running.\n\
 Runtime files live in /run (ETHERTAP_RUN_DIR overrides it)."
 )]
+/// The arguments of `control`.
 pub struct Args {
     /// Background process: ethertap, collect, or a collect --id
     #[arg(required_unless_present_any = ["copyright", "completions"])]

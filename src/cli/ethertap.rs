@@ -12,10 +12,12 @@ use std::time::Duration;
     version,
     disable_version_flag = true,
     about = "AF_XDP software Ethernet TAP and transparent bridge, driven by RPCL",
+    long_about = None,
     after_help = "Exit status: 0 success, 1 error, 2 usage error, 3 status/stop without a running daemon.\n\
 Runtime files: /run/ethertap.pid, /run/ethertap.sock (ETHERTAP_RUN_DIR overrides /run); \
 daemon log /var/log/ethertap.log (ETHERTAP_LOG)."
 )]
+/// The arguments of `ethertap`.
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -23,6 +25,7 @@ pub struct Cli {
     flags: crate::cli::ProductFlags,
 }
 
+/// The subcommands of `ethertap`.
 #[derive(Subcommand)]
 pub enum Command {
     /// Start the engine on IF0 (mirror mode) or IF0 and IF1 (bridge mode): with an `ok `
@@ -31,6 +34,7 @@ pub enum Command {
         /// Detach and run as a daemon (pid file, console socket, log file).
         #[arg(short = 'd', long)]
         daemon: bool,
+        #[allow(missing_docs)] // clap would take a doc comment here for help text
         #[command(flatten)]
         args: StartArgs,
     },
@@ -99,7 +103,10 @@ pub enum Command {
         out_dir: std::path::PathBuf,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to write the script for.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Runs the command the parsed arguments describe.

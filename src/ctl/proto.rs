@@ -15,8 +15,11 @@ pub const MAX_FRAME: usize = 4 << 20;
 pub enum Request {
     /// Run a script: file name (for error positions), source, arguments.
     Run {
+        /// The script's file name.
         file: String,
+        /// Its text.
         source: String,
+        /// Its arguments (`argc`, `arg`).
         args: Vec<String>,
     },
     /// Run one line (`ethertap eval`).
@@ -69,16 +72,22 @@ pub enum Reply {
     Bye,
 }
 
+/// Why a message could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtoError {
+    /// The peer closed the connection between messages.
     #[error("connection closed")]
     Closed,
+    /// A length above [`MAX_FRAME`].
     #[error("message of {0} bytes is larger than the limit of {MAX_FRAME} bytes")]
     TooLarge(usize),
+    /// A tag byte no message has.
     #[error("unknown message type 0x{0:02x}")]
     UnknownTag(u8),
+    /// A payload that does not decode as its message.
     #[error("malformed message: {0}")]
     Malformed(&'static str),
+    /// The connection failed (or ended inside a message).
     #[error("{0}")]
     Io(#[from] io::Error),
     /// Writing the received output where it should go failed (e.g. `| head` closed early);
@@ -143,6 +152,7 @@ fn text(payload: Vec<u8>) -> Result<String, ProtoError> {
 }
 
 impl Request {
+    /// Writes the message as one frame.
     pub fn write_to(&self, w: &mut dyn Write) -> io::Result<()> {
         match self {
             Request::Run { file, source, args } => {
@@ -164,6 +174,7 @@ impl Request {
         }
     }
 
+    /// Reads one message; any bytes give a message or an error, never a panic.
     pub fn read_from(r: &mut dyn Read) -> Result<Request, ProtoError> {
         Self::read_reserving(r, &mut |_| Ok(()))
     }
@@ -215,6 +226,7 @@ impl Request {
 }
 
 impl Reply {
+    /// Writes the message as one frame.
     pub fn write_to(&self, w: &mut dyn Write) -> io::Result<()> {
         match self {
             Reply::Output(bytes) => write_frame(w, b'o', bytes),
@@ -227,6 +239,7 @@ impl Reply {
         }
     }
 
+    /// Reads one message; any bytes give a message or an error, never a panic.
     pub fn read_from(r: &mut dyn Read) -> Result<Reply, ProtoError> {
         let (tag, payload) = read_frame(r)?;
         Ok(match tag {

@@ -3,9 +3,10 @@
 
 use super::chain;
 use super::netdev::{self, NetdevError, OffloadGuard, PromiscGuard};
+use super::pacing::Polling;
 use super::policy::PolicyCell;
 use super::stats::StatsBoard;
-use super::worker::{Polling, Refresh, RingSnapshot, Worker};
+use super::worker::{Refresh, RingSnapshot, Worker};
 use super::xdp::{self, XdpAttachment, XdpError};
 use super::xsk::{self, QueueSockets, XskError};
 use super::{EngineView, Freshness, InterfaceInfo, RingDetails, RingError, XdpMode};
@@ -54,7 +55,7 @@ impl EngineConfig {
             xdp_mode: XdpMode::Auto,
             force_copy: false,
             queues: None,
-            polling: Polling::Adaptive,
+            polling: Polling::default(),
             cpus: Vec::new(),
             nice: None,
             queue_name: Some(pqueue::DEFAULT_NAME.to_string()),
