@@ -1,7 +1,9 @@
-//! RPCL conformance suite: every `tests/rpcl/*.rpcl` with the `.out` (stdout) and `.err`
-//! (error line; the run must fail with it) files next to it.
+//! RPCL conformance suite: every `tests/rpcl/*.rpcl` with the `.out` (stdout), `.err`
+//! (error line; the run must fail with it) and `.warn` (the compiler's warnings, stderr before
+//! any error; none when missing) files next to it.
 //!
-//! * `NAME.rpcl` runs as a script (`Vm::run_file`), in process and through `ethertap run`.
+//! * `NAME.rpcl` runs as a script, in process (in the VM `ethertap run --local` uses) and
+//!   through `ethertap run`.
 //! * `NAME.lines.rpcl` runs line by line as the console does (`Vm::eval_line`); error lines
 //!   (`error: WORD: message`) are part of its `.out`.
 //! * `NAME.args` holds the script's arguments, `NAME.budget` an instruction budget.
@@ -10,7 +12,7 @@
 //! `RPCL_BLESS=1 cargo test --test rpcl_conformance` rewrites the expected files from the
 //! actual output (review the diff before committing).
 
-use ethertap::rpcl::Vm;
+use ethertap::rpcl::{Flow, Vm};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -62,21 +64,53 @@ fn args_of(path: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Output and error of one case, run in this process.
-fn run_in_process(path: &Path) -> (String, Option<String>) {
+/// What one case printed: stdout, the error that stopped it, the warnings.
+struct Run {
+    out: String,
+    err: Option<String>,
+    warnings: String,
+}
+
+/// Compile, print the warnings, run to the end: as the local front ends do.
+fn compile_and_run(
+    vm: &mut Vm,
+    file: Option<&str>,
+    text: &str,
+    out: &mut Vec<u8>,
+    warnings: &mut String,
+) -> Result<Flow, ethertap::rpcl::RpclError> {
+    let compiled = match file {
+        Some(f) => vm.compile_file(f, text),
+        None => vm.compile_line(text),
+    };
+    let mut note = |vm: &mut Vm| {
+        for w in vm.take_warnings() {
+            warnings.push_str(&format!("{w}\n"));
+        }
+    };
+    note(vm);
+    let step = vm.start(compiled?, out);
+    let r = vm.finish(step, out);
+    note(vm);
+    r
+}
+
+/// One case, run in this process.
+fn run_in_process(path: &Path) -> Run {
     let text = std::fs::read_to_string(path).expect("readable case");
-    let mut vm = Vm::new();
-    vm.set_var("version.ethertap", VERSION);
+    let mut vm = ethertap::cli::local_vm();
+    vm.set_color(false);
     vm.set_args(args_of(path));
     if let Some(b) = read_opt(&sibling(path, "budget")) {
         vm.set_budget(b.trim().parse().expect("budget is a number"));
     }
     let mut out: Vec<u8> = Vec::new();
     let mut err = None;
+    let mut warnings = String::new();
     if is_lines(path) {
         for line in text.lines() {
-            match vm.eval_line_flow(line, &mut out) {
-                Ok(ethertap::rpcl::Flow::Bye) => break,
+            match compile_and_run(&mut vm, None, line, &mut out, &mut warnings) {
+                Ok(Flow::Bye) => break,
                 Ok(_) => {}
                 Err(e) => {
                     out.extend_from_slice(e.to_string().as_bytes());
@@ -84,10 +118,17 @@ fn run_in_process(path: &Path) -> (String, Option<String>) {
                 }
             }
         }
-    } else if let Err(e) = vm.run_file(&path.to_string_lossy(), &text, &mut out) {
-        err = Some(e.to_string());
+    } else {
+        let file = path.to_string_lossy();
+        if let Err(e) = compile_and_run(&mut vm, Some(&file), &text, &mut out, &mut warnings) {
+            err = Some(e.to_string());
+        }
     }
-    (String::from_utf8_lossy(&out).into_owned(), err)
+    Run {
+        out: String::from_utf8_lossy(&out).into_owned(),
+        err,
+        warnings,
+    }
 }
 
 fn bless() -> bool {
@@ -98,15 +139,21 @@ fn bless() -> bool {
 fn conformance_in_process() {
     let mut failures = Vec::new();
     for path in cases() {
-        let (out, err) = run_in_process(&path);
+        let Run { out, err, warnings } = run_in_process(&path);
         let out_file = sibling(&path, "out");
         let err_file = sibling(&path, "err");
+        let warn_file = sibling(&path, "warn");
         if bless() {
             std::fs::write(&out_file, unexpand(&out)).unwrap();
-            match &err {
-                Some(e) => std::fs::write(&err_file, format!("{e}\n")).unwrap(),
-                None => {
-                    let _ = std::fs::remove_file(&err_file);
+            for (file, text) in [
+                (&err_file, err.map(|e| format!("{e}\n"))),
+                (&warn_file, Some(warnings)),
+            ] {
+                match text.filter(|t| !t.is_empty()) {
+                    Some(t) => std::fs::write(file, t).unwrap(),
+                    None => {
+                        let _ = std::fs::remove_file(file);
+                    }
                 }
             }
             continue;
@@ -115,6 +162,7 @@ fn conformance_in_process() {
             &read_opt(&out_file).unwrap_or_else(|| panic!("{} has no .out file", path.display())),
         );
         let want_err = read_opt(&err_file).map(|s| s.trim_end().to_string());
+        let want_warnings = read_opt(&warn_file).unwrap_or_default();
         if out != want_out {
             failures.push(format!(
                 "{}: stdout differs\n--- expected\n{want_out}--- actual\n{out}",
@@ -124,6 +172,12 @@ fn conformance_in_process() {
         if err != want_err {
             failures.push(format!(
                 "{}: error differs\n  expected {want_err:?}\n  actual   {err:?}",
+                path.display()
+            ));
+        }
+        if warnings != want_warnings {
+            failures.push(format!(
+                "{}: warnings differ\n--- expected\n{want_warnings}--- actual\n{warnings}",
                 path.display()
             ));
         }
@@ -150,10 +204,11 @@ fn conformance_through_the_binary() {
         ran += 1;
         let want_out = expand(&read_opt(&sibling(&path, "out")).unwrap_or_default());
         let want_err = read_opt(&sibling(&path, "err")).unwrap_or_default();
+        let want_stderr = read_opt(&sibling(&path, "warn")).unwrap_or_default() + &want_err;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = stderr_of(&out);
         let want_status = if want_err.is_empty() { 0 } else { 1 };
-        if stdout != want_out || stderr != want_err || out.status.code() != Some(want_status) {
+        if stdout != want_out || stderr != want_stderr || out.status.code() != Some(want_status) {
             failures.push(format!(
                 "{}: status {:?} (want {want_status})\nstdout:\n{stdout}\nstderr:\n{stderr}",
                 path.display(),
@@ -279,7 +334,7 @@ tests/rpcl/parse_errors.rpcl:10:1: error: parse: unterminated string
     let want = "\
 0000        1:1  int       3
 0001        1:3  int       0
-0002        1:5  do
+0002        1:5  do        0007
 0003        1:8  i
 0004       1:12  + int    1
 0005       1:14  builtin   .
