@@ -1,6 +1,6 @@
 //! Local front ends of `ethertap run`, `eval`, `check` and `console` (no daemon involved).
 
-use crate::rpcl::{self, run_console, Flow, LocalBackend, Vm};
+use crate::rpcl::{self, run_console, Flow, LocalBackend, RpclError, Vm, Warning};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -14,8 +14,49 @@ fn interrupt_on_sigint(flag: &Arc<AtomicBool>) {
     let _ = signal_hook::flag::register(SIGINT, flag.clone());
 }
 
-fn finish(r: Result<Flow, rpcl::RpclError>, out: &mut dyn Write) -> ExitCode {
+/// The warnings on stderr, one a line.
+fn print_warnings(warnings: &[Warning]) {
+    for w in warnings {
+        eprintln!("{w}");
+    }
+}
+
+/// The source of `ethertap run` / `check`: a regular file within [`rpcl::MAX_SOURCE`], or the
+/// message saying why not.
+pub fn read_script(file: &str) -> Result<String, ExitCode> {
+    rpcl::read_source(file).map_err(|e| {
+        eprintln!("ethertap: cannot read {file}: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Compile, print the warnings, refuse with `strict` if there are any, run to the end.
+fn compile_and_run(
+    vm: &mut Vm,
+    compiled: Result<rpcl::Compiled, RpclError>,
+    what: &str,
+    strict: bool,
+) -> ExitCode {
+    let warnings = vm.take_warnings();
+    print_warnings(&warnings);
+    let compiled = match compiled {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if strict && !warnings.is_empty() {
+        eprintln!("{}", rpcl::strict_refusal(what, warnings.len()));
+        return ExitCode::FAILURE;
+    }
+    interrupt_on_sigint(&vm.interrupt_handle());
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let step = vm.start(compiled, &mut out);
+    let r: Result<Flow, RpclError> = vm.finish(step, &mut out);
     let _ = out.flush();
+    // A file the script loaded may have had warnings of its own.
+    print_warnings(&vm.take_warnings());
     match r {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
@@ -26,51 +67,57 @@ fn finish(r: Result<Flow, rpcl::RpclError>, out: &mut dyn Write) -> ExitCode {
 }
 
 /// `ethertap run FILE [ARG…]` in a local VM.
-pub fn run_local(mut vm: Vm, file: &str, args: Vec<String>) -> ExitCode {
-    let text = match std::fs::read(file) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-        Err(e) => {
-            eprintln!("ethertap: cannot read {file}: {e}");
-            return ExitCode::FAILURE;
-        }
+pub fn run_local(mut vm: Vm, file: &str, args: Vec<String>, strict: bool) -> ExitCode {
+    let text = match read_script(file) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     vm.set_args(args);
-    interrupt_on_sigint(&vm.interrupt_handle());
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let r = vm.run_file_flow(file, &text, &mut out);
-    finish(r, &mut out)
+    let compiled = vm.compile_file(file, &text);
+    compile_and_run(&mut vm, compiled, file, strict)
 }
 
 /// `ethertap eval 'LINE'` in a local VM.
-pub fn eval_local(mut vm: Vm, line: &str) -> ExitCode {
-    interrupt_on_sigint(&vm.interrupt_handle());
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let r = vm.eval_line_flow(line, &mut out);
-    finish(r, &mut out)
+pub fn eval_local(mut vm: Vm, line: &str, strict: bool) -> ExitCode {
+    let compiled = vm.compile_line(line);
+    compile_and_run(&mut vm, compiled, "eval", strict)
 }
 
-/// `ethertap check FILE [--disasm]`: compile only, every error reported.
-pub fn check(file: &str, disasm: bool) -> ExitCode {
-    let text = match std::fs::read(file) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-        Err(e) => {
-            eprintln!("ethertap: cannot read {file}: {e}");
-            return ExitCode::FAILURE;
-        }
+/// `ethertap check FILE [--disasm] [--strict]`: compile only, in a VM that knows every word
+/// of the engine and the packet queue (no daemon needed), and report every error and warning;
+/// `--strict` fails on a warning too.
+pub fn check(file: &str, disasm: bool, strict: bool) -> ExitCode {
+    let text = match read_script(file) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
+    let mut vm = super::local_vm();
     let r = if disasm {
-        Vm::new().disasm(file, &text).map(|d| print!("{d}"))
+        vm.disasm(file, &text).map(|d| print!("{d}"))
     } else {
-        rpcl::check(file, &text)
+        vm.compile_file(file, &text)
+            .map(|_| ())
+            .map_err(RpclError::into_each)
     };
-    match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(errs) => {
-            for e in errs {
-                eprintln!("{e}");
-            }
-            ExitCode::FAILURE
-        }
+    let warnings = vm.take_warnings();
+    let errors = r.err().unwrap_or_default();
+    // One report in source order, warnings and errors together.
+    let mut lines: Vec<((u32, u32), String)> = warnings
+        .iter()
+        .map(|w| ((w.line, w.col), w.to_string()))
+        .chain(errors.iter().map(|e| {
+            let at = e.at.as_ref().map_or((0, 0), |p| (p.line, p.col));
+            (at, e.to_string())
+        }))
+        .collect();
+    lines.sort_by_key(|(at, _)| *at);
+    for (_, line) in lines {
+        eprintln!("{line}");
+    }
+    if errors.is_empty() && (warnings.is_empty() || !strict) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -35,6 +35,11 @@ pub enum Request {
     Stop,
     /// Whether the client's own output is a terminal (colours, underlining).
     Color(bool),
+    /// The columns of the client's terminal, 0 when its output is none: `.i` and `.d` wrap
+    /// to it.
+    Width(u16),
+    /// Refuse to run this client's scripts and lines that have warnings (`--strict`).
+    Strict(bool),
 }
 
 /// Replies, from the daemon to a client.
@@ -135,6 +140,8 @@ impl Request {
             Request::Status => write_frame(w, b'T', b""),
             Request::Stop => write_frame(w, b'Q', b""),
             Request::Color(on) => write_frame(w, b'C', if *on { b"1" } else { b"0" }),
+            Request::Width(cols) => write_frame(w, b'Z', &cols.to_be_bytes()),
+            Request::Strict(on) => write_frame(w, b'X', if *on { b"1" } else { b"0" }),
         }
     }
 
@@ -164,6 +171,11 @@ impl Request {
             b'T' => Request::Status,
             b'Q' => Request::Stop,
             b'C' => Request::Color(payload == b"1"),
+            b'Z' => match payload[..] {
+                [hi, lo] => Request::Width(u16::from_be_bytes([hi, lo])),
+                _ => return Err(ProtoError::Malformed("a width is two bytes")),
+            },
+            b'X' => Request::Strict(payload == b"1"),
             other => return Err(ProtoError::UnknownTag(other)),
         })
     }
@@ -234,6 +246,8 @@ mod tests {
             Request::Status,
             Request::Stop,
             Request::Color(true),
+            Request::Width(80),
+            Request::Strict(true),
         ];
         for req in all {
             let mut buf = Vec::new();

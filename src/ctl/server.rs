@@ -4,11 +4,13 @@
 //! frames, so an interrupt (Ctrl-C) or a vanished client is noticed while a script runs; the
 //! executor takes the VM for one request at a time. Requests of different clients are
 //! serialised on the VM and every client has its own data stack, so no two scripts ever
-//! interleave on one stack. A client that stops reading its output is cut off by the socket's
-//! write timeout, which also interrupts its script: nobody can hold the VM by not reading.
+//! interleave on one stack. A word that waits (`ms`) pauses its text: the executor gives the
+//! VM up for the wait and takes it again to resume, so a script sleeping in a loop holds
+//! nobody else up. A client that stops reading its output is cut off by the socket's write
+//! timeout, which also interrupts its script: nobody can hold the VM by not reading.
 
 use super::proto::{ProtoError, Reply, Request};
-use crate::rpcl::{Flow, StackSnapshot, Vm};
+use crate::rpcl::{Compiled, Flow, Paused, RpclError, StackSnapshot, Step, Vm};
 use std::io::{self, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -185,15 +187,19 @@ fn serve_connection(stream: UnixStream, shared: Arc<Shared>, id: u64) {
         return;
     };
     let cancel = Arc::new(AtomicBool::new(false));
+    let interrupt = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
     {
         let shared = shared.clone();
         let cancel = cancel.clone();
+        let interrupt = interrupt.clone();
         let _ = std::thread::Builder::new()
             .name(format!("ctl-read-{id}"))
             .spawn(move || loop {
                 let incoming = match Request::read_from(&mut reader) {
                     Ok(Request::Interrupt) => {
+                        // Seen by a text of this client that waits, or that runs.
+                        interrupt.store(true, Ordering::SeqCst);
                         interrupt_if_running(&shared, id);
                         continue;
                     }
@@ -220,7 +226,10 @@ fn serve_connection(stream: UnixStream, shared: Arc<Shared>, id: u64) {
         id,
         pid,
         cancel,
+        interrupt,
         color: false,
+        width: None,
+        strict: false,
         in_session: false,
         session_stack: StackSnapshot::default(),
     };
@@ -240,12 +249,30 @@ struct Executor<'a> {
     id: u64,
     pid: Option<i32>,
     cancel: Arc<AtomicBool>,
+    /// Ctrl-C of this client: ends a text of its that waits.
+    interrupt: Arc<AtomicBool>,
     color: bool,
+    /// The client's terminal width, for `.i` and `.d`.
+    width: Option<usize>,
+    /// `--strict`: texts with warnings are refused.
+    strict: bool,
     in_session: bool,
     session_stack: StackSnapshot,
 }
 
-impl Executor<'_> {
+/// What a request asks the VM to run.
+enum Text {
+    /// A script: its file name (for positions), source and arguments.
+    Script {
+        file: String,
+        source: String,
+        args: Vec<String>,
+    },
+    /// A console line or `eval`.
+    Line(String),
+}
+
+impl<'a> Executor<'a> {
     fn run(&mut self, rx: mpsc::Receiver<Incoming>) {
         loop {
             let incoming = match rx.recv_timeout(self.shared.config.idle_timeout) {
@@ -281,21 +308,22 @@ impl Executor<'_> {
                 self.color = on;
                 Ok(())
             }
+            Request::Width(cols) => {
+                self.width = (cols > 0).then_some(cols as usize);
+                Ok(())
+            }
+            Request::Strict(on) => {
+                self.strict = on;
+                Ok(())
+            }
             Request::Run { file, source, args } => {
                 let mut stack = StackSnapshot::default();
-                self.execute(&mut stack, |vm, out| {
-                    vm.set_args(args);
-                    vm.run_file_flow(&file, &source, out)
-                })
-                .map(|_| ())
+                self.execute(&mut stack, Text::Script { file, source, args })
+                    .map(|_| ())
             }
             Request::Eval(line) => {
                 let mut stack = StackSnapshot::default();
-                self.execute(&mut stack, |vm, out| {
-                    vm.set_args(Vec::new());
-                    vm.eval_line_flow(&line, out)
-                })
-                .map(|_| ())
+                self.execute(&mut stack, Text::Line(line)).map(|_| ())
             }
             Request::OpenSession => self.open_session(),
             Request::Line(line) => {
@@ -306,7 +334,7 @@ impl Executor<'_> {
                     );
                 }
                 let mut stack = std::mem::take(&mut self.session_stack);
-                let result = self.execute(&mut stack, |vm, out| vm.eval_line_flow(&line, out));
+                let result = self.execute(&mut stack, Text::Line(line));
                 self.session_stack = stack;
                 if result.as_ref().is_ok_and(|flow| *flow == Flow::Bye) {
                     self.leave_session();
@@ -378,58 +406,144 @@ impl Executor<'_> {
         }
     }
 
-    /// Wait for the VM (telling the user once if another client has it), run `f` on this
-    /// client's own stack, stream its output, and report how it ended.
-    fn execute(
-        &mut self,
-        stack: &mut StackSnapshot,
-        f: impl FnOnce(&mut Vm, &mut dyn Write) -> Result<Flow, crate::rpcl::RpclError>,
-    ) -> io::Result<Flow> {
-        let mut vm = match self.shared.vm.try_lock() {
-            Ok(vm) => vm,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => {
-                send(
-                    self.stream,
-                    Reply::Notice("waiting: the VM is busy with another client's request".into()),
-                )?;
-                loop {
-                    if self.cancel.load(Ordering::SeqCst) {
-                        return Err(io::ErrorKind::ConnectionAborted.into());
-                    }
-                    match self.shared.vm.try_lock() {
-                        Ok(vm) => break vm,
-                        Err(TryLockError::Poisoned(p)) => break p.into_inner(),
-                        Err(TryLockError::WouldBlock) => {
-                            std::thread::sleep(Duration::from_millis(10))
-                        }
-                    }
-                }
+    /// The VM, once nobody else has it; `notice` tells the user once that it is busy. Fails
+    /// when the client goes away meanwhile.
+    fn take_vm(&self, notice: bool) -> io::Result<MutexGuard<'a, Vm>> {
+        match self.shared.vm.try_lock() {
+            Ok(vm) => return Ok(vm),
+            Err(TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
+            Err(TryLockError::WouldBlock) => {}
+        }
+        if notice {
+            send(
+                self.stream,
+                Reply::Notice("waiting: the VM is busy with another client's request".into()),
+            )?;
+        }
+        loop {
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(io::ErrorKind::ConnectionAborted.into());
             }
-        };
+            match self.shared.vm.try_lock() {
+                Ok(vm) => return Ok(vm),
+                Err(TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
+                Err(TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
+    /// Make the VM this client's: its stack, its terminal, the running mark.
+    fn enter(&self, vm: &mut Vm, stack: &mut StackSnapshot) {
         self.shared.running.store(self.id, Ordering::SeqCst);
         vm.swap_stack(stack);
         vm.set_color(self.color);
+        vm.set_width(self.width);
+    }
+
+    /// Give the VM back: the client's stack leaves with it.
+    fn leave(&self, vm: MutexGuard<'a, Vm>, stack: &mut StackSnapshot) {
+        let mut vm = vm;
+        vm.swap_stack(stack);
+        self.shared.running.store(0, Ordering::SeqCst);
+    }
+
+    /// The warnings of what the VM compiled or loaded, as notices (the client's stderr).
+    fn send_warnings(&self, vm: &mut Vm) -> io::Result<usize> {
+        let warnings = vm.take_warnings();
+        for w in &warnings {
+            send(self.stream, Reply::Notice(w.to_string()))?;
+        }
+        Ok(warnings.len())
+    }
+
+    /// Wait out a paused text without the VM, then take the VM again; `None` when the text
+    /// was interrupted meanwhile (Ctrl-C: it ends with an error), an error when the client
+    /// went away.
+    fn wait_out(&self, paused: &Paused) -> io::Result<bool> {
+        loop {
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(io::ErrorKind::ConnectionAborted.into());
+            }
+            if self.interrupt.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
+            let now = Instant::now();
+            if now >= paused.until() {
+                return Ok(true);
+            }
+            std::thread::sleep((paused.until() - now).min(Duration::from_millis(10)));
+        }
+    }
+
+    /// Wait for the VM (telling the user once if another client has it), compile the text
+    /// and send its warnings, run it on this client's own stack, stream its output, and report
+    /// how it ended. While a word of the text waits, the VM is given up, so that other
+    /// clients are served meanwhile.
+    fn execute(&mut self, stack: &mut StackSnapshot, text: Text) -> io::Result<Flow> {
+        self.interrupt.store(false, Ordering::SeqCst);
+        let mut vm = self.take_vm(true)?;
+        self.enter(&mut vm, stack);
         let mut out = ReplyWriter {
             stream: self.stream,
             interrupt: &self.shared.vm_interrupt,
             broken: false,
         };
-        let result = if self.cancel.load(Ordering::SeqCst) {
-            Ok(Flow::Continue)
-        } else {
-            f(&mut vm, &mut out)
+        let (compiled, what): (Result<Compiled, RpclError>, String) = match text {
+            Text::Script { file, source, args } => {
+                vm.set_args(args);
+                (vm.compile_file(&file, &source), file)
+            }
+            Text::Line(line) => {
+                vm.set_args(Vec::new());
+                (vm.compile_line(&line), "eval".to_string())
+            }
         };
-        vm.swap_stack(stack);
-        self.shared.running.store(0, Ordering::SeqCst);
-        drop(vm);
+        let warned = match self.send_warnings(&mut vm) {
+            Ok(n) => n,
+            Err(e) => {
+                self.leave(vm, stack);
+                return Err(e);
+            }
+        };
+        let mut step = match compiled {
+            Ok(_) if self.strict && warned > 0 => Err(crate::rpcl::strict_refusal(&what, warned)),
+            Ok(_) if self.cancel.load(Ordering::SeqCst) => Ok(Step::Done(Flow::Continue)),
+            Ok(c) => vm.start(c, &mut out).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        loop {
+            let sent = self.send_warnings(&mut vm);
+            let paused = match step {
+                Ok(Step::Wait(p)) if sent.is_ok() && !out.broken => p,
+                other => {
+                    self.leave(vm, stack);
+                    sent?;
+                    step = other;
+                    break;
+                }
+            };
+            // The wait: the VM is free for others, the paused text keeps this client's
+            // stack, frames and budget.
+            self.leave(vm, stack);
+            let go_on = self.wait_out(&paused)?;
+            vm = self.take_vm(false)?;
+            // Cleared before this client is marked as running, checked after: an interrupt
+            // that comes in between is either seen here or set on the VM by the reader.
+            self.shared.vm_interrupt.store(false, Ordering::SeqCst);
+            self.enter(&mut vm, stack);
+            step = if go_on && !self.interrupt.load(Ordering::SeqCst) {
+                vm.resume(paused, &mut out).map_err(|e| e.to_string())
+            } else {
+                Err(vm.interrupt_paused(paused).to_string())
+            };
+        }
         if out.broken {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
-        match result {
-            Ok(Flow::Bye) => send(self.stream, Reply::Bye).map(|_| Flow::Bye),
-            Ok(flow) => send(self.stream, Reply::Done).map(|_| flow),
-            Err(e) => send(self.stream, Reply::Failed(e.to_string())).map(|_| Flow::Continue),
+        match step {
+            Ok(Step::Done(Flow::Bye)) => send(self.stream, Reply::Bye).map(|_| Flow::Bye),
+            Ok(_) => send(self.stream, Reply::Done).map(|_| Flow::Continue),
+            Err(msg) => send(self.stream, Reply::Failed(msg)).map(|_| Flow::Continue),
         }
     }
 }
