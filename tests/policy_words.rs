@@ -4,7 +4,7 @@
 use ethertap::ixdp::policy::PolicyCell;
 use ethertap::ixdp::stats::StatsBoard;
 use ethertap::ixdp::words::{
-    register_engine_words, register_unavailable_words, ENGINE_WORDS, NEEDS_ENGINE,
+    all_words, register_engine_words, register_unavailable_words, NEEDS_ENGINE,
 };
 use ethertap::ixdp::xdp::ProgramCounters;
 use ethertap::ixdp::{
@@ -488,8 +488,8 @@ fn unavailable_words_have_the_same_names_and_help_and_say_how_to_start() {
             .collect()
     };
     assert_eq!(added(&live), added(&local));
-    assert_eq!(added(&live).len(), ENGINE_WORDS.len());
-    for w in ENGINE_WORDS {
+    assert_eq!(added(&live).len(), all_words().count());
+    for w in all_words() {
         assert_eq!(live.help(w.name), Some(w.help));
         assert_eq!(local.help(w.name), Some(w.help));
         assert_eq!(
@@ -507,15 +507,149 @@ fn the_words_doc_lists_exactly_the_engine_words() {
         .lines()
         .filter_map(|l| l.strip_prefix("### `")?.split('`').next())
         .collect();
-    let mut registered: Vec<&str> = ENGINE_WORDS.iter().map(|w| w.name).collect();
+    let mut registered: Vec<&str> = all_words().map(|w| w.name).collect();
     documented.sort_unstable();
     registered.sort_unstable();
     assert_eq!(documented, registered);
-    for w in ENGINE_WORDS {
+    for w in all_words() {
         assert!(
             doc.contains(w.help),
             "the doc quotes the help of {}",
             w.name
         );
+    }
+}
+
+#[test]
+fn if_counter_pushes_the_counters_that_if_stats_prints() {
+    let e = engine(2, 2);
+    let q = e.stats.queue(0, 1);
+    for _ in 0..3 {
+        q.on_rx(&frame(Mac::BROADCAST, CISCO, 0x0800));
+    }
+    q.add_tx(2);
+    q.add_drop(5);
+    q.add_fi_flipped(4);
+    e.stats.queue(0, 0).add_fi_flipped(1);
+    e.stats.queue(1, 0).add_err(9);
+    let mut vm = vm_for(&e);
+    let stats = run(&mut vm, "if.stats").unwrap();
+    // Every counter line of if.stats, read back by its label.
+    let mut checked = 0;
+    for (ifidx, block) in stats
+        .split_inclusive('\n')
+        .fold(Vec::<String>::new(), |mut v, l| {
+            if !l.starts_with(' ') {
+                v.push(String::new());
+            }
+            v.last_mut().unwrap().push_str(l);
+            v
+        })
+        .iter()
+        .enumerate()
+    {
+        for line in block.lines().skip(1) {
+            let label = line[..24].trim();
+            let value = line[24..].trim();
+            if value.parse::<u64>().is_err() {
+                continue;
+            }
+            let got = run(&mut vm, &format!("\"{label}\" {ifidx} if.counter .")).unwrap();
+            assert_eq!(got.trim(), value, "{label} of interface {ifidx}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 16, "8 counters of 2 interfaces");
+    assert_eq!(
+        run(&mut vm, "\"flipped by FI\" 0 if.counter .").unwrap(),
+        "5\n"
+    );
+    assert_eq!(
+        run(&mut vm, "\"bitflipped by FI\" 0 if.counter .").unwrap(),
+        "5\n",
+        "the published spelling"
+    );
+    assert_eq!(
+        run(&mut vm, "\"RX tap\" 0 if.counter").unwrap_err(),
+        "error: if.counter: \"RX tap\" is not a counter of if.stats (rx, tx, drop, noif, err, dropped by FI, flipped by FI, duplicated by FI)"
+    );
+    // A failing word leaves the stack as it was.
+    assert_eq!(
+        run(&mut vm, ".cs \"rx\" 7 if.counter").unwrap_err(),
+        "error: if.counter: 7 is not an interface (0..1)"
+    );
+    assert_eq!(run(&mut vm, ".s").unwrap(), " 0 [rx]\n 1 [7]\n");
+}
+
+#[test]
+fn fault_bitflip_probability_is_fault_flip_probability() {
+    let e = engine(2, 1);
+    let mut vm = vm_for(&e);
+    run(&mut vm, "1000 0 fault.bitflip.probability 0 fault.enable").unwrap();
+    let by_published_name = run(&mut vm, "if.stats").unwrap();
+    let p = e.policy.snapshot();
+    assert_eq!((p.fault[0].flip_p, p.fault[0].enabled), (1000, true));
+    run(&mut vm, "0 0 fault.flip.probability 0 fault.disable").unwrap();
+    run(&mut vm, "1000 0 fault.flip.probability 0 fault.enable").unwrap();
+    assert_eq!(run(&mut vm, "if.stats").unwrap(), by_published_name);
+    assert!(by_published_name.contains("    flip probability    1000 (1.000%)\n"));
+    assert_eq!(
+        run(&mut vm, "100001 0 fault.bitflip.probability").unwrap_err(),
+        "error: fault.bitflip.probability: 100001 is not a probability (0..100000 in 1/100000, 100000 = always)"
+    );
+}
+
+/// The examples of docs/words-engine.md fenced `rpcl`: `ok LINE` input, then its output;
+/// a `...` line in the output stands for any lines.
+#[test]
+fn the_checked_examples_of_the_engine_words_print_what_the_doc_shows() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/words-engine.md"))
+        .expect("docs/words-engine.md");
+    let mut blocks = 0;
+    let mut lines = doc.lines().enumerate();
+    while let Some((n, l)) = lines.next() {
+        if l != "```rpcl" {
+            continue;
+        }
+        blocks += 1;
+        let mut steps: Vec<(String, Vec<String>)> = Vec::new();
+        for (_, l) in lines.by_ref() {
+            if l == "```" {
+                break;
+            }
+            match l.strip_prefix("ok ") {
+                Some(input) => steps.push((input.to_string(), Vec::new())),
+                None => steps.last_mut().expect("input first").1.push(l.to_string()),
+            }
+        }
+        let e = engine(2, 1);
+        let mut vm = vm_for(&e);
+        for (input, expected) in steps {
+            let got = match run(&mut vm, &input) {
+                Ok(out) => out,
+                Err(e) => format!("{e}\n"),
+            };
+            let got: Vec<&str> = got.lines().collect();
+            assert!(
+                matches_with_gaps(&expected, &got),
+                "docs/words-engine.md:{}: `{input}` printed\n{}",
+                n + 1,
+                got.join("\n")
+            );
+        }
+    }
+    assert!(blocks >= 2, "checked examples found: {blocks}");
+}
+
+/// `expected` against `got`, a `...` line matching any run of lines.
+fn matches_with_gaps(expected: &[String], got: &[&str]) -> bool {
+    match expected.split_first() {
+        None => got.is_empty(),
+        Some((first, rest)) if first == "..." => {
+            (0..=got.len()).any(|skip| matches_with_gaps(rest, &got[skip..]))
+        }
+        Some((first, rest)) => {
+            got.first() == Some(&first.as_str()) && matches_with_gaps(rest, &got[1..])
+        }
     }
 }
