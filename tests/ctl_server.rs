@@ -178,7 +178,7 @@ fn a_busy_vm_makes_others_wait_with_a_notice() {
     });
     // Computing holds the VM (waiting would not: see the next test).
     assert_eq!(
-        eval(&mut slow, "0 10000000 0 do 1 + loop drop \"first\" ."),
+        eval(&mut slow, "0 20000000 0 do 1 + loop drop \"first\" ."),
         (Outcome::Done, "first\n".into())
     );
     let (o, out, notes) = waiter.join().unwrap();

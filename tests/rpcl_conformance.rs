@@ -443,3 +443,82 @@ fn ctrl_c_interrupts_a_running_script() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// `ethertap check` knows every word of the engine and the packet queue without a daemon: a
+/// script using each of them (from the registered tables, whatever is added to them) has no
+/// warning; one typo gives one warning, placed, with the word meant; `--strict` exits 1.
+#[test]
+fn check_knows_the_engine_words_without_a_daemon() {
+    let core = Vm::new().word_names();
+    let engine: Vec<String> = ethertap::cli::local_vm()
+        .word_names()
+        .into_iter()
+        .filter(|w| !core.contains(w))
+        .collect();
+    assert!(
+        engine.iter().any(|w| w == "tap.rx.enable") && engine.iter().any(|w| w == "tap.queue.get"),
+        "{engine:?}"
+    );
+    assert!(engine.contains(&"fault.bitflip.probability".to_string()));
+    let dir = tempfile::tempdir().unwrap();
+    let every = dir.path().join("every-word.rpcl");
+    // Each word as a bare token on its own line, as a script would call it (compiling
+    // checks names; nothing runs). `if.count @` as the examples use it.
+    let mut text = String::from("# every engine and packet-queue word\n0 if.count @ <\n");
+    for w in &engine {
+        text.push_str(&format!("0 {w}\n"));
+    }
+    std::fs::write(&every, &text).unwrap();
+    let path = every.to_str().unwrap();
+    assert_eq!(ethertap(&["check", path]), ("".into(), "".into(), Some(0)));
+    assert_eq!(
+        ethertap(&["check", "--strict", path]),
+        ("".into(), "".into(), Some(0))
+    );
+
+    // One typo, on line 7 column 3.
+    let typo = text.replace("0 tap.rx.enable\n", "0 tap.rx.enabel\n");
+    let line = typo
+        .lines()
+        .position(|l| l == "0 tap.rx.enabel")
+        .expect("the typo is in")
+        + 1;
+    std::fs::write(&every, &typo).unwrap();
+    let want = format!(
+        "{path}:{line}:3: warning: unknown word \"tap.rx.enabel\", pushed as a string (did you mean tap.rx.enable?)\n"
+    );
+    assert_eq!(
+        ethertap(&["check", path]),
+        ("".into(), want.clone(), Some(0))
+    );
+    assert_eq!(
+        ethertap(&["check", "--strict", path]),
+        ("".into(), want.clone(), Some(1))
+    );
+    // run --strict refuses it before anything runs; run alone warns and runs.
+    let refusal = format!("{want}{path}: error: --strict: 1 warning, nothing was run\n");
+    assert_eq!(
+        ethertap(&["run", "--strict", path]),
+        ("".into(), refusal, Some(1))
+    );
+    std::fs::write(&every, "1 2 + . 0 tap.rx.enabel drop\n").unwrap();
+    let (out, err, code) = ethertap(&["run", path]);
+    assert_eq!((out.as_str(), code), ("3\n", Some(0)));
+    assert!(
+        err.contains("1:11: warning: unknown word \"tap.rx.enabel\""),
+        "{err}"
+    );
+    // eval: the console form, without the file.
+    assert_eq!(
+        ethertap(&["eval", "0 tap.rx.enabel drop"]),
+        (
+            "".into(),
+            "1:3: warning: unknown word \"tap.rx.enabel\", pushed as a string (did you mean tap.rx.enable?)\n".into(),
+            Some(0)
+        )
+    );
+    assert_eq!(
+        ethertap(&["eval", "--strict", "0 tap.rx.enabel drop"]).2,
+        Some(1)
+    );
+}

@@ -13,7 +13,7 @@ use super::proto::{ProtoError, Reply, Request};
 use crate::rpcl::{Compiled, Flow, Paused, RpclError, StackSnapshot, Step, Vm};
 use std::io::{self, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
@@ -59,7 +59,30 @@ struct Shared {
     host: Arc<dyn Host>,
     config: ServerConfig,
     next_conn: AtomicU64,
+    /// Set at shutdown: texts that wait end as interrupted, none starts.
+    stopping: AtomicBool,
+    /// Texts started and not yet answered (running, waiting for the VM, or paused).
+    texts: AtomicUsize,
 }
+
+/// Counts a text in [`Shared::texts`] while it lives.
+struct TextGuard<'a>(&'a AtomicUsize);
+
+impl<'a> TextGuard<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        TextGuard(count)
+    }
+}
+
+impl Drop for TextGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How long a shutdown waits for the texts it interrupted to answer their clients.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// A running console server.
 pub struct Server {
@@ -85,6 +108,8 @@ impl Server {
             host,
             config,
             next_conn: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
+            texts: AtomicUsize::new(0),
         });
         let shutdown = Arc::new(AtomicBool::new(false));
         let accept_thread = {
@@ -106,12 +131,18 @@ impl Server {
         f(&mut lock_vm(&self.shared))
     }
 
-    /// Stop accepting clients and interrupt whatever runs.
+    /// Stop accepting clients and interrupt whatever runs or waits; give the interrupted
+    /// texts a moment to tell their clients.
     pub fn shutdown(&mut self) {
         self.shutdown.store(true, Ordering::SeqCst);
+        self.shared.stopping.store(true, Ordering::SeqCst);
         self.shared.vm_interrupt.store(true, Ordering::SeqCst);
         if let Some(t) = self.accept_thread.take() {
             let _ = t.join();
+        }
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while self.shared.texts.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
@@ -464,7 +495,8 @@ impl<'a> Executor<'a> {
             if self.cancel.load(Ordering::SeqCst) {
                 return Err(io::ErrorKind::ConnectionAborted.into());
             }
-            if self.interrupt.load(Ordering::SeqCst) {
+            if self.interrupt.load(Ordering::SeqCst) || self.shared.stopping.load(Ordering::SeqCst)
+            {
                 return Ok(false);
             }
             let now = Instant::now();
@@ -480,8 +512,17 @@ impl<'a> Executor<'a> {
     /// how it ended. While a word of the text waits, the VM is given up, so that other
     /// clients are served meanwhile.
     fn execute(&mut self, stack: &mut StackSnapshot, text: Text) -> io::Result<Flow> {
+        let _counted = TextGuard::new(&self.shared.texts);
         self.interrupt.store(false, Ordering::SeqCst);
         let mut vm = self.take_vm(true)?;
+        if self.shared.stopping.load(Ordering::SeqCst) {
+            drop(vm);
+            return send(
+                self.stream,
+                Reply::Failed("error: the daemon is stopping".into()),
+            )
+            .map(|_| Flow::Continue);
+        }
         self.enter(&mut vm, stack);
         let mut out = ReplyWriter {
             stream: self.stream,
