@@ -210,7 +210,10 @@ mod tests {
         eval(&mut vm, "tap.queue.get drop tap.queue.get drop");
         let status = eval(&mut vm, "tap.queue.status");
         for (label, value) in [("head", 3), ("tail", 2), ("inserted", 3), ("retrieved", 2)] {
-            assert!(status.contains(&format!("  {label:<22}{value}\n")), "{status}");
+            assert!(
+                status.contains(&format!("  {label:<22}{value}\n")),
+                "{status}"
+            );
             let line = format!("\"{label}\" tap.queue.counter .");
             assert_eq!(eval(&mut vm, &line), format!("{value}\n"));
         }

@@ -87,8 +87,9 @@ fn listing_line(cx: &Ctx<'_>, name: &str, text: &str, new: bool) -> String {
 }
 
 /// `text` in lines of at most `room` characters, broken at spaces (a word longer than a line
-/// is cut), joined by a newline and the indent of [`TEXT_COLUMN`]. Too little room (a very
-/// narrow terminal) leaves the text as it is.
+/// is cut, a help's stack effect `( … )` kept whole when it fits), joined by a newline and the
+/// indent of [`TEXT_COLUMN`]. Too little room (a very narrow terminal) leaves the text as it
+/// is.
 fn wrap(text: &str, room: usize) -> String {
     if room < 16 || text.chars().count() <= room && !text.contains('\n') {
         return text.to_string();
@@ -97,31 +98,45 @@ fn wrap(text: &str, room: usize) -> String {
     for paragraph in text.split('\n') {
         let mut line = String::new();
         let mut len = 0;
-        for word in paragraph.split(' ') {
-            let mut word: Vec<char> = word.chars().collect();
-            if len > 0 && len + 1 + word.len() > room {
+        for unit in units(paragraph, room) {
+            let mut unit: Vec<char> = unit.chars().collect();
+            if len > 0 && len + 1 + unit.len() > room {
                 lines.push(std::mem::take(&mut line));
                 len = 0;
             }
-            while word.len() > room {
-                let rest = word.split_off(room);
+            while unit.len() > room {
+                let rest = unit.split_off(room);
                 if len > 0 {
                     lines.push(std::mem::take(&mut line));
                 }
-                lines.push(word.into_iter().collect());
-                word = rest;
+                lines.push(unit.into_iter().collect());
+                unit = rest;
                 len = 0;
             }
             if len > 0 {
                 line.push(' ');
                 len += 1;
             }
-            line.extend(word.iter());
-            len += word.len();
+            line.extend(unit.iter());
+            len += unit.len();
         }
         lines.push(line);
     }
     lines.join(&format!("\n{:TEXT_COLUMN$}", ""))
+}
+
+/// The words of a line, the trailing stack effect (`( a b - c )`) as one when it fits `room`.
+fn units(paragraph: &str, room: usize) -> Vec<&str> {
+    let effect = paragraph
+        .rfind(" ( ")
+        .filter(|_| paragraph.ends_with(" )"))
+        .map(|at| at + 1)
+        .filter(|&at| paragraph.len() - at <= room);
+    let (words, effect) = match effect {
+        Some(at) => (&paragraph[..at - 1], Some(&paragraph[at..])),
+        None => (paragraph, None),
+    };
+    words.split(' ').chain(effect).collect()
 }
 
 /// The names in use, sorted, with their symbols.
