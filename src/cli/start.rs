@@ -99,9 +99,9 @@ pub enum StartError {
     PresetRead {
         /// The preset file.
         path: PathBuf,
-        /// What the system said.
+        /// Why: the system's error, not a regular file, too large.
         #[source]
-        source: std::io::Error,
+        source: crate::rpcl::SourceError,
     },
     /// The preset stopped with an RPCL error.
     #[error(transparent)]
@@ -212,17 +212,22 @@ impl StartArgs {
     }
 }
 
-/// Runs a preset file in `vm`.
+/// Runs a preset file in `vm` (read as every source file is, `rpcl::read_source`); its
+/// warnings go to stderr, the daemon's log.
 pub fn run_preset(
     vm: &mut Vm,
     file: &std::path::Path,
     out: &mut dyn Write,
 ) -> Result<(), StartError> {
-    let text = std::fs::read_to_string(file).map_err(|source| StartError::PresetRead {
+    let text = crate::rpcl::read_source(file).map_err(|source| StartError::PresetRead {
         path: file.to_path_buf(),
         source,
     })?;
-    vm.run_file(&file.display().to_string(), &text, out)?;
+    let r = vm.run_file(&file.display().to_string(), &text, out);
+    for w in vm.take_warnings() {
+        eprintln!("{w}");
+    }
+    r?;
     Ok(())
 }
 
