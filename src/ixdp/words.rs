@@ -236,16 +236,10 @@ fn if_counter(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
         .iter()
         .find(|(alias, _)| *alias == name)
         .map_or(name.as_str(), |(_, n)| n);
-    let Some((_, get)) = COUNTERS.iter().find(|(label, _)| *label == wanted) else {
-        let names: Vec<&str> = COUNTERS.iter().map(|(l, _)| *l).collect();
-        return Err(WordError::new(format!(
-            "\"{}\" is not a counter of if.stats ({})",
-            name.chars().take(40).collect::<String>(),
-            names.join(", ")
-        )));
-    };
-    let n = get(&e.stats().totals(i));
-    cx.push_int(i64::try_from(n).unwrap_or(i64::MAX))
+    let c = e.stats().totals(i);
+    let values: Vec<(&str, u64)> = COUNTERS.iter().map(|(l, get)| (*l, get(&c))).collect();
+    let n = crate::rpcl::named_counter(&values, wanted, "if.stats")?;
+    cx.push_int(n)
 }
 
 // ---- Published names (issue 15): spellings of the public xdptap and ixdp material that

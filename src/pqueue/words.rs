@@ -110,16 +110,8 @@ fn register_value_words(vm: &mut Vm, state: &Arc<Mutex<WordQueue>>) {
                     .status()
                     .map_err(|e| WordError::new(e.to_string()))
             })?;
-            let counters = status.counters();
-            let Some((_, n)) = counters.iter().find(|(label, _)| *label == name) else {
-                let names: Vec<&str> = counters.iter().map(|(l, _)| *l).collect();
-                return Err(WordError::new(format!(
-                    "\"{}\" is not a counter of the packet queue ({})",
-                    name.chars().take(40).collect::<String>(),
-                    names.join(", ")
-                )));
-            };
-            cx.push_int(i64::try_from(*n).unwrap_or(i64::MAX))
+            let n = crate::rpcl::named_counter(&status.counters(), &name, "the packet queue")?;
+            cx.push_int(n)
         },
     );
 }

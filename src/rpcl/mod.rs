@@ -170,6 +170,23 @@ impl Ctx<'_> {
 /// [`Vm::take_warnings`].
 pub struct Compiled(Arc<chunk::Chunk>);
 
+/// The number named `name` in `table` (a host's figures by the labels it prints them with), or
+/// an error that names the table (`of`) and lists the labels: what words like `if.counter`
+/// push. Values beyond `i64` saturate.
+pub fn named_counter(table: &[(&str, u64)], name: &str, of: &str) -> Result<i64, WordError> {
+    match table.iter().find(|(label, _)| *label == name) {
+        Some((_, n)) => Ok(i64::try_from(*n).unwrap_or(i64::MAX)),
+        None => {
+            let labels: Vec<&str> = table.iter().map(|(l, _)| *l).collect();
+            Err(WordError::new(format!(
+                "\"{}\" is not a counter of {of} ({})",
+                value::shorten(name, 40),
+                labels.join(", ")
+            )))
+        }
+    }
+}
+
 /// A data stack put aside, so that each client of the daemon keeps its own.
 #[derive(Default)]
 pub struct StackSnapshot(Vec<Value>);
