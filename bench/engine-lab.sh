@@ -19,17 +19,27 @@
 # interrupted, and every softirq here runs in one of those).
 # Then the tap: ethertap with the RX tap on p0 and `collect` writing pcap to /dev/shm, against
 # `tcpdump -w` and `netsniff-ng` on p0 of the Linux bridge, same rates: captured / sent
-# (et-tap-deep: the same ethertap tap with a packet queue of 32768 slots).
+# (et-tap-deep: the same ethertap tap with a packet queue of 32768 slots; et-tap-filter: the
+# et-tap-deep tap with the pcap-filter expression $TAP_FILTER, which every frame of the sender
+# matches, so that each frame runs the whole filter and is still tapped).
+# tapfull: the tap systems at full load only, FULL_ROUNDS interleaved rounds with capture (the
+# summary's median), for a side-by-side of the tap with and without a filter.
 # And the idle cost of ethertap in the default (adaptive) mode.
+# System et-drv-scrape is et-drv serving --metrics on the bridge namespace's loopback with a
+# Prometheus-style scrape of /metrics every 100 ms for as long as it runs (one curl process,
+# one python3 process; the scrapes answered are counted): against et-drv in the same run
+# (issue 17). Run it as SYSTEMS="et-drv et-drv-scrape" RATES=" " FULL_ROUNDS=N
+# bench/engine-lab.sh forward (RATES=" ": full load only).
 #
-# Usage: bench/engine-lab.sh [forward] [tap] [idle] [callgrind]   (default: the first three)
+# Usage: bench/engine-lab.sh [forward] [tap] [tapfull] [idle] [callgrind]   (default: forward tap idle)
 # Environment: RATES (kpps ladder), STEP_FRAMES, FULL_FRAMES, FULL_ROUNDS, SYSTEMS, TAP_SYSTEMS,
 # ENGINE_OPTS (added to every ethertap start), SENDER_CPU, WORKER_CPU, SENDER_NICE (the
 # sender's scheduling niceness, default 0; the sender stands in for a wire and a NIC, which no
 # program can take the CPU from),
 # BUSY=N (N busy loops competing for the CPUs during the whole run),
 # ENGINE_PRESET (an RPCL file ethertap runs at start), KEEP=1 (keep the last engine log in /tmp),
-# BASE_BIN (another ethertap build, run as system et-drv-base: before/after in one run).
+# BASE_BIN (another ethertap build, run as system et-drv-base: before/after in one run),
+# TAP_FILTER (the expression of et-tap-filter; default: four tests the sender's frames pass).
 # Needs root, a release build (cargo build --release), clang, ethtool, tcpdump, netsniff-ng,
 # capinfos (tshark); valgrind for the callgrind part.
 set -euo pipefail
@@ -50,7 +60,7 @@ PARTS=${*:-forward tap idle}
 for f in "$BIN" "$BLAST" "$COLLECT"; do
   [ -x "$f" ] || { echo "missing $f: run cargo build --release first" >&2; exit 1; }
 done
-for t in clang ethtool tcpdump netsniff-ng capinfos taskset; do
+for t in clang ethtool tcpdump netsniff-ng capinfos taskset python3; do
   command -v $t >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
 done
 
@@ -58,9 +68,9 @@ P=etl$$
 H1=${P}h1 BR=${P}br H2=${P}h2
 E0MAC=02:77:00:00:00:01 SINK=02:77:00:00:00:99
 WORK=/dev/shm/$P
-SUT_PID= CAP_PID= HOG_PIDS=
+SUT_PID= CAP_PID= HOG_PIDS= SCRAPE_PID=
 cleanup() {
-  for p in $CAP_PID $SUT_PID $HOG_PIDS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  for p in $SCRAPE_PID $CAP_PID $SUT_PID $HOG_PIDS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
   for ns in $H1 $BR $H2; do ip netns del "$ns" 2>/dev/null || true; done
   [ -n "${KEEP:-}" ] && cp "$WORK/engine.log" "/tmp/$P.engine.log" 2>/dev/null
   rm -rf "$WORK" "/dev/shm/$P.q"
@@ -90,6 +100,8 @@ P1_IFINDEX=$(ip netns exec "$BR" cat /sys/class/net/p1/ifindex)
 clang -O2 -target bpf -I/usr/include/x86_64-linux-gnu -DOUT_IFINDEX="$P1_IFINDEX" \
   -c "$ROOT/bpf/bench_redirect.bpf.c" -o "$WORK/redirect.o"
 printf '0 tap.rx.enable\n' > "$WORK/tap.rpcl"
+TAP_FILTER=${TAP_FILTER:-ether proto 0x88b5 and not vlan and ether[14:4] = 0 and len <= 1514}
+printf '0 tap.rx.enable "%s" tap.filter\n' "$TAP_FILTER" > "$WORK/tap-filter.rpcl"
 
 counter() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"; }
 TCK=$(getconf CLK_TCK)
@@ -109,7 +121,8 @@ start_engine() {  # extra ethertap options... (PRESET=FILE runs a script at star
   local preset=(--no-preset)
   PRESET=${PRESET:-${ENGINE_PRESET:-}}
   [ -n "$PRESET" ] && preset=(--preset "$PRESET")
-  ip netns exec "$BR" ${ENGINE_BIN:-$BIN} start "${preset[@]}" --queues 1 --cpus "$WORKER_CPU" \
+  # Its own runtime directory: the foreground engine serves a console socket too.
+  ETHERTAP_RUN_DIR=$WORK ip netns exec "$BR" ${ENGINE_BIN:-$BIN} start "${preset[@]}" --queues 1 --cpus "$WORKER_CPU" \
     --queue-name "$P.q" ${ENGINE_OPTS:-} "$@" p0 p1 </dev/null >"$WORK/engine.log" 2>&1 &
   SUT_PID=$!
   for _ in $(seq 100); do
@@ -131,10 +144,33 @@ system_up() {
     et-skb-busy) start_engine --xdp-mode skb --busy-poll ;;
     et-drv-base) ENGINE_BIN=$BASE_BIN start_engine --xdp-mode drv ;;
     et-drv-nice) start_engine --xdp-mode drv --nice -10 ;;
+    et-drv-scrape)
+      ip -n "$BR" link set lo up
+      start_engine --xdp-mode drv --metrics 127.0.0.1:9101
+      # One process for all the scrapes (a fork per scrape would load the CPUs more than
+      # the scrape itself); it records how many were answered. exec: the subshell must not
+      # run this script's EXIT trap when the scraper is killed.
+      (trap - EXIT; exec ip netns exec "$BR" python3 -c '
+import sys, time, urllib.request
+n, out = 0, sys.argv[1]
+while True:
+    t = time.time()
+    try:
+        urllib.request.urlopen("http://127.0.0.1:9101/metrics", timeout=1).read()
+        n += 1
+        open(out, "w").write(str(n))
+    except OSError:
+        pass
+    time.sleep(max(0.0, 0.1 - (time.time() - t)))' "$WORK/scrapes") &
+      SCRAPE_PID=$!
+      # Scraping before anything is measured (and the subshell has become the scraper).
+      for _ in $(seq 100); do [ -s "$WORK/scrapes" ] && break; sleep 0.05; done ;;
     et-tap-collect)
       PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv ;;
     et-tap-deep)  # the same with a packet queue of 32768 slots (64 MiB) instead of 4096
       PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv --slots 32768 ;;
+    et-tap-filter)  # et-tap-deep with the filter $TAP_FILTER
+      PRESET=$WORK/tap-filter.rpcl start_engine --xdp-mode drv --slots 32768 ;;
     *) echo "unknown system $1" >&2; exit 1 ;;
   esac
 }
@@ -142,6 +178,10 @@ system_down() {
   case $1 in
     linux-br|tcpdump|netsniff-ng) ip -n "$BR" link del br0 ;;
     xdp-redirect) ip -n "$BR" link set dev p0 xdpdrv off ;;
+    et-drv-scrape)
+      kill "$SCRAPE_PID"; wait "$SCRAPE_PID" 2>/dev/null || true; SCRAPE_PID=
+      echo "#   (et-drv-scrape: $(cat "$WORK/scrapes" 2>/dev/null || echo 0) scrapes answered)"
+      kill "$SUT_PID"; wait "$SUT_PID" 2>/dev/null || true; SUT_PID= ;;
     *) kill "$SUT_PID"; wait "$SUT_PID" 2>/dev/null || true; SUT_PID= ;;
   esac
 }
@@ -223,18 +263,21 @@ summary() {  # from $WORK/results: per system, highest lossless rate, full-load 
       for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
       return k == 0 ? 0 : (k % 2 ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2)
     }
-    { sys = $1; rate = $2; sent_mpps = $8; sub(/\(/, "", sent_mpps)
+    { sys = $1; rate = $2; sent_mpps = $8; sub(/\(/, "", sent_mpps); capt = ""
       for (i = 1; i <= NF; i++) { if ($i == "loss") loss = $(i + 1); if ($i == "delivered") { del_mpps = $(i + 2); sub(/\(/, "", del_mpps) }
-                                  if ($i == "cpu") cpu = $(i + 1) }
+                                  if ($i == "cpu") cpu = $(i + 1)
+                                  if ($i == "captured") { capt = $(i + 2); if (capt == "(") capt = $(i + 3); sub(/\(/, "", capt) } }
       if (!(sys in seen)) { seen[sys] = 1; order[++n] = sys; best[sys] = 0 }
-      if (rate == "full") { k = ++nf[sys]; fd[sys, k] = del_mpps; fc[sys, k] = cpu; fl[sys, k] = loss }
+      if (rate == "full") { k = ++nf[sys]; fd[sys, k] = del_mpps; fc[sys, k] = cpu; fl[sys, k] = loss
+                            if (capt != "") { nc[sys]++; fcap[sys, nc[sys]] = capt } }
       else if (loss > 0.1) broken[sys] = 1
       else if (!(sys in broken) && sent_mpps + 0 > best[sys] + 0) best[sys] = sent_mpps }
     END {
       for (i = 1; i <= n; i++) { s = order[i]; full[s] = median(fd, s, nf[s]); fcpu[s] = median(fc, s, nf[s]); floss[s] = median(fl, s, nf[s]) }
       printf "\n%-15s %21s %26s %15s %18s\n", "system", "highest lossless Mpps", "delivered Mpps, full load", "loss, full load", "cpu s/Mframe full"
       for (i = 1; i <= n; i++) { s = order[i]
-        printf "%-15s %21.3f %26.3f %13.2f %% %18.2f\n", s, best[s], full[s], floss[s], fcpu[s] }
+        printf "%-15s %21.3f %26.3f %13.2f %% %18.2f%s\n", s, best[s], full[s], floss[s], fcpu[s],
+          (nc[s] ? sprintf("   captured %.2f %% (median of %d)", median(fcap, s, nc[s]), nc[s]) : "") }
       if (("linux-br" in full) && full["linux-br"] > 0) {
         printf "\nratios to linux-br (highest lossless rate, full-load delivery, cpu per frame):\n"
         for (i = 1; i <= n; i++) { s = order[i]
@@ -261,6 +304,11 @@ for part in $PARTS; do
       for sys in $TAP_SYSTEMS; do
         system_up "$sys"; ladder "$sys" capture; system_down "$sys"
         echo "#   (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+      done ;;
+    tapfull)
+      for round in $(seq "$FULL_ROUNDS"); do
+        for sys in $TAP_SYSTEMS; do system_up "$sys"; step "$sys" 0 "$FULL_FRAMES" capture; system_down "$sys"; done
+        echo "#   (tap full-load round $round, load average $(cut -d' ' -f1-3 /proc/loadavg))"
       done ;;
     callgrind)
       # The worker's user-space instructions per frame: the engine runs under callgrind (one

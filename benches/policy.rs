@@ -1,22 +1,31 @@
 //! The per-frame costs of the engine's control side, each beside the obvious alternative:
 //! * vendor lookup: the build-time table vs `mac_oui::Oui::default()` + lookup (the crate's way)
-//! * machash membership: `MacSet::contains` vs `std::collections::HashSet<[u8; 6]>`
+//! * machash membership: `MacSet::contains` vs `std::collections::HashSet<[u8; 6]>`, and with
+//!   MAC ranges
 //! * per-frame statistics: `QueueStats::on_rx` (single writer, no locks) vs the same counts
 //!   kept in `HashMap`s behind a `Mutex`
 //! * fault decision: `decide` with all three probabilities set
+//! * the tap filter per tapped frame: the crate's cBPF interpreter (`TapFilter::matches`) vs
+//!   libpcap's `pcap_offline_filter` on the same compiled program, match and miss
 //! * the fast path over a batch: `fastpath::run_batch` (every stage, frames in plain memory)
-//!   with the policies the engine meets: nothing set, a drop machash, fault injection, taps
+//!   with the policies the engine meets: nothing set, a drop machash, fault injection, taps,
+//!   taps with a filter, a snap length and sampling
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use ethertap::ixdp::fastpath::{run_batch, BatchContext, FrameLists, MemoryFrames, Route};
+use ethertap::ixdp::fastpath::{
+    run_batch, BatchContext, FrameLists, MemoryFrames, Route, WorkerState,
+};
 use ethertap::ixdp::fault::{decide, FaultRng};
 use ethertap::ixdp::machash::MacSet;
 use ethertap::ixdp::policy::{FaultConfig, Policy};
+use ethertap::ixdp::select::{Sample, SnapLen, TapFilter};
 use ethertap::ixdp::stats::QueueStats;
+use ethertap::lab::frames;
 use ethertap::pqueue::{queue_path, Batch, Consumer, Layout, Producer};
-use ethertap::wire::{ethertype, Mac};
+use ethertap::wire::{ethertype, Mac, MacRange};
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
+use std::net::SocketAddrV4;
 use std::sync::Mutex;
 
 fn macs(n: usize) -> Vec<Mac> {
@@ -86,6 +95,26 @@ fn machash(c: &mut Criterion) {
             })
         });
     }
+    // The cost of ranges: the 4 MACs and two ranges, half the probes inside one.
+    let probes: Vec<Mac> = macs(8).into_iter().cycle().take(64).collect();
+    let ranged = macs(4).into_iter().collect::<MacSet>().inserted(
+        MacRange::new(
+            Mac([0x00, 0x1b, 0x21, 0, 0, 0]),
+            Mac([0x00, 0x1b, 0x21, 0x7f, 0xff, 0xff]),
+        )
+        .unwrap(),
+    );
+    let ranged = ranged.inserted(
+        MacRange::new(Mac([0x02, 0, 0, 0, 0, 0]), Mac([0x02, 0, 0, 0, 0xff, 0xff])).unwrap(),
+    );
+    g.bench_function("MacSet, 4 MACs and 2 ranges", |b| {
+        b.iter(|| {
+            probes
+                .iter()
+                .filter(|m| ranged.contains(black_box(m)))
+                .count()
+        })
+    });
     g.finish();
 }
 
@@ -153,6 +182,43 @@ fn fault_decision(c: &mut Criterion) {
     });
 }
 
+/// A TCP segment from 10.0.0.2:40000 to 10.0.0.9:`port`, 64 bytes of payload.
+fn tcp_to(port: u16) -> Vec<u8> {
+    let from = SocketAddrV4::new([10, 0, 0, 2].into(), 40000);
+    let to = SocketAddrV4::new([10, 0, 0, 9].into(), port);
+    let (a, b) = (Mac([2, 0, 0, 0, 0, 1]), Mac([2, 0, 0, 0, 0, 2]));
+    frames::tcp4(b, a, &[], from, to, 1, &[0; 64]).unwrap()
+}
+
+/// The filter's cost for one frame that reached a tap point: both ways of running the program
+/// libpcap compiled, on a frame it takes (TCP to port 443) and on one it does not (port 22,
+/// which reads as far as the ports).
+fn tap_filter(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tap filter, one frame");
+    let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET).unwrap();
+    for expr in [
+        "tcp port 443",
+        "tcp and (port 80 or port 443) and not host 10.0.0.1",
+    ] {
+        let ours = TapFilter::compile(expr).unwrap();
+        let libpcap = dead.compile(expr, true).unwrap();
+        for (case, frame) in [("match", tcp_to(443)), ("miss", tcp_to(22))] {
+            assert_eq!(ours.matches(&frame), case == "match");
+            assert_eq!(libpcap.filter(&frame), case == "match");
+            let insns = ours.instructions();
+            g.bench_function(
+                format!("{expr} ({insns} insns), {case}, cBPF interpreter"),
+                |b| b.iter(|| ours.matches(black_box(&frame))),
+            );
+            g.bench_function(
+                format!("{expr} ({insns} insns), {case}, pcap_offline_filter"),
+                |b| b.iter(|| libpcap.filter(black_box(&frame))),
+            );
+        }
+    }
+    g.finish();
+}
+
 /// Removes the bench's packet queue when the bench ends.
 struct BenchQueue(String);
 
@@ -188,8 +254,22 @@ fn fast_path(c: &mut Criterion) {
     tap.tap_tx[1] = true;
     let mut fault = Policy::default();
     fault.fault[0] = faults;
+    // Every fourth frame of the batch is TCP to port 443: what the filter takes.
+    let mut mixed = batch.clone();
+    for f in mixed.iter_mut().step_by(4) {
+        *f = tcp_to(443);
+    }
+    let filtered = Policy {
+        tap_filter: Some(TapFilter::compile("tcp port 443").unwrap()),
+        ..tap.clone()
+    };
+    let cut = Policy {
+        sample: Sample::new(10).unwrap(),
+        snaplen: SnapLen::new(32).unwrap(),
+        ..tap.clone()
+    };
     let cases = [
-        ("no policy", Policy::default(), None),
+        ("no policy", Policy::default(), None, &batch),
         (
             "drop machash of 8",
             Policy {
@@ -197,15 +277,28 @@ fn fast_path(c: &mut Criterion) {
                 ..Policy::default()
             },
             None,
+            &batch,
         ),
-        ("fault injection", fault, None),
-        ("RX and TX tap", tap, Some(&producer)),
+        ("fault injection", fault, None, &batch),
+        ("RX and TX tap", tap, Some(&producer), &batch),
+        (
+            "RX and TX tap, filter tcp port 443 (1 in 4 matches)",
+            filtered,
+            Some(&producer),
+            &mixed,
+        ),
+        (
+            "RX and TX tap, sample 10, snaplen 32",
+            cut,
+            Some(&producer),
+            &batch,
+        ),
     ];
     let stats = QueueStats::new();
-    let mut rng = FaultRng::new(42);
-    for (name, policy, queue) in &cases {
+    let mut state = WorkerState::new(FaultRng::new(42));
+    for (name, policy, queue, frames) in &cases {
         let mut store = MemoryFrames(
-            batch
+            frames
                 .iter()
                 .cloned()
                 .chain((0..spares).map(|_| Vec::new()))
@@ -245,7 +338,7 @@ fn fast_path(c: &mut Criterion) {
                         spares: &mut spare_pool,
                         marked: &mut marked,
                     };
-                    run_batch(&cx, &mut store, &mut rx, &stats, &mut rng, lists)
+                    run_batch(&cx, &mut store, &mut rx, &stats, &mut state, lists)
                 },
                 BatchSize::PerIteration,
             )
@@ -260,6 +353,7 @@ criterion_group!(
     machash,
     per_frame_stats,
     fault_decision,
+    tap_filter,
     fast_path
 );
 criterion_main!(benches);

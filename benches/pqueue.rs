@@ -153,6 +153,7 @@ fn run_dgram(size: usize, np: u64, nc: u64, iters: u64) -> Duration {
     let mut fds = [0; 2];
     // SAFETY: socketpair into a local array.
     assert_eq!(
+        // SAFETY: socketpair writes two descriptors into the array we own.
         unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, fds.as_mut_ptr()) },
         0
     );

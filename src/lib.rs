@@ -5,6 +5,7 @@ pub mod cli;
 pub mod ctl;
 pub mod ixdp;
 pub mod lab;
+pub mod log;
 pub mod pqueue;
 pub mod rpcl;
 pub mod sys;

@@ -2,7 +2,7 @@
 //! concurrency and robustness rules without needing an engine.
 
 use ethertap::ctl::client::{Client, Outcome};
-use ethertap::ctl::proto::{Reply, Request};
+use ethertap::ctl::proto::{JsonReport, Reply, Request};
 use ethertap::ctl::server::{Host, Server, ServerConfig};
 use ethertap::rpcl::Vm;
 use std::io::{Read, Write};
@@ -19,6 +19,9 @@ struct TestHost {
 impl Host for TestHost {
     fn status(&self) -> String {
         "test host\n".into()
+    }
+    fn json(&self, _report: JsonReport) -> String {
+        "{\"test\":true}".into()
     }
     fn request_stop(&self) {
         self.stops.fetch_add(1, Ordering::SeqCst);
@@ -313,12 +316,14 @@ fn status_and_stop_reach_the_host() {
     let (o, out, _) = call(&mut c, Request::Status);
     assert_eq!((o, out.as_str()), (Outcome::Done, "test host\n"));
     assert_eq!(call(&mut c, Request::Stop).0, Outcome::Done);
-    // The reply comes first, so that the client has it before the daemon goes.
+    // The server answers first (so that the client hears it), then asks the host to stop.
     let deadline = Instant::now() + Duration::from_secs(5);
     while lab.host.stops.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(lab.host.stops.load(Ordering::SeqCst), 1);
+    let (o, out, _) = call(&mut c, Request::Json(JsonReport::Stats));
+    assert_eq!((o, out.as_str()), (Outcome::Done, "{\"test\":true}\n"));
 }
 
 #[test]

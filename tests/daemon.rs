@@ -206,12 +206,6 @@ fn frames(dst: Mac, src: Mac, first: u32, n: u32) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn seqs(frames: &[Vec<u8>]) -> Vec<u32> {
-    let mut s: Vec<u32> = frames.iter().filter_map(|f| seq_of(f, 0)).collect();
-    s.sort();
-    s
-}
-
 fn has_src(f: &[u8], mac: Mac) -> bool {
     f.get(6..12) == Some(&mac.0[..])
 }
@@ -811,6 +805,45 @@ fn parse_errors_are_reported_without_touching_the_daemon() {
 }
 
 #[test]
+fn bad_tap_filters_are_errors_and_the_daemon_keeps_the_previous_filter() {
+    let d = Daemon::start("dfilt");
+    d.eval("0 tap.rx.enable \"ether proto 0x88b5 and ether[14:4] < 1000\" tap.filter");
+    let good = "ether proto 0x88b5 and ether[14:4] < 1000\n";
+    let long = format!("\"{}\" tap.filter", "tcp or ".repeat(1500));
+    let raw = d.run_dir().join("raw.rpcl");
+    std::fs::write(&raw, b"\"tcp \xff\xfe port\" tap.filter\n").unwrap();
+    let cases: [(Vec<&str>, &str); 5] = [
+        (vec!["eval", "\"tcp port\" tap.filter"], "\"tcp port\" is not a valid filter: can't parse filter expression: syntax error"),
+        (vec!["eval", "\"no such\" tap.filter"], "\"no such\" is not a valid filter: can't parse filter expression: syntax error"),
+        (vec!["eval", &long], "is not a valid filter: it is 10500 bytes long, at most 4096 are allowed"),
+        (vec!["eval", "\"tcp port \u{664}\u{664}\u{663} or udp\" tap.filter"], "\"tcp port \u{664}\u{664}\u{663} or udp\" is not a valid filter: can't parse filter expression: syntax error"),
+        (vec!["run", raw.to_str().unwrap()], "\"tcp \u{fffd}\u{fffd} port\" is not a valid filter: can't parse filter expression: syntax error"),
+    ];
+    for (args, message) in cases {
+        let out = d.output(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:.30?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("error: tap.filter: ") && err.contains(message),
+            "{err}"
+        );
+        assert!(
+            err.len() < 400,
+            "the error names the expression shortly: {err}"
+        );
+        assert_eq!(d.eval("tap.filter.show"), good, "the previous filter stays");
+    }
+    // Still alive, and the previous filter still applies: sequence numbers below 1000 only.
+    let s0 = d.lab.packet_socket(&d.lab.h1, "e0");
+    s0.send_all(&frames(E1_MAC, E0_MAC, 990, 20));
+    let tapped: Vec<Vec<u8>> = d.tapped(10).into_iter().map(|(_, f)| f).collect();
+    assert_eq!(seqs(&tapped), (990..1000).collect::<Vec<_>>());
+    assert!(d
+        .eval("tap.status")
+        .contains("filter                  ether proto 0x88b5"));
+}
+
+#[test]
 fn runtime_error_names_file_line_col_and_daemon_carries_on() {
     let d = Daemon::start("derr");
     let f = d.run_dir().join("fail.rpcl");
@@ -1078,7 +1111,10 @@ fn status_stop_socket_mode_and_start_twice() {
     );
     let log = std::fs::read_to_string(d.log()).expect("the daemon's log file");
     assert!(
-        log.contains(&format!("PID {pid}: bridge mode on 0 p0, 1 p1")),
+        log.contains(&format!(
+            " pid {pid}: ethertap {} started: bridge mode on 0 p0, 1 p1",
+            env!("CARGO_PKG_VERSION")
+        )),
         "{log}"
     );
 
@@ -1144,7 +1180,9 @@ fn status_stop_socket_mode_and_start_twice() {
     assert!(!d.socket().exists(), "socket left behind");
     let log = std::fs::read_to_string(d.log()).unwrap();
     assert!(
-        log.contains(&format!("PID {pid}: stopped, interfaces restored")),
+        log.contains(&format!(
+            " pid {pid}: ethertap stopped, interfaces restored"
+        )),
         "{log}"
     );
 

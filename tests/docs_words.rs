@@ -1,6 +1,9 @@
 //! The word reference in docs/ against the words themselves: every word `.i` prints is
 //! documented, every documented word exists, each section quotes the word's help text, and
-//! every example marked `rpcl` in docs/rpcl.md prints exactly what the page shows.
+//! every example marked `rpcl` in docs/rpcl.md and docs/words-engine.md prints exactly what the
+//! page shows (the engine's examples against the in-test engine of tests/testengine).
+
+mod testengine;
 
 use ethertap::rpcl::Vm;
 use std::collections::BTreeSet;
@@ -130,7 +133,7 @@ fn rpcl_examples(doc: &str) -> Vec<(usize, Vec<(String, String)>)> {
                 None => {
                     let (_, out) = steps
                         .last_mut()
-                        .unwrap_or_else(|| panic!("docs/rpcl.md:{}: output before input", n + 1));
+                        .unwrap_or_else(|| panic!("line {}: output before input", n + 1));
                     out.push_str(l);
                     out.push('\n');
                 }
@@ -141,26 +144,31 @@ fn rpcl_examples(doc: &str) -> Vec<(usize, Vec<(String, String)>)> {
     blocks
 }
 
-#[test]
-fn the_rpcl_examples_print_what_the_reference_shows() {
-    let doc = read_doc("docs/rpcl.md");
+/// Runs every `rpcl` block of `path`, each in a fresh VM from `vm`, and compares each line's
+/// output with the page.
+fn check_examples(path: &str, at_least: usize, vm: impl Fn() -> Vm) {
+    let doc = read_doc(path);
     let blocks = rpcl_examples(&doc);
-    assert!(blocks.len() > 90, "examples found: {}", blocks.len());
+    assert!(
+        blocks.len() >= at_least,
+        "{path}: examples found: {}",
+        blocks.len()
+    );
     for (line, steps) in blocks {
-        let mut vm = full_vm();
+        let mut vm = vm();
         for (input, expected) in steps {
-            assert_eq!(
-                eval(&mut vm, &input),
-                expected,
-                "docs/rpcl.md:{line}: `{input}`"
-            );
+            assert_eq!(eval(&mut vm, &input), expected, "{path}:{line}: `{input}`");
         }
     }
 }
 
 #[test]
-fn every_core_and_library_word_has_a_checked_example() {
-    let doc = read_doc("docs/rpcl.md");
+fn the_rpcl_examples_print_what_the_reference_shows() {
+    check_examples("docs/rpcl.md", 90, full_vm);
+}
+
+/// The words whose section has an example fenced as `rpcl`.
+fn words_with_checked_examples(doc: &str) -> BTreeSet<String> {
     let mut current = None;
     let mut in_checked = false;
     let mut checked = BTreeSet::new();
@@ -174,6 +182,44 @@ fn every_core_and_library_word_has_a_checked_example() {
             in_checked = false;
         }
     }
+    checked
+}
+
+#[test]
+fn the_engine_examples_print_what_the_reference_shows() {
+    check_examples("docs/words-engine.md", 25, || {
+        testengine::vm_for(&testengine::engine_with(&testengine::DOCS, 1))
+    });
+}
+
+#[test]
+fn every_engine_word_but_the_statistics_has_a_checked_example() {
+    let doc = read_doc("docs/words-engine.md");
+    let checked = words_with_checked_examples(&doc);
+    // Their examples show counters of real traffic, which the in-test engine does not have
+    // (if.stats.json's example is compared exactly in tests/policy_words.rs, with counters
+    // the test sets).
+    let statistics = [
+        "if.stats",
+        "if.stats.json",
+        "if.qstats",
+        "if.mac.show",
+        "if.etype.show",
+        "if.stats.reset",
+    ];
+    for w in ethertap::ixdp::words::all_words() {
+        assert!(
+            checked.contains(w.name) || statistics.contains(&w.name),
+            "docs/words-engine.md: {} has no checked example",
+            w.name
+        );
+    }
+}
+
+#[test]
+fn every_core_and_library_word_has_a_checked_example() {
+    let doc = read_doc("docs/rpcl.md");
+    let checked = words_with_checked_examples(&doc);
     // Words whose output differs on every run or that need a file or arguments.
     let unchecked: BTreeSet<String> = [".d", "random32", "random64", "time", "ms"]
         .into_iter()

@@ -9,7 +9,6 @@ mod readers;
 use lab::*;
 use readers::{blocks, clean, dump, num};
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn wall_ns() -> u64 {
@@ -17,34 +16,6 @@ fn wall_ns() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64
-}
-
-/// `collect --pcapng` on the engine's queue until [`stop`]; started before the traffic.
-fn start_collect(queue: &str, file: &str) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_collect"))
-        .args(["-s", "-q", queue, file])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start collect");
-    // collect attaches and resets the queue at start; let it.
-    std::thread::sleep(Duration::from_millis(300));
-    child
-}
-
-fn stop(child: Child) {
-    std::thread::sleep(Duration::from_millis(400));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "collect: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// tshark's per-frame view: interface name, direction (1 in, 2 out), epoch time, comment,
@@ -91,12 +62,12 @@ fn every_bridged_frame_is_in_once_on_its_port_and_out_once_on_the_other() {
     let file = dir.path().join("both.pcapng");
     let file = file.to_str().unwrap();
     let before = wall_ns();
-    let collect = start_collect(&eng.queue_name, file);
+    let collect = Collect::start(&eng.queue_name, file);
 
     let ping = lab.sh(&lab.h1, &format!("ping -c 5 -i 0.05 -W 2 {H2_IP}"));
     assert!(ping.contains("5 received"), "{ping}");
     tcp_transfer(&lab, 300_000, 5202);
-    stop(collect);
+    collect.stop();
     let after = wall_ns();
 
     let all = dump(file);
@@ -219,10 +190,10 @@ fn frames_fault_injection_flipped_or_duplicated_carry_a_comment() {
 
     let flip = dir.path().join("flip.pcapng");
     let flip = flip.to_str().unwrap();
-    let collect = start_collect(&eng.queue_name, flip);
+    let collect = Collect::start(&eng.queue_name, flip);
     s0.send_all(&frames);
     assert_eq!(s1.collect(frames.len(), QUIET).len(), frames.len());
-    stop(collect);
+    collect.stop();
     let epbs = dump(flip)
         .into_iter()
         .filter(|b| b["block"] == "epb")
@@ -251,10 +222,10 @@ fn frames_fault_injection_flipped_or_duplicated_carry_a_comment() {
     eng.ok("0 0 fault.flip.probability 100000 0 fault.dup.probability");
     let dup = dir.path().join("dup.pcapng");
     let dup = dup.to_str().unwrap();
-    let collect = start_collect(&eng.queue_name, dup);
+    let collect = Collect::start(&eng.queue_name, dup);
     s0.send_all(&frames);
     assert_eq!(s1.collect(2 * frames.len(), QUIET).len(), 2 * frames.len());
-    stop(collect);
+    collect.stop();
     let epbs = dump(dup)
         .into_iter()
         .filter(|b| b["block"] == "epb")
@@ -287,8 +258,8 @@ fn statistics_blocks_equal_if_stats_rx_and_the_queue_full_of_each_port() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("isb.pcapng");
     let file = file.to_str().unwrap();
-    let collect = start_collect(&queue, file);
-    let pid = nix::unistd::Pid::from_raw(collect.id() as i32);
+    let collect = Collect::start(&queue, file);
+    let pid = collect.pid();
     // collect stopped: 64 slots fill and the rest of what both ports receive is `full`.
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let s0 = lab.packet_socket(&lab.h1, "e0");
@@ -305,7 +276,7 @@ fn statistics_blocks_equal_if_stats_rx_and_the_queue_full_of_each_port() {
     );
     std::thread::sleep(Duration::from_millis(300));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
-    stop(collect);
+    collect.stop();
     let q = ethertap::pqueue::Queue::open_existing(&queue).unwrap();
     let all = dump(file);
     let isbs = blocks(&all, "isb");

@@ -41,10 +41,18 @@ fn promiscuity(lab: &Lab, ifname: &str) -> u32 {
         .expect("a number")
 }
 
+/// The runtime directory (pid file, console socket) of the lab's engine: every start serves
+/// its console socket, and tests in parallel must not see each other's.
+fn run_dir(lab: &Lab) -> String {
+    let dir = std::env::temp_dir().join(format!("ethertap-run-{}", lab.br));
+    std::fs::create_dir_all(&dir).expect("runtime directory");
+    format!("ETHERTAP_RUN_DIR={}", dir.display())
+}
+
 /// Runs `ethertap ARGS` in the bridge namespace to completion.
 fn run_in_br(lab: &Lab, args: &[&str]) -> (bool, String) {
     let out = Command::new("ip")
-        .args(["netns", "exec", &lab.br, BIN])
+        .args(["netns", "exec", &lab.br, "env", &run_dir(lab), BIN])
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -62,7 +70,8 @@ fn start_bin(
     lab: &mut Lab,
     args: &[&str],
 ) -> (u32, Vec<String>, std::sync::mpsc::Receiver<String>) {
-    let mut full = vec![BIN, "start"];
+    let dir = run_dir(lab);
+    let mut full = vec!["env", &dir, BIN, "start"];
     full.extend_from_slice(args);
     let pid = lab.spawn(&lab.br.clone(), &full);
     let mut child = lab.take_child(pid).expect("child");
@@ -150,7 +159,7 @@ fn a_killed_engine_leaves_nothing_behind_and_a_new_start_works() {
     assert!(
         early
             .iter()
-            .any(|l| l.contains("warning") && l.contains("p0 has 2 receive queues")),
+            .any(|l| l.contains(" WARN ") && l.contains("p0 has 2 receive queues")),
         "serving fewer queues than the interface has is reported: {early:?}"
     );
     assert!(attached(&lab, "p0"));
@@ -281,7 +290,16 @@ fn start_errors_name_the_problem_and_change_nothing() {
             "--reuid=65534",
             "--regid=65534",
         ])
-        .args(["--clear-groups", BIN, "start", "--no-preset", "p0", "p1"])
+        .args([
+            "--clear-groups",
+            "env",
+            &run_dir(&lab),
+            BIN,
+            "start",
+            "--no-preset",
+            "p0",
+            "p1",
+        ])
         .stdin(Stdio::null())
         .output()
         .expect("setpriv");
@@ -333,7 +351,7 @@ fn on_a_terminal_start_runs_the_console_with_the_engine_words_and_bye_stops_it()
         &script,
         format!(
             r#"set timeout 10
-spawn ip netns exec {br} {bin} start --no-preset --queue-name {q} p0 p1
+spawn ip netns exec {br} env {run_dir} {bin} start --no-preset --queue-name {q} p0 p1
 expect {{
   "ok " {{}}
   timeout {{ puts "NO PROMPT"; exit 2 }}
@@ -358,6 +376,7 @@ expect {{
 expect eof
 "#,
             br = lab.br,
+            run_dir = run_dir(&lab),
             bin = BIN,
             q = queue_file.0
         ),

@@ -1,99 +1,13 @@
-//! The engine words against a small in-test engine (real PolicyCell and StatsBoard, fixed
-//! interface list), through the RPCL VM's host API.
+//! The engine words against a small in-test engine (tests/testengine: real PolicyCell and
+//! StatsBoard, fixed interface list), through the RPCL VM's host API.
 
-use ethertap::ixdp::policy::PolicyCell;
-use ethertap::ixdp::stats::StatsBoard;
-use ethertap::ixdp::words::{
-    all_words, register_engine_words, register_unavailable_words, NEEDS_ENGINE,
-};
-use ethertap::ixdp::xdp::ProgramCounters;
-use ethertap::ixdp::{
-    EngineView, Freshness, InterfaceInfo, RingDetails, RingError, RingFigures, XdpMode,
-};
+mod testengine;
+
+use ethertap::ixdp::words::{all_words, register_unavailable_words, NEEDS_ENGINE};
 use ethertap::lab::frames::{self, Tag};
 use ethertap::rpcl::Vm;
 use ethertap::wire::Mac;
-use std::sync::Arc;
-
-struct TestEngine {
-    interfaces: Vec<InterfaceInfo>,
-    policy: PolicyCell,
-    stats: StatsBoard,
-}
-
-impl EngineView for TestEngine {
-    fn interfaces(&self) -> &[InterfaceInfo] {
-        &self.interfaces
-    }
-    fn policy(&self) -> &PolicyCell {
-        &self.policy
-    }
-    fn stats(&self) -> &StatsBoard {
-        &self.stats
-    }
-    fn ring_details(&self, ifidx: usize, queue: usize) -> Result<RingDetails, RingError> {
-        if ifidx == 1 {
-            return Err(RingError::NoQueue { queue: 5, last: 1 });
-        }
-        let rings = RingFigures {
-            fill: 100 + queue as u64,
-            rx: 2,
-            tx: 3,
-            comp: 4,
-            free_frames: 5,
-            spare_frames: 6,
-            rx_dropped: 7,
-            rx_invalid_descs: 8,
-            tx_invalid_descs: 9,
-            rx_ring_full: 10,
-            rx_fill_ring_empty_descs: 11,
-            tx_ring_empty_descs: 12,
-        };
-        let program = ProgramCounters {
-            seen: 13,
-            redirected: 14,
-            passed: 15,
-        };
-        // Queue 0 answers, queue 1 does not.
-        let freshness = [Freshness::Fresh, Freshness::NoAnswer][queue.min(1)];
-        Ok(RingDetails {
-            rings,
-            program,
-            freshness,
-        })
-    }
-}
-
-fn engine(n_ifs: usize, queues: u32) -> Arc<TestEngine> {
-    let names = [
-        ("enp1s0f0", "ixgbe", true, XdpMode::Drv),
-        ("veth-b", "veth", false, XdpMode::Skb),
-    ];
-    Arc::new(TestEngine {
-        interfaces: names[..n_ifs]
-            .iter()
-            .enumerate()
-            .map(
-                |(index, &(name, driver, zerocopy, attached_mode))| InterfaceInfo {
-                    index,
-                    name: name.to_string(),
-                    driver: driver.to_string(),
-                    queues,
-                    zerocopy,
-                    attached_mode,
-                },
-            )
-            .collect(),
-        policy: PolicyCell::default(),
-        stats: StatsBoard::new(n_ifs, queues as usize),
-    })
-}
-
-fn vm_for(e: &Arc<TestEngine>) -> Vm {
-    let mut vm = Vm::new();
-    register_engine_words(&mut vm, e.clone());
-    vm
-}
+use testengine::{engine, vm_for};
 
 fn run(vm: &mut Vm, line: &str) -> Result<String, String> {
     let mut out = Vec::new();
@@ -599,57 +513,372 @@ fn fault_bitflip_probability_is_fault_flip_probability() {
     );
 }
 
-/// The examples of docs/words-engine.md fenced `rpcl`: `ok LINE` input, then its output;
-/// a `...` line in the output stands for any lines.
-#[test]
-fn the_checked_examples_of_the_engine_words_print_what_the_doc_shows() {
+/// The block of docs/words-engine.md that follows `ok LINE` in the section of `word`.
+fn documented_output(word: &str, line: &str) -> String {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/words-engine.md"))
         .expect("docs/words-engine.md");
-    let mut blocks = 0;
-    let mut lines = doc.lines().enumerate();
-    while let Some((n, l)) = lines.next() {
-        if l != "```rpcl" {
-            continue;
-        }
-        blocks += 1;
-        let mut steps: Vec<(String, Vec<String>)> = Vec::new();
-        for (_, l) in lines.by_ref() {
-            if l == "```" {
-                break;
-            }
-            match l.strip_prefix("ok ") {
-                Some(input) => steps.push((input.to_string(), Vec::new())),
-                None => steps.last_mut().expect("input first").1.push(l.to_string()),
-            }
-        }
-        let e = engine(2, 1);
-        let mut vm = vm_for(&e);
-        for (input, expected) in steps {
-            let got = match run(&mut vm, &input) {
-                Ok(out) => out,
-                Err(e) => format!("{e}\n"),
-            };
-            let got: Vec<&str> = got.lines().collect();
-            assert!(
-                matches_with_gaps(&expected, &got),
-                "docs/words-engine.md:{}: `{input}` printed\n{}",
-                n + 1,
-                got.join("\n")
-            );
-        }
-    }
-    assert!(blocks >= 2, "checked examples found: {blocks}");
+    let section = doc
+        .split(&format!("### `{word}`\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no section for {word}"));
+    let after = section
+        .split(&format!("ok {line}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no `ok {line}` example for {word}"));
+    after.split("```").next().unwrap().to_string()
 }
 
-/// `expected` against `got`, a `...` line matching any run of lines.
-fn matches_with_gaps(expected: &[String], got: &[&str]) -> bool {
-    match expected.split_first() {
-        None => got.is_empty(),
-        Some((first, rest)) if first == "..." => {
-            (0..=got.len()).any(|skip| matches_with_gaps(rest, &got[skip..]))
+#[test]
+fn if_stats_json_has_the_figures_of_if_stats_plus_bytes_as_documented() {
+    let e = engine(2, 1);
+    let q = e.stats.queue(0, 0);
+    for _ in 0..3 {
+        q.on_rx(&frame(Mac::BROADCAST, CISCO, 0x0800));
+    }
+    q.add_counts(&ethertap::ixdp::stats::Counters {
+        rx_bytes: 180,
+        ..Default::default()
+    });
+    q.add_tx(2);
+    q.add_tx_bytes(120);
+    q.add_drop(1);
+    q.add_fi_dropped(1);
+    let mut vm = vm_for(&e);
+    run(
+        &mut vm,
+        "0 tap.rx.enable 1 fault.enable 12345 1 fault.drop.probability",
+    )
+    .unwrap();
+    let json = run(&mut vm, "if.stats.json").unwrap();
+    assert!(json.ends_with('\n') && json.lines().count() == 1, "{json}");
+    // The documented example is this engine's output, exactly.
+    assert_eq!(json, documented_output("if.stats.json", "if.stats.json"));
+
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let text = run(&mut vm, "if.stats").unwrap();
+    for (i, ifr) in v["interfaces"].as_array().unwrap().iter().enumerate() {
+        for (label, field) in [
+            ("rx", "rx"),
+            ("tx", "tx"),
+            ("drop", "drop"),
+            ("noif", "noif"),
+            ("err", "err"),
+        ] {
+            assert_eq!(
+                ethertap_stat(&text, i, label),
+                ifr[field].as_u64().unwrap(),
+                "{label} of {i}"
+            );
         }
-        Some((first, rest)) => {
-            got.first() == Some(&first.as_str()) && matches_with_gaps(rest, &got[1..])
+        assert_eq!(
+            ethertap_stat(&text, i, "dropped by FI"),
+            ifr["fault"]["dropped"].as_u64().unwrap()
+        );
+    }
+    assert_eq!(v["interfaces"][0]["rx_bytes"], 180);
+    assert_eq!(v["interfaces"][0]["tx_bytes"], 120);
+    assert_eq!(v["interfaces"][1]["fault"]["drop_probability"], 12345);
+}
+
+/// A counter of `if.stats` text.
+fn ethertap_stat(text: &str, ifidx: usize, label: &str) -> u64 {
+    let mut in_block = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') {
+            in_block = line.starts_with(&format!("{ifidx} "));
+        } else if in_block {
+            if let Some(v) = line.trim_start().strip_prefix(label) {
+                if v.starts_with("  ") {
+                    return v.trim().parse().unwrap();
+                }
+            }
         }
     }
+    panic!("no {label} for {ifidx} in {text}")
+}
+
+#[test]
+fn tap_filter_compiles_shows_and_keeps_the_old_filter_on_bad_expressions() {
+    let e = engine(2, 1);
+    let mut vm = vm_for(&e);
+    assert_eq!(run(&mut vm, "tap.filter.show").unwrap(), "");
+    run(&mut vm, "\"udp port 1234\" tap.filter").unwrap();
+    assert_eq!(run(&mut vm, "tap.filter.show").unwrap(), "udp port 1234\n");
+    let long = "x".repeat(10_000);
+    let bad: [(&str, String); 4] = [
+        (
+            "tcp port",
+            "\"tcp port\" is not a valid filter: can't parse filter expression: syntax error"
+                .into(),
+        ),
+        (
+            "no such",
+            "\"no such\" is not a valid filter: can't parse filter expression: syntax error"
+                .into(),
+        ),
+        (
+            &long,
+            format!(
+                "\"{}…\" is not a valid filter: it is 10000 bytes long, at most 4096 are allowed",
+                "x".repeat(64)
+            ),
+        ),
+        (
+            "tcp port ٤٤٣ or h\u{e9}",
+            "\"tcp port ٤٤٣ or h\u{e9}\" is not a valid filter: can't parse filter expression: syntax error"
+                .into(),
+        ),
+    ];
+    for (expr, message) in bad {
+        let err = run(&mut vm, &format!("\"{expr}\" tap.filter")).unwrap_err();
+        assert_eq!(err, format!("error: tap.filter: {message}"));
+        assert_eq!(
+            run(&mut vm, "tap.filter.show").unwrap(),
+            "udp port 1234\n",
+            "the old filter stays after {expr:.20}"
+        );
+        assert_eq!(
+            e.policy
+                .snapshot()
+                .tap_filter
+                .as_ref()
+                .map(|f| f.expr().to_string()),
+            Some("udp port 1234".to_string())
+        );
+    }
+    let err = run(&mut vm, "\"aa:bb:cc:dd:ee:ff\" str->mac_t tap.filter").unwrap_err();
+    assert!(
+        err.starts_with("error: tap.filter: expected a string"),
+        "{err}"
+    );
+    // The expression is kept as given; empty or blank removes it, as tap.filter.reset does.
+    run(&mut vm, "\"  vlan 10 \" tap.filter").unwrap();
+    assert_eq!(run(&mut vm, "tap.filter.show").unwrap(), "  vlan 10 \n");
+    run(&mut vm, "\"  \" tap.filter").unwrap();
+    assert!(e.policy.snapshot().tap_filter.is_none());
+    run(&mut vm, "\"tcp\" tap.filter tap.filter.reset").unwrap();
+    assert!(e.policy.snapshot().tap_filter.is_none());
+    assert_eq!(run(&mut vm, "tap.filter.show").unwrap(), "");
+    assert!(run(&mut vm_for(&e), "tap.filter")
+        .unwrap_err()
+        .contains("underflow"));
+}
+
+#[test]
+fn snaplen_and_sample_take_their_ranges_and_refuse_the_rest() {
+    let e = engine(1, 1);
+    let mut vm = vm_for(&e);
+    run(&mut vm, "96 tap.snaplen 10 tap.sample").unwrap();
+    let p = e.policy.snapshot();
+    assert_eq!((p.snaplen.get(), p.sample.get()), (96, 10));
+    run(&mut vm, "262144 tap.snaplen 4294967295 tap.sample").unwrap();
+    let p = e.policy.snapshot();
+    assert_eq!((p.snaplen.get(), p.sample.get()), (262_144, u32::MAX));
+    for (line, message) in [
+        ("-1 tap.snaplen", "-1 is not a snap length (0 = whole frames, else 1..262144 bytes)"),
+        ("262145 tap.snaplen", "262145 is not a snap length (0 = whole frames, else 1..262144 bytes)"),
+        ("0 tap.sample", "0 is not a sampling rate (1 = every frame, n = one frame in n, up to 4294967295)"),
+        ("-3 tap.sample", "-3 is not a sampling rate (1 = every frame, n = one frame in n, up to 4294967295)"),
+        ("4294967296 tap.sample", "4294967296 is not a sampling rate (1 = every frame, n = one frame in n, up to 4294967295)"),
+    ] {
+        let word = line.split(' ').nth(1).unwrap();
+        assert_eq!(run(&mut vm, line).unwrap_err(), format!("error: {word}: {message}"));
+    }
+    for word in ["tap.snaplen", "tap.sample"] {
+        let err = run(&mut vm, &format!("many {word}")).unwrap_err();
+        assert!(
+            err.starts_with(&format!("error: {word}: ")) && err.contains("many"),
+            "{err}"
+        );
+    }
+    let p = e.policy.snapshot();
+    assert_eq!(
+        (p.snaplen.get(), p.sample.get()),
+        (262_144, u32::MAX),
+        "failures changed nothing"
+    );
+    run(&mut vm, "0 tap.snaplen 1 tap.sample").unwrap();
+    let p = e.policy.snapshot();
+    assert_eq!((p.snaplen, p.sample), Default::default());
+}
+
+#[test]
+fn tap_status_shows_the_whole_selection() {
+    let e = engine(2, 1);
+    let mut vm = vm_for(&e);
+    run(&mut vm, "1 tap.rx.enable 0 tap.tx.enable 1 tap.tx.enable").unwrap();
+    run(
+        &mut vm,
+        "00:00:0c:01:02:03 tap.hash.insert 02:42:ac:11:00:02 tap.hash.insert",
+    )
+    .unwrap();
+    run(
+        &mut vm,
+        "00:1b:21:00:00:00-00:1b:21:00:ff:ff tap.hash.insert",
+    )
+    .unwrap();
+    run(
+        &mut vm,
+        "00:50:56:00:00:00-00:50:56:ff:ff:ff tap.hash.insert",
+    )
+    .unwrap();
+    run(
+        &mut vm,
+        "\"tcp port 443\" tap.filter 3 tap.sample 128 tap.snaplen",
+    )
+    .unwrap();
+    assert_eq!(
+        run(&mut vm, "tap.status").unwrap(),
+        "\
+RX tap                  1 veth-b
+TX tap                  0 enp1s0f0, 1 veth-b
+TAP machash             2 MACs, 2 ranges
+filter                  tcp port 443
+sample                  1 in 3
+snaplen                 128 bytes
+"
+    );
+    run(&mut vm, "tap.hash.reset 00:00:0c:01:02:03 tap.hash.insert").unwrap();
+    let out = run(&mut vm, "tap.status").unwrap();
+    assert!(out.contains("TAP machash             1 MAC\n"), "{out}");
+}
+
+#[test]
+fn machashes_take_ranges_as_macrange_t_or_text() {
+    let e = engine(1, 1);
+    let mut vm = vm_for(&e);
+    for prefix in ["tap", "drop", "fault"] {
+        run(
+            &mut vm,
+            &format!(
+                "\"00:50:56:00:00:00-00:50:56:0f:ff:ff\" str->macrange_t {prefix}.hash.insert \
+                 02:42:ac:00:00:00-02:42:AC:00:00:FF {prefix}.hash.insert \
+                 00:00:0c:01:02:03 {prefix}.hash.insert \
+                 \"00:50:56:00:00:01\" str->mac_t {prefix}.hash.insert"
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            run(&mut vm, &format!("{prefix}.hash.show")).unwrap(),
+            "\
+00:00:0c:01:02:03 Cisco Systems, Inc
+00:50:56:00:00:00-00:50:56:0f:ff:ff VMware, Inc
+00:50:56:00:00:01 VMware, Inc
+02:42:ac:00:00:00-02:42:ac:00:00:ff Locally Administered Address (LAA)
+"
+        );
+        // The same range again is no new entry; a dashed range reads too.
+        run(
+            &mut vm,
+            &format!("00-50-56-00-00-00-00-50-56-0F-FF-FF {prefix}.hash.insert"),
+        )
+        .unwrap();
+        let p = e.policy.snapshot();
+        let set = match prefix {
+            "tap" => &p.tap_hash,
+            "drop" => &p.drop_hash,
+            _ => &p.fault_hash,
+        };
+        assert_eq!((set.len(), set.ranges()), (4, 2));
+        for (mac, inside) in [
+            (Mac([0x00, 0x50, 0x56, 0x0f, 0xff, 0xff]), true),
+            (Mac([0x00, 0x50, 0x56, 0x10, 0x00, 0x00]), false),
+            (Mac([0x02, 0x42, 0xac, 0x00, 0x00, 0x80]), true),
+            (Mac([0x02, 0x42, 0xac, 0x00, 0x01, 0x00]), false),
+        ] {
+            assert_eq!(set.contains(&mac), inside, "{prefix}: {mac}");
+        }
+        // Deleting the MAC inside a range leaves the range; deleting the range removes it.
+        run(&mut vm, &format!("00:50:56:00:00:01 {prefix}.hash.delete")).unwrap();
+        run(
+            &mut vm,
+            &format!(
+                "\"02:42:ac:00:00:00-02:42:ac:00:00:ff\" str->macrange_t {prefix}.hash.delete"
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            run(&mut vm, &format!("{prefix}.hash.show")).unwrap(),
+            "00:00:0c:01:02:03 Cisco Systems, Inc\n00:50:56:00:00:00-00:50:56:0f:ff:ff VMware, Inc\n"
+        );
+        for (item, message) in [
+            (
+                "00:50:56:ff:ff:ff-00:50:56:00:00:00",
+                "00:50:56:ff:ff:ff-00:50:56:00:00:00 is not a range: FROM is above TO".to_string(),
+            ),
+            (
+                "00:50:56:00:00:00-",
+                "\"00:50:56:00:00:00-\" is not a MAC address or a MAC range FROM-TO".to_string(),
+            ),
+            (
+                "\"10.0.0.1\" str->ip4_t",
+                "ip4_t 10.0.0.1 is not a MAC address or a MAC range FROM-TO".to_string(),
+            ),
+        ] {
+            for op in ["insert", "delete"] {
+                assert_eq!(
+                    run(&mut vm, &format!("{item} {prefix}.hash.{op}")).unwrap_err(),
+                    format!("error: {prefix}.hash.{op}: {message}")
+                );
+            }
+        }
+        run(&mut vm, &format!("{prefix}.hash.reset")).unwrap();
+    }
+}
+
+/// tests/rpcl/engine/*.lines.rpcl: console sessions against the in-test engine with the
+/// interfaces of docs/words-engine.md, each line's output and error lines compared with the
+/// `.out` file beside it (`RPCL_BLESS=1` rewrites them; review the diff).
+#[test]
+fn engine_conformance_cases() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rpcl/engine");
+    let mut cases: Vec<_> = std::fs::read_dir(dir)
+        .expect("tests/rpcl/engine exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".lines.rpcl"))
+        .collect();
+    cases.sort();
+    assert!(!cases.is_empty());
+    let mut tokens = std::collections::HashSet::new();
+    let mut failures = Vec::new();
+    for path in &cases {
+        let text = std::fs::read_to_string(path).unwrap();
+        let e = testengine::engine_with(&testengine::DOCS, 1);
+        let mut vm = vm_for(&e);
+        let mut out = String::new();
+        for line in text.lines() {
+            if !line.starts_with('#') {
+                tokens.extend(line.split_whitespace().map(String::from));
+            }
+            match run(&mut vm, line) {
+                Ok(o) => out.push_str(&o),
+                Err(err) => {
+                    out.push_str(&err);
+                    out.push('\n');
+                }
+            }
+        }
+        let out_file = path.with_extension("out");
+        if std::env::var_os("RPCL_BLESS").is_some() {
+            std::fs::write(&out_file, &out).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&out_file)
+            .unwrap_or_else(|_| panic!("{} has no .out file", path.display()));
+        if out != want {
+            failures.push(format!(
+                "{}: output differs\n--- expected\n{want}--- actual\n{out}",
+                path.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let missing: Vec<&str> = all_words()
+        .map(|w| w.name)
+        .filter(|w| !tokens.contains(*w))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "engine words without a case in tests/rpcl/engine: {missing:?}"
+    );
 }

@@ -48,6 +48,68 @@ pub struct CollectOptions {
     pub rotate_secs: Option<u64>,
     /// Keep at most this many files, reusing names in a ring.
     pub ring_files: Option<u32>,
+    /// Give up (exit 1) when no engine has fed the queue for this many seconds.
+    pub wait: Option<u64>,
+}
+
+/// Whether an engine feeds the queue, as the progress line and the one-time notice say it.
+struct EngineWatch {
+    /// Since when nobody feeds it (`None`: an engine does).
+    unfed_since: Option<Instant>,
+    told: bool,
+    last_check: Instant,
+}
+
+impl EngineWatch {
+    fn new() -> EngineWatch {
+        EngineWatch {
+            unfed_since: None,
+            told: false,
+            last_check: Instant::now() - Duration::from_secs(1),
+        }
+    }
+
+    /// Looks (at most every 200 ms) whether a live engine feeds the queue; says once that
+    /// none does yet, and fails when `--wait` ran out.
+    fn check(
+        &mut self,
+        opts: &CollectOptions,
+        queue: &crate::pqueue::Queue,
+    ) -> Result<(), CaptureError> {
+        if self.last_check.elapsed() < Duration::from_millis(200) {
+            return Ok(());
+        }
+        self.last_check = Instant::now();
+        if queue.producer().is_some() {
+            self.unfed_since = None;
+            return Ok(());
+        }
+        let since = *self.unfed_since.get_or_insert_with(Instant::now);
+        if !self.told {
+            self.told = true;
+            let bound = match opts.wait {
+                Some(s) => format!("for at most {s} s (--wait)"),
+                None => "(--wait SECONDS bounds the wait)".to_string(),
+            };
+            eprintln!(
+                "collect: no engine feeds queue {} yet; waiting for one {bound}",
+                opts.queue
+            );
+        }
+        match opts.wait {
+            Some(seconds) if since.elapsed() >= Duration::from_secs(seconds) => {
+                Err(CaptureError::NoEngine {
+                    queue: opts.queue.clone(),
+                    seconds,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn waiting(&self) -> Option<Duration> {
+        self.unfed_since.map(|t| t.elapsed())
+    }
 }
 
 /// What a finished `collect` wrote.
@@ -74,8 +136,12 @@ impl CollectOptions {
         if self.ring_files.is_some() && !rotating {
             return bad("-W FILES needs -C MB or -G SECONDS");
         }
-        if self.rotate_mb == Some(0) || self.rotate_secs == Some(0) || self.ring_files == Some(0) {
-            return bad("-C, -G and -W take a number greater than 0");
+        if self.rotate_mb == Some(0)
+            || self.rotate_secs == Some(0)
+            || self.ring_files == Some(0)
+            || self.wait == Some(0)
+        {
+            return bad("-C, -G, -W and --wait take a number greater than 0");
         }
         if self.snaplen == 0 {
             return bad("--snaplen must be at least 1");
@@ -206,11 +272,13 @@ pub fn run(
     let mut last_show = Instant::now();
     let mut last_flush = Instant::now();
     let mut unflushed = false;
+    let mut engine = EngineWatch::new();
     let outcome: Result<(), CaptureError> = (|| {
         loop {
             if stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
+            engine.check(opts, consumer.queue_ref())?;
             let mut want = BATCH;
             if let Some(limit) = opts.packet_limit {
                 if report.packets >= limit {
@@ -276,13 +344,17 @@ pub fn run(
                     .map(|s| s.full.saturating_sub(full_at_start))
                     .unwrap_or(report.queue_drops);
                 let secs = began.elapsed().as_secs_f64().max(1e-3);
-                bar.set_message(format!(
+                let mut msg = format!(
                     "{} packets, {}, {:.0} pkt/s, {} queue drops",
                     report.packets,
                     HumanBytes(report.bytes),
                     report.packets as f64 / secs,
                     report.queue_drops
-                ));
+                );
+                if let Some(w) = engine.waiting() {
+                    msg = format!("waiting for an engine ({} s); {msg}", w.as_secs());
+                }
+                bar.set_message(msg);
                 bar.tick();
             }
         }
@@ -334,6 +406,7 @@ mod tests {
             rotate_mb: None,
             rotate_secs: None,
             ring_files: None,
+            wait: None,
         }
     }
 

@@ -71,6 +71,14 @@ pub enum CaptureError {
     /// The packet queue could not be attached or read.
     #[error(transparent)]
     Queue(#[from] crate::pqueue::Error),
+    /// `--wait SECONDS` ran out with no engine feeding the queue.
+    #[error("no engine fed queue {queue} within {seconds} s (--wait); is `ethertap start` running with --queue-name {queue}?")]
+    NoEngine {
+        /// The queue's name.
+        queue: String,
+        /// The `--wait` bound.
+        seconds: u64,
+    },
     /// Writing an output file (or stdout) failed.
     #[error("{file}: {source}")]
     Write {

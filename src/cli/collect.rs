@@ -8,10 +8,7 @@ use std::sync::Arc;
 use crate::capture::collect::{self, CollectOptions, DEFAULT_SNAPLEN};
 use crate::ctl::pidfile;
 use crate::pqueue::DEFAULT_NAME;
-use clap::{ArgAction, CommandFactory, Parser};
-
-const COPYRIGHT: &str = "collect, part of ethertap — Copyright (c) 2026 the ethertap developers.\n\
-Licensed under the MIT license or the Apache License 2.0, at your option.";
+use clap::{CommandFactory, Parser};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -19,12 +16,14 @@ Licensed under the MIT license or the Apache License 2.0, at your option.";
     version,
     disable_version_flag = true,
     about = "Record packets from the ethertap packet queue to a pcap or pcapng file",
+    long_about = None,
     after_help = "Rotated files are named as by tcpdump: OUTPUT, OUTPUT1, OUTPUT2 ... with -C/-G; \
 OUTPUT0 ... OUTPUT(N-1), reused in a ring, with -W N.\n\
 Stop a background collect with `control collect stop` (or `control ID stop` with --id ID).\n\
 Exit status: 0 success (a limit reached, or stopped by SIGINT/SIGTERM with the file complete); \
 1 error (no queue, cannot write OUTPUT, already running in the background); 2 usage error."
 )]
+/// The arguments of `collect`.
 pub struct Args {
     /// Output file, or - for stdout
     #[arg(required_unless_present_any = ["copyright", "completions"])]
@@ -79,29 +78,19 @@ pub struct Args {
     #[arg(short = 'G', value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     rotate_secs: Option<u64>,
-    /// Print the version
-    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
-    version: Option<bool>,
-    /// Print the copyright
-    #[arg(short = 'c', long = "copyright")]
-    copyright: bool,
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
-    #[arg(long = "completions", value_name = "SHELL")]
-    completions: Option<clap_complete::Shell>,
+    /// Give up (exit 1) when no engine has fed the queue for SECONDS seconds (1..31536000);
+    /// without it collect waits for an engine as long as it takes
+    #[arg(long = "wait", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    wait: Option<u64>,
+    #[command(flatten)]
+    flags: crate::cli::ProductFlags,
 }
 
 /// Runs the command the parsed arguments describe.
 pub fn run(args: Args) -> ExitCode {
-    if args.copyright {
-        println!("{COPYRIGHT}");
-        return ExitCode::SUCCESS;
-    }
-    if let Some(shell) = args.completions {
-        // Generated into memory: clap_complete panics when a pipe reader (`| head`) goes away.
-        let mut script = Vec::new();
-        clap_complete::generate(shell, &mut Args::command(), "collect", &mut script);
-        let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
-        return ExitCode::SUCCESS;
+    if let Some(code) = args.flags.handle(Args::command()) {
+        return code;
     }
     let output = args.output.clone().unwrap_or_default();
     let opts = CollectOptions {
@@ -119,6 +108,7 @@ pub fn run(args: Args) -> ExitCode {
         rotate_mb: args.rotate_mb,
         rotate_secs: args.rotate_secs,
         ring_files: args.ring_files,
+        wait: args.wait,
     };
     if let Err(e) = opts.check() {
         crate::note!("collect: {e}");

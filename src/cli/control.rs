@@ -5,11 +5,9 @@ use std::time::Duration;
 
 use crate::cli::front;
 use crate::ctl::pidfile;
-use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 
-const COPYRIGHT: &str = "control, part of ethertap — Copyright (c) 2026 the ethertap developers.\n\
-Licensed under the MIT license or the Apache License 2.0, at your option.";
-
+/// What `control ID ACTION` does.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Action {
     /// Show whether the process runs, e.g. "collect PID 22880 running" (exit 0; 3 if not running)
@@ -24,12 +22,14 @@ pub enum Action {
     version,
     disable_version_flag = true,
     about = "Control background ethertap processes",
+    long_about = None,
     after_help = "IDs: ethertap, collect, or the --id given to a background collect.\n\
 `control ethertap` opens the interactive `ok ` console in the daemon (one session at a time; \
 Ctrl-D leaves it, the daemon keeps running).\n\
 Exit status: 0 success, 1 error, 2 usage error, 3 not running.\n\
 Runtime files live in /run (ETHERTAP_RUN_DIR overrides it)."
 )]
+/// The arguments of `control`.
 pub struct Args {
     /// Background process: ethertap, collect, or a collect --id
     #[arg(required_unless_present_any = ["copyright", "completions"])]
@@ -39,15 +39,8 @@ pub struct Args {
     /// Seconds `stop` waits for the process to exit
     #[arg(long, default_value_t = 10)]
     timeout: u64,
-    /// Print the version
-    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
-    version: Option<bool>,
-    /// Print the copyright
-    #[arg(short = 'c', long = "copyright")]
-    copyright: bool,
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
-    #[arg(long, value_name = "SHELL")]
-    completions: Option<clap_complete::Shell>,
+    #[command(flatten)]
+    flags: crate::cli::ProductFlags,
 }
 
 /// A running collect's status, with the lanes it consumes (`lane 2 of 4 of packet queue Q`).
@@ -68,15 +61,8 @@ fn with_lanes(
 
 /// Runs the command the parsed arguments describe.
 pub fn run(args: Args) -> ExitCode {
-    if args.copyright {
-        front::say(COPYRIGHT);
-        return ExitCode::SUCCESS;
-    }
-    if let Some(shell) = args.completions {
-        let mut script = Vec::new();
-        clap_complete::generate(shell, &mut Args::command(), "control", &mut script);
-        let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
-        return ExitCode::SUCCESS;
+    if let Some(code) = args.flags.handle(Args::command()) {
+        return code;
     }
     let id = args.id.unwrap_or_default();
     let (program, path) = match pidfile::target(&id) {
@@ -92,7 +78,7 @@ pub fn run(args: Args) -> ExitCode {
         // the interfaces before the process exits.
         return match args.action {
             None => front::attach(),
-            Some(Action::Status) => front::status(),
+            Some(Action::Status) => front::status(false),
             Some(Action::Stop) => front::stop(timeout),
         };
     }

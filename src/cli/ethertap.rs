@@ -10,16 +10,22 @@ use std::time::Duration;
 #[command(
     name = "ethertap",
     version,
+    disable_version_flag = true,
     about = "AF_XDP software Ethernet TAP and transparent bridge, driven by RPCL",
+    long_about = None,
     after_help = "Exit status: 0 success, 1 error, 2 usage error, 3 status/stop without a running daemon.\n\
 Runtime files: /run/ethertap.pid, /run/ethertap.sock (ETHERTAP_RUN_DIR overrides /run); \
 daemon log /var/log/ethertap.log (ETHERTAP_LOG)."
 )]
+/// The arguments of `ethertap`.
 pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    flags: crate::cli::ProductFlags,
 }
 
+/// The subcommands of `ethertap`.
 #[derive(Subcommand)]
 pub enum Command {
     /// Start the engine on IF0 (mirror mode) or IF0 and IF1 (bridge mode): with an `ok `
@@ -28,6 +34,7 @@ pub enum Command {
         /// Detach and run as a daemon (pid file, console socket, log file).
         #[arg(short = 'd', long)]
         daemon: bool,
+        #[allow(missing_docs)] // clap would take a doc comment here for help text
         #[command(flatten)]
         args: StartArgs,
     },
@@ -76,7 +83,23 @@ pub enum Command {
         local: bool,
     },
     /// Show the daemon's pid, uptime, interfaces, mode and packet queue.
-    Status,
+    Status {
+        /// As JSON (field names: docs/operations.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the daemon's counters: if.stats and tap.queue.status, or JSON with bytes.
+    Stats {
+        /// As JSON (field names: docs/operations.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the last lines of the daemon's log.
+    Log {
+        /// How many lines.
+        #[arg(short = 'n', long, default_value_t = 50, value_name = "N")]
+        lines: u32,
+    },
     /// Stop the daemon cleanly (XDP detached, interfaces restored).
     Stop {
         /// Seconds to wait for the daemon to exit.
@@ -90,12 +113,26 @@ pub enum Command {
         out_dir: std::path::PathBuf,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to write the script for.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Runs the command the parsed arguments describe.
 pub fn run(cli: Cli) -> ExitCode {
-    match cli.command {
+    if let Some(code) = cli.flags.handle(Cli::command()) {
+        return code;
+    }
+    let Some(command) = cli.command else {
+        let e = Cli::command().error(
+            clap::error::ErrorKind::MissingSubcommand,
+            "a command is needed (`ethertap --help` lists them)",
+        );
+        let _ = e.print();
+        return ExitCode::from(2);
+    };
+    match command {
         Command::Start { daemon: true, args } => match cli::start::start_daemon(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -130,7 +167,9 @@ pub fn run(cli: Cli) -> ExitCode {
             strict,
         } => cli::local::check(&file, disasm, strict),
         Command::Console { local } => front::console(local),
-        Command::Status => front::status(),
+        Command::Status { json } => front::status(json),
+        Command::Stats { json } => front::stats(json),
+        Command::Log { lines } => front::log(lines),
         Command::Stop { timeout } => front::stop(Duration::from_secs(timeout)),
         Command::Demo { out_dir } => match cli::demo::run(&out_dir) {
             Ok(_) => ExitCode::SUCCESS,
@@ -140,10 +179,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         },
         Command::Completions { shell } => {
-            // Generated into memory: clap_complete panics when a pipe reader goes away.
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "ethertap", &mut script);
-            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            cli::print_completions(shell, Cli::command(), "ethertap");
             ExitCode::SUCCESS
         }
     }

@@ -3,7 +3,7 @@
 
 use super::local;
 use crate::ctl::client::{Client, Outcome};
-use crate::ctl::proto::{ProtoError, Request};
+use crate::ctl::proto::{JsonReport, ProtoError, Request};
 use crate::ctl::{pidfile, socket_path};
 use crate::rpcl::{self, ConsoleBackend, ConsoleError, Flow};
 use std::io::{IsTerminal, Write};
@@ -49,7 +49,7 @@ fn sigint_flag() -> Arc<AtomicBool> {
 fn describe_terminal(client: &mut Client) {
     let terminal = std::io::stdout().is_terminal();
     let _ = client.set_color(terminal);
-    let _ = client.set_width(terminal.then(super::terminal_width).flatten());
+    let _ = client.set_width(crate::rpcl::stdout_width());
 }
 
 /// Send one request, stream its output (warnings and notices on stderr), and turn the
@@ -85,11 +85,15 @@ fn remote(mut client: Client, req: Request, strict: bool) -> ExitCode {
 }
 
 /// `ethertap run FILE [ARG…]`: compile here (parse errors never reach the daemon), run there;
-/// the warnings are the daemon's, whose dictionary the script meets.
+/// the warnings are the daemon's, whose dictionary the script meets. The file is checked
+/// (regular, size) before it is read or compiled.
 pub fn run(file: &str, args: Vec<String>, local: bool, strict: bool) -> ExitCode {
     let source = match local::read_script(file) {
         Ok(s) => s,
-        Err(code) => return code,
+        Err(e) => {
+            eprintln!("ethertap: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     if let Err(errors) = rpcl::check(file, &source) {
         for e in errors {
@@ -107,7 +111,7 @@ pub fn run(file: &str, args: Vec<String>, local: bool, strict: bool) -> ExitCode
             },
             strict,
         ),
-        Ok(None) => local::run_local(super::local_vm(), file, args, strict),
+        Ok(None) => local::run_local(super::local_vm(), file, &source, args, strict),
         Err(code) => code,
     }
 }
@@ -137,7 +141,7 @@ impl ConsoleBackend for RemoteBackend {
     fn eval(&mut self, line: &str, out: &mut dyn Write) -> Result<Flow, ConsoleError> {
         let mut notices = std::io::stderr();
         // The window may have been resized since the last line.
-        let _ = self.client.set_width(super::terminal_width());
+        let _ = self.client.set_width(crate::rpcl::stdout_width());
         match self.client.call(
             &Request::Line(line.to_string()),
             out,
@@ -245,16 +249,39 @@ fn not_running() -> ExitCode {
     ExitCode::from(NOT_RUNNING)
 }
 
-/// `ethertap status`: pid, uptime, interfaces, mode, queue.
-pub fn status() -> ExitCode {
+/// Sends `req` to the daemon; exit 3 when none runs.
+fn to_daemon(req: Request) -> ExitCode {
     match Client::connect(&socket_path()) {
-        Ok(Some(client)) => remote(client, Request::Status, false),
+        Ok(Some(client)) => remote(client, req, false),
         Ok(None) => not_running(),
         Err(e) => {
             eprintln!("ethertap: cannot reach the daemon: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `ethertap status [--json]`: pid, uptime, interfaces, mode, queue.
+pub fn status(json: bool) -> ExitCode {
+    to_daemon(if json {
+        Request::Json(JsonReport::Status)
+    } else {
+        Request::Status
+    })
+}
+
+/// `ethertap stats [--json]`: `if.stats` and `tap.queue.status`, or the JSON report.
+pub fn stats(json: bool) -> ExitCode {
+    to_daemon(if json {
+        Request::Json(JsonReport::Stats)
+    } else {
+        Request::Eval("if.stats tap.queue.status".into())
+    })
+}
+
+/// `ethertap log [-n N]`: the daemon's last log lines.
+pub fn log(lines: u32) -> ExitCode {
+    to_daemon(Request::Log(lines))
 }
 
 /// `ethertap stop`: a clean shutdown through the console socket (interfaces restored), then
@@ -271,9 +298,17 @@ pub fn stop(timeout: Duration) -> ExitCode {
                 &mut std::io::stderr(),
                 &never,
             );
-            if let Err(e) = r {
-                eprintln!("ethertap: stop: {e}");
-                return ExitCode::FAILURE;
+            match r {
+                Ok(Outcome::Done | Outcome::Bye) => {}
+                // Refused (e.g. not root): nothing will stop, so there is nothing to wait for.
+                Ok(Outcome::Failed(msg) | Outcome::Refused(msg)) => {
+                    eprintln!("ethertap: stop: {msg}");
+                    return ExitCode::FAILURE;
+                }
+                Err(e) => {
+                    eprintln!("ethertap: stop: {e}");
+                    return ExitCode::FAILURE;
+                }
             }
             let Some(pid) = pid else {
                 say("shutdown of ethertap complete");

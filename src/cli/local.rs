@@ -6,6 +6,27 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+/// Why a script file (`ethertap run`, `check`, a preset) was not read: the file as given and
+/// what [`rpcl::read_source`] found (a system error, not a regular file, larger than
+/// [`rpcl::MAX_SOURCE`]). Checked before anything is read, so a FIFO is refused, not waited on.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {file}: {source}")]
+pub struct ScriptError {
+    /// The file as given.
+    pub file: String,
+    /// Why it was not read.
+    #[source]
+    pub source: rpcl::SourceError,
+}
+
+/// Reads a script through [`rpcl::read_source`], the one reader of every source text.
+pub fn read_script(file: &str) -> Result<String, ScriptError> {
+    rpcl::read_source(file).map_err(|source| ScriptError {
+        file: file.to_string(),
+        source,
+    })
+}
+
 /// Ctrl-C sets the VM's interrupt flag; a second Ctrl-C while it is still set (a word that
 /// does not poll it) ends the process the default way.
 fn interrupt_on_sigint(flag: &Arc<AtomicBool>) {
@@ -19,15 +40,6 @@ fn print_warnings(warnings: &[Warning]) {
     for w in warnings {
         eprintln!("{w}");
     }
-}
-
-/// The source of `ethertap run` / `check`: a regular file within [`rpcl::MAX_SOURCE`], or the
-/// message saying why not.
-pub fn read_script(file: &str) -> Result<String, ExitCode> {
-    rpcl::read_source(file).map_err(|e| {
-        eprintln!("ethertap: cannot read {file}: {e}");
-        ExitCode::FAILURE
-    })
 }
 
 /// Compile, print the warnings, refuse with `strict` if there are any, run to the end.
@@ -66,14 +78,10 @@ fn compile_and_run(
     }
 }
 
-/// `ethertap run FILE [ARG…]` in a local VM.
-pub fn run_local(mut vm: Vm, file: &str, args: Vec<String>, strict: bool) -> ExitCode {
-    let text = match read_script(file) {
-        Ok(t) => t,
-        Err(code) => return code,
-    };
+/// `ethertap run FILE [ARG…]` in a local VM, with the script read already.
+pub fn run_local(mut vm: Vm, file: &str, text: &str, args: Vec<String>, strict: bool) -> ExitCode {
     vm.set_args(args);
-    let compiled = vm.compile_file(file, &text);
+    let compiled = vm.compile_file(file, text);
     compile_and_run(&mut vm, compiled, file, strict)
 }
 
@@ -89,7 +97,10 @@ pub fn eval_local(mut vm: Vm, line: &str, strict: bool) -> ExitCode {
 pub fn check(file: &str, disasm: bool, strict: bool) -> ExitCode {
     let text = match read_script(file) {
         Ok(t) => t,
-        Err(code) => return code,
+        Err(e) => {
+            eprintln!("ethertap: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     let mut vm = super::local_vm();
     let r = if disasm {

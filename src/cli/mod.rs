@@ -14,14 +14,61 @@ pub mod start;
 use crate::ixdp::Engine;
 use crate::rpcl::Vm;
 use std::io::IsTerminal;
+use std::process::ExitCode;
+
+/// The options every product (`ethertap`, `collect`, `control`) has alike: `-V`/`-v`/`--version`,
+/// `-c`/`--copyright`, `--completions SHELL`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ProductFlags {
+    /// Print the version
+    #[arg(short = 'V', long = "version", short_alias = 'v', action = clap::ArgAction::Version)]
+    version: Option<bool>,
+    /// Print the copyright
+    #[arg(short = 'c', long = "copyright")]
+    copyright: bool,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[arg(long = "completions", value_name = "SHELL")]
+    completions: Option<clap_complete::Shell>,
+}
+
+/// The copyright line of a product.
+fn copyright(name: &str) -> String {
+    let what = if name == "ethertap" {
+        name.to_string()
+    } else {
+        format!("{name}, part of ethertap")
+    };
+    format!(
+        "{what} — Copyright (c) 2026 the ethertap developers.\n\
+Licensed under the MIT license or the Apache License 2.0, at your option."
+    )
+}
+
+impl ProductFlags {
+    /// Prints the copyright or the completion script of `cmd` when asked; the exit status
+    /// then, `None` when the command has work to do.
+    pub fn handle(&self, cmd: clap::Command) -> Option<ExitCode> {
+        let name = cmd.get_name().to_string();
+        if self.copyright {
+            front::say(&copyright(&name));
+            return Some(ExitCode::SUCCESS);
+        }
+        let shell = self.completions?;
+        print_completions(shell, cmd, &name);
+        Some(ExitCode::SUCCESS)
+    }
+}
+
+/// Prints the completion script of `cmd` for `shell`. Generated into memory first:
+/// clap_complete panics when a pipe reader (`| head`) goes away.
+pub fn print_completions(shell: clap_complete::Shell, mut cmd: clap::Command, name: &str) {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, name, &mut script);
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+}
 
 /// The variable holding the number of the engine's interfaces.
 const IF_COUNT: &str = "if.count";
-
-/// Columns of the terminal on stdout, if it is one.
-pub fn terminal_width() -> Option<usize> {
-    terminal_size::terminal_size_of(std::io::stdout()).map(|(w, _)| w.0 as usize)
-}
 
 /// Where a VM's engine words go: to a running engine, or nowhere (a local VM, whose engine
 /// words fail with a hint to start the daemon).
@@ -41,7 +88,7 @@ pub fn new_vm(host: VmHost<'_>) -> Vm {
         VmHost::Local => {
             let terminal = std::io::stdout().is_terminal();
             vm.set_color(terminal);
-            vm.set_width(terminal.then(terminal_width).flatten());
+            vm.set_width(crate::rpcl::stdout_width());
             crate::ixdp::words::register_unavailable_words(&mut vm);
             crate::pqueue::register_words(&mut vm, crate::pqueue::DEFAULT_NAME);
             // Scripts checked or run here are meant for the engine, which defines it.

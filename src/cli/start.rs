@@ -3,13 +3,15 @@
 
 use crate::ctl::daemon::{self, DaemonSetup};
 use crate::ctl::pidfile::{self, PidFile};
+use crate::ctl::server::{ServedVm, Server};
 use crate::ixdp::engine::{Engine, EngineConfig};
 use crate::ixdp::worker::Polling;
 use crate::ixdp::XdpMode;
 use crate::pqueue::{self, Layout};
-use crate::rpcl::{run_console, LocalBackend, Vm};
+use crate::rpcl::{run_console, ConsoleBackend, ConsoleError, Flow, Vm};
 use clap::{Args, ValueEnum};
 use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +21,7 @@ use std::time::Duration;
 /// The preset run at start when `--preset` does not name another.
 pub const DEFAULT_PRESET: &str = "/etc/ethertap.rpcl";
 
+/// `--xdp-mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum XdpModeArg {
     /// Native mode where the driver supports it, else generic.
@@ -80,6 +83,10 @@ pub struct StartArgs {
     /// Run no preset.
     #[arg(long)]
     pub no_preset: bool,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9101); nothing
+    /// listens without it.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
     /// First interface (index 0).
     #[arg(value_name = "IF0")]
     pub if0: String,
@@ -94,15 +101,9 @@ pub enum StartError {
     /// `--preset FILE` names no file.
     #[error("preset {}: no such file", .0.display())]
     NoPreset(PathBuf),
-    /// The preset cannot be read.
-    #[error("preset {}: {source}", path.display())]
-    PresetRead {
-        /// The preset file.
-        path: PathBuf,
-        /// Why: the system's error, not a regular file, too large.
-        #[source]
-        source: crate::rpcl::SourceError,
-    },
+    /// The preset cannot be read (or is too large, or not a regular file).
+    #[error("preset: {0}")]
+    PresetRead(#[from] super::local::ScriptError),
     /// The preset stopped with an RPCL error.
     #[error(transparent)]
     Preset(#[from] crate::rpcl::RpclError),
@@ -172,6 +173,7 @@ pub fn parse_cpu_list(s: &str) -> Result<CpuList, CpuListError> {
 }
 
 impl StartArgs {
+    /// The engine configuration these options describe.
     pub fn engine_config(&self) -> EngineConfig {
         let mut interfaces = vec![self.if0.clone()];
         interfaces.extend(self.if1.clone());
@@ -212,29 +214,83 @@ impl StartArgs {
     }
 }
 
-/// Runs a preset file in `vm` (read as every source file is, `rpcl::read_source`); its
-/// warnings go to stderr, the daemon's log.
+/// Runs a preset file in `vm` (read as every script is, [`super::local::read_script`]); its
+/// warnings go to the daemon's log.
 pub fn run_preset(
     vm: &mut Vm,
     file: &std::path::Path,
     out: &mut dyn Write,
 ) -> Result<(), StartError> {
-    let text = crate::rpcl::read_source(file).map_err(|source| StartError::PresetRead {
-        path: file.to_path_buf(),
-        source,
-    })?;
-    let r = vm.run_file(&file.display().to_string(), &text, out);
+    let name = file.display().to_string();
+    let text = super::local::read_script(&name)?;
+    let r = vm.run_file(&name, &text, out);
     for w in vm.take_warnings() {
-        eprintln!("{w}");
+        crate::log::warn(&w.to_string());
     }
     r?;
+    crate::log::info(&format!("preset {name} run"));
     Ok(())
 }
 
-/// `ethertap start` in the foreground. Returns when a signal (or the end of the console
-/// input) stops it, after the interfaces were restored.
+/// The runtime files of the engine's process: refuses when another engine holds them.
+fn check_not_running() -> Result<(PathBuf, PathBuf), StartError> {
+    let (_, pid_path) = pidfile::target("ethertap")?;
+    if let Some(pid) = pidfile::running_pid(&pid_path) {
+        return Err(StartError::Running(pid));
+    }
+    let socket = crate::ctl::socket_path();
+    if UnixStream::connect(&socket).is_ok() {
+        return Err(StartError::Answering(socket));
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err(StartError::NotRoot);
+    }
+    Ok((pid_path, socket))
+}
+
+/// The pid file of this engine; says so when an earlier one died without cleaning up (and
+/// waits until the kernel released its XDP programs).
+fn claim_pid_file(
+    pid_path: &std::path::Path,
+    config: &EngineConfig,
+) -> Result<PidFile, StartError> {
+    let crashed = pidfile::read_pid(pid_path).ok().flatten();
+    let pid_file = PidFile::create(pid_path, "ethertap")?;
+    if let Some(pid) = crashed {
+        // The pid file was stale (PidFile::create refuses a live holder): that engine died
+        // without cleaning up, e.g. by kill -9.
+        crate::log::warn(&format!(
+            "taking over from PID {pid}, which ended without a clean shutdown"
+        ));
+        daemon::await_released_xdp(&config.interfaces, Duration::from_secs(3));
+    }
+    Ok(pid_file)
+}
+
+/// The engine and its VM with the preset run, for either front end.
+fn engine_with_preset(
+    args: &StartArgs,
+    config: EngineConfig,
+    preset: Option<&std::path::Path>,
+) -> Result<(Engine, Vm), StartError> {
+    let engine = Engine::start(config).map_err(StartError::Engine)?;
+    let mut vm = super::engine_vm(&engine, &args.queue_name);
+    if let Some(p) = preset {
+        if let Err(e) = run_preset(&mut vm, p, &mut std::io::stdout()) {
+            engine.stop();
+            return Err(e);
+        }
+    }
+    Ok((engine, vm))
+}
+
+/// `ethertap start` in the foreground: the engine, the console socket (so that a service
+/// manager can run it and `ethertap run` reach it) and, on a terminal, the `ok ` console.
+/// Returns when a signal, `ethertap stop` or the end of the console stops it, after the
+/// interfaces were restored.
 pub fn run_start(args: &StartArgs) -> Result<(), StartError> {
     let preset = args.preset_file()?;
+    let (pid_path, socket) = check_not_running()?;
     let stop = Arc::new(AtomicBool::new(false));
     // On a terminal, Ctrl-C belongs to the console (it interrupts the running line, as in
     // every `ok ` console); there `bye`, Ctrl-D or SIGTERM stop the engine.
@@ -246,64 +302,89 @@ pub fn run_start(args: &StartArgs) -> Result<(), StartError> {
     for sig in stop_signals {
         signal_hook::flag::register(sig, stop.clone()).map_err(StartError::Signal)?;
     }
-
-    let engine = Engine::start(args.engine_config()).map_err(StartError::Engine)?;
-    let mut vm = super::engine_vm(&engine, &args.queue_name);
+    let config = args.engine_config();
+    let _pid_file = claim_pid_file(&pid_path, &config)?;
+    let layout = config.layout;
+    let (engine, vm) = engine_with_preset(args, config, preset.as_deref())?;
     // A stop also interrupts a running line, so a waiting word cannot delay it.
-    let interrupt = vm.interrupt_handle();
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupt.clone());
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, vm.interrupt_handle());
 
-    let mut stdout = std::io::stdout();
-    if let Some(p) = &preset {
-        if let Err(e) = run_preset(&mut vm, p, &mut stdout) {
-            engine.stop();
-            return Err(e);
-        }
-    }
-    for w in engine.warnings() {
-        eprintln!("ethertap: warning: {w}");
-    }
-    let view = engine.view();
-    let ifs = view.interfaces();
     let how = if interactive {
         "bye, Ctrl-D or SIGTERM stops it"
     } else {
-        "SIGINT or SIGTERM stops it"
+        "SIGINT, SIGTERM or `ethertap stop` stops it"
     };
-    eprintln!(
-        "ethertap {}: {} ({} queue(s), {} {}); {how}",
-        env!("CARGO_PKG_VERSION"),
-        crate::ixdp::mode_summary(ifs),
-        ifs[0].queues,
-        if ifs[0].zerocopy { "ZEROCOPY" } else { "COPY" },
-        if ifs[0].attached_mode == XdpMode::Skb {
-            "SKB"
+    let setup = DaemonSetup {
+        socket: &socket,
+        queue: args.queue_name.clone(),
+        layout,
+        stop: stop.clone(),
+        metrics: args.metrics,
+    };
+    let banner = |engine: &Engine| {
+        let view = engine.view();
+        let ifs = view.interfaces();
+        format!(
+            "ethertap {}: {} ({} queue(s), {} {}); {how}",
+            env!("CARGO_PKG_VERSION"),
+            crate::ixdp::mode_summary(ifs),
+            ifs[0].queues,
+            if ifs[0].zerocopy { "ZEROCOPY" } else { "COPY" },
+            if ifs[0].attached_mode == XdpMode::Skb {
+                "SKB"
+            } else {
+                "DRV"
+            },
+        )
+    };
+    daemon::serve(engine, vm, setup, &mut |_| {}, &mut |engine, server| {
+        crate::log::info(&banner(engine));
+        if interactive {
+            console_until_stopped(server, &stop, engine);
         } else {
-            "DRV"
-        },
-    );
-
-    if interactive {
-        console_until_stopped(vm, &stop, &engine);
-    } else {
-        engine.run_until(|| stop.load(Ordering::Relaxed));
-    }
-    engine.stop();
-    eprintln!("ethertap: stopped, interfaces restored");
+            engine.run_until(|| stop.load(Ordering::Relaxed));
+        }
+    })?;
     Ok(())
 }
 
-/// The `ok ` console on the terminal until `bye`, Ctrl-D or a signal. The console runs on
-/// its own thread (it owns the VM there) so that a signal stops the engine even while the
-/// console waits in line editing; the terminal settings are put back before returning.
-fn console_until_stopped(vm: Vm, stop: &AtomicBool, engine: &Engine) {
+/// The terminal console of a foreground engine, on the VM the console socket serves.
+struct ServedBackend {
+    vm: ServedVm,
+    color: bool,
+}
+
+impl ConsoleBackend for ServedBackend {
+    fn eval(&mut self, line: &str, out: &mut dyn Write) -> Result<Flow, ConsoleError> {
+        let width = crate::rpcl::stdout_width();
+        let mut warn = std::io::stderr();
+        Ok(self
+            .vm
+            .eval_console(line, self.color, width, out, &mut warn)?)
+    }
+    fn word_names(&mut self) -> Vec<String> {
+        self.vm.word_names()
+    }
+    fn interrupt_flag(&self) -> Arc<AtomicBool> {
+        self.vm.interrupt_handle()
+    }
+}
+
+/// The `ok ` console on the terminal until `bye`, Ctrl-D or a stop. The console runs on its
+/// own thread so that a signal stops the engine even while the console waits in line
+/// editing (the thread ends with the process); the terminal settings are put back before
+/// returning.
+fn console_until_stopped(server: &Server, stop: &AtomicBool, engine: &Engine) {
     let saved = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
     let done = Arc::new(AtomicBool::new(false));
     let done_flag = done.clone();
+    let mut backend = ServedBackend {
+        vm: server.served_vm(),
+        color: std::io::stdout().is_terminal(),
+    };
     let spawned = std::thread::Builder::new()
         .name("console".into())
         .spawn(move || {
-            let mut backend = LocalBackend { vm };
             if let Err(e) = run_console(&mut backend, None) {
                 eprintln!("ethertap: console: {e}");
             }
@@ -326,17 +407,7 @@ fn console_until_stopped(vm: Vm, stop: &AtomicBool, engine: &Engine) {
 /// start the engine, run the preset, serve the console socket until stopped.
 pub fn start_daemon(args: &StartArgs) -> Result<(), StartError> {
     let preset = args.preset_file()?;
-    let (_, pid_path) = pidfile::target("ethertap")?;
-    if let Some(pid) = pidfile::running_pid(&pid_path) {
-        return Err(StartError::Running(pid));
-    }
-    let socket = crate::ctl::socket_path();
-    if UnixStream::connect(&socket).is_ok() {
-        return Err(StartError::Answering(socket));
-    }
-    if !nix::unistd::geteuid().is_root() {
-        return Err(StartError::NotRoot);
-    }
+    let (pid_path, socket) = check_not_running()?;
     let log = daemon::log_path();
     let mut detached = daemon::detach(Some(&log))?;
     match start_in_background(
@@ -349,7 +420,7 @@ pub fn start_daemon(args: &StartArgs) -> Result<(), StartError> {
     ) {
         Ok(()) => Ok(()),
         Err(e) => {
-            eprintln!("ethertap: {e}");
+            crate::log::error(&format!("ethertap start: {e}"));
             detached.failed(&format!("ethertap start: {e}"));
             std::process::exit(1)
         }
@@ -365,36 +436,35 @@ fn start_in_background(
     log: &std::path::Path,
     detached: &mut daemon::Detached,
 ) -> Result<(), StartError> {
-    let crashed = pidfile::read_pid(pid_path).ok().flatten();
-    let _pid_file = PidFile::create(pid_path, "ethertap")?;
     let config = args.engine_config();
-    if let Some(pid) = crashed {
-        // The pid file was stale (PidFile::create refuses a live holder): that daemon died
-        // without cleaning up, e.g. by kill -9.
-        eprintln!("ethertap: taking over from PID {pid}, which ended without a clean shutdown");
-        daemon::await_released_xdp(&config.interfaces, Duration::from_secs(3));
-    }
+    let _pid_file = claim_pid_file(pid_path, &config)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).map_err(StartError::Signal)?;
     }
     let layout = config.layout;
-    let engine = Engine::start(config).map_err(StartError::Engine)?;
-    let mut vm = super::engine_vm(&engine, &args.queue_name);
-    if let Some(p) = preset {
-        if let Err(e) = run_preset(&mut vm, p, &mut std::io::stdout()) {
-            engine.stop();
-            return Err(e);
-        }
-    }
+    let (engine, vm) = engine_with_preset(args, config, preset)?;
     let setup = DaemonSetup {
         socket,
-        log,
         queue: args.queue_name.clone(),
         layout,
-        stop,
+        stop: stop.clone(),
+        metrics: args.metrics,
     };
-    Ok(daemon::serve(engine, vm, setup, detached)?)
+    let pid = std::process::id();
+    daemon::serve(
+        engine,
+        vm,
+        setup,
+        &mut |summary| {
+            detached.started(&format!(
+                "ethertap started in the background (PID {pid}): {summary}; log {}",
+                log.display()
+            ))
+        },
+        &mut |engine, _| engine.run_until(|| stop.load(Ordering::Relaxed)),
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// How a request ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
+    /// It ran to the end.
     Done,
     /// The formatted error line (RPCL error, or the daemon's refusal of a bad request).
     Failed(String),
@@ -20,6 +21,7 @@ pub enum Outcome {
     Bye,
 }
 
+/// A connection to the daemon's console socket.
 pub struct Client {
     stream: UnixStream,
 }

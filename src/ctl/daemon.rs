@@ -5,6 +5,9 @@
 //! failed, so that `ethertap start -d` or `collect -d` reports a wrong interface or a bad
 //! output file on the terminal, with the right exit status, instead of in a log nobody reads.
 
+use super::metrics::{MetricsError, MetricsServer, MetricsSource};
+use super::proto::JsonReport;
+use super::report::{self, QueueWatch, StatsReport, StatusQueue, StatusReport};
 use super::server::{Host, Server, ServerConfig};
 use crate::ixdp::engine::Engine;
 use crate::ixdp::words::stat_line;
@@ -14,11 +17,13 @@ use crate::rpcl::Vm;
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, pipe, setsid, ForkResult};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Why going to the background or serving the console failed.
@@ -54,6 +59,9 @@ pub enum DaemonError {
     /// The console server's threads cannot start.
     #[error("console server: {0}")]
     Server(#[source] std::io::Error),
+    /// The metrics endpoint cannot start.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 fn sys(what: &'static str, e: nix::Error) -> DaemonError {
@@ -162,14 +170,45 @@ pub fn log_path() -> PathBuf {
         .unwrap_or_else(|| "/var/log/ethertap.log".into())
 }
 
-/// The status the daemon reports to `ethertap status` / `control ethertap status`.
+/// What the engine's process serves besides the engine: status and reports for the console
+/// server, metrics for the Prometheus endpoint.
 struct DaemonHost {
     pid: u32,
     started: Instant,
     view: Arc<dyn EngineView>,
-    queue: String,
-    layout: Layout,
+    queue: QueueWatch,
     stop: Arc<AtomicBool>,
+    metrics: OnceLock<SocketAddr>,
+}
+
+impl DaemonHost {
+    fn stats_report(&self) -> StatsReport {
+        report::stats_report(&*self.view, &[&self.queue])
+    }
+
+    fn status_report(&self) -> StatusReport {
+        let (mode, interfaces) = report::status_interfaces(&*self.view);
+        let layout = self.queue.layout();
+        StatusReport {
+            pid: self.pid,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            mode,
+            interfaces,
+            queue: StatusQueue {
+                name: self.queue.name().to_string(),
+                slots: layout.slots,
+                slot_size: layout.slot_size,
+            },
+            metrics: self.metrics.get().map(|a| a.to_string()),
+        }
+    }
+}
+
+impl MetricsSource for DaemonHost {
+    fn stats(&self) -> StatsReport {
+        self.stats_report()
+    }
 }
 
 impl Host for DaemonHost {
@@ -201,43 +240,66 @@ impl Host for DaemonHost {
                 ),
             );
         }
+        let layout = self.queue.layout();
         s += &stat_line(
             2,
             "packet queue",
             format!(
                 "{} ({} slots of {} bytes)",
-                self.queue, self.layout.slots, self.layout.slot_size
+                self.queue.name(),
+                layout.slots,
+                layout.slot_size
             ),
         );
+        if let Some(addr) = self.metrics.get() {
+            s += &stat_line(2, "metrics", format!("http://{addr}/metrics"));
+        }
         s
+    }
+
+    fn json(&self, which: JsonReport) -> String {
+        let text = match which {
+            JsonReport::Stats => serde_json::to_string(&self.stats_report()),
+            JsonReport::Status => serde_json::to_string(&self.status_report()),
+        };
+        // Plain data of strings and numbers: serialising cannot fail.
+        text.unwrap_or_default()
     }
 
     fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
     }
+
+    fn state_mark(&self) -> u64 {
+        self.view.changes() + self.queue.changes()
+    }
 }
 
-/// What the daemon serves besides the engine: its console socket and packet queue.
+/// What the engine's process serves besides the engine: its console socket, the packet
+/// queue and, if asked, the metrics endpoint.
 pub struct DaemonSetup<'a> {
     /// The console socket to listen on (replaced if stale).
     pub socket: &'a Path,
-    /// Where the daemon's output goes, named in the start-up report.
-    pub log: &'a Path,
     /// The packet queue the engine feeds.
     pub queue: String,
     /// Its layout, for `status`.
     pub layout: Layout,
     /// Set by SIGTERM/SIGINT (registered by the caller before the engine started) or `stop`.
     pub stop: Arc<AtomicBool>,
+    /// Where to serve Prometheus metrics (`--metrics`).
+    pub metrics: Option<SocketAddr>,
 }
 
-/// Serves the console socket for a started engine and its VM until SIGTERM/SIGINT or `stop`,
-/// then stops the engine. Reports readiness through `detached` once the socket listens.
+/// Serves the console socket (and the metrics) for a started engine and its VM. Once the
+/// socket listens and the ports are bridged it tells `ready` (with a summary) and the service
+/// manager (`NOTIFY_SOCKET`), then `run` waits (it returns when the engine should stop); then
+/// everything is stopped and the interfaces restored.
 pub fn serve(
     engine: Engine,
     vm: Vm,
     setup: DaemonSetup<'_>,
-    detached: &mut Detached,
+    ready: &mut dyn FnMut(&str),
+    run: &mut dyn FnMut(&Engine, &Server),
 ) -> Result<(), DaemonError> {
     let stop = setup.stop;
     let socket = setup.socket;
@@ -257,35 +319,57 @@ pub fn serve(
         pid,
         started: Instant::now(),
         view: view.clone(),
-        queue: setup.queue,
-        layout: setup.layout,
+        queue: QueueWatch::new(&setup.queue, setup.layout),
         stop: stop.clone(),
+        metrics: OnceLock::new(),
     });
-    let mut server = match Server::start(listener, vm, host, ServerConfig::default()) {
+    // Seen once now, so that the first command's check has a baseline.
+    host.state_mark();
+    let cleanup = |engine: Engine| {
+        engine.stop();
+        let _ = std::fs::remove_file(socket);
+    };
+    let metrics = match setup.metrics {
+        Some(addr) => match MetricsServer::start(addr, host.clone()) {
+            Ok(m) => {
+                let _ = host.metrics.set(m.addr());
+                Some(m)
+            }
+            Err(e) => {
+                cleanup(engine);
+                return Err(e.into());
+            }
+        },
+        None => None,
+    };
+    let mut server = match Server::start(listener, vm, host.clone(), ServerConfig::default()) {
         Ok(s) => s,
         Err(e) => {
-            engine.stop();
-            let _ = std::fs::remove_file(socket);
+            cleanup(engine);
             return Err(DaemonError::Server(e));
         }
     };
     let summary = mode_summary(view.interfaces());
     for w in engine.warnings() {
-        eprintln!("ethertap: warning: {w}");
+        crate::log::warn(w);
     }
-    eprintln!(
-        "ethertap {} PID {pid}: {summary}",
-        env!("CARGO_PKG_VERSION")
+    let mut started = format!(
+        "ethertap {} started: {summary}; console {}",
+        env!("CARGO_PKG_VERSION"),
+        socket.display()
     );
-    detached.started(&format!(
-        "ethertap started in the background (PID {pid}): {summary}; log {}",
-        setup.log.display()
-    ));
-    engine.run_until(|| stop.load(Ordering::SeqCst));
+    if let Some(m) = &metrics {
+        started += &format!("; metrics http://{}/metrics", m.addr());
+    }
+    crate::log::info(&started);
+    ready(&summary);
+    super::notify::ready(&summary);
+    run(&engine, &server);
+    super::notify::stopping();
     server.shutdown();
-    engine.stop();
-    let _ = std::fs::remove_file(socket);
-    eprintln!("ethertap PID {pid}: stopped, interfaces restored");
+    drop(metrics);
+    cleanup(engine);
+    crate::log::info("ethertap stopped, interfaces restored");
     Ok(())
 }
 

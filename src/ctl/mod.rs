@@ -2,8 +2,11 @@
 
 pub mod client;
 pub mod daemon;
+pub mod metrics;
+pub mod notify;
 pub mod pidfile;
 pub mod proto;
+pub mod report;
 pub mod server;
 
 pub use pidfile::run_dir;

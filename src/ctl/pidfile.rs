@@ -1,7 +1,13 @@
 //! Pid files of background processes (`/run/collect.pid`, `/run/ethertap.pid`, ...) and the
 //! `control ID status|stop` logic built on them.
+//!
+//! A pid file proves who it names: its process holds an exclusive `flock` on it for as long as
+//! it lives (the kernel drops the lock when the process ends, however it ends). A file whose
+//! lock nobody holds is stale whatever pid it names, even a live one: the pid may have been
+//! reused by an unrelated process, which is then never reported as running nor signalled.
 
-use std::fs::OpenOptions;
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -30,17 +36,32 @@ pub fn target(id: &str) -> Result<(&'static str, PathBuf), PidFileError> {
     })
 }
 
-/// The pid recorded in a pid file; `Ok(None)` when there is no file.
-pub fn read_pid(path: &Path) -> io::Result<Option<i32>> {
-    let mut text = String::new();
-    match std::fs::File::open(path) {
-        Ok(mut f) => {
-            f.read_to_string(&mut text)?;
-        }
+/// Opens a pid file for reading: not through a link, never blocking (a FIFO planted there
+/// must not hang us), and only a regular file of at most a line.
+fn open_pid_file(path: &Path) -> io::Result<Option<File>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.len() > 64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: not a pid file", path.display()),
+        ));
     }
-    text.trim().parse::<i32>().map(Some).map_err(|_| {
+    Ok(Some(file))
+}
+
+fn parse_pid(path: &Path, file: &mut File) -> io::Result<i32> {
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    text.trim().parse::<i32>().map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{}: does not hold a pid: {:?}", path.display(), text.trim()),
@@ -48,9 +69,25 @@ pub fn read_pid(path: &Path) -> io::Result<Option<i32>> {
     })
 }
 
-/// The live process a pid file names, if any (a stale or garbled file names none).
+/// The pid recorded in a pid file, proven or not; `Ok(None)` when there is no file.
+pub fn read_pid(path: &Path) -> io::Result<Option<i32>> {
+    match open_pid_file(path)? {
+        Some(mut f) => parse_pid(path, &mut f).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The live process a pid file names, if its lock proves it (see the module comment); a
+/// stale, unlocked or garbled file names none.
 pub fn running_pid(path: &Path) -> Option<i32> {
-    read_pid(path).ok().flatten().filter(|&pid| is_alive(pid))
+    let mut file = open_pid_file(path).ok().flatten()?;
+    let pid = parse_pid(path, &mut file).ok()?;
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        // We got the lock: nobody holds it, the file is stale.
+        Ok(_unlocked_on_drop) => None,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => is_alive(pid).then_some(pid),
+        Err(_) => None,
+    }
 }
 
 /// Why a pid file could not be named or created.
@@ -88,11 +125,14 @@ pub enum PidFileError {
     },
 }
 
-/// A pid file owned by this process; removed on drop (only while it still names us).
+/// A pid file owned by this process, locked while it lives; removed on drop (only while it
+/// still names us).
 #[derive(Debug)]
 pub struct PidFile {
     path: PathBuf,
     pid: i32,
+    /// The open file whose lock proves the pid file (see the module comment).
+    _lock: Flock<File>,
 }
 
 impl PidFile {
@@ -107,19 +147,23 @@ impl PidFile {
             path.file_name()
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
         ));
-        let write_tmp = || -> io::Result<()> {
+        // Locked before it is linked into place: nobody sees the file unlocked. The link is
+        // the same inode, so the lock holds for the pid file's name too.
+        let write_tmp = || -> io::Result<Flock<File>> {
+            let _ = std::fs::remove_file(&tmp);
             let mut f = OpenOptions::new()
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
                 .mode(0o644)
                 .open(&tmp)?;
-            f.write_all(format!("{pid}\n").as_bytes())
+            f.write_all(format!("{pid}\n").as_bytes())?;
+            Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e.into())
         };
-        write_tmp().map_err(|source| PidFileError::Io {
+        let mut lock = Some(write_tmp().map_err(|source| PidFileError::Io {
             path: tmp.clone(),
             source,
-        })?;
+        })?);
         let result = (|| {
             for _ in 0..3 {
                 match std::fs::hard_link(&tmp, path) {
@@ -127,6 +171,7 @@ impl PidFile {
                         return Ok(PidFile {
                             path: path.to_path_buf(),
                             pid,
+                            _lock: lock.take().expect("taken once, on success"),
                         })
                     }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -263,17 +308,49 @@ mod tests {
     fn create_refuses_a_live_holder_and_takes_over_a_stale_one() {
         let dir = scratch("live");
         let path = dir.join("x.pid");
-        // A live process that is not us: our parent (the test harness's parent shell).
+        // A live holder: a child that keeps the lock as a background process does.
+        let (mut holder, pid) = locked_by_child(&path);
+        let err = PidFile::create(&path, "collect").unwrap_err();
+        assert!(err.to_string().contains(&format!("PID {pid}")), "{err}");
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        // A live process that holds no lock on it: our parent. Stale, taken over.
+        std::fs::remove_file(&path).ok();
         let parent = nix::unistd::getppid().as_raw();
         std::fs::write(&path, format!("{parent}\n")).unwrap();
-        let err = PidFile::create(&path, "collect").unwrap_err();
-        assert!(err.to_string().contains(&format!("PID {parent}")), "{err}");
-        // Stale: a pid that cannot exist.
-        std::fs::write(&path, "2147483000\n").unwrap();
+        assert_eq!(
+            running_pid(&path),
+            None,
+            "an unlocked pid file proves nothing"
+        );
         let pf = PidFile::create(&path, "collect").unwrap();
         assert_eq!(read_pid(&path).unwrap(), Some(std::process::id() as i32));
+        assert_eq!(running_pid(&path), Some(std::process::id() as i32));
         drop(pf);
         assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_pid_file_naming_an_unrelated_process_is_neither_running_nor_killed() {
+        let dir = scratch("unrelated");
+        let path = dir.join("collect.pid");
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        std::fs::write(&path, format!("{pid}\n")).unwrap();
+        assert_eq!(control_status("collect", &path).code, NOT_RUNNING);
+        let r = control_stop("collect", &path, Duration::from_secs(1));
+        assert_eq!(r.code, NOT_RUNNING, "{}", r.message);
+        assert!(r.message.contains("stale pid file"), "{}", r.message);
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the unrelated process lives"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -295,16 +372,30 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A child holding the lock of the pid file at `path` that names it, as a background
+    /// process does: flock(1) keeps it while its command runs (-o: the command itself does
+    /// not hold it).
+    fn locked_by_child(path: &Path) -> (std::process::Child, i32) {
+        std::fs::write(path, "0\n").unwrap();
+        let child = std::process::Command::new("flock")
+            .args(["-o", "-x"])
+            .arg(path)
+            .args(["sleep", "30"])
+            .spawn()
+            .expect("flock(1), package util-linux");
+        let pid = child.id() as i32;
+        std::fs::write(path, format!("{pid}\n")).unwrap();
+        while running_pid(path).is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (child, pid)
+    }
+
     #[test]
     fn stop_terminates_and_waits() {
         let dir = scratch("stop");
         let path = dir.join("collect.pid");
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid = child.id() as i32;
-        std::fs::write(&path, format!("{pid}\n")).unwrap();
+        let (mut child, pid) = locked_by_child(&path);
         assert_eq!(
             control_status("collect", &path).message,
             format!("collect PID {pid} running")

@@ -15,8 +15,11 @@ pub const MAX_FRAME: usize = 4 << 20;
 pub enum Request {
     /// Run a script: file name (for error positions), source, arguments.
     Run {
+        /// The script's file name.
         file: String,
+        /// Its text.
         source: String,
+        /// Its arguments (`argc`, `arg`).
         args: Vec<String>,
     },
     /// Run one line (`ethertap eval`).
@@ -40,6 +43,19 @@ pub enum Request {
     Width(u16),
     /// Refuse to run this client's scripts and lines that have warnings (`--strict`).
     Strict(bool),
+    /// A report as JSON (`ethertap stats --json`, `ethertap status --json`).
+    Json(JsonReport),
+    /// The last lines of the daemon's log (`ethertap log`), at most this many.
+    Log(u32),
+}
+
+/// The JSON reports the daemon answers without the VM (docs/operations.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsonReport {
+    /// Counters of every interface and the packet queue.
+    Stats,
+    /// Pid, uptime, mode, interfaces, queue.
+    Status,
 }
 
 /// Replies, from the daemon to a client.
@@ -61,16 +77,22 @@ pub enum Reply {
     Bye,
 }
 
+/// Why a message could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtoError {
+    /// The peer closed the connection between messages.
     #[error("connection closed")]
     Closed,
+    /// A length above [`MAX_FRAME`].
     #[error("message of {0} bytes is larger than the limit of {MAX_FRAME} bytes")]
     TooLarge(usize),
+    /// A tag byte no message has.
     #[error("unknown message type 0x{0:02x}")]
     UnknownTag(u8),
+    /// A payload that does not decode as its message.
     #[error("malformed message: {0}")]
     Malformed(&'static str),
+    /// The connection failed (or ended inside a message).
     #[error("{0}")]
     Io(#[from] io::Error),
     /// Writing the received output where it should go failed (e.g. `| head` closed early);
@@ -97,6 +119,15 @@ fn write_frame(w: &mut dyn Write, tag: u8, payload: &[u8]) -> io::Result<()> {
 }
 
 fn read_frame(r: &mut dyn Read) -> Result<(u8, Vec<u8>), ProtoError> {
+    read_frame_with(r, &mut |_| Ok(()))
+}
+
+/// Reads one frame; `reserve` is told the payload's length after the header and before the
+/// payload is allocated, so that a server can bound what all its clients queue.
+fn read_frame_with(
+    r: &mut dyn Read,
+    reserve: &mut dyn FnMut(usize) -> Result<(), ProtoError>,
+) -> Result<(u8, Vec<u8>), ProtoError> {
     let mut head = [0u8; 5];
     match r.read_exact(&mut head) {
         Ok(()) => {}
@@ -107,6 +138,7 @@ fn read_frame(r: &mut dyn Read) -> Result<(u8, Vec<u8>), ProtoError> {
     if len > MAX_FRAME {
         return Err(ProtoError::TooLarge(len));
     }
+    reserve(len)?;
     let mut payload = vec![0u8; len];
     r.read_exact(&mut payload).map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => ProtoError::Closed,
@@ -125,6 +157,7 @@ fn text(payload: Vec<u8>) -> Result<String, ProtoError> {
 }
 
 impl Request {
+    /// Writes the message as one frame.
     pub fn write_to(&self, w: &mut dyn Write) -> io::Result<()> {
         match self {
             Request::Run { file, source, args } => {
@@ -142,11 +175,24 @@ impl Request {
             Request::Color(on) => write_frame(w, b'C', if *on { b"1" } else { b"0" }),
             Request::Width(cols) => write_frame(w, b'Z', &cols.to_be_bytes()),
             Request::Strict(on) => write_frame(w, b'X', if *on { b"1" } else { b"0" }),
+            Request::Json(JsonReport::Stats) => write_frame(w, b'J', b"stats"),
+            Request::Json(JsonReport::Status) => write_frame(w, b'J', b"status"),
+            Request::Log(n) => write_frame(w, b'G', &n.to_be_bytes()),
         }
     }
 
+    /// Reads one message; any bytes give a message or an error, never a panic.
     pub fn read_from(r: &mut dyn Read) -> Result<Request, ProtoError> {
-        let (tag, payload) = read_frame(r)?;
+        Self::read_reserving(r, &mut |_| Ok(()))
+    }
+
+    /// [`Request::read_from`], calling `reserve` with the payload's length before the
+    /// payload is read (see `read_frame_with`).
+    pub fn read_reserving(
+        r: &mut dyn Read,
+        reserve: &mut dyn FnMut(usize) -> Result<(), ProtoError>,
+    ) -> Result<Request, ProtoError> {
+        let (tag, payload) = read_frame_with(r, reserve)?;
         Ok(match tag {
             b'R' => {
                 let all = text(payload)?;
@@ -176,12 +222,23 @@ impl Request {
                 _ => return Err(ProtoError::Malformed("a width is two bytes")),
             },
             b'X' => Request::Strict(payload == b"1"),
+            b'J' => match payload.as_slice() {
+                b"stats" => Request::Json(JsonReport::Stats),
+                b"status" => Request::Json(JsonReport::Status),
+                _ => return Err(ProtoError::Malformed("unknown report")),
+            },
+            b'G' => Request::Log(u32::from_be_bytes(
+                payload
+                    .try_into()
+                    .map_err(|_| ProtoError::Malformed("log request without a count"))?,
+            )),
             other => return Err(ProtoError::UnknownTag(other)),
         })
     }
 }
 
 impl Reply {
+    /// Writes the message as one frame.
     pub fn write_to(&self, w: &mut dyn Write) -> io::Result<()> {
         match self {
             Reply::Output(bytes) => write_frame(w, b'o', bytes),
@@ -194,6 +251,7 @@ impl Reply {
         }
     }
 
+    /// Reads one message; any bytes give a message or an error, never a panic.
     pub fn read_from(r: &mut dyn Read) -> Result<Reply, ProtoError> {
         let (tag, payload) = read_frame(r)?;
         Ok(match tag {
@@ -248,6 +306,9 @@ mod tests {
             Request::Color(true),
             Request::Width(80),
             Request::Strict(true),
+            Request::Json(JsonReport::Stats),
+            Request::Json(JsonReport::Status),
+            Request::Log(25),
         ];
         for req in all {
             let mut buf = Vec::new();

@@ -8,23 +8,48 @@
 //! VM up for the wait and takes it again to resume, so a script sleeping in a loop holds
 //! nobody else up. A client that stops reading its output is cut off by the socket's write
 //! timeout, which also interrupts its script: nobody can hold the VM by not reading.
+//!
+//! Limits (docs/operations.md): at most [`ServerConfig::max_connections`] connections (more
+//! are refused with a notice and closed), a connection that sends nothing for
+//! [`ServerConfig::idle_timeout`] is closed with its threads, each connection queues at most
+//! [`QUEUED_REQUESTS`] requests, and all connections together hold at most
+//! [`ServerConfig::request_budget`] bytes of large requests not yet done: a reader waits for
+//! room before it reads a large payload, so a flood of big requests is slowed down, not
+//! buffered.
+//!
+//! Every request that changed the engine's state ([`Host::state_mark`] moved) is logged once,
+//! with the client's uid and pid.
 
-use super::proto::{ProtoError, Reply, Request};
+use super::proto::{JsonReport, ProtoError, Reply, Request};
 use crate::rpcl::{Compiled, Flow, Paused, RpclError, StackSnapshot, Step, Vm};
 use std::io::{self, Write};
+use std::net::Shutdown;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
+
+/// Requests one connection may have waiting behind the one that runs.
+pub const QUEUED_REQUESTS: usize = 4;
+/// Payloads up to this size are read without a reservation: an interrupt (Ctrl-C) or a
+/// console line must never wait behind other clients' large requests, and what small ones
+/// can hold is bounded by the connection cap and [`QUEUED_REQUESTS`] already.
+const UNRESERVED: usize = 64 << 10;
+/// The longest part of a request that goes into the log.
+const LOGGED_TEXT: usize = 300;
 
 /// Tunables of the console server.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// An interactive session that sends nothing for this long is closed.
+    /// A connection (or interactive session) that sends nothing for this long is closed.
     pub idle_timeout: Duration,
     /// A client that does not take its output for this long is disconnected.
     pub write_timeout: Duration,
+    /// Connections served at once; one more is refused with a notice.
+    pub max_connections: usize,
+    /// Bytes of requests read but not yet done, over all connections.
+    pub request_budget: usize,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +57,8 @@ impl Default for ServerConfig {
         ServerConfig {
             idle_timeout: Duration::from_secs(600),
             write_timeout: Duration::from_secs(10),
+            max_connections: 32,
+            request_budget: 32 << 20,
         }
     }
 }
@@ -40,13 +67,63 @@ impl Default for ServerConfig {
 pub trait Host: Send + Sync {
     /// The text of `ethertap status`.
     fn status(&self) -> String;
+    /// A report as JSON (`ethertap stats --json`, `ethertap status --json`).
+    fn json(&self, report: JsonReport) -> String;
     /// Begin a clean shutdown of the whole daemon.
     fn request_stop(&self);
+    /// A number that changes whenever the engine's state changes (see the module comment).
+    fn state_mark(&self) -> u64 {
+        0
+    }
+}
+
+/// The bytes of requests in flight, bounded by the budget; see the module comment.
+struct Budget {
+    used: Mutex<usize>,
+    freed: Condvar,
+    limit: usize,
+}
+
+/// Bytes of one request, given back when it is done (or dropped unread).
+struct Reservation<'a> {
+    budget: &'a Budget,
+    bytes: usize,
+}
+
+impl Budget {
+    /// Waits until `bytes` fit (a request larger than the whole budget waits until nothing
+    /// else is in flight); gives up when `cancelled` says so.
+    fn reserve(&self, bytes: usize, cancelled: &dyn Fn() -> bool) -> Option<Reservation<'_>> {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        while *used > 0 && *used + bytes > self.limit {
+            if cancelled() {
+                return None;
+            }
+            used = self
+                .freed
+                .wait_timeout(used, Duration::from_millis(100))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        *used += bytes;
+        Some(Reservation {
+            budget: self,
+            bytes,
+        })
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut used = self.budget.used.lock().unwrap_or_else(|p| p.into_inner());
+        *used -= self.bytes;
+        self.budget.freed.notify_all();
+    }
 }
 
 struct SessionHolder {
     conn: u64,
-    pid: Option<i32>,
+    pid: i32,
     since: Instant,
 }
 
@@ -59,6 +136,10 @@ struct Shared {
     host: Arc<dyn Host>,
     config: ServerConfig,
     next_conn: AtomicU64,
+    /// Connections being served.
+    connections: AtomicUsize,
+    budget: Budget,
+    shutdown: Arc<AtomicBool>,
     /// Set at shutdown: texts that wait end as interrupted, none starts.
     stopping: AtomicBool,
     /// Texts started and not yet answered (running, waiting for the VM, or paused).
@@ -100,18 +181,25 @@ impl Server {
         config: ServerConfig,
     ) -> io::Result<Server> {
         listener.set_nonblocking(true)?;
+        let shutdown = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             vm_interrupt: vm.interrupt_handle(),
             vm: Mutex::new(vm),
             running: AtomicU64::new(0),
             session: Mutex::new(None),
             host,
-            config,
             next_conn: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+            budget: Budget {
+                used: Mutex::new(0),
+                freed: Condvar::new(),
+                limit: config.request_budget,
+            },
+            config,
+            shutdown: shutdown.clone(),
             stopping: AtomicBool::new(false),
             texts: AtomicUsize::new(0),
         });
-        let shutdown = Arc::new(AtomicBool::new(false));
         let accept_thread = {
             let shared = shared.clone();
             let shutdown = shutdown.clone();
@@ -131,11 +219,21 @@ impl Server {
         f(&mut lock_vm(&self.shared))
     }
 
+    /// The served VM for the process's own terminal console.
+    pub fn served_vm(&self) -> ServedVm {
+        ServedVm(self.shared.clone())
+    }
+
+    /// Connections being served now (each holds two threads and a socket).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
     /// Stop accepting clients and interrupt whatever runs or waits; give the interrupted
     /// texts a moment to tell their clients.
     pub fn shutdown(&mut self) {
-        self.shutdown.store(true, Ordering::SeqCst);
         self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shutdown.store(true, Ordering::SeqCst);
         self.shared.vm_interrupt.store(true, Ordering::SeqCst);
         if let Some(t) = self.accept_thread.take() {
             let _ = t.join();
@@ -144,6 +242,55 @@ impl Server {
         while self.shared.texts.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+}
+
+/// The VM a [`Server`] serves, for the terminal console of a foreground engine
+/// (`ethertap start` on a terminal); usable from any thread.
+pub struct ServedVm(Arc<Shared>);
+
+impl ServedVm {
+    /// Runs one line of the process's own terminal console (`ethertap start` on a terminal)
+    /// on the served VM, whose resident stack is the console's (clients swap theirs in and
+    /// out). A line that changes the engine is logged like a client's, with our uid and pid.
+    /// Its warnings go to `warn` (the terminal's stderr). A wait (`ms`) keeps the VM here: the
+    /// terminal's Ctrl-C is the VM's interrupt flag, which must not reach a client's text.
+    pub fn eval_console(
+        &self,
+        line: &str,
+        color: bool,
+        width: Option<usize>,
+        out: &mut dyn Write,
+        warn: &mut dyn Write,
+    ) -> Result<Flow, crate::rpcl::RpclError> {
+        let mut vm = lock_vm(&self.0);
+        let mark = self.0.host.state_mark();
+        vm.set_color(color);
+        vm.set_width(width);
+        let compiled = vm.compile_line(line);
+        for w in vm.take_warnings() {
+            let _ = writeln!(warn, "{w}");
+        }
+        let step = compiled.and_then(|c| vm.start(c, out));
+        let result = vm.finish(step, out);
+        for w in vm.take_warnings() {
+            let _ = writeln!(warn, "{w}");
+        }
+        if self.0.host.state_mark() != mark {
+            let what = format!("console (terminal): {}", loggable(line));
+            crate::log::info(&what);
+        }
+        result
+    }
+
+    /// Word names of the served VM (Tab completion of the terminal console).
+    pub fn word_names(&self) -> Vec<String> {
+        lock_vm(&self.0).word_names()
+    }
+
+    /// The served VM's interrupt flag (Ctrl-C of the terminal console).
+    pub fn interrupt_handle(&self) -> Arc<AtomicBool> {
+        self.0.vm_interrupt.clone()
     }
 }
 
@@ -158,15 +305,36 @@ fn lock_vm(shared: &Shared) -> MutexGuard<'_, Vm> {
     shared.vm.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Counts a connection while it is served.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn accept_loop(listener: UnixListener, shared: Arc<Shared>, shutdown: Arc<AtomicBool>) {
     while !shutdown.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
-                let shared = shared.clone();
+                let max = shared.config.max_connections;
+                if shared.connections.fetch_add(1, Ordering::SeqCst) >= max {
+                    shared.connections.fetch_sub(1, Ordering::SeqCst);
+                    refuse(&stream, max);
+                    continue;
+                }
+                let slot = Slot(shared.clone());
                 let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-                let _ = std::thread::Builder::new()
+                let spawned = std::thread::Builder::new()
                     .name(format!("ctl-conn-{id}"))
-                    .spawn(move || serve_connection(stream, shared, id));
+                    .spawn(move || {
+                        serve_connection(stream, &slot.0, id);
+                        drop(slot);
+                    });
+                if let Err(e) = spawned {
+                    crate::log::warn(&format!("console connection refused: {e}"));
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(50));
@@ -176,21 +344,40 @@ fn accept_loop(listener: UnixListener, shared: Arc<Shared>, shutdown: Arc<Atomic
     }
 }
 
+/// Tells a connection over the cap why it is closed, without waiting on a client that does
+/// not read.
+fn refuse(stream: &UnixStream, max: usize) {
+    let _ = stream.set_nonblocking(true);
+    let _ = send(
+        stream,
+        Reply::Failed(format!(
+            "refused: the daemon serves at most {max} console connections at once; try again later"
+        )),
+    );
+}
+
+/// Who is at the other end of a connection.
+type Peer = crate::log::Source;
+
 /// Root only: the socket is mode 0600 already, and the peer's credentials are checked too so
 /// that a socket made reachable by mistake still refuses other users.
-fn peer_allowed(stream: &UnixStream) -> (bool, Option<i32>) {
+fn peer_allowed(stream: &UnixStream) -> (bool, Option<Peer>) {
     use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
     match getsockopt(stream, PeerCredentials) {
         Ok(cred) => (
             cred.uid() == 0 || cred.uid() == nix::unistd::geteuid().as_raw(),
-            Some(cred.pid()),
+            Some(Peer {
+                uid: cred.uid(),
+                pid: cred.pid(),
+            }),
         ),
         Err(_) => (false, None),
     }
 }
 
-enum Incoming {
-    Request(Request),
+enum Incoming<'a> {
+    /// A request and the budget it holds until it is done (none for a small one).
+    Request(Request, Option<Reservation<'a>>),
     Bad(String),
 }
 
@@ -199,15 +386,25 @@ fn send(stream: &UnixStream, reply: Reply) -> io::Result<()> {
     reply.write_to(&mut w)
 }
 
-fn serve_connection(stream: UnixStream, shared: Arc<Shared>, id: u64) {
-    let (allowed, pid) = peer_allowed(&stream);
-    if !allowed {
+/// Serves one connection: a reader thread decodes requests while this thread executes them.
+/// When either side ends, the socket is shut down, which ends the other: no thread or
+/// descriptor outlives the connection.
+fn serve_connection(stream: UnixStream, shared: &Shared, id: u64) {
+    let (allowed, peer) = peer_allowed(&stream);
+    let Some(peer) = peer.filter(|_| allowed) else {
+        if let Some(p) = peer {
+            crate::log::log_as(
+                crate::log::Level::Warn,
+                p,
+                "refused: the console is for root only",
+            );
+        }
         let _ = send(
             &stream,
             Reply::Failed("permission denied: the ethertap console is for root only".into()),
         );
         return;
-    }
+    };
     if stream
         .set_write_timeout(Some(shared.config.write_timeout))
         .is_err()
@@ -217,55 +414,95 @@ fn serve_connection(stream: UnixStream, shared: Arc<Shared>, id: u64) {
     let Ok(mut reader) = stream.try_clone() else {
         return;
     };
-    let cancel = Arc::new(AtomicBool::new(false));
-    let interrupt = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel();
-    {
-        let shared = shared.clone();
-        let cancel = cancel.clone();
-        let interrupt = interrupt.clone();
-        let _ = std::thread::Builder::new()
+    let cancel = AtomicBool::new(false);
+    let interrupt = AtomicBool::new(false);
+    let (tx, rx) = mpsc::sync_channel(QUEUED_REQUESTS);
+    std::thread::scope(|scope| {
+        let read = std::thread::Builder::new()
             .name(format!("ctl-read-{id}"))
-            .spawn(move || loop {
-                let incoming = match Request::read_from(&mut reader) {
-                    Ok(Request::Interrupt) => {
-                        // Seen by a text of this client that waits, or that runs.
-                        interrupt.store(true, Ordering::SeqCst);
-                        interrupt_if_running(&shared, id);
-                        continue;
-                    }
-                    Ok(req) => Incoming::Request(req),
-                    Err(ProtoError::Closed) => {
-                        cancel.store(true, Ordering::SeqCst);
-                        interrupt_if_running(&shared, id);
-                        break;
-                    }
-                    Err(e) => Incoming::Bad(e.to_string()),
+            .spawn_scoped(scope, || {
+                let flags = ClientFlags {
+                    cancel: &cancel,
+                    interrupt: &interrupt,
                 };
-                let bad = matches!(incoming, Incoming::Bad(_));
-                if tx.send(incoming).is_err() || bad {
-                    // After a malformed frame the stream cannot be resynchronised.
-                    cancel.store(true, Ordering::SeqCst);
-                    interrupt_if_running(&shared, id);
-                    break;
-                }
+                read_requests(&mut reader, shared, id, flags, tx)
             });
+        if read.is_err() {
+            return;
+        }
+        let mut executor = Executor {
+            stream: &stream,
+            shared,
+            id,
+            peer,
+            cancel: &cancel,
+            interrupt: &interrupt,
+            color: false,
+            width: None,
+            strict: false,
+            in_session: false,
+            session_stack: StackSnapshot::default(),
+        };
+        executor.run(rx);
+        executor.leave_session();
+        cancel.store(true, Ordering::SeqCst);
+        // Wakes the reader from its read: the connection is over.
+        let _ = stream.shutdown(Shutdown::Both);
+    });
+}
+
+/// What the reader of a connection tells its executor besides requests.
+#[derive(Clone, Copy)]
+struct ClientFlags<'a> {
+    /// The connection is over.
+    cancel: &'a AtomicBool,
+    /// Ctrl-C of this client: ends a text of its that waits.
+    interrupt: &'a AtomicBool,
+}
+
+/// The reader thread of a connection: decodes requests until the client goes, the stream
+/// breaks or the executor ends.
+fn read_requests<'s>(
+    reader: &mut UnixStream,
+    shared: &'s Shared,
+    id: u64,
+    flags: ClientFlags<'_>,
+    tx: mpsc::SyncSender<Incoming<'s>>,
+) {
+    let ClientFlags { cancel, interrupt } = flags;
+    let stop = || cancel.load(Ordering::SeqCst) || shared.shutdown.load(Ordering::SeqCst);
+    loop {
+        let mut reservation = None;
+        let read = Request::read_reserving(reader, &mut |len| {
+            if len <= UNRESERVED {
+                return Ok(());
+            }
+            reservation = shared.budget.reserve(len, &stop);
+            reservation.as_ref().map(|_| ()).ok_or(ProtoError::Closed)
+        });
+        let incoming = match read {
+            Ok(Request::Interrupt) => {
+                // Seen by a text of this client that waits, or that runs.
+                interrupt.store(true, Ordering::SeqCst);
+                interrupt_if_running(shared, id);
+                continue;
+            }
+            Ok(req) => Incoming::Request(req, reservation),
+            Err(ProtoError::Closed) => {
+                cancel.store(true, Ordering::SeqCst);
+                interrupt_if_running(shared, id);
+                return;
+            }
+            Err(e) => Incoming::Bad(e.to_string()),
+        };
+        let bad = matches!(incoming, Incoming::Bad(_));
+        if tx.send(incoming).is_err() || bad {
+            // After a malformed frame the stream cannot be resynchronised.
+            cancel.store(true, Ordering::SeqCst);
+            interrupt_if_running(shared, id);
+            return;
+        }
     }
-    let mut executor = Executor {
-        stream: &stream,
-        shared: &shared,
-        id,
-        pid,
-        cancel,
-        interrupt,
-        color: false,
-        width: None,
-        strict: false,
-        in_session: false,
-        session_stack: StackSnapshot::default(),
-    };
-    executor.run(rx);
-    executor.leave_session();
 }
 
 fn interrupt_if_running(shared: &Shared, id: u64) {
@@ -278,10 +515,10 @@ struct Executor<'a> {
     stream: &'a UnixStream,
     shared: &'a Shared,
     id: u64,
-    pid: Option<i32>,
-    cancel: Arc<AtomicBool>,
+    peer: Peer,
+    cancel: &'a AtomicBool,
     /// Ctrl-C of this client: ends a text of its that waits.
-    interrupt: Arc<AtomicBool>,
+    interrupt: &'a AtomicBool,
     color: bool,
     /// The client's terminal width, for `.i` and `.d`.
     width: Option<usize>,
@@ -289,6 +526,15 @@ struct Executor<'a> {
     strict: bool,
     in_session: bool,
     session_stack: StackSnapshot,
+}
+
+/// A request's text for the log: one line, cut at [`LOGGED_TEXT`] characters.
+fn loggable(text: &str) -> String {
+    let mut cut: String = text.trim().chars().take(LOGGED_TEXT).collect();
+    if cut.len() < text.trim().len() {
+        cut.push_str(" [...]");
+    }
+    cut
 }
 
 /// What a request asks the VM to run.
@@ -304,15 +550,20 @@ enum Text {
 }
 
 impl<'a> Executor<'a> {
-    fn run(&mut self, rx: mpsc::Receiver<Incoming>) {
+    fn run(&mut self, rx: mpsc::Receiver<Incoming<'_>>) {
         loop {
             let incoming = match rx.recv_timeout(self.shared.config.idle_timeout) {
                 Ok(i) => i,
                 Err(RecvTimeoutError::Timeout) => {
+                    let what = if self.in_session {
+                        "session"
+                    } else {
+                        "connection"
+                    };
                     let _ = send(
                         self.stream,
                         Reply::Notice(format!(
-                            "session closed after {} s without input",
+                            "{what} closed after {} s without input",
                             self.shared.config.idle_timeout.as_secs()
                         )),
                     );
@@ -321,15 +572,18 @@ impl<'a> Executor<'a> {
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             let req = match incoming {
-                Incoming::Request(r) => r,
-                Incoming::Bad(msg) => {
-                    let _ = send(self.stream, Reply::Failed(format!("bad request: {msg}")));
-                    return;
+                Incoming::Request(r, reservation) => {
+                    let done = self.handle(r);
+                    drop(reservation);
+                    if done.is_err() {
+                        return;
+                    }
+                    continue;
                 }
+                Incoming::Bad(msg) => msg,
             };
-            if self.handle(req).is_err() {
-                return;
-            }
+            let _ = send(self.stream, Reply::Failed(format!("bad request: {req}")));
+            return;
         }
     }
 
@@ -349,12 +603,35 @@ impl<'a> Executor<'a> {
             }
             Request::Run { file, source, args } => {
                 let mut stack = StackSnapshot::default();
-                self.execute(&mut stack, Text::Script { file, source, args })
+                let what = format!(
+                    "run {}",
+                    loggable(&[std::slice::from_ref(&file), &args[..]].concat().join(" "))
+                );
+                self.execute(&mut stack, &what, Text::Script { file, source, args })
                     .map(|_| ())
             }
             Request::Eval(line) => {
                 let mut stack = StackSnapshot::default();
-                self.execute(&mut stack, Text::Line(line)).map(|_| ())
+                let what = format!("eval: {}", loggable(&line));
+                self.execute(&mut stack, &what, Text::Line(line))
+                    .map(|_| ())
+            }
+            Request::Json(report) => {
+                let mut text = self.shared.host.json(report);
+                text.push('\n');
+                send(self.stream, Reply::Output(text.into_bytes()))?;
+                send(self.stream, Reply::Done)
+            }
+            Request::Log(n) => {
+                let mut text = String::new();
+                for line in crate::log::recent(n as usize) {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                for chunk in text.as_bytes().chunks(super::proto::MAX_FRAME) {
+                    send(self.stream, Reply::Output(chunk.to_vec()))?;
+                }
+                send(self.stream, Reply::Done)
             }
             Request::OpenSession => self.open_session(),
             Request::Line(line) => {
@@ -365,7 +642,8 @@ impl<'a> Executor<'a> {
                     );
                 }
                 let mut stack = std::mem::take(&mut self.session_stack);
-                let result = self.execute(&mut stack, Text::Line(line));
+                let what = format!("console: {}", loggable(&line));
+                let result = self.execute(&mut stack, &what, Text::Line(line));
                 self.session_stack = stack;
                 if result.as_ref().is_ok_and(|flow| *flow == Flow::Bye) {
                     self.leave_session();
@@ -384,6 +662,7 @@ impl<'a> Executor<'a> {
                 send(self.stream, Reply::Done)
             }
             Request::Stop => {
+                crate::log::log_as(crate::log::Level::Info, self.peer, "stop");
                 send(self.stream, Reply::Done)?;
                 self.shared.host.request_stop();
                 Ok(())
@@ -400,9 +679,7 @@ impl<'a> Executor<'a> {
             .unwrap_or_else(|p| p.into_inner());
         match &*holder {
             Some(h) if h.conn != self.id => {
-                let who = h
-                    .pid
-                    .map_or("another client".to_string(), |p| format!("PID {p}"));
+                let who = format!("PID {}", h.pid);
                 let msg = format!(
                     "the ethertap console is in use by {who} (for {} s); one session at a time",
                     h.since.elapsed().as_secs()
@@ -413,7 +690,7 @@ impl<'a> Executor<'a> {
             _ => {
                 *holder = Some(SessionHolder {
                     conn: self.id,
-                    pid: self.pid,
+                    pid: self.peer.pid,
                     since: Instant::now(),
                 });
                 drop(holder);
@@ -463,19 +740,24 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// Make the VM this client's: its stack, its terminal, the running mark.
-    fn enter(&self, vm: &mut Vm, stack: &mut StackSnapshot) {
+    /// Make the VM this client's: its stack, its terminal, the running mark. Returns the
+    /// engine's state mark as this client found it.
+    fn enter(&self, vm: &mut Vm, stack: &mut StackSnapshot) -> u64 {
         self.shared.running.store(self.id, Ordering::SeqCst);
         vm.swap_stack(stack);
         vm.set_color(self.color);
         vm.set_width(self.width);
+        self.shared.host.state_mark()
     }
 
-    /// Give the VM back: the client's stack leaves with it.
-    fn leave(&self, vm: MutexGuard<'a, Vm>, stack: &mut StackSnapshot) {
+    /// Give the VM back: the client's stack leaves with it. True when the engine's state
+    /// moved from `mark` while this client had the VM.
+    fn leave(&self, vm: MutexGuard<'a, Vm>, stack: &mut StackSnapshot, mark: u64) -> bool {
         let mut vm = vm;
         vm.swap_stack(stack);
+        let changed = self.shared.host.state_mark() != mark;
         self.shared.running.store(0, Ordering::SeqCst);
+        changed
     }
 
     /// The warnings of what the VM compiled or loaded, as notices (the client's stderr).
@@ -487,9 +769,9 @@ impl<'a> Executor<'a> {
         Ok(warnings.len())
     }
 
-    /// Wait out a paused text without the VM, then take the VM again; `None` when the text
-    /// was interrupted meanwhile (Ctrl-C: it ends with an error), an error when the client
-    /// went away.
+    /// Wait out a paused text without the VM: true when its time has come, false when it was
+    /// interrupted meanwhile (Ctrl-C, a shutdown: it ends with an error), an error when the
+    /// client went away.
     fn wait_out(&self, paused: &Paused) -> io::Result<bool> {
         loop {
             if self.cancel.load(Ordering::SeqCst) {
@@ -510,8 +792,9 @@ impl<'a> Executor<'a> {
     /// Wait for the VM (telling the user once if another client has it), compile the text
     /// and send its warnings, run it on this client's own stack, stream its output, and report
     /// how it ended. While a word of the text waits, the VM is given up, so that other
-    /// clients are served meanwhile.
-    fn execute(&mut self, stack: &mut StackSnapshot, text: Text) -> io::Result<Flow> {
+    /// clients are served meanwhile. `what` names the request in the log, if it changed the
+    /// engine's state.
+    fn execute(&mut self, stack: &mut StackSnapshot, what: &str, text: Text) -> io::Result<Flow> {
         let _counted = TextGuard::new(&self.shared.texts);
         self.interrupt.store(false, Ordering::SeqCst);
         let mut vm = self.take_vm(true)?;
@@ -523,13 +806,14 @@ impl<'a> Executor<'a> {
             )
             .map(|_| Flow::Continue);
         }
-        self.enter(&mut vm, stack);
+        let mut mark = self.enter(&mut vm, stack);
+        let mut changed = false;
         let mut out = ReplyWriter {
             stream: self.stream,
             interrupt: &self.shared.vm_interrupt,
             broken: false,
         };
-        let (compiled, what): (Result<Compiled, RpclError>, String) = match text {
+        let (compiled, name): (Result<Compiled, RpclError>, String) = match text {
             Text::Script { file, source, args } => {
                 vm.set_args(args);
                 (vm.compile_file(&file, &source), file)
@@ -542,12 +826,12 @@ impl<'a> Executor<'a> {
         let warned = match self.send_warnings(&mut vm) {
             Ok(n) => n,
             Err(e) => {
-                self.leave(vm, stack);
+                self.leave(vm, stack, mark);
                 return Err(e);
             }
         };
         let mut step = match compiled {
-            Ok(_) if self.strict && warned > 0 => Err(crate::rpcl::strict_refusal(&what, warned)),
+            Ok(_) if self.strict && warned > 0 => Err(crate::rpcl::strict_refusal(&name, warned)),
             Ok(_) if self.cancel.load(Ordering::SeqCst) => Ok(Step::Done(Flow::Continue)),
             Ok(c) => vm.start(c, &mut out).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -557,7 +841,7 @@ impl<'a> Executor<'a> {
             let paused = match step {
                 Ok(Step::Wait(p)) if sent.is_ok() && !out.broken => p,
                 other => {
-                    self.leave(vm, stack);
+                    changed |= self.leave(vm, stack, mark);
                     sent?;
                     step = other;
                     break;
@@ -565,18 +849,21 @@ impl<'a> Executor<'a> {
             };
             // The wait: the VM is free for others, the paused text keeps this client's
             // stack, frames and budget.
-            self.leave(vm, stack);
+            changed |= self.leave(vm, stack, mark);
             let go_on = self.wait_out(&paused)?;
             vm = self.take_vm(false)?;
             // Cleared before this client is marked as running, checked after: an interrupt
             // that comes in between is either seen here or set on the VM by the reader.
             self.shared.vm_interrupt.store(false, Ordering::SeqCst);
-            self.enter(&mut vm, stack);
+            mark = self.enter(&mut vm, stack);
             step = if go_on && !self.interrupt.load(Ordering::SeqCst) {
                 vm.resume(paused, &mut out).map_err(|e| e.to_string())
             } else {
                 Err(vm.interrupt_paused(paused).to_string())
             };
+        }
+        if changed {
+            crate::log::log_as(crate::log::Level::Info, self.peer, what);
         }
         if out.broken {
             return Err(io::ErrorKind::BrokenPipe.into());

@@ -235,6 +235,44 @@ pub struct Engine {
     warnings: Vec<String>,
     /// The taps' packet queue, watched by the control thread for a take-over.
     queue: Option<Arc<Producer>>,
+    /// The kernel's index of each interface at start, to notice one that goes away.
+    ifindexes: Vec<u32>,
+}
+
+/// What the control thread last saw of an interface (logged when it changes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// Present and up.
+    Up,
+    /// Present, administratively or operationally down.
+    Down,
+    /// No interface of that name, or another one under the name (deleted and re-created).
+    Gone,
+}
+
+impl LinkState {
+    /// The state of the interface `name` that had the index `ifindex` when the engine started.
+    pub fn of(name: &str, ifindex: u32) -> LinkState {
+        match netdev::if_index(name) {
+            Ok(idx) if idx == ifindex => match netdev::is_up(name) {
+                Ok(false) => LinkState::Down,
+                _ => LinkState::Up,
+            },
+            _ => LinkState::Gone,
+        }
+    }
+
+    /// The log line for a change from `before` to `self` of interface `i` named `name`.
+    pub fn change_text(self, before: LinkState, i: usize, name: &str) -> String {
+        match (before, self) {
+            (_, LinkState::Gone) => format!(
+                "interface {i} {name} is gone (deleted or re-created): its frames are no longer bridged or tapped"
+            ),
+            (_, LinkState::Down) => format!("interface {i} {name} is down"),
+            (LinkState::Down, LinkState::Up) => format!("interface {i} {name} is up again"),
+            (_, LinkState::Up) => format!("interface {i} {name} is back"),
+        }
+    }
 }
 
 /// The checks that need nothing but the configuration and the process.
@@ -511,6 +549,7 @@ impl Engine {
             attachments,
             promisc,
             queue: producer.clone(),
+            ifindexes,
         };
         engine.spawn_workers(&config, sockets, producer)?;
         Ok(engine)
@@ -565,26 +604,46 @@ impl Engine {
         self.workers.iter().all(|w| !w.is_finished())
     }
 
-    /// Block until `stop_requested` says so or a worker dies (reported on stderr). Every
-    /// front end (foreground, console, daemon) waits on the engine this way.
+    /// Block until `stop_requested` says so or a worker dies (logged). Every front end
+    /// (foreground, console, daemon) waits on the engine this way; once a second it looks
+    /// whether the queue was taken over and whether an interface went down, away or came
+    /// back, and logs what changed.
     pub fn run_until(&self, stop_requested: impl Fn() -> bool) {
         let mut rounds = 0u64;
         let mut told = false;
+        let mut links = vec![LinkState::Up; self.ifindexes.len()];
         while !stop_requested() {
             std::thread::sleep(std::time::Duration::from_millis(50));
             if !self.healthy() {
-                eprintln!("ethertap: a worker thread ended unexpectedly; stopping");
+                crate::log::error("a worker thread ended unexpectedly; stopping");
                 return;
             }
             rounds += 1;
-            if !told && rounds % 20 == 0 {
+            if rounds % 20 != 0 {
+                continue;
+            }
+            if !told {
                 if let Some(pid) = self.queue_taken_over_by() {
                     told = true;
-                    eprintln!(
-                        "ethertap: warning: {}",
-                        taken_over_text(self.queue.as_deref(), pid)
-                    );
+                    crate::log::warn(&taken_over_text(self.queue.as_deref(), pid));
                 }
+            }
+            self.watch_links(&mut links);
+        }
+    }
+
+    /// Logs every interface whose [`LinkState`] differs from `seen`, and records it.
+    fn watch_links(&self, seen: &mut [LinkState]) {
+        for (i, (info, &idx)) in self.shared.infos.iter().zip(&self.ifindexes).enumerate() {
+            let now = LinkState::of(&info.name, idx);
+            if now != seen[i] {
+                let text = now.change_text(seen[i], i, &info.name);
+                if now == LinkState::Up {
+                    crate::log::info(&text);
+                } else {
+                    crate::log::warn(&text);
+                }
+                seen[i] = now;
             }
         }
     }

@@ -1,11 +1,12 @@
 //! The per-frame fast path of a worker, as small stages in the order of docs/data-path.md:
 //!
 //! 1. rx counters, source-MAC and Ethertype statistics ([`QueueStats::on_rx`]);
-//! 2. RX tap into the packet queue;
+//! 2. RX tap into the packet queue (tap flag, TAP machash, filter, sampling, snap length);
 //! 3. forward decision (bridge: to the other port; mirror mode ends here);
 //! 4. drop machash;
 //! 5. fault injection (drop, flip one bit, duplicate);
-//! 6. TX tap over what goes out (the worker then hands it to the TX ring).
+//! 6. TX tap over what goes out, by the same rule as the RX tap (the worker then hands the
+//!    frames to the TX ring).
 //!
 //! Stages 3–5 are one pure function, [`verdict`], so their order is tested without sockets.
 //! [`run_batch`] applies every stage to one received batch; it is generic over where the frames
@@ -15,6 +16,7 @@
 
 use super::fault::{self, FaultRng};
 use super::policy::Policy;
+use super::select::Sampler;
 use super::stats::{Counters, QueueStats};
 use crate::pqueue::{Direction, Marks, Producer, Tag};
 
@@ -140,6 +142,25 @@ impl FrameStore for MemoryFrames {
     }
 }
 
+/// What a worker carries from one batch to the next.
+#[derive(Clone, Debug)]
+pub struct WorkerState {
+    /// Its fault-injection random generator.
+    pub rng: FaultRng,
+    /// Its count of frames that qualify for the taps (`tap.sample`), over both tap points.
+    pub sampler: Sampler,
+}
+
+impl WorkerState {
+    /// A state whose generator starts from `rng`, the sampling count from zero.
+    pub fn new(rng: FaultRng) -> WorkerState {
+        WorkerState {
+            rng,
+            sampler: Sampler::default(),
+        }
+    }
+}
+
 /// What a batch needs besides its frames; fixed for the batch.
 #[derive(Clone, Copy)]
 pub struct BatchContext<'a> {
@@ -172,14 +193,15 @@ pub struct FrameLists<'a, D> {
 
 /// Runs every stage over the frames `rx` received on `cx.port` and returns the batch's
 /// counters (all but `rx`, which `stats.on_rx` counted per frame) for the caller to add to the
-/// receiving port's statistics.
+/// receiving port's statistics, except `tx_bytes`: the bytes of the frames in `lists.out`,
+/// which belong to the output port once the caller has put them in its TX ring.
 #[inline]
 pub fn run_batch<S: FrameStore>(
     cx: &BatchContext<'_>,
     store: &mut S,
     rx: &mut [S::Desc],
     stats: &QueueStats,
-    rng: &mut FaultRng,
+    state: &mut WorkerState,
     mut lists: FrameLists<'_, S::Desc>,
 ) -> Counters {
     let mut counts = Counters::default();
@@ -189,10 +211,15 @@ pub fn run_batch<S: FrameStore>(
     for d in rx.iter_mut() {
         // SAFETY: the caller holds every frame of `rx` (see FrameStore).
         let frame = unsafe { store.frame(d) };
-        receive_stage(cx, rx_tap, stats, frame);
-        match verdict(cx.policy, cx.port, cx.route, frame, rng) {
+        let len = frame.len() as u64;
+        counts.rx_bytes += len;
+        receive_stage(cx, rx_tap, stats, &mut state.sampler, frame);
+        match verdict(cx.policy, cx.port, cx.route, frame, &mut state.rng) {
             Verdict::Forward { flip, dup } => {
+                let before = lists.out.len() as u64;
                 forward_stage(cx, store, d, flip, dup, &mut counts, &mut lists);
+                // The frame, and its duplicate when one went out too.
+                counts.tx_bytes += len * (lists.out.len() as u64 - before);
             }
             v => {
                 tally(&mut counts, v);
@@ -201,9 +228,19 @@ pub fn run_batch<S: FrameStore>(
         }
     }
     if let Route::Bridge { out, .. } = cx.route {
-        tx_tap_stage(cx, store, out, lists.out, lists.marked);
+        tx_tap_stage(cx, store, out, lists.out, lists.marked, &mut state.sampler);
     }
     counts
+}
+
+/// The tap rule past a tap point's flag, in order: TAP machash, filter, sampling. Returns the
+/// part of the frame to copy (cut to the snap length), or None. The filter runs only for
+/// frames the machash selected, and the sampler counts only frames that passed both.
+#[inline(always)]
+fn tap_rule<'f>(policy: &Policy, sampler: &mut Sampler, frame: &'f [u8]) -> Option<&'f [u8]> {
+    let takes =
+        policy.tap_selects(frame) && policy.tap_filter_takes(frame) && sampler.take(policy.sample);
+    takes.then(|| policy.snaplen.cut(frame))
 }
 
 /// Stages 1 and 2: statistics, then the RX tap.
@@ -212,12 +249,19 @@ fn receive_stage(
     cx: &BatchContext<'_>,
     rx_tap: Option<&Producer>,
     stats: &QueueStats,
+    sampler: &mut Sampler,
     frame: &[u8],
 ) {
     stats.on_rx(frame);
     if let Some(q) = rx_tap {
-        if cx.policy.tap_selects(frame) {
-            q.push(frame, cx.port as u8, Direction::Rx, cx.ts);
+        if let Some(copy) = tap_rule(cx.policy, sampler, frame) {
+            let tag = Tag {
+                ifindex: cx.port as u8,
+                dir: Direction::Rx,
+                ts_ns: cx.ts,
+                marks: Marks::NONE,
+            };
+            q.push_to(0, copy, frame.len() as u32, tag);
         }
     }
 }
@@ -285,6 +329,7 @@ fn tx_tap_stage<S: FrameStore>(
     out: usize,
     frames: &[S::Desc],
     marked: &[(usize, Marks)],
+    sampler: &mut Sampler,
 ) {
     let Some(q) = cx
         .queue
@@ -303,14 +348,14 @@ fn tx_tap_stage<S: FrameStore>(
         };
         // SAFETY: frames going out are held by the caller until it hands them to the ring.
         let frame = unsafe { store.frame(d) };
-        if cx.policy.tap_selects(frame) {
+        if let Some(copy) = tap_rule(cx.policy, sampler, frame) {
             let tag = Tag {
                 ifindex: out as u8,
                 dir: Direction::Tx,
                 ts_ns: cx.ts,
                 marks,
             };
-            q.push_to(0, frame, frame.len() as u32, tag);
+            q.push_to(0, copy, frame.len() as u32, tag);
         }
     }
 }
@@ -318,7 +363,7 @@ fn tx_tap_stage<S: FrameStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ixdp::policy::FaultConfig;
+    use crate::ixdp::policy::{FaultConfig, MAX_IFS};
     use crate::pqueue::{queue_path, Batch, Consumer, Layout};
     use crate::wire::Mac;
 
@@ -472,6 +517,20 @@ mod tests {
         spares: usize,
         room: usize,
     ) -> (Outcome, MemoryFrames) {
+        let mut state = WorkerState::new(FaultRng::new(5));
+        batch_in(&mut state, policy, route, queue, frames, spares, room)
+    }
+
+    /// [`batch`] with the worker's state carried over from earlier batches.
+    fn batch_in(
+        state: &mut WorkerState,
+        policy: &Policy,
+        route: Route,
+        queue: Option<&Producer>,
+        frames: Vec<Vec<u8>>,
+        spares: usize,
+        room: usize,
+    ) -> (Outcome, MemoryFrames) {
         let n = frames.len();
         let mut store = MemoryFrames(frames);
         store.0.extend((0..spares).map(|_| Vec::new()));
@@ -493,14 +552,7 @@ mod tests {
             spares: &mut spare_lane,
             marked: &mut marked,
         };
-        let counts = run_batch(
-            &cx,
-            &mut store,
-            &mut rx,
-            &stats,
-            &mut FaultRng::new(5),
-            lists,
-        );
+        let counts = run_batch(&cx, &mut store, &mut rx, &stats, state, lists);
         let outcome = Outcome {
             counts,
             recycle,
@@ -559,7 +611,11 @@ mod tests {
         let frames = vec![frame(E0, 64), frame(E1, 64)];
         let (o, _) = batch(&p, Route::Mirror, Some(&producer), frames, 4, 64);
         assert_eq!((o.recycle, o.out.len()), (vec![0, 1], 0));
-        assert_eq!(o.counts, Counters::default());
+        let received_only = Counters {
+            rx_bytes: 128,
+            ..Counters::default()
+        };
+        assert_eq!(o.counts, received_only);
         assert_eq!(o.spares.len(), 4, "no spare used");
         assert_eq!(tapped(&mut consumer).len(), 2, "RX tap only");
     }
@@ -576,6 +632,22 @@ mod tests {
         );
         assert_eq!((o.rx, o.counts.noif), (3, 3));
         assert_eq!((o.recycle.len(), o.out.len()), (3, 0));
+    }
+
+    #[test]
+    fn bytes_count_what_is_received_and_what_goes_out() {
+        let mut p = Policy {
+            drop_hash: [BAD].into_iter().collect(),
+            ..Policy::default()
+        };
+        p.fault[0] = always(0, 0, 100_000);
+        let frames = vec![frame(E0, 60), frame(BAD, 70), frame(E0, 80)];
+        let (o, _) = batch(&p, BRIDGE, None, frames.clone(), 1, 64);
+        assert_eq!(o.counts.rx_bytes, 210);
+        // The first frame and its copy, the dropped one not at all, the last once (no spare).
+        assert_eq!(o.counts.tx_bytes, 60 + 60 + 80);
+        let (o, _) = batch(&p, DOWN, None, frames, 1, 64);
+        assert_eq!((o.counts.rx_bytes, o.counts.tx_bytes), (210, 0));
     }
 
     #[test]
@@ -640,6 +712,133 @@ mod tests {
         assert_eq!(
             tapped(&mut consumer),
             vec![(0, Direction::Rx, BAD), (1, Direction::Tx, BAD)]
+        );
+    }
+
+    /// Frames of the tap-selection tests: UDP to port `dport`, from `src`, maybe tagged.
+    fn udp(src: Mac, tags: &[crate::lab::frames::Tag], dport: u16, len: usize) -> Vec<u8> {
+        let a = std::net::SocketAddrV4::new([10, 0, 0, 1].into(), 999);
+        let b = std::net::SocketAddrV4::new([10, 0, 0, 2].into(), dport);
+        crate::lab::frames::udp4(E1, src, tags, a, b, &vec![0xab; len]).unwrap()
+    }
+
+    fn filtered(expr: &str) -> Policy {
+        Policy {
+            tap_filter: Some(crate::ixdp::select::TapFilter::compile(expr).unwrap()),
+            ..tapping_both_ways()
+        }
+    }
+
+    #[test]
+    fn the_filter_narrows_both_tap_points_and_never_forwarding() {
+        let (_q, producer, mut consumer) = TestQueue::new("filter");
+        let p = filtered("udp port 1234");
+        let frames = vec![udp(E0, &[], 1234, 10), udp(E0, &[], 53, 10), frame(E0, 64)];
+        let (o, _) = batch(&p, BRIDGE, Some(&producer), frames.clone(), 0, 64);
+        assert_eq!(o.out, vec![0, 1, 2], "every frame forwarded");
+        let mut b = Batch::new();
+        consumer.try_pop(&mut b, 10).unwrap();
+        let got: Vec<(Direction, &[u8])> = b.iter().map(|t| (t.dir, t.data)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Direction::Rx, &frames[0][..]),
+                (Direction::Tx, &frames[0][..])
+            ]
+        );
+        // The machash comes first: a listed MAC is also needed.
+        let p = Policy {
+            tap_hash: [BAD].into_iter().collect(),
+            ..filtered("udp port 1234")
+        };
+        let frames = vec![
+            udp(E0, &[], 1234, 10),
+            udp(BAD, &[], 1234, 10),
+            udp(BAD, &[], 5, 10),
+        ];
+        batch(&p, BRIDGE, Some(&producer), frames, 0, 64);
+        assert_eq!(
+            tapped(&mut consumer),
+            vec![(0, Direction::Rx, BAD), (1, Direction::Tx, BAD)]
+        );
+    }
+
+    #[test]
+    fn the_snap_length_cuts_the_copy_and_keeps_the_original_length() {
+        let (_q, producer, mut consumer) = TestQueue::new("snaplen");
+        let p = Policy {
+            snaplen: crate::ixdp::select::SnapLen::new(40).unwrap(),
+            ..tapping_both_ways()
+        };
+        let frames = vec![frame(E0, 100), frame(E0, 30)];
+        let (o, store) = batch(&p, BRIDGE, Some(&producer), frames.clone(), 0, 64);
+        assert_eq!(store.0[0].len(), 100, "the forwarded frame is whole");
+        assert_eq!(o.out.len(), 2);
+        let mut b = Batch::new();
+        consumer.try_pop(&mut b, 10).unwrap();
+        let got: Vec<(usize, u32)> = b.iter().map(|t| (t.data.len(), t.orig_len)).collect();
+        assert_eq!(got, vec![(40, 100), (30, 30), (40, 100), (30, 30)]);
+        assert!(b
+            .iter()
+            .all(|t| frames.iter().any(|f| f.starts_with(t.data))));
+    }
+
+    #[test]
+    fn sampling_counts_only_frames_that_reach_a_tap_point_and_pass_the_filter() {
+        let (_q, producer, mut consumer) = TestQueue::new("sample");
+        let mut state = WorkerState::new(FaultRng::new(9));
+        let sample = crate::ixdp::select::Sample::new(3).unwrap();
+        // No tap on: nothing counts, so the sampler does not move.
+        let off = Policy {
+            sample,
+            ..Policy::default()
+        };
+        batch_in(
+            &mut state,
+            &off,
+            BRIDGE,
+            Some(&producer),
+            vec![frame(E0, 64); 5],
+            0,
+            64,
+        );
+        assert_eq!(state.sampler, Default::default());
+        // RX tap only, a filter: the frames it refuses do not count either.
+        let mut p = Policy {
+            sample,
+            ..filtered("udp")
+        };
+        p.tap_tx = [false; MAX_IFS];
+        let frames: Vec<Vec<u8>> = (0..30u16)
+            .map(|i| {
+                if i % 2 == 0 {
+                    udp(E0, &[], i, 4)
+                } else {
+                    frame(E0, 64)
+                }
+            })
+            .collect();
+        for chunk in frames.chunks(7) {
+            batch_in(
+                &mut state,
+                &p,
+                BRIDGE,
+                Some(&producer),
+                chunk.to_vec(),
+                0,
+                64,
+            );
+        }
+        let mut b = Batch::new();
+        consumer.try_pop(&mut b, 100).unwrap();
+        let ports: Vec<u16> = b
+            .iter()
+            .map(|t| u16::from_be_bytes([t.data[36], t.data[37]]))
+            .collect();
+        assert_eq!(
+            ports,
+            vec![0, 6, 12, 18, 24],
+            "UDP frames 1, 4, 7, 10, 13 of 15, across batches"
         );
     }
 }

@@ -1,12 +1,15 @@
 //! The IXDP engine: interfaces, XDP program, AF_XDP sockets, workers, statistics, faults.
 //! How the pieces fit: docs/data-path.md; the words: docs/words-engine.md.
 
+pub mod cbpf;
 pub mod engine;
 pub mod fastpath;
 pub mod fault;
 pub mod machash;
 pub mod netdev;
 pub mod policy;
+pub mod report;
+pub mod select;
 pub mod stats;
 pub mod view;
 pub mod words;

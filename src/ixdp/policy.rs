@@ -1,13 +1,15 @@
-//! What the workers obey: tap flags, the three machashes and fault settings, published by the
-//! control thread as immutable snapshots.
+//! What the workers obey: tap flags, the three machashes, the tap selection (filter, sampling,
+//! snap length) and fault settings, published by the control thread as immutable snapshots.
 //!
 //! A word never edits the policy a worker is looking at: it copies the current snapshot,
 //! changes the copy and swaps the pointer (RCU style, `arc-swap`). A worker loads the pointer
 //! once per batch, so it never takes a lock and sees every change from its next batch on.
 
 use super::machash::MacSet;
+use super::select::{Sample, SnapLen, TapFilter};
 use crate::wire::{dst_mac, src_mac};
 use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Interfaces an engine drives: one in mirror mode, two in bridge mode.
@@ -38,6 +40,12 @@ pub struct Policy {
     pub tap_tx: [bool; MAX_IFS],
     /// The TAP machash: which frames the taps copy.
     pub tap_hash: MacSet,
+    /// The pcap-filter expression a tapped frame must also match (`tap.filter`); None: all.
+    pub tap_filter: Option<TapFilter>,
+    /// One in n of the frames that pass the machash and the filter is tapped (`tap.sample`).
+    pub sample: Sample,
+    /// How much of a tapped frame goes into the queue (`tap.snaplen`).
+    pub snaplen: SnapLen,
     /// The drop machash: source MACs whose frames are not forwarded.
     pub drop_hash: MacSet,
     /// The fault machash: source MACs fault injection applies to.
@@ -56,6 +64,16 @@ impl Policy {
         }
         src_mac(frame).is_some_and(|m| self.tap_hash.contains(&m))
             || dst_mac(frame).is_some_and(|m| self.tap_hash.contains(&m))
+    }
+
+    /// The pcap-filter rule: no filter takes every frame. Runs only for frames that reached a
+    /// tap point and passed [`Policy::tap_selects`].
+    #[inline]
+    pub fn tap_filter_takes(&self, frame: &[u8]) -> bool {
+        match &self.tap_filter {
+            None => true,
+            Some(f) => f.matches(frame),
+        }
     }
 
     /// Drop machash: the source MAC is listed. An empty set drops nothing.
@@ -77,14 +95,21 @@ impl Policy {
     }
 }
 
-/// The published policy. Workers `load()` once per batch; words `update()`.
+/// The published policy. Workers `load()` once per batch; words `update()`. The second field
+/// counts the updates, so that the control plane can tell that a command changed something
+/// (and log it) without knowing the words.
 #[derive(Default)]
-pub struct PolicyCell(ArcSwap<Policy>);
+pub struct PolicyCell(ArcSwap<Policy>, AtomicU64);
 
 impl PolicyCell {
     /// A cell publishing `policy`.
     pub fn new(policy: Policy) -> PolicyCell {
-        PolicyCell(ArcSwap::from_pointee(policy))
+        PolicyCell(ArcSwap::from_pointee(policy), AtomicU64::new(0))
+    }
+
+    /// How many updates were published so far.
+    pub fn version(&self) -> u64 {
+        self.1.load(Ordering::Acquire)
     }
 
     /// The current snapshot; cheap and lock-free (for the per-batch load of a worker).
@@ -106,6 +131,7 @@ impl PolicyCell {
             f(&mut next);
             next
         });
+        self.1.fetch_add(1, Ordering::AcqRel);
     }
 }
 

@@ -43,8 +43,10 @@ enum C {
     FiDropped,
     FiFlipped,
     FiDuplicated,
+    RxBytes,
+    TxBytes,
 }
-const N_COUNTERS: usize = 8;
+const N_COUNTERS: usize = 10;
 
 /// Counter values (since the last reset), of one queue or summed over several.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -65,6 +67,10 @@ pub struct Counters {
     pub fi_flipped: u64,
     /// Frames sent twice by fault injection.
     pub fi_duplicated: u64,
+    /// Bytes of the frames received (Ethernet header to the end of the payload, no FCS).
+    pub rx_bytes: u64,
+    /// Bytes of the frames transmitted, counted as `rx_bytes`.
+    pub tx_bytes: u64,
 }
 
 impl std::ops::AddAssign for Counters {
@@ -77,6 +83,8 @@ impl std::ops::AddAssign for Counters {
         self.fi_dropped += o.fi_dropped;
         self.fi_flipped += o.fi_flipped;
         self.fi_duplicated += o.fi_duplicated;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_bytes += o.tx_bytes;
     }
 }
 
@@ -384,6 +392,10 @@ impl QueueStats {
     pub fn add_fi_duplicated(&self, n: u64) {
         self.add(C::FiDuplicated, n)
     }
+    /// `n` bytes transmitted on this interface.
+    pub fn add_tx_bytes(&self, n: u64) {
+        self.add(C::TxBytes, n)
+    }
 
     /// Adds a worker's per-batch tally: one atomic add for each counter that is not zero.
     #[inline]
@@ -397,6 +409,8 @@ impl QueueStats {
             (C::FiDropped, c.fi_dropped),
             (C::FiFlipped, c.fi_flipped),
             (C::FiDuplicated, c.fi_duplicated),
+            (C::RxBytes, c.rx_bytes),
+            (C::TxBytes, c.tx_bytes),
         ] {
             if n > 0 {
                 self.add(counter, n);
@@ -422,6 +436,8 @@ impl QueueStats {
             fi_dropped: v(C::FiDropped),
             fi_flipped: v(C::FiFlipped),
             fi_duplicated: v(C::FiDuplicated),
+            rx_bytes: v(C::RxBytes),
+            tx_bytes: v(C::TxBytes),
         }
     }
 
@@ -496,6 +512,8 @@ impl QueueStats {
 /// The statistics of the whole engine: `[interface][queue]`.
 pub struct StatsBoard {
     queues: Vec<Vec<Arc<QueueStats>>>,
+    /// `reset` calls so far (the control plane logs commands that change something).
+    resets: AtomicU64,
 }
 
 impl StatsBoard {
@@ -505,6 +523,7 @@ impl StatsBoard {
             queues: (0..ifaces)
                 .map(|_| (0..queues).map(|_| Arc::new(QueueStats::new())).collect())
                 .collect(),
+            resets: AtomicU64::new(0),
         }
     }
 
@@ -603,6 +622,12 @@ impl StatsBoard {
         for q in self.queues.iter().flatten() {
             q.reset();
         }
+        self.resets.fetch_add(1, AcqRel);
+    }
+
+    /// How many times [`StatsBoard::reset`] ran.
+    pub fn resets(&self) -> u64 {
+        self.resets.load(Acquire)
     }
 }
 
@@ -641,6 +666,11 @@ mod tests {
         q.add_fi_dropped(7);
         q.add_fi_flipped(8);
         q.add_fi_duplicated(9);
+        q.add_counts(&Counters {
+            rx_bytes: 60,
+            ..Counters::default()
+        });
+        q.add_tx_bytes(11);
         let expected = Counters {
             rx: 1,
             tx: 3,
@@ -650,6 +680,8 @@ mod tests {
             fi_dropped: 7,
             fi_flipped: 8,
             fi_duplicated: 9,
+            rx_bytes: 60,
+            tx_bytes: 11,
         };
         assert_eq!(q.counters(), expected);
         q.reset();

@@ -136,4 +136,9 @@ pub trait EngineView: Send + Sync {
     fn stats(&self) -> &StatsBoard;
     /// `if.qstats` extras: ring occupancy and `xdp_statistics` of one socket.
     fn ring_details(&self, ifidx: usize, queue: usize) -> Result<RingDetails, RingError>;
+    /// A number that grows whenever a word changes what the engine does or counts (policy
+    /// updates, statistics resets): the control plane logs the commands that moved it.
+    fn changes(&self) -> u64 {
+        self.policy().version() + self.stats().resets()
+    }
 }

@@ -6,18 +6,19 @@
 
 use super::machash::MacSet;
 use super::policy::{Policy, MAX_IFS, PROBABILITY_SCALE};
+use super::select::{Sample, SnapLen, TapFilter, MAX_SNAPLEN};
 use super::stats::{Counters, OverflowEstimate, ETYPE_TABLE_CAPACITY, MAC_TABLE_CAPACITY};
 use super::{EngineView, Freshness, InterfaceInfo, RingDetails, XdpMode};
-use crate::rpcl::{Ctx, Vm, WordError};
-use crate::wire::ethertype;
+use crate::rpcl::{Ctx, Subtype, Vm, WordError};
+use crate::wire::{ethertype, Mac, MacRange};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 /// What every engine word says when no engine runs.
 pub const NEEDS_ENGINE: &str = "needs the engine: start it with `ethertap start -d IF0 [IF1]`";
 
-/// Most MACs one machash may hold: far more than any tap needs, and it keeps the copy that each
-/// change makes (and a script inserting in a runaway loop) small.
+/// Most entries (MACs and ranges) one machash may hold: far more than any tap needs, and it
+/// keeps the copy that each change makes (and a script inserting in a runaway loop) small.
 pub const MACHASH_MAX: usize = 65_536;
 
 /// Column where `if.stats` values start (0-based), as in the original tool's output.
@@ -89,6 +90,11 @@ pub static ENGINE_WORDS: &[EngineWord] = &[
         run: if_stats,
     },
     EngineWord {
+        name: "if.stats.json",
+        help: "print the figures of if.stats, plus byte counters, as one line of JSON ( - )",
+        run: if_stats_json,
+    },
+    EngineWord {
         name: "if.qstats",
         help: "print the counters of one queue of an interface and its ring details ( queue interface - )",
         run: if_qstats,
@@ -130,12 +136,12 @@ pub static ENGINE_WORDS: &[EngineWord] = &[
     },
     EngineWord {
         name: "tap.hash.insert",
-        help: "add a MAC to the TAP machash; when it is not empty only frames from or to a listed MAC are tapped ( mac - )",
+        help: "add a MAC or a MAC range to the TAP machash; when it is not empty only frames from or to a listed MAC are tapped ( mac|macrange - )",
         run: hash_insert::<TAP>,
     },
     EngineWord {
         name: "tap.hash.delete",
-        help: "remove a MAC from the TAP machash ( mac - )",
+        help: "remove a MAC or a MAC range from the TAP machash ( mac|macrange - )",
         run: hash_delete::<TAP>,
     },
     EngineWord {
@@ -145,17 +151,47 @@ pub static ENGINE_WORDS: &[EngineWord] = &[
     },
     EngineWord {
         name: "tap.hash.show",
-        help: "list the TAP machash, one MAC and its vendor per line ( - )",
+        help: "list the TAP machash, one MAC or range FROM-TO and its vendor per line ( - )",
         run: hash_show::<TAP>,
     },
     EngineWord {
+        name: "tap.filter",
+        help: "tap only frames that also match this pcap-filter expression, as tcpdump takes it; \"\" removes the filter ( expr - )",
+        run: tap_filter,
+    },
+    EngineWord {
+        name: "tap.filter.reset",
+        help: "remove the tap filter, so that the TAP machash alone selects ( - )",
+        run: tap_filter_reset,
+    },
+    EngineWord {
+        name: "tap.filter.show",
+        help: "print the tap filter's expression, nothing when there is none ( - )",
+        run: tap_filter_show,
+    },
+    EngineWord {
+        name: "tap.snaplen",
+        help: "copy at most n bytes of each tapped frame into the packet queue, keeping its original length; 0 = whole frames ( n - )",
+        run: tap_snaplen,
+    },
+    EngineWord {
+        name: "tap.sample",
+        help: "tap one frame in n of those that qualify, counted per worker; 1 = every frame ( n - )",
+        run: tap_sample,
+    },
+    EngineWord {
+        name: "tap.status",
+        help: "print what the taps copy: tap flags, TAP machash, filter, snap length, sampling ( - )",
+        run: tap_status,
+    },
+    EngineWord {
         name: "drop.hash.insert",
-        help: "drop every frame whose source is this MAC ( mac - )",
+        help: "drop every frame whose source is this MAC or in this MAC range ( mac|macrange - )",
         run: hash_insert::<DROP>,
     },
     EngineWord {
         name: "drop.hash.delete",
-        help: "stop dropping frames from this source MAC ( mac - )",
+        help: "stop dropping frames from this source MAC or MAC range ( mac|macrange - )",
         run: hash_delete::<DROP>,
     },
     EngineWord {
@@ -165,7 +201,7 @@ pub static ENGINE_WORDS: &[EngineWord] = &[
     },
     EngineWord {
         name: "drop.hash.show",
-        help: "list the drop machash, one MAC and its vendor per line ( - )",
+        help: "list the drop machash, one MAC or range FROM-TO and its vendor per line ( - )",
         run: hash_show::<DROP>,
     },
     EngineWord {
@@ -195,12 +231,12 @@ pub static ENGINE_WORDS: &[EngineWord] = &[
     },
     EngineWord {
         name: "fault.hash.insert",
-        help: "add a source MAC to the fault machash; when it is not empty only frames from listed MACs get faults ( mac - )",
+        help: "add a source MAC or MAC range to the fault machash; when it is not empty only frames from listed MACs get faults ( mac|macrange - )",
         run: hash_insert::<FAULT>,
     },
     EngineWord {
         name: "fault.hash.delete",
-        help: "remove a source MAC from the fault machash ( mac - )",
+        help: "remove a source MAC or MAC range from the fault machash ( mac|macrange - )",
         run: hash_delete::<FAULT>,
     },
     EngineWord {
@@ -210,7 +246,7 @@ pub static ENGINE_WORDS: &[EngineWord] = &[
     },
     EngineWord {
         name: "fault.hash.show",
-        help: "list the fault machash, one MAC and its vendor per line ( - )",
+        help: "list the fault machash, one MAC or range FROM-TO and its vendor per line ( - )",
         run: hash_show::<FAULT>,
     },
 ];
@@ -414,6 +450,26 @@ fn if_stats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
     cx.emit(s)
 }
 
+/// `{"interfaces":[…]}`: the fields of [`super::report::InterfaceReport`].
+fn if_stats_json(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    let mut text = stats_json(e);
+    text.push('\n');
+    cx.emit(text)
+}
+
+/// The JSON object `if.stats.json` prints (fields in the order of the report's structs).
+pub fn stats_json(e: &dyn EngineView) -> String {
+    #[derive(serde::Serialize)]
+    struct Interfaces {
+        interfaces: Vec<super::report::InterfaceReport>,
+    }
+    let report = Interfaces {
+        interfaces: super::report::interface_reports(e),
+    };
+    // Plain data of strings, numbers and booleans: serialising cannot fail.
+    serde_json::to_string(&report).unwrap_or_default()
+}
+
 fn if_qstats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
     let (i, info) = pop_interface(cx, e)?;
     let q = cx.pop_int()?;
@@ -607,28 +663,57 @@ fn fault_probability<const WHICH: u8>(
     Ok(())
 }
 
+/// Pops a machash entry: a MAC (text or `mac_t`) or a range (`macrange_t`, or `FROM-TO` text
+/// as `str->macrange_t` takes it).
+fn pop_mac_entry(cx: &mut Ctx<'_>) -> Result<MacRange, WordError> {
+    let v = cx.pop()?;
+    let bytes = v.bytes();
+    let entry = match v.subtype() {
+        Some(Subtype::Mac) => Mac::try_from(bytes.as_ref()).ok().map(MacRange::from),
+        Some(Subtype::MacRange) => MacRange::from_bytes(&bytes),
+        Some(_) => None,
+        None => {
+            let text = v.text();
+            match (text.parse::<Mac>(), text.parse::<MacRange>()) {
+                (Ok(m), _) => Some(m.into()),
+                (_, Ok(r)) => Some(r),
+                (_, Err(crate::wire::MacRangeParseError::Reversed(e))) => {
+                    return Err(WordError::new(e.to_string()))
+                }
+                _ => None,
+            }
+        }
+    };
+    entry.ok_or_else(|| {
+        WordError::new(format!(
+            "{} is not a MAC address or a MAC range FROM-TO",
+            v.describe()
+        ))
+    })
+}
+
 fn hash_insert<const H: u8>(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
     let h = Hash::of(H);
-    let mac = cx.pop_mac()?;
+    let entry = pop_mac_entry(cx)?;
     let current = e.policy().snapshot();
     let set = h.set(&current);
-    if !set.contains(&mac) && set.len() >= MACHASH_MAX {
+    if !set.lists(entry) && set.len() >= MACHASH_MAX {
         return Err(WordError::new(format!(
-            "the {} is full ({MACHASH_MAX} MACs): {mac} not added",
+            "the {} is full ({MACHASH_MAX} entries): {entry} not added",
             h.title(),
         )));
     }
     e.policy()
-        .update(|p| *h.set_mut(p) = h.set(p).inserted(mac));
+        .update(|p| *h.set_mut(p) = h.set(p).inserted(entry));
     Ok(())
 }
 
-/// Deleting a MAC that is not listed is not an error: scripts can clean up without checking.
+/// Deleting an entry that is not listed is not an error: scripts can clean up without checking.
 fn hash_delete<const H: u8>(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
     let h = Hash::of(H);
-    let mac = cx.pop_mac()?;
+    let entry = pop_mac_entry(cx)?;
     e.policy()
-        .update(|p| *h.set_mut(p) = h.set(p).removed(&mac));
+        .update(|p| *h.set_mut(p) = h.set(p).removed(entry));
     Ok(())
 }
 
@@ -642,9 +727,98 @@ fn hash_show<const H: u8>(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), Wo
     let h = Hash::of(H);
     let policy = e.policy().snapshot();
     let mut s = String::new();
-    for mac in h.set(&policy).iter() {
-        let _ = writeln!(s, "{mac} {}", mac.describe());
+    for entry in h.set(&policy).iter() {
+        let _ = writeln!(s, "{entry} {}", entry.first().describe());
     }
+    cx.emit(s)
+}
+
+/// Compiles on the calling (control) thread; the workers only ever see the finished program.
+/// A bad expression leaves the filter in force as it was.
+fn tap_filter(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    let expr = cx.pop_str()?;
+    let filter = TapFilter::parse(&expr).map_err(|err| WordError::new(err.to_string()))?;
+    e.policy().update(|p| p.tap_filter = filter.clone());
+    Ok(())
+}
+
+fn tap_filter_reset(_cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    e.policy().update(|p| p.tap_filter = None);
+    Ok(())
+}
+
+fn tap_filter_show(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    let policy = e.policy().snapshot();
+    match &policy.tap_filter {
+        Some(f) => cx.emit(format!("{}\n", f.expr())),
+        None => Ok(()),
+    }
+}
+
+fn tap_snaplen(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    let n = cx.pop_int()?;
+    let snaplen = SnapLen::new(n).ok_or_else(|| {
+        WordError::new(format!(
+            "{n} is not a snap length (0 = whole frames, else 1..{MAX_SNAPLEN} bytes)"
+        ))
+    })?;
+    e.policy().update(|p| p.snaplen = snaplen);
+    Ok(())
+}
+
+fn tap_sample(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    let n = cx.pop_int()?;
+    let sample = Sample::new(n).ok_or_else(|| {
+        WordError::new(format!(
+            "{n} is not a sampling rate (1 = every frame, n = one frame in n, up to {})",
+            u32::MAX
+        ))
+    })?;
+    e.policy().update(|p| p.sample = sample);
+    Ok(())
+}
+
+/// `N thing` or `N things`.
+fn count(n: usize, thing: &str) -> String {
+    match n {
+        1 => format!("1 {thing}"),
+        n => format!("{n} {thing}s"),
+    }
+}
+
+fn tap_status(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    let policy = e.policy().snapshot();
+    let ifs = e.interfaces();
+    let tapped = |flags: &[bool; MAX_IFS]| {
+        let on: Vec<String> = ifs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| flags.get(*i) == Some(&true))
+            .map(|(i, info)| format!("{i} {}", info.name))
+            .collect();
+        if on.is_empty() {
+            "none".to_string()
+        } else {
+            on.join(", ")
+        }
+    };
+    let hash = &policy.tap_hash;
+    let hash_text = match (hash.len(), hash.ranges()) {
+        (0, _) => "empty (every frame)".to_string(),
+        (n, 0) => count(n, "MAC"),
+        (n, r) => format!("{}, {}", count(n - r, "MAC"), count(r, "range")),
+    };
+    let filter = policy
+        .tap_filter
+        .as_ref()
+        .map_or("none (every frame)".to_string(), |f| f.expr().to_string());
+    let mut s = String::new();
+    s.push_str(&stat_line(0, "RX tap", tapped(&policy.tap_rx)));
+    s.push_str(&stat_line(0, "TX tap", tapped(&policy.tap_tx)));
+    s.push_str(&stat_line(0, "TAP machash", hash_text));
+    s.push_str(&stat_line(0, "filter", filter));
+    s.push_str(&stat_line(0, "sample", policy.sample));
+    s.push_str(&stat_line(0, "snaplen", policy.snaplen));
     cx.emit(s)
 }
 

@@ -4,7 +4,7 @@
 //! operations in batches, one clock read per batch when a tap is on; per frame: no lock, no
 //! allocation, no syscall.
 
-use super::fastpath::{self, BatchContext, FrameLists, FrameStore, Route};
+use super::fastpath::{self, BatchContext, FrameLists, FrameStore, Route, WorkerState};
 use super::fault::{self, FaultRng};
 use super::policy::{Policy, PolicyCell};
 use super::stats::QueueStats;
@@ -183,11 +183,11 @@ impl Worker {
             out: Vec::with_capacity(2 * BATCH),
             marked: Vec::with_capacity(2 * BATCH),
         };
-        let mut rng = FaultRng::for_worker(self.sockets.queue as usize);
+        let mut state = WorkerState::new(FaultRng::for_worker(self.sockets.queue as usize));
         let mut idle = Idle::new(&self.sockets.ports);
         let mut tx_dirty = vec![false; self.sockets.ports.len()];
         while !self.stop.load(Ordering::Relaxed) {
-            let work = self.round(&mut rng, &mut scratch, &mut tx_dirty);
+            let work = self.round(&mut state, &mut scratch, &mut tx_dirty);
             self.answer_refresh();
             idle.after_round(work, self.polling, &tx_dirty);
         }
@@ -205,7 +205,12 @@ impl Worker {
 
     /// One pass over every port: completions and fill rings, one batch received per port,
     /// transmit kicks. Returns the frames handled.
-    fn round(&mut self, rng: &mut FaultRng, scratch: &mut Scratch, tx_dirty: &mut [bool]) -> usize {
+    fn round(
+        &mut self,
+        state: &mut WorkerState,
+        scratch: &mut Scratch,
+        tx_dirty: &mut [bool],
+    ) -> usize {
         let policy = self.policy.load();
         let mut work = 0usize;
         for p in 0..self.sockets.ports.len() {
@@ -213,7 +218,7 @@ impl Worker {
             self.refill(p);
         }
         for p in 0..self.sockets.ports.len() {
-            let (got, sent_on) = self.receive(p, &policy, rng, scratch);
+            let (got, sent_on) = self.receive(p, &policy, state, scratch);
             work += got;
             if let Some(o) = sent_on {
                 tx_dirty[o] = true;
@@ -285,7 +290,7 @@ impl Worker {
         &mut self,
         p: usize,
         policy: &Policy,
-        rng: &mut FaultRng,
+        state: &mut WorkerState,
         scratch: &mut Scratch,
     ) -> (usize, Option<usize>) {
         let route = self.route(p);
@@ -330,24 +335,27 @@ impl Worker {
             marked: &mut scratch.marked,
         };
         let mut frames = UmemFrames(&sockets.umem);
-        let counts = fastpath::run_batch(&cx, &mut frames, received, &self.stats[p], rng, lists);
+        let mut counts =
+            fastpath::run_batch(&cx, &mut frames, received, &self.stats[p], state, lists);
+        let out_bytes = std::mem::take(&mut counts.tx_bytes);
         self.stats[p].add_counts(&counts);
         match route {
             Route::Bridge { out, .. } if !scratch.out.is_empty() => {
-                self.transmit(p, out, &mut scratch.out);
+                self.transmit(p, out, &mut scratch.out, out_bytes);
                 (n, Some(out))
             }
             _ => (n, None),
         }
     }
 
-    /// Puts the frames of a batch received on `p` into the TX ring of `o`.
-    fn transmit(&mut self, p: usize, o: usize, out: &mut Vec<FrameDesc>) {
+    /// Puts the frames of a batch received on `p` (`bytes` in all) into the TX ring of `o`.
+    fn transmit(&mut self, p: usize, o: usize, out: &mut Vec<FrameDesc>, bytes: u64) {
         // SAFETY: every frame in `out` belongs to this UMEM and is in no ring; the batch took
         // no more frames than this TX ring had room for, and only this thread produces on it.
         let sent = unsafe { self.sockets.ports[o].tx.produce(out) };
         if sent == out.len() {
             self.stats[o].add_tx(sent as u64);
+            self.stats[o].add_tx_bytes(bytes);
             return;
         }
         // Cannot happen while we are the ring's only producer; account for it rather than

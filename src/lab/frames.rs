@@ -1,11 +1,11 @@
 //! Frames for the demo and the tests, built with etherparse: an Ethernet II header, any number
 //! of 802.1Q / 802.1ad tags (outermost first), then a payload of the caller's choice, a
-//! numbered test payload, or IPv4/UDP with the checksums etherparse computes.
+//! numbered test payload, or IPv4 UDP, TCP or ICMP echo with the checksums etherparse computes.
 
 use super::LabError;
 use crate::wire::Mac;
 use etherparse::{EtherType, Ethernet2Header, PacketBuilder, SingleVlanHeader};
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// Ethertype 0x88b5 (IEEE local experimental): what nothing on the lab's path interprets.
 pub const EXPERIMENTAL: u16 = 0x88b5;
@@ -114,6 +114,42 @@ pub fn udp4(
     Ok(f)
 }
 
+/// An IPv4/TCP segment from `from` to `to` (TTL 64) with sequence number `seq`, the ACK flag
+/// set (acknowledging 1) and `payload`, checksums computed by etherparse.
+pub fn tcp4(
+    dst: impl Into<Mac>,
+    src: impl Into<Mac>,
+    tags: &[Tag],
+    from: SocketAddrV4,
+    to: SocketAddrV4,
+    seq: u32,
+    payload: &[u8],
+) -> Result<Vec<u8>, LabError> {
+    let mut f = header(dst, src, tags, EtherType::IPV4.0);
+    PacketBuilder::ipv4(from.ip().octets(), to.ip().octets(), 64)
+        .tcp(from.port(), to.port(), seq, 65535)
+        .ack(1)
+        .write(&mut f, payload)?;
+    Ok(f)
+}
+
+/// An IPv4 ICMP echo request from `from` to `to` (TTL 64) with identifier `id`, sequence
+/// number `seq` and `payload`, checksums computed by etherparse.
+pub fn icmp4_echo(
+    dst: impl Into<Mac>,
+    src: impl Into<Mac>,
+    tags: &[Tag],
+    (from, to): (Ipv4Addr, Ipv4Addr),
+    (id, seq): (u16, u16),
+    payload: &[u8],
+) -> Result<Vec<u8>, LabError> {
+    let mut f = header(dst, src, tags, EtherType::IPV4.0);
+    PacketBuilder::ipv4(from.octets(), to.octets(), 64)
+        .icmpv4_echo_request(id, seq)
+        .write(&mut f, payload)?;
+    Ok(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +230,33 @@ mod tests {
             .collect();
         assert_eq!(vids, [200, 10]);
         assert!(matches!(h.transport, Some(TransportHeader::Udp(_))));
+    }
+
+    #[test]
+    fn tcp_and_icmp_frames_parse_back_with_valid_checksums() {
+        let from: SocketAddrV4 = "10.77.0.1:40000".parse().unwrap();
+        let to: SocketAddrV4 = "10.77.0.2:443".parse().unwrap();
+        let f = tcp4(B, A, &[Tag::dot1q(10)], from, to, 77, b"data").unwrap();
+        let h = PacketHeaders::from_ethernet_slice(&f).unwrap();
+        let Some(NetHeaders::Ipv4(ip, _)) = h.net else {
+            panic!("IPv4 expected")
+        };
+        let Some(TransportHeader::Tcp(tcp)) = h.transport else {
+            panic!("TCP expected")
+        };
+        assert_eq!(
+            (tcp.source_port, tcp.destination_port, tcp.sequence_number),
+            (40000, 443, 77)
+        );
+        assert!(tcp.ack);
+        assert_eq!(tcp.checksum, tcp.calc_checksum_ipv4(&ip, b"data").unwrap());
+        let ips = (*from.ip(), *to.ip());
+        let f = icmp4_echo(B, A, &[], ips, (5, 6), b"ping").unwrap();
+        let h = PacketHeaders::from_ethernet_slice(&f).unwrap();
+        let Some(TransportHeader::Icmpv4(icmp)) = h.transport else {
+            panic!("ICMP expected")
+        };
+        assert_eq!(icmp.checksum, icmp.icmp_type.calc_checksum(b"ping"));
+        assert_eq!(h.payload.slice(), b"ping");
     }
 }

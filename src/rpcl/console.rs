@@ -50,14 +50,8 @@ pub struct LocalBackend {
 
 impl ConsoleBackend for LocalBackend {
     fn eval(&mut self, line: &str, out: &mut dyn Write) -> Result<Flow, ConsoleError> {
-        let terminal = std::io::stdout().is_terminal();
         // The window may have been resized since the last line.
-        self.vm.set_width(
-            terminal
-                .then(|| terminal_size::terminal_size_of(std::io::stdout()))
-                .flatten()
-                .map(|(w, _)| w.0 as usize),
-        );
+        self.vm.set_width(stdout_width());
         let compiled = self.vm.compile_line(line);
         warn(&self.vm.take_warnings());
         let step = self.vm.start(compiled?, out);
@@ -71,6 +65,16 @@ impl ConsoleBackend for LocalBackend {
     fn interrupt_flag(&self) -> Arc<AtomicBool> {
         self.vm.interrupt_handle()
     }
+}
+
+/// The columns of the terminal on stdout, asked anew each time (the window may have been
+/// resized); `None` when stdout is not a terminal, so that pipes get the unwrapped format.
+pub fn stdout_width() -> Option<usize> {
+    std::io::stdout()
+        .is_terminal()
+        .then(|| terminal_size::terminal_size_of(std::io::stdout()))
+        .flatten()
+        .map(|(w, _)| w.0 as usize)
 }
 
 /// Warnings go to stderr, beside the line's output.

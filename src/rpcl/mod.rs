@@ -38,7 +38,7 @@ mod vm;
 mod warn;
 mod words;
 
-pub use console::{run_console, ConsoleBackend, ConsoleError, LocalBackend};
+pub use console::{run_console, stdout_width, ConsoleBackend, ConsoleError, LocalBackend};
 pub use error::{Cause, Pos, RpclError, WordError};
 pub use limits::{
     DEFAULT_BUDGET, DICT_BUDGET, MAX_DATA, MAX_DEPTH, MAX_SOURCE, MAX_STACK, MAX_STRING,

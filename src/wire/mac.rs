@@ -1,5 +1,5 @@
-//! MAC addresses: the [`Mac`] type, its one text form (parse and print), and the vendor (OUI)
-//! a MAC belongs to.
+//! MAC addresses: the [`Mac`] type, its one text form (parse and print), the vendor (OUI)
+//! a MAC belongs to, and ranges of MACs ([`MacRange`], RPCL's `macrange_t`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -145,6 +145,122 @@ impl fmt::Debug for Mac {
     }
 }
 
+/// The MACs from `from` to `to`, both included (`from <= to`): a machash entry, and what
+/// RPCL's `macrange_t` holds. A range of one MAC is that MAC.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MacRange {
+    from: Mac,
+    to: Mac,
+}
+
+/// A range whose first MAC is above its last.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{from}-{to} is not a range: FROM is above TO")]
+pub struct MacRangeError {
+    /// The first MAC given.
+    pub from: Mac,
+    /// The last MAC given.
+    pub to: Mac,
+}
+
+impl MacRange {
+    /// The MACs from `from` to `to`, both included.
+    pub fn new(from: Mac, to: Mac) -> Result<MacRange, MacRangeError> {
+        if from > to {
+            return Err(MacRangeError { from, to });
+        }
+        Ok(MacRange { from, to })
+    }
+
+    /// The first MAC of the range.
+    pub const fn first(self) -> Mac {
+        self.from
+    }
+
+    /// The last MAC of the range.
+    pub const fn last(self) -> Mac {
+        self.to
+    }
+
+    /// True when the range holds exactly one MAC.
+    pub fn is_single(self) -> bool {
+        self.from == self.to
+    }
+
+    /// True when `m` is in the range.
+    #[inline]
+    pub fn contains(self, m: Mac) -> bool {
+        self.from <= m && m <= self.to
+    }
+
+    /// The range as the 12 bytes of RPCL's `macrange_t`: FROM, then TO.
+    pub fn to_bytes(self) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[..6].copy_from_slice(&self.from.0);
+        b[6..].copy_from_slice(&self.to.0);
+        b
+    }
+
+    /// The range in the 12 bytes of a `macrange_t`; None for another length or FROM above TO.
+    pub fn from_bytes(b: &[u8]) -> Option<MacRange> {
+        let (from, to) = (b.get(..6)?, b.get(6..)?);
+        MacRange::new(Mac::try_from(from).ok()?, Mac::try_from(to).ok()?).ok()
+    }
+}
+
+/// Text that is not a MAC range.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MacRangeParseError {
+    /// Not two MACs joined by `-`.
+    #[error("\"{0}\" is not a MAC range FROM-TO")]
+    Syntax(String),
+    /// Two MACs in the wrong order.
+    #[error(transparent)]
+    Reversed(#[from] MacRangeError),
+}
+
+impl FromStr for MacRange {
+    type Err = MacRangeParseError;
+
+    /// `FROM-TO`, each end as [`Mac`] reads it (so `aa-bb-…-ff-aa-bb-…-ff` works too).
+    fn from_str(s: &str) -> Result<MacRange, MacRangeParseError> {
+        let syntax = || MacRangeParseError::Syntax(s.to_string());
+        let (from, to) = match (s.get(..17), s.as_bytes().get(17), s.get(18..)) {
+            (Some(from), Some(b'-'), Some(to)) => (from, to),
+            _ => return Err(syntax()),
+        };
+        let (from, to) = (
+            from.parse().map_err(|_| syntax())?,
+            to.parse().map_err(|_| syntax())?,
+        );
+        Ok(MacRange::new(from, to)?)
+    }
+}
+
+impl From<Mac> for MacRange {
+    /// The range holding only `m`.
+    fn from(m: Mac) -> MacRange {
+        MacRange { from: m, to: m }
+    }
+}
+
+impl fmt::Display for MacRange {
+    /// `FROM-TO` as `str->macrange_t` reads it; a range of one MAC prints as that MAC.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_single() {
+            write!(f, "{}", self.from)
+        } else {
+            write!(f, "{}-{}", self.from, self.to)
+        }
+    }
+}
+
+impl fmt::Debug for MacRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MacRange({self})")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,5 +373,52 @@ mod tests {
             Some("Appareo Systems, Llc")
         );
         assert!(super::super::oui::table_len() > 50_000);
+    }
+
+    #[test]
+    fn ranges_hold_both_ends_and_refuse_a_reversed_order() {
+        let (a, b) = (
+            Mac([0, 0, 0x0c, 0, 0, 0]),
+            Mac([0, 0, 0x0c, 0xff, 0xff, 0xff]),
+        );
+        let r = MacRange::new(a, b).unwrap();
+        assert!(r.contains(a) && r.contains(b) && r.contains(Mac([0, 0, 0x0c, 1, 2, 3])));
+        assert!(!r.contains(Mac([0, 0, 0x0b, 0xff, 0xff, 0xff])));
+        assert!(!r.contains(Mac([0, 0, 0x0d, 0, 0, 0])));
+        assert_eq!(r.to_string(), "00:00:0c:00:00:00-00:00:0c:ff:ff:ff");
+        assert_eq!(MacRange::from(a).to_string(), "00:00:0c:00:00:00");
+        assert!(MacRange::from(a).is_single() && !r.is_single());
+        assert_eq!(MacRange::from_bytes(&r.to_bytes()), Some(r));
+        assert_eq!(MacRange::from_bytes(&r.to_bytes()[..11]), None);
+        let e = MacRange::new(b, a).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "00:00:0c:ff:ff:ff-00:00:0c:00:00:00 is not a range: FROM is above TO"
+        );
+        assert_eq!("00:00:0c:00:00:00-00:00:0c:ff:ff:ff".parse(), Ok(r));
+        assert_eq!("00-00-0C-00-00-00-00-00-0c-FF-FF-FF".parse(), Ok(r));
+        for bad in [
+            "",
+            "00:00:0c:00:00:00",
+            "00:00:0c:00:00:00-",
+            "00:00:0c:00:00:00 00:00:0c:ff:ff:ff",
+            "00:00:0c:00:00:00-00:00:0c:ff:ff:fg",
+            "\u{e9}0:00:0c:00:00:00-00:00:0c:ff:ff:ff",
+        ] {
+            assert_eq!(
+                bad.parse::<MacRange>().unwrap_err().to_string(),
+                format!("\"{bad}\" is not a MAC range FROM-TO")
+            );
+        }
+        assert_eq!(
+            "00:00:0c:ff:ff:ff-00:00:0c:00:00:00"
+                .parse::<MacRange>()
+                .unwrap_err()
+                .to_string(),
+            "00:00:0c:ff:ff:ff-00:00:0c:00:00:00 is not a range: FROM is above TO"
+        );
+        let mut reversed = r.to_bytes();
+        reversed.rotate_left(6);
+        assert_eq!(MacRange::from_bytes(&reversed), None);
     }
 }

@@ -10,4 +10,6 @@ mod oui;
 
 pub use flow::{flow_hash, lane_of};
 pub use frame::{dst_mac, src_mac, vlan_walk, EtherLayer, VlanWalk, HEADER_LEN, MAX_VLAN_TAGS};
-pub use mac::{Mac, MacParseError, LAA, UNKNOWN_VENDOR};
+pub use mac::{
+    Mac, MacParseError, MacRange, MacRangeError, MacRangeParseError, LAA, UNKNOWN_VENDOR,
+};

@@ -406,6 +406,13 @@ pub fn assert_frames(got: &[Vec<u8>], expect: &[Vec<u8>], what: &str) {
     );
 }
 
+/// The sequence numbers of numbered frames (untagged), sorted.
+pub fn seqs(frames: &[Vec<u8>]) -> Vec<u32> {
+    let mut s: Vec<u32> = frames.iter().filter_map(|f| seq_of(f, 0)).collect();
+    s.sort();
+    s
+}
+
 /// How long a queue must stay empty before a drain gives up waiting for more.
 pub const QUIET: Duration = Duration::from_millis(1500);
 
@@ -449,4 +456,55 @@ pub fn drain_queue(name: &str, expect: usize) -> Vec<Tapped> {
         }
     }
     out
+}
+
+/// `collect` (the real binary) writing the engine's queue `queue` into `file` (pcap, or pcapng
+/// for a `.pcapng` name) from before the traffic until [`Collect::stop`].
+pub struct Collect(Option<Child>);
+
+impl Collect {
+    /// Starts it and gives it time to attach and reset the queue.
+    pub fn start(queue: &str, file: &str) -> Collect {
+        let child = Command::new(env!("CARGO_BIN_EXE_collect"))
+            .args(["-s", "-q", queue, file])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start collect");
+        std::thread::sleep(Duration::from_millis(300));
+        Collect(Some(child))
+    }
+
+    /// Its process id (to stop and continue it).
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.0.as_ref().expect("running").id() as i32)
+    }
+
+    /// Lets the last frames arrive, stops it with SIGTERM and checks it ended well (the file
+    /// complete).
+    pub fn stop(mut self) {
+        let child = self.0.take().expect("running");
+        std::thread::sleep(Duration::from_millis(400));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "collect: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Collect {
+    /// A test that failed before `stop` leaves no collect behind.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
