@@ -254,8 +254,13 @@ fn no_daemon_dir() -> &'static Path {
 /// stderr without the one-line notice that no daemon runs (`ethertap run` falls back to a
 /// local VM and says so; the language's own output is what these tests compare).
 fn stderr_of(out: &std::process::Output) -> String {
-    let text = String::from_utf8_lossy(&out.stderr);
-    text.lines()
+    without_notice(&out.stderr)
+}
+
+/// Output without the notice that a local VM is used (its wording is not the case's).
+fn without_notice(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .lines()
         .filter(|l| !l.starts_with("ethertap: no daemon running;"))
         .map(|l| format!("{l}\n"))
         .collect()
@@ -521,4 +526,49 @@ fn check_knows_the_engine_words_without_a_daemon() {
         ethertap(&["eval", "--strict", "0 tap.rx.enabel drop"]).2,
         Some(1)
     );
+}
+
+/// The example of docs/rpcl.md's section "Warnings and --strict", run as the page shows it:
+/// each `$ ` command in a shell in an empty directory, its stdout and stderr (without the
+/// local-VM notice) against the lines that follow it.
+#[test]
+fn the_warnings_example_of_the_docs_prints_what_the_page_shows() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/rpcl.md"))
+        .expect("docs/rpcl.md");
+    let section = doc
+        .split("\n## Warnings and --strict\n")
+        .nth(1)
+        .expect("the section");
+    let block = section
+        .split("\n```\n")
+        .nth(1)
+        .expect("the section's example block");
+    let mut steps: Vec<(String, String)> = Vec::new();
+    for l in block.lines() {
+        match l.strip_prefix("$ ") {
+            Some(cmd) => steps.push((cmd.to_string(), String::new())),
+            None => {
+                let (_, out) = steps.last_mut().expect("a command first");
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    assert_eq!(steps.len(), 3, "{block}");
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    for (cmd, expected) in steps {
+        let out = Command::new("sh")
+            .args(["-c", &format!("{cmd} 2>&1")])
+            .current_dir(dir.path())
+            .env("ETHERTAP_RUN_DIR", no_daemon_dir())
+            .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
+            .output()
+            .expect("sh runs");
+        assert_eq!(
+            without_notice(&out.stdout),
+            expected,
+            "docs/rpcl.md: `$ {cmd}`"
+        );
+    }
 }
