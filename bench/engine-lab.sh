@@ -10,13 +10,13 @@
 # (for every system) because a veth only accepts XDP-redirected frames when its peer has NAPI.
 #
 # Systems in the middle (br): the Linux bridge, an in-kernel XDP redirect p0 → p1 (the ceiling
-# for anything XDP-based here), ethertap in native and generic (skb) XDP mode with adaptive and
-# busy polling (worker pinned to CPU $WORKER_CPU). For each: a ladder of paced rates (loss per
-# step; the highest achieved rate with at most 0.1 % loss), unpaced runs (frames delivered per
-# second at full offered load; FULL_ROUNDS rounds with the systems interleaved, median) and
-# CPU seconds per million delivered frames (sender + the system's process + the capture
-# process, if any + ksoftirqd, from /proc: the kernel charges softirq time to the task it
-# interrupted, and every softirq here runs in one of those).
+# for anything XDP-based here), ethertap in native and generic (skb) XDP mode with the default
+# (proportional) and busy polling (worker pinned to CPU $WORKER_CPU). For each: a ladder of
+# paced rates (loss per step; the highest achieved rate with at most 0.1 % loss), unpaced runs
+# (frames delivered per second at full offered load; FULL_ROUNDS rounds with the systems
+# interleaved, median) and CPU seconds per million delivered frames (sender + the system's
+# process + the capture process, if any + ksoftirqd, from /proc: the kernel charges softirq
+# time to the task it interrupted, and every softirq here runs in one of those).
 # Then the tap: ethertap with the RX tap on p0 and `collect` writing pcap to /dev/shm, against
 # `tcpdump -w` and `netsniff-ng` on p0 of the Linux bridge, same rates: captured / sent
 # (et-tap-deep: the same ethertap tap with a packet queue of 32768 slots; et-tap-filter: the
@@ -24,22 +24,29 @@
 # matches, so that each frame runs the whole filter and is still tapped).
 # tapfull: the tap systems at full load only, FULL_ROUNDS interleaved rounds with capture (the
 # summary's median), for a side-by-side of the tap with and without a filter.
-# And the idle cost of ethertap in the default (adaptive) mode.
+# The latency: ping RTT through each system while the sender offers 1 and 100 kpps.
+# And the idle cost of ethertap in the default polling, alone and with the tap and a collect.
+# The summary has CPU per delivered frame at every step of every system (ratios to linux-br,
+# and to tcpdump for the capturing systems) and the RTTs against linux-br's.
 # System et-drv-scrape is et-drv serving --metrics on the bridge namespace's loopback with a
 # Prometheus-style scrape of /metrics every 100 ms for as long as it runs (one curl process,
 # one python3 process; the scrapes answered are counted): against et-drv in the same run
 # (issue 17). Run it as SYSTEMS="et-drv et-drv-scrape" RATES=" " FULL_ROUNDS=N
 # bench/engine-lab.sh forward (RATES=" ": full load only).
 #
-# Usage: bench/engine-lab.sh [forward] [tap] [tapfull] [idle] [callgrind]   (default: forward tap idle)
+# Usage: bench/engine-lab.sh [forward] [tap] [tapfull] [latency] [idle] [callgrind]
+#        (default: forward tap latency idle)
 # Environment: RATES (kpps ladder), STEP_FRAMES, FULL_FRAMES, FULL_ROUNDS, SYSTEMS, TAP_SYSTEMS,
 # ENGINE_OPTS (added to every ethertap start), SENDER_CPU, WORKER_CPU, SENDER_NICE (the
 # sender's scheduling niceness, default 0; the sender stands in for a wire and a NIC, which no
 # program can take the CPU from),
 # BUSY=N (N busy loops competing for the CPUs during the whole run),
 # ENGINE_PRESET (an RPCL file ethertap runs at start), KEEP=1 (keep the last engine log in /tmp),
-# BASE_BIN (another ethertap build, run as system et-drv-base: before/after in one run),
-# TAP_FILTER (the expression of et-tap-filter; default: four tests the sender's frames pass).
+# BASE_BIN (another ethertap build, run as systems et-drv-base and, with the collect beside it
+# or BASE_COLLECT, et-tap-base: before/after in one run; both are then in the default systems),
+# TAP_FILTER (the expression of et-tap-filter; default: four tests the sender's frames pass),
+# LAT_RATES, LAT_PINGS, LAT_INTERVAL, LAT_SYSTEMS (the latency part; default: SYSTEMS).
+# Systems et-drv-wN run the default polling with --poll-wait N (its curve).
 # Needs root, a release build (cargo build --release), clang, ethtool, tcpdump, netsniff-ng,
 # capinfos (tshark); valgrind for the callgrind part.
 set -euo pipefail
@@ -50,13 +57,13 @@ COLLECT=${COLLECT_BIN:-$ROOT/target/release/collect}
 RATES=${RATES:-100 150 200 250 300 350 400 500 600 800}
 STEP_FRAMES=${STEP_FRAMES:-150000}
 FULL_FRAMES=${FULL_FRAMES:-300000}
-SYSTEMS=${SYSTEMS:-linux-br xdp-redirect et-drv et-drv-busy et-skb et-skb-busy}
-TAP_SYSTEMS=${TAP_SYSTEMS:-et-tap-collect et-tap-deep tcpdump netsniff-ng}
+SYSTEMS=${SYSTEMS:-linux-br xdp-redirect et-drv ${BASE_BIN:+et-drv-base }et-drv-busy et-skb et-skb-busy}
+TAP_SYSTEMS=${TAP_SYSTEMS:-et-tap-collect ${BASE_BIN:+et-tap-base }et-tap-deep tcpdump netsniff-ng}
 FULL_ROUNDS=${FULL_ROUNDS:-3}
 SENDER_NICE=${SENDER_NICE:-0}
 SENDER_CPU=${SENDER_CPU:-0}
 WORKER_CPU=${WORKER_CPU:-1}
-PARTS=${*:-forward tap idle}
+PARTS=${*:-forward tap latency idle}
 for f in "$BIN" "$BLAST" "$COLLECT"; do
   [ -x "$f" ] || { echo "missing $f: run cargo build --release first" >&2; exit 1; }
 done
@@ -165,12 +172,18 @@ while True:
       SCRAPE_PID=$!
       # Scraping before anything is measured (and the subshell has become the scraper).
       for _ in $(seq 100); do [ -s "$WORK/scrapes" ] && break; sleep 0.05; done ;;
+    et-drv-w[0-9]*)  # et-drv-wN: the default polling with --poll-wait N (µs), for its curve
+      start_engine --xdp-mode drv --poll-wait "${1#et-drv-w}" ;;
     et-tap-collect)
       PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv ;;
     et-tap-deep)  # the same with a packet queue of 32768 slots (64 MiB) instead of 4096
       PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv --slots 32768 ;;
     et-tap-filter)  # et-tap-deep with the filter $TAP_FILTER
       PRESET=$WORK/tap-filter.rpcl start_engine --xdp-mode drv --slots 32768 ;;
+    et-tap-base)  # et-tap-collect with BASE_BIN and the collect beside it (before/after)
+      ENGINE_BIN=$BASE_BIN PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv ;;
+    et-tap-busy)  # et-tap-collect with --busy-poll
+      PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv --busy-poll ;;
     *) echo "unknown system $1" >&2; exit 1 ;;
   esac
 }
@@ -193,6 +206,8 @@ capture_start() {
     tcpdump) ip netns exec "$BR" tcpdump -i p0 -n -q -w "$WORK/cap.pcap" 2>"$WORK/cap.log" & ;;
     netsniff-ng) ip netns exec "$BR" netsniff-ng --in p0 --out "$WORK/cap.pcap" --silent \
                    >"$WORK/cap.log" 2>&1 & ;;
+    et-tap-base) "${BASE_COLLECT:-$(dirname "$BASE_BIN")/collect}" -s -q "$P.q" "$WORK/cap.pcap" \
+                   2>"$WORK/cap.log" & ;;
     et-tap-*) "$COLLECT" -s -q "$P.q" "$WORK/cap.pcap" 2>"$WORK/cap.log" & ;;
   esac
   CAP_PID=$!
@@ -285,6 +300,118 @@ summary() {  # from $WORK/results: per system, highest lossless rate, full-load 
     }' "$WORK/results"
 }
 
+# ---- idle -------------------------------------------------------------------------------------
+# The cost of an idle ethertap in the default polling (no traffic for 10 s), and of an idle
+# ethertap with the RX tap on and a `collect` attached (issue 18: both under 1 % of a core).
+idle_part() {
+  local e0 e1 c0 c1
+  system_up et-drv
+  e0=$(ticks_of "$SUT_PID"); sleep 10; e1=$(ticks_of "$SUT_PID")
+  system_down et-drv
+  system_up et-tap-collect
+  capture_start et-tap-collect
+  e0=$e0,$(ticks_of "$SUT_PID"); c0=$(ticks_of "$CAP_PID"); sleep 10
+  e1=$e1,$(ticks_of "$SUT_PID"); c1=$(ticks_of "$CAP_PID")
+  capture_stop et-tap-collect >/dev/null
+  system_down et-tap-collect
+  awk -v e0="$e0" -v e1="$e1" -v c=$((c1 - c0)) -v tck="$TCK" 'BEGIN {
+    split(e0, a, ","); split(e1, b, ",")
+    printf "idle          ethertap (default polling, no traffic): %d ticks in 10 s = %.2f %% of a core\n", b[1] - a[1], 100 * (b[1] - a[1]) / tck / 10
+    printf "idle          ethertap, RX tap on: %.2f %% of a core; collect attached: %.2f %% of a core\n", 100 * (b[2] - a[2]) / tck / 10, 100 * c / tck / 10 }'
+}
+
+# ---- latency (issue 18) ---------------------------------------------------------------------
+# Ping RTT h1 → h2 → h1 through the system while the sender offers KPPS frames/s (LAT_RATES):
+# LAT_PINGS pings every LAT_INTERVAL s, ping and sender on CPU $SENDER_CPU (h1's CPU).
+# The sender's frames decide whether a polling worker is awake or asleep; the pings measure
+# what a frame waits for on the way (both directions). Median, 99th percentile, mean.
+LAT_RATES=${LAT_RATES:-1 100}
+LAT_PINGS=${LAT_PINGS:-1000}
+LAT_INTERVAL=${LAT_INTERVAL:-0.001}
+H1_IP=10.77.0.1 H2_IP=10.77.0.2
+latency_addresses() {
+  ip -n "$H1" addr replace $H1_IP/24 dev e0
+  ip -n "$H2" addr replace $H2_IP/24 dev e1
+}
+rtt_probe() {  # SYSTEM KPPS: prints one line, also appended to $WORK/latency
+  local sys=$1 kpps=$2 secs bpid
+  secs=$(awk -v n="$LAT_PINGS" -v i="$LAT_INTERVAL" 'BEGIN { print n * i + 1 }')
+  ip netns exec "$H1" ping -n -q -c 3 -i 0.05 -W 1 $H2_IP >/dev/null 2>&1 || true  # ARP
+  ip netns exec "$H1" taskset -c "$SENDER_CPU" "$BLAST" e0 \
+    "$(awk -v k="$kpps" -v s="$secs" 'BEGIN { printf "%d", k * 1000 * s }')" \
+    --rate $((kpps * 1000)) --dst $SINK --src $E0MAC --limit 30 >/dev/null &
+  bpid=$!
+  sleep 0.2
+  ip netns exec "$H1" taskset -c "$SENDER_CPU" ping -n -i "$LAT_INTERVAL" -c "$LAT_PINGS" -W 1 \
+      $H2_IP 2>/dev/null | sed -nE 's/.*time=([0-9.]+) ms.*/\1/p' | sort -n |
+    awk -v sys="$sys" -v kpps="$kpps" -v n="$LAT_PINGS" '
+      { t[++k] = $1 * 1000; sum += $1 * 1000 }
+      END {
+        if (k == 0) { printf "rtt %-15s %5sk  no replies (of %d)\n", sys, kpps, n; exit }
+        p99 = int(k * 0.99); if (p99 < 1) p99 = 1
+        printf "rtt %-15s %5sk  median %7.1f us  p99 %7.1f us  mean %7.1f us  replies %d/%d\n",
+          sys, kpps, (k % 2 ? t[(k + 1) / 2] : (t[k / 2] + t[k / 2 + 1]) / 2), t[p99], sum / k, k, n
+      }' | tee -a "$WORK/latency"
+  wait "$bpid" || true
+}
+latency_part() {  # every system of SYSTEMS that forwards both ways (not xdp-redirect)
+  local sys k
+  latency_addresses
+  for sys in ${LAT_SYSTEMS:-$SYSTEMS}; do
+    [ "$sys" = xdp-redirect ] && continue
+    system_up "$sys"
+    for k in $LAT_RATES; do rtt_probe "$sys" "$k"; done
+    system_down "$sys"
+  done
+}
+latency_table() {  # from $WORK/latency: median RTT per system and rate, and against linux-br
+  awk '
+    { sys = $2; r = $3; if (!(sys in seen)) { seen[sys] = 1; order[++n] = sys }
+      if (!(r in rs)) { rs[r] = 1; rate[++m] = r }
+      med[sys, r] = ($4 == "median") ? $5 : -1; p99[sys, r] = ($4 == "median") ? $8 : -1 }
+    END {
+      printf "\nping RTT through the system (median / p99 us; ratio of the medians to linux-br):\n%-15s", "system"
+      for (j = 1; j <= m; j++) printf " %30s", "at " rate[j] "pps"
+      printf "\n"
+      for (i = 1; i <= n; i++) { s = order[i]; printf "%-15s", s
+        for (j = 1; j <= m; j++) { r = rate[j]
+          if (med[s, r] < 0 || med[s, r] == "") { printf " %30s", "no replies"; continue }
+          ref = med["linux-br", r] + 0
+          printf " %12.1f / %7.1f %6s", med[s, r], p99[s, r], (ref > 0 ? sprintf("%.2fx", med[s, r] / ref) : "") }
+        printf "\n" }
+    }' "$WORK/latency"
+}
+
+# ---- cpu per frame at every step (issue 18) ---------------------------------------------------
+# From $WORK/results: cpu s per million delivered frames of every system at every ladder step
+# (full load: the median of its rounds), with the ratio to the reference: linux-br for the
+# forwarding systems, tcpdump for the capturing ones (et-tap-*, netsniff-ng).
+cpu_table() {
+  awk '
+    function median(list,    v, k, i, j, t) {
+      k = split(list, v, " ")
+      for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] + 0 < v[i] + 0) { t = v[i]; v[i] = v[j]; v[j] = t }
+      return k == 0 ? -1 : (k % 2 ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2)
+    }
+    { sys = $1; r = $2; for (i = 1; i <= NF; i++) if ($i == "cpu") c = $(i + 1)
+      if (!(sys in seen)) { seen[sys] = 1; order[++n] = sys }
+      if (!(r in rs)) { rs[r] = 1; rate[++m] = r }
+      cpus[sys, r] = cpus[sys, r] " " c }
+    END {
+      printf "\ncpu s per million delivered frames at each step (ratio to linux-br, or to tcpdump for capturing systems):\n%-6s", "rate"
+      for (i = 1; i <= n; i++) printf " %18s", order[i]
+      printf "\n"
+      for (j = 1; j <= m; j++) { r = rate[j]; printf "%-6s", r
+        for (i = 1; i <= n; i++) { s = order[i]
+          v = median(cpus[s, r])
+          ref = (s ~ /^et-tap-/ || s == "netsniff-ng") ? "tcpdump" : "linux-br"
+          rv = median(cpus[ref, r])
+          if (v < 0) printf " %18s", "-"
+          else printf " %10.2f %7s", v, (rv > 0 && s != ref ? sprintf("%.2fx", v / rv) : "") }
+        printf "\n" }
+    }' "$WORK/results"
+}
+
 echo "# $(date -u '+%F %T UTC') $(uname -r), $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# frames: 60 B (64 B with FCS), $STEP_FRAMES per ladder step, $FULL_FRAMES at full load; sender on CPU $SENDER_CPU, ethertap worker on CPU $WORKER_CPU"
 for part in $PARTS; do
@@ -329,12 +456,11 @@ for part in $PARTS; do
       set -- $worker
       echo "callgrind     worker thread: $1 instructions (user space) for $((r1 - r0)) frames forwarded = $(( $1 / (r1 - r0) )) per frame"
       callgrind_annotate --inclusive=yes "$2" 2>/dev/null | grep -E '^ *[0-9,]+ ' | head -25 ;;
-    idle)
-      system_up et-drv
-      t0=$(ticks_of "$SUT_PID"); sleep 10; t1=$(ticks_of "$SUT_PID")
-      awk -v t=$((t1 - t0)) -v tck="$TCK" 'BEGIN { printf "idle          ethertap (adaptive polling, no traffic): %d ticks in 10 s = %.2f %% of a core\n", t, 100 * t / tck / 10 }'
-      system_down et-drv ;;
+    latency) latency_part ;;
+    idle) idle_part ;;
   esac
 done
 [ -s "$WORK/results" ] && summary
+[ -s "$WORK/results" ] && cpu_table
+[ -s "$WORK/latency" ] && latency_table
 echo "# done $(date -u '+%T UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"

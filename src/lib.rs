@@ -2,6 +2,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod coalesce;
 pub mod ctl;
 pub mod ixdp;
 pub mod lab;

@@ -5,7 +5,7 @@ use crate::ctl::daemon::{self, DaemonSetup};
 use crate::ctl::pidfile::{self, PidFile};
 use crate::ctl::server::{ServedVm, Server};
 use crate::ixdp::engine::{Engine, EngineConfig};
-use crate::ixdp::worker::Polling;
+use crate::ixdp::pacing::{Polling, DEFAULT_MAX_WAIT};
 use crate::ixdp::XdpMode;
 use crate::pqueue::{self, Layout};
 use crate::rpcl::{run_console, ConsoleBackend, ConsoleError, Flow, Vm};
@@ -55,9 +55,16 @@ pub struct StartArgs {
     /// receive queues the interfaces have].
     #[arg(long, value_name = "N")]
     pub queues: Option<u32>,
-    /// Spin always instead of sleeping when idle (costs a full core per worker).
-    #[arg(long)]
+    /// Spin always instead of sleeping between rounds: the lowest latency, a full core per
+    /// worker whatever the traffic (for dedicated cores).
+    #[arg(long, conflicts_with = "poll_wait")]
     pub busy_poll: bool,
+    /// The longest a worker waits for frames to gather before it handles them, in µs: the
+    /// latency the default polling may add to a frame at each pass through the engine, at
+    /// rates where waiting saves wake-ups (0: never wait; sleep until the next frame).
+    #[arg(long, value_name = "USEC", default_value_t = DEFAULT_MAX_WAIT.as_micros() as u64,
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub poll_wait: u64,
     /// Pin workers to these CPUs, e.g. `1` or `0,2-3` (worker i on the i-th CPU of the list).
     #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
     pub cpus: Option<CpuList>,
@@ -185,7 +192,9 @@ impl StartArgs {
             polling: if self.busy_poll {
                 Polling::Busy
             } else {
-                Polling::Adaptive
+                Polling::Proportional {
+                    max_wait: Duration::from_micros(self.poll_wait),
+                }
             },
             cpus: self.cpus.clone().map(|c| c.0).unwrap_or_default(),
             nice: self.nice,

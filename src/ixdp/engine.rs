@@ -2,9 +2,10 @@
 //! worker thread per queue, and the view the control words read.
 
 use super::netdev::{self, NetdevError, PromiscGuard};
+use super::pacing::Polling;
 use super::policy::PolicyCell;
 use super::stats::StatsBoard;
-use super::worker::{Polling, Refresh, RingSnapshot, Worker};
+use super::worker::{Refresh, RingSnapshot, Worker};
 use super::xdp::{self, XdpAttachment, XdpError};
 use super::xsk::{self, QueueSockets, XskError};
 use super::{EngineView, Freshness, InterfaceInfo, RingDetails, RingError, XdpMode};
@@ -53,7 +54,7 @@ impl EngineConfig {
             xdp_mode: XdpMode::Auto,
             force_copy: false,
             queues: None,
-            polling: Polling::Adaptive,
+            polling: Polling::default(),
             cpus: Vec::new(),
             nice: None,
             queue_name: Some(pqueue::DEFAULT_NAME.to_string()),

@@ -7,6 +7,7 @@ pub mod fastpath;
 pub mod fault;
 pub mod machash;
 pub mod netdev;
+pub mod pacing;
 pub mod policy;
 pub mod report;
 pub mod select;
@@ -18,8 +19,8 @@ pub mod xdp;
 pub mod xsk;
 
 pub use engine::{Engine, EngineConfig, StartError, MAX_QUEUES};
+pub use pacing::Polling;
 pub use view::{
     mode_name, mode_summary, EngineView, Freshness, InterfaceInfo, RingDetails, RingError,
     RingFigures, XdpMode,
 };
-pub use worker::Polling;

@@ -6,6 +6,7 @@
 
 use super::fastpath::{self, BatchContext, FrameLists, FrameStore, Route, WorkerState};
 use super::fault::{self, FaultRng};
+use super::pacing::{Next, Pacer, Polling, Round};
 use super::policy::{Policy, PolicyCell};
 use super::stats::QueueStats;
 use super::view::RingFigures;
@@ -18,29 +19,13 @@ use std::io::Write;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use xsk_rs::{FrameDesc, Umem};
 
 /// Frames taken from an RX ring at once.
 pub const BATCH: usize = 64;
-/// How long a worker in adaptive mode keeps spinning after the last frame before it sleeps.
-const SPIN_BEFORE_SLEEP: Duration = Duration::from_millis(2);
-/// Upper bound of one sleep, so the worker sees stop and refresh requests.
-const SLEEP_MS: u8 = 100;
-/// Empty rounds between two clock reads while spinning: reading the clock on every empty
-/// round would cost more than the round itself.
-const ROUNDS_PER_CLOCK_READ: u32 = 256;
 /// The kernel's copy-mode transmit handles 32 descriptors per kick.
 const MAX_KICKS: usize = 8;
-
-/// How a worker waits for frames.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Polling {
-    /// Spin while traffic flows, sleep in poll() when the rings stay empty.
-    Adaptive,
-    /// Spin always (a dedicated core).
-    Busy,
-}
 
 /// Ring occupancy and socket statistics of one (interface, queue), written by its worker
 /// when the control side asks (`if.qstats`), never on the packet path.
@@ -134,6 +119,23 @@ pub struct Worker {
     pub stop: Arc<AtomicBool>,
 }
 
+/// What [`Worker::receive`] did on one port.
+struct Received {
+    frames: usize,
+    /// It took as many frames as it asked for: the RX ring may hold more.
+    full: bool,
+    /// The port it queued frames on for transmission.
+    sent_on: Option<usize>,
+}
+
+impl Received {
+    const NOTHING: Received = Received {
+        frames: 0,
+        full: false,
+        sent_on: None,
+    };
+}
+
 /// Per-thread scratch space, allocated once when the worker starts.
 struct Scratch {
     rx: Vec<FrameDesc>,
@@ -184,12 +186,20 @@ impl Worker {
             marked: Vec::with_capacity(2 * BATCH),
         };
         let mut state = WorkerState::new(FaultRng::for_worker(self.sockets.queue as usize));
-        let mut idle = Idle::new(&self.sockets.ports);
+        let mut pollfds = poll_fds(&self.sockets.ports);
+        let mut pacer = Pacer::new(self.polling, Instant::now());
         let mut tx_dirty = vec![false; self.sockets.ports.len()];
         while !self.stop.load(Ordering::Relaxed) {
-            let work = self.round(&mut state, &mut scratch, &mut tx_dirty);
+            let round = self.round(&mut state, &mut scratch, &mut tx_dirty);
             self.answer_refresh();
-            idle.after_round(work, self.polling, &tx_dirty);
+            match pacer.next(&round, Instant::now) {
+                Next::Go => {}
+                Next::Spin => std::hint::spin_loop(),
+                Next::Wait(wait) => std::thread::sleep(wait),
+                Next::Poll(ms) => {
+                    let _ = nix::poll::poll(&mut pollfds, PollTimeout::from(ms));
+                }
+            }
         }
     }
 
@@ -204,33 +214,36 @@ impl Worker {
     }
 
     /// One pass over every port: completions and fill rings, one batch received per port,
-    /// transmit kicks. Returns the frames handled.
+    /// transmit kicks. Returns what it did, for the polling policy.
     fn round(
         &mut self,
         state: &mut WorkerState,
         scratch: &mut Scratch,
         tx_dirty: &mut [bool],
-    ) -> usize {
+    ) -> Round {
         let policy = self.policy.load();
-        let mut work = 0usize;
+        let mut r = Round::default();
         for p in 0..self.sockets.ports.len() {
-            work += self.reclaim(p, &mut scratch.comp);
+            r.work += self.reclaim(p, &mut scratch.comp);
             self.refill(p);
         }
         for p in 0..self.sockets.ports.len() {
-            let (got, sent_on) = self.receive(p, &policy, state, scratch);
-            work += got;
-            if let Some(o) = sent_on {
+            let got = self.receive(p, &policy, state, scratch);
+            r.received += got.frames;
+            r.more |= got.full;
+            if let Some(o) = got.sent_on {
                 tx_dirty[o] = true;
             }
         }
+        r.work += r.received;
         drop(policy);
         for (port, dirty) in self.sockets.ports.iter_mut().zip(tx_dirty) {
             if *dirty || port.down {
                 *dirty = kick_tx(port);
             }
+            r.tx_waiting |= *dirty;
         }
-        work
+        r
     }
 
     /// Publishes the ring snapshots if the control thread asked for them.
@@ -284,15 +297,14 @@ impl Worker {
         }
     }
 
-    /// Receives a batch on port `p` and runs the fast path over it. Returns the frames
-    /// received and the port something was queued on for transmission.
+    /// Receives a batch on port `p` and runs the fast path over it.
     fn receive(
         &mut self,
         p: usize,
         policy: &Policy,
         state: &mut WorkerState,
         scratch: &mut Scratch,
-    ) -> (usize, Option<usize>) {
+    ) -> Received {
         let route = self.route(p);
         // Never take more frames than the output TX ring can hold: then no frame is ever
         // dropped for lack of ring room here, and a slow output pushes back to the kernel.
@@ -304,12 +316,12 @@ impl Worker {
         };
         let take = batch_size(policy, p, route, room);
         if take == 0 {
-            return (0, None);
+            return Received::NOTHING;
         }
         // SAFETY: the RX ring only returns frames of this UMEM.
         let n = unsafe { self.sockets.ports[p].rx.consume(&mut scratch.rx[..take]) };
         if n == 0 {
-            return (0, None);
+            return Received::NOTHING;
         }
         let received = &mut scratch.rx[..n];
         prefetch_headers(&self.sockets.umem, received);
@@ -339,12 +351,17 @@ impl Worker {
             fastpath::run_batch(&cx, &mut frames, received, &self.stats[p], state, lists);
         let out_bytes = std::mem::take(&mut counts.tx_bytes);
         self.stats[p].add_counts(&counts);
-        match route {
+        let sent_on = match route {
             Route::Bridge { out, .. } if !scratch.out.is_empty() => {
                 self.transmit(p, out, &mut scratch.out, out_bytes);
-                (n, Some(out))
+                Some(out)
             }
-            _ => (n, None),
+            _ => None,
+        };
+        Received {
+            frames: n,
+            full: n == take,
+            sent_on,
         }
     }
 
@@ -435,64 +452,17 @@ fn prefetch(p: *const u8) {
     let _ = p;
 }
 
-/// The adaptive waiting of a worker between rounds without work.
-struct Idle {
-    empty_rounds: u32,
-    /// The last sleep ran out without traffic.
-    dozing: bool,
-    last_work: Instant,
-    pollfds: Vec<PollFd<'static>>,
-}
-
-impl Idle {
-    fn new(ports: &[Port]) -> Idle {
-        let pollfds = ports
-            .iter()
-            .map(|p| {
-                // SAFETY: the descriptors belong to the worker's sockets, which the worker
-                // owns and which outlive this (a local of `Worker::run`, dropped before it).
-                let fd = unsafe { BorrowedFd::borrow_raw(p.fd) };
-                PollFd::new(fd, PollFlags::POLLIN)
-            })
-            .collect();
-        Idle {
-            empty_rounds: 0,
-            dozing: false,
-            last_work: Instant::now(),
-            pollfds,
-        }
-    }
-
-    /// After a round that handled `work` frames: go on at once, spin, or sleep in poll().
-    fn after_round(&mut self, work: usize, polling: Polling, tx_dirty: &[bool]) {
-        if work > 0 {
-            self.empty_rounds = 0;
-            self.dozing = false;
-            return;
-        }
-        if polling == Polling::Adaptive {
-            self.empty_rounds += 1;
-            // Once a sleep ran out without traffic, sleep again at once: spinning after every
-            // timeout would cost a few percent of a core on an idle tap.
-            if self.dozing || self.empty_rounds % ROUNDS_PER_CLOCK_READ == 0 {
-                if !self.dozing && self.empty_rounds == ROUNDS_PER_CLOCK_READ {
-                    self.last_work = Instant::now();
-                } else if self.dozing || self.last_work.elapsed() >= SPIN_BEFORE_SLEEP {
-                    // Frames waiting for a transmit kick: come back soon.
-                    let timeout = if tx_dirty.contains(&true) {
-                        1
-                    } else {
-                        SLEEP_MS
-                    };
-                    let ready = nix::poll::poll(&mut self.pollfds, PollTimeout::from(timeout));
-                    self.dozing = matches!(ready, Ok(0));
-                    self.empty_rounds = 0;
-                    return;
-                }
-            }
-        }
-        std::hint::spin_loop();
-    }
+/// What the worker sleeps on in poll(): every RX socket, for a frame to read.
+fn poll_fds(ports: &[Port]) -> Vec<PollFd<'static>> {
+    ports
+        .iter()
+        .map(|p| {
+            // SAFETY: the descriptors belong to the worker's sockets, which the worker owns
+            // and which outlive this (a local of `Worker::run`, dropped before it).
+            let fd = unsafe { BorrowedFd::borrow_raw(p.fd) };
+            PollFd::new(fd, PollFlags::POLLIN)
+        })
+        .collect()
 }
 
 /// Asks the kernel to transmit what waits in the TX ring (copy mode needs a kick per 32

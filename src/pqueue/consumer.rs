@@ -6,9 +6,14 @@ use std::time::{Duration, Instant};
 
 use super::segment::{Ring, Segment, SLOT_META};
 use super::{Direction, Error, InterfaceDesc, Layout, Marks};
+use crate::coalesce::Coalescer;
 
-/// How long a consumer that finds the ring empty keeps polling before it goes to sleep.
-const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+/// The longest a consumer whose last batch emptied its lanes waits for packets to gather
+/// before it looks again (docs/pqueue.md, "Sleeping and waking"): the latency it may add to a
+/// packet, and at most one wake-up per wait whatever the rate.
+pub const DEFAULT_GATHER_WAIT: Duration = Duration::from_micros(500);
+/// Packets such a wait tries to gather (collect's batch).
+const GATHER: usize = 256;
 
 /// A snapshot of a queue's counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -631,7 +636,13 @@ pub enum LaneChoice {
 /// A consumer: takes packets in batches, each packet going to exactly one consumer.
 pub struct Consumer {
     queue: Queue,
+    /// How long to poll an empty queue before sleeping on the semaphore (none by default).
     spin: Duration,
+    /// The arrival rate, and how long to let packets gather after a batch that emptied the
+    /// lanes.
+    coalescer: Coalescer,
+    /// The last take emptied the lanes (it got packets, fewer than asked for).
+    drained: bool,
     sweeper: Sweeper,
     /// The next lane to look at first, so that no lane of a laned queue starves.
     next_lane: u32,
@@ -659,7 +670,9 @@ impl Consumer {
     pub fn attach_lane(name: &str, choice: LaneChoice) -> Result<Consumer, Error> {
         let mut c = Consumer {
             queue: Queue::attach(name)?,
-            spin: DEFAULT_SPIN,
+            spin: Duration::ZERO,
+            coalescer: Coalescer::new(DEFAULT_GATHER_WAIT, GATHER, Instant::now()),
+            drained: false,
             sweeper: Sweeper::new(),
             next_lane: 0,
             choice,
@@ -735,9 +748,15 @@ impl Consumer {
         Ok(())
     }
 
-    /// How long to poll an empty queue before sleeping (default 50 µs).
+    /// How long to poll an empty queue before sleeping on the semaphore (default: not at all).
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = spin;
+    }
+
+    /// The longest wait for packets to gather after a batch that emptied the lanes (default
+    /// [`DEFAULT_GATHER_WAIT`]; zero: never wait, take packets as soon as they come).
+    pub fn set_gather_wait(&mut self, max_wait: Duration) {
+        self.coalescer = Coalescer::new(max_wait, GATHER, Instant::now());
     }
 
     /// The queue, for status and reset.
@@ -780,19 +799,41 @@ impl Consumer {
         Ok(self.take_any(batch, max))
     }
 
-    /// Take up to `max` packets, waiting up to `timeout` for the first: poll briefly, sweep
-    /// for abandoned packets, then sleep on the semaphore. Returns 0 on timeout or when a
-    /// signal interrupted the sleep (callers check their stop flags and call again).
+    /// Take up to `max` packets, waiting up to `timeout` for the first. After a batch that
+    /// emptied the lanes while packets flow fast enough, first wait for more to gather (without
+    /// telling producers: they make no syscall for it); then take, and when there is nothing,
+    /// sweep for abandoned packets and sleep on the semaphore until a producer posts. Returns 0
+    /// on timeout or when a signal interrupted the sleep (callers check their stop flags and
+    /// call again).
     pub fn pop_wait(
         &mut self,
         batch: &mut Batch,
         max: usize,
         timeout: Duration,
     ) -> Result<usize, Error> {
-        let n = self.try_pop(batch, max)?;
-        if n > 0 {
-            return Ok(n);
+        if self.drained {
+            if let Some(wait) = self.coalescer.wait() {
+                std::thread::sleep(wait.min(timeout));
+            }
         }
+        let n = self.try_pop(batch, max)?;
+        let n = if n > 0 {
+            n
+        } else {
+            self.wait_first(batch, max, timeout)?
+        };
+        self.coalescer.count(n, Instant::now());
+        self.drained = n > 0 && n < max;
+        Ok(n)
+    }
+
+    /// The lanes are empty: spin if asked to, sweep, sleep on the semaphore.
+    fn wait_first(
+        &mut self,
+        batch: &mut Batch,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize, Error> {
         let start = Instant::now();
         let mut rounds = 0u32;
         while start.elapsed() < self.spin.min(timeout) {
