@@ -5,199 +5,22 @@
 //! Every test has its own lab, runtime directory (pid file, socket), log and packet queue, so
 //! the tests run in parallel without seeing each other.
 
+mod daemonlab;
 mod lab;
 
+use daemonlab::*;
 use lab::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ETHERTAP: &str = env!("CARGO_BIN_EXE_ethertap");
 const CONTROL: &str = env!("CARGO_BIN_EXE_control");
 /// An end host no lab interface owns, for frames that belong to nobody in particular.
 const OTHER_MAC: Mac = Mac([0x02, 0x99, 0, 0, 0, 0x07]);
 const OTHER_DST: Mac = Mac([0x02, 0x99, 0, 0, 0, 0x08]);
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// A bridge lab (`p0`, `p1` in `br`) with a daemon on it, stopped and cleaned up on drop.
-struct Daemon {
-    lab: Lab,
-    dir: tempfile::TempDir,
-    queue: String,
-    preset: Option<PathBuf>,
-}
-
-impl Daemon {
-    fn start(test: &str) -> Daemon {
-        Daemon::start_with_preset(test, None)
-    }
-
-    fn start_with_preset(test: &str, preset: Option<PathBuf>) -> Daemon {
-        let lab = Lab::bridge(test);
-        let dir = tempfile::tempdir().expect("temp dir");
-        let d = Daemon {
-            lab,
-            dir,
-            queue: format!("et-{test}-{}", std::process::id()),
-            preset,
-        };
-        let out = d.start_cmd().output().expect("ethertap start -d");
-        assert!(
-            out.status.success(),
-            "ethertap start -d failed: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        assert!(
-            text(&out.stdout).contains("started in the background"),
-            "{}",
-            text(&out.stdout)
-        );
-        d
-    }
-
-    fn start_cmd(&self) -> Command {
-        let mut c = self.env(Command::new("ip"));
-        c.args(["netns", "exec", &self.lab.br, ETHERTAP, "start", "-d"]);
-        match &self.preset {
-            Some(p) => c.arg("--preset").arg(p),
-            None => c.arg("--no-preset"),
-        };
-        c.args(["--queue-name", &self.queue, "p0", "p1"]);
-        c
-    }
-
-    fn run_dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn log(&self) -> PathBuf {
-        self.run_dir().join("ethertap.log")
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.run_dir().join("ethertap.sock")
-    }
-
-    fn pid_file(&self) -> PathBuf {
-        self.run_dir().join("ethertap.pid")
-    }
-
-    fn env(&self, mut c: Command) -> Command {
-        c.env("ETHERTAP_RUN_DIR", self.run_dir())
-            .env("ETHERTAP_LOG", self.log())
-            .env("HOME", self.run_dir())
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn ethertap(&self, args: &[&str]) -> Command {
-        let mut c = self.env(Command::new(ETHERTAP));
-        c.args(args);
-        c
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        self.ethertap(args).output().expect("running ethertap")
-    }
-
-    /// `ethertap ARGS...` that must succeed and reach the daemon (no local-VM notice); its output.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success() && out.stderr.is_empty(),
-            "ethertap {args:?}: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    /// `ethertap eval LINE` that must succeed in the daemon.
-    fn eval(&self, line: &str) -> String {
-        self.ok(&["eval", line])
-    }
-
-    /// `ethertap run examples/FILE ARGS...` that must succeed in the daemon; its output.
-    fn example(&self, file: &str, args: &[&str]) -> String {
-        let path = examples().join(file);
-        let mut all = vec!["run", path.to_str().unwrap()];
-        all.extend_from_slice(args);
-        self.ok(&all)
-    }
-
-    fn stat(&self, ifidx: usize, label: &str) -> u64 {
-        let stats = self.eval("if.stats");
-        parse_stat(&stats, ifidx, label)
-            .unwrap_or_else(|| panic!("no `{label}` of interface {ifidx} in\n{stats}"))
-    }
-
-    /// The line `label   value` of interface `ifidx` in `if.stats`, as text.
-    fn stat_text(&self, ifidx: usize, label: &str) -> String {
-        let stats = self.eval("if.stats");
-        let mut in_block = false;
-        for line in stats.lines() {
-            if !line.starts_with(' ') {
-                in_block = line.split_whitespace().next() == Some(&ifidx.to_string());
-            } else if in_block {
-                if let Some(rest) = line.trim_start().strip_prefix(label) {
-                    if rest.starts_with("  ") {
-                        return rest.trim().to_string();
-                    }
-                }
-            }
-        }
-        panic!("no `{label}` of interface {ifidx} in\n{stats}");
-    }
-
-    fn pid(&self) -> i32 {
-        std::fs::read_to_string(self.pid_file())
-            .expect("pid file")
-            .trim()
-            .parse()
-            .expect("a pid")
-    }
-
-    fn xdp_attached(&self, port: &str) -> bool {
-        let out = self.lab.ip(&self.lab.br, &["link", "show", port]);
-        out.contains("xdp")
-    }
-
-    /// Everything tapped into this daemon's queue until `expect` frames came or it stayed quiet.
-    fn tapped(&self, expect: usize) -> Vec<(u8, Vec<u8>)> {
-        drain_queue(&self.queue, expect)
-            .into_iter()
-            .map(|t| (t.ifindex, t.data))
-            .collect()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.pid_file()) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                let _ = self.output(&["stop", "--timeout", "10"]);
-                if ethertap::sys::is_alive(pid) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-        }
-        let _ = std::fs::remove_file(format!("/dev/shm/{}", self.queue));
-    }
-}
 
 /// Frames from `src` to `dst`, numbered from `first`.
 fn frames(dst: Mac, src: Mac, first: u32, n: u32) -> Vec<Vec<u8>> {
@@ -1334,7 +1157,7 @@ fn bad_clients_leave_the_daemon_answering() {
 
 #[test]
 fn preset_example_runs_at_start() {
-    let d = Daemon::start_with_preset("dpres", Some(examples().join("ethertap.rpcl")));
+    let d = Daemon::start_with("dpres", Some(examples().join("ethertap.rpcl")), &[]);
     for i in 0..2 {
         assert_eq!(d.stat_text(i, "RX tap"), "enabled", "interface {i}");
     }
