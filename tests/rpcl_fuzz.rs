@@ -276,7 +276,8 @@ fn random_and_mutated_streams_never_panic() {
 /// Sources shaped to find quadratic corners (one huge line, deep nesting) run to the end.
 #[test]
 fn pathological_sources_complete() {
-    let long_line = ["1 drop"; 200_000].join(" ") + " 7 .";
+    // Just under the source limit of 1 MiB.
+    let long_line = ["1 drop"; 140_000].join(" ") + " 7 .";
     let deep_loops = format!(
         "0 {} {} {} .",
         ["1 0 do"; 20_000].join(" "),
@@ -306,4 +307,12 @@ fn pathological_sources_complete() {
     }
     let unbalanced = ["do"; 100_000].join("\n");
     assert_eq!(check("u.rpcl", &unbalanced).unwrap_err().len(), 100_000);
+    // Over the limit: one clear error, nothing compiled.
+    let over = ["1 drop"; 200_000].join(" ");
+    let errs = check("over.rpcl", &over).unwrap_err();
+    assert_eq!(errs.len(), 1);
+    assert_eq!(
+        errs[0].to_string(),
+        "over.rpcl:1:1: error: parse: source of 1399999 bytes is longer than the limit of 1048576 bytes"
+    );
 }
