@@ -54,6 +54,9 @@ const BAD_LINES: &[&str] = &[
     "-1 tap.tx.enable",
     "-5 tap.snaplen",
     "-2 tap.sample",
+    "\"nope\" 0 if.counter",
+    "\"rx\" 9 if.counter",
+    "\"nope\" tap.queue.counter",
     "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 .s 1 0 /",
     "begin 1 0 / again",
 ];
