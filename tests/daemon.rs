@@ -451,12 +451,7 @@ fn a_sleeping_script_is_interrupted_by_ctrl_c_and_holds_nobody() {
         let out = within(&d, &["eval", "\"served\" ."], 10);
         assert_eq!(text(&out.stdout), "served\n");
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = signal_and_wait(child, nix::sys::signal::Signal::SIGINT);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
@@ -740,12 +735,7 @@ fn ctrl_c_interrupts_the_script_in_the_daemon_not_the_daemon() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(400));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = signal_and_wait(child, nix::sys::signal::Signal::SIGINT);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("interrupted"),
