@@ -19,7 +19,8 @@
 # time to the task it interrupted, and every softirq here runs in one of those).
 # Then the tap: ethertap with the RX tap on p0 and `collect` writing pcap to /dev/shm, against
 # `tcpdump -w` and `netsniff-ng` on p0 of the Linux bridge, same rates: captured / sent
-# (et-tap-deep: the same ethertap tap with a packet queue of 32768 slots; et-tap-filter: the
+# (et-tap-deep: the same ethertap tap with a packet queue of 32768 slots; et-tap-pcapng: et-tap-deep
+# with collect writing pcapng (capture time, interface and direction per frame); et-tap-filter: the
 # et-tap-deep tap with the pcap-filter expression $TAP_FILTER, which every frame of the sender
 # matches, so that each frame runs the whole filter and is still tapped).
 # tapfull: the tap systems at full load only, FULL_ROUNDS interleaved rounds with capture (the
@@ -182,6 +183,8 @@ while True:
       start_engine --xdp-mode drv --poll-wait "${1#et-drv-w}" ;;
     et-tap-collect)
       PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv ;;
+    et-tap-pcapng)  # et-tap-deep with collect writing pcapng (issue 11)
+      PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv --slots 32768 ;;
     et-tap-deep)  # the same with a packet queue of 32768 slots (64 MiB) instead of 4096
       PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv --slots 32768 ;;
     et-tap-filter)  # et-tap-deep with the filter $TAP_FILTER
@@ -214,6 +217,7 @@ capture_start() {
                    >"$WORK/cap.log" 2>&1 & ;;
     et-tap-base) "${BASE_COLLECT:-$(dirname "$BASE_BIN")/collect}" -s -q "$P.q" "$WORK/cap.pcap" \
                    2>"$WORK/cap.log" & ;;
+    et-tap-pcapng) "$COLLECT" -s --pcapng -q "$P.q" "$WORK/cap.pcap" 2>"$WORK/cap.log" & ;;
     et-tap-*) "$COLLECT" -s -q "$P.q" "$WORK/cap.pcap" 2>"$WORK/cap.log" & ;;
   esac
   CAP_PID=$!

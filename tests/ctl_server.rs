@@ -175,17 +175,85 @@ fn a_busy_vm_makes_others_wait_with_a_notice() {
     let mut slow = lab.client();
     let path = lab.path();
     let waiter = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(20));
         let mut c = Client::connect(&path).unwrap().unwrap();
         call(&mut c, Request::Eval("\"second\" .".into()))
     });
+    // Computing holds the VM (waiting would not: see the next test).
     assert_eq!(
-        eval(&mut slow, "500 ms \"first\" ."),
+        eval(&mut slow, "0 20000000 0 do 1 + loop drop \"first\" ."),
         (Outcome::Done, "first\n".into())
     );
     let (o, out, notes) = waiter.join().unwrap();
     assert_eq!((o, out.as_str()), (Outcome::Done, "second\n"));
     assert!(notes.contains("waiting"), "no waiting notice: {notes:?}");
+}
+
+/// A script that waits in a loop gives the VM up while it waits: another client's line runs
+/// meanwhile, on its own stack; Ctrl-C ends the waiting script at the word that waits, with
+/// its stack as it was, and the budget still counts.
+#[test]
+fn a_waiting_script_does_not_hold_the_vm() {
+    let lab = Lab::new(ServerConfig::default());
+    let path = lab.path();
+    let flag = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let sleeper = {
+        let flag = flag.clone();
+        std::thread::spawn(move || {
+            let mut c = Client::connect(&path).unwrap().unwrap();
+            let (mut out, mut notes) = (Vec::new(), Vec::new());
+            let outcome = c
+                .call(
+                    &Request::Run {
+                        file: "sleep.rpcl".into(),
+                        source: "7 \"asleep\" . .fflush\nbegin 50 ms 0 until\n".into(),
+                        args: vec![],
+                    },
+                    &mut out,
+                    &mut notes,
+                    &flag,
+                )
+                .unwrap();
+            let _ = done_tx.send(());
+            (outcome, String::from_utf8(out).unwrap(), c)
+        })
+    };
+    // The sleeper is in its loop once it printed.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut other = lab.client();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = lab.path();
+    std::thread::spawn(move || {
+        let mut c = Client::connect(&path).unwrap().unwrap();
+        let _ = tx.send(call(&mut c, Request::Eval("1 2 + dup . .s".into())));
+    });
+    let (o, out, notes) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a line of another client runs while a script waits in a loop");
+    assert_eq!((o, out.as_str()), (Outcome::Done, "3\n 0 [3]\n"));
+    assert!(!notes.contains("waiting"), "the VM was not busy: {notes:?}");
+    assert!(
+        done_rx.try_recv().is_err(),
+        "the sleeping script is still running"
+    );
+    assert_eq!(eval(&mut other, "\"x\" ."), (Outcome::Done, "x\n".into()));
+    flag.store(true, Ordering::SeqCst);
+    let (outcome, out, mut c) = sleeper.join().unwrap();
+    assert_eq!(out, "asleep\n");
+    assert_eq!(
+        outcome,
+        Outcome::Failed("sleep.rpcl:2:10: error: ms: interrupted".into())
+    );
+    // The interrupted script's stack was its own; the connection goes on.
+    assert_eq!(eval(&mut c, "depth ."), (Outcome::Done, "0\n".into()));
+
+    // A loop that waits pays for its instructions like any other (budget 50 000 000).
+    let mut c = lab.client();
+    match eval(&mut c, "begin 0 ms 0 until").0 {
+        Outcome::Failed(msg) => assert!(msg.contains("budget exhausted"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -5,199 +5,22 @@
 //! Every test has its own lab, runtime directory (pid file, socket), log and packet queue, so
 //! the tests run in parallel without seeing each other.
 
+mod daemonlab;
 mod lab;
 
+use daemonlab::*;
 use lab::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const ETHERTAP: &str = env!("CARGO_BIN_EXE_ethertap");
 const CONTROL: &str = env!("CARGO_BIN_EXE_control");
 /// An end host no lab interface owns, for frames that belong to nobody in particular.
 const OTHER_MAC: Mac = Mac([0x02, 0x99, 0, 0, 0, 0x07]);
 const OTHER_DST: Mac = Mac([0x02, 0x99, 0, 0, 0, 0x08]);
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// A bridge lab (`p0`, `p1` in `br`) with a daemon on it, stopped and cleaned up on drop.
-struct Daemon {
-    lab: Lab,
-    dir: tempfile::TempDir,
-    queue: String,
-    preset: Option<PathBuf>,
-}
-
-impl Daemon {
-    fn start(test: &str) -> Daemon {
-        Daemon::start_with_preset(test, None)
-    }
-
-    fn start_with_preset(test: &str, preset: Option<PathBuf>) -> Daemon {
-        let lab = Lab::bridge(test);
-        let dir = tempfile::tempdir().expect("temp dir");
-        let d = Daemon {
-            lab,
-            dir,
-            queue: format!("et-{test}-{}", std::process::id()),
-            preset,
-        };
-        let out = d.start_cmd().output().expect("ethertap start -d");
-        assert!(
-            out.status.success(),
-            "ethertap start -d failed: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        assert!(
-            text(&out.stdout).contains("started in the background"),
-            "{}",
-            text(&out.stdout)
-        );
-        d
-    }
-
-    fn start_cmd(&self) -> Command {
-        let mut c = self.env(Command::new("ip"));
-        c.args(["netns", "exec", &self.lab.br, ETHERTAP, "start", "-d"]);
-        match &self.preset {
-            Some(p) => c.arg("--preset").arg(p),
-            None => c.arg("--no-preset"),
-        };
-        c.args(["--queue-name", &self.queue, "p0", "p1"]);
-        c
-    }
-
-    fn run_dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn log(&self) -> PathBuf {
-        self.run_dir().join("ethertap.log")
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.run_dir().join("ethertap.sock")
-    }
-
-    fn pid_file(&self) -> PathBuf {
-        self.run_dir().join("ethertap.pid")
-    }
-
-    fn env(&self, mut c: Command) -> Command {
-        c.env("ETHERTAP_RUN_DIR", self.run_dir())
-            .env("ETHERTAP_LOG", self.log())
-            .env("HOME", self.run_dir())
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn ethertap(&self, args: &[&str]) -> Command {
-        let mut c = self.env(Command::new(ETHERTAP));
-        c.args(args);
-        c
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        self.ethertap(args).output().expect("running ethertap")
-    }
-
-    /// `ethertap ARGS...` that must succeed and reach the daemon (no local-VM notice); its output.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success() && out.stderr.is_empty(),
-            "ethertap {args:?}: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    /// `ethertap eval LINE` that must succeed in the daemon.
-    fn eval(&self, line: &str) -> String {
-        self.ok(&["eval", line])
-    }
-
-    /// `ethertap run examples/FILE ARGS...` that must succeed in the daemon; its output.
-    fn example(&self, file: &str, args: &[&str]) -> String {
-        let path = examples().join(file);
-        let mut all = vec!["run", path.to_str().unwrap()];
-        all.extend_from_slice(args);
-        self.ok(&all)
-    }
-
-    fn stat(&self, ifidx: usize, label: &str) -> u64 {
-        let stats = self.eval("if.stats");
-        parse_stat(&stats, ifidx, label)
-            .unwrap_or_else(|| panic!("no `{label}` of interface {ifidx} in\n{stats}"))
-    }
-
-    /// The line `label   value` of interface `ifidx` in `if.stats`, as text.
-    fn stat_text(&self, ifidx: usize, label: &str) -> String {
-        let stats = self.eval("if.stats");
-        let mut in_block = false;
-        for line in stats.lines() {
-            if !line.starts_with(' ') {
-                in_block = line.split_whitespace().next() == Some(&ifidx.to_string());
-            } else if in_block {
-                if let Some(rest) = line.trim_start().strip_prefix(label) {
-                    if rest.starts_with("  ") {
-                        return rest.trim().to_string();
-                    }
-                }
-            }
-        }
-        panic!("no `{label}` of interface {ifidx} in\n{stats}");
-    }
-
-    fn pid(&self) -> i32 {
-        std::fs::read_to_string(self.pid_file())
-            .expect("pid file")
-            .trim()
-            .parse()
-            .expect("a pid")
-    }
-
-    fn xdp_attached(&self, port: &str) -> bool {
-        let out = self.lab.ip(&self.lab.br, &["link", "show", port]);
-        out.contains("xdp")
-    }
-
-    /// Everything tapped into this daemon's queue until `expect` frames came or it stayed quiet.
-    fn tapped(&self, expect: usize) -> Vec<(u8, Vec<u8>)> {
-        drain_queue(&self.queue, expect)
-            .into_iter()
-            .map(|t| (t.ifindex, t.data))
-            .collect()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.pid_file()) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                let _ = self.output(&["stop", "--timeout", "10"]);
-                if ethertap::sys::is_alive(pid) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-        }
-        let _ = std::fs::remove_file(format!("/dev/shm/{}", self.queue));
-    }
-}
 
 /// Frames from `src` to `dst`, numbered from `first`.
 fn frames(dst: Mac, src: Mac, first: u32, n: u32) -> Vec<Vec<u8>> {
@@ -389,6 +212,349 @@ fn stats_example_streams_each_block_as_it_is_printed() {
     );
 }
 
+// ---- RPCL scripts that cannot fail silently, in the daemon (issue 15) and the VM's hardening
+// (issue 16: the files it reads, its memory budget, waiting words).
+
+/// `ethertap ARGS` that must end within `secs`: killed and failed otherwise (a request that
+/// waits for a VM held by another client would hang the test).
+fn within(d: &Daemon, args: &[&str], secs: u64) -> Output {
+    let mut child = d
+        .ethertap(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ethertap");
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ethertap {args:?} did not end within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// What a script can change and `if.stats` shows, without the counters (they move with any
+/// frame), and the three machashes.
+fn settings(d: &Daemon) -> String {
+    const COUNTERS: [&str; 8] = [
+        "rx",
+        "tx",
+        "drop",
+        "noif",
+        "err",
+        "dropped by FI",
+        "flipped by FI",
+        "duplicated by FI",
+    ];
+    let stats: Vec<String> = d
+        .eval("if.stats")
+        .lines()
+        .filter(|l| {
+            let label = l.get(..24).unwrap_or(l).trim();
+            !COUNTERS.contains(&label)
+        })
+        .map(String::from)
+        .collect();
+    format!(
+        "{}\n{}{}{}",
+        stats.join("\n"),
+        d.eval("tap.hash.show"),
+        d.eval("drop.hash.show"),
+        d.eval("fault.hash.show")
+    )
+}
+
+#[test]
+fn every_example_checks_its_arguments_before_it_changes_anything() {
+    let d = Daemon::start("dexbad");
+    d.eval(
+        "02:99:00:00:00:07 tap.hash.insert 02:99:00:00:00:08 drop.hash.insert \
+         02:99:00:00:00:09 fault.hash.insert 1 tap.rx.enable 500 1 fault.drop.probability",
+    );
+    let before = settings(&d);
+    let bad: &[(&str, &[&str])] = &[
+        ("tap-host.rpcl", &["not-a-mac"]),
+        ("tap-host.rpcl", &[]),
+        ("tap-host.rpcl", &["02:99:00:00:00:01", "extra"]),
+        ("drop-host.rpcl", &["zz:zz:zz:zz:zz:zz"]),
+        ("drop-host.rpcl", &[]),
+        ("loss.rpcl", &["9"]),
+        ("loss.rpcl", &["-1"]),
+        ("loss.rpcl", &["abc"]),
+        ("loss.rpcl", &["0", "500"]),
+        ("loss.rpcl", &["0", "x"]),
+        ("loss.rpcl", &["0", "1", "2"]),
+        ("stats-every-second.rpcl", &["abc"]),
+        ("stats-every-second.rpcl", &["0"]),
+        ("stats-every-second.rpcl", &["1", "2"]),
+        ("tap-all.rpcl", &["extra"]),
+        ("ethertap.rpcl", &["extra"]),
+    ];
+    let mut files: Vec<String> = std::fs::read_dir(examples())
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.ends_with(".rpcl").then_some(name)
+        })
+        .collect();
+    files.sort();
+    for f in &files {
+        assert!(
+            bad.iter().any(|(name, _)| name == f),
+            "examples/{f} has no bad-argument case here"
+        );
+    }
+    for (file, args) in bad {
+        let path = examples().join(file);
+        let mut all = vec!["run", path.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = within(&d, &all, 30);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{file} {args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(": error: "),
+            "{file} {args:?} says what is wrong: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(settings(&d), before, "{file} {args:?} changed the engine");
+    }
+}
+
+#[test]
+fn published_names_and_counters_as_values() {
+    let d = Daemon::start("dpub");
+    // The xdptap name changes if.stats as fault.flip.probability does.
+    d.eval("1000 0 fault.bitflip.probability 0 fault.enable");
+    let by_published_name = settings(&d);
+    assert_eq!(d.stat_text(0, "flip probability"), "1000 (1.000%)");
+    assert_eq!(d.stat_text(0, "fault injection"), "enabled");
+    d.eval("0 0 fault.flip.probability 0 fault.disable");
+    assert_ne!(settings(&d), by_published_name);
+    d.eval("1000 0 fault.flip.probability 0 fault.enable");
+    assert_eq!(settings(&d), by_published_name);
+    assert!(d.eval(".i").contains("fault.bitflip.probability "));
+
+    // Always: every frame h1 sends is flipped, as if.counter tells.
+    d.eval("100000 0 fault.bitflip.probability");
+    let s0 = d.lab.packet_socket(&d.lab.h1, "e0");
+    let s1 = d.lab.packet_socket(&d.lab.h2, "e1");
+    s0.send_all(&frames(E1_MAC, E0_MAC, 0, 20));
+    let got = s1.collect(20, Duration::from_secs(2));
+    assert_eq!(got.len(), 20);
+    assert!(
+        wait_for(Duration::from_secs(3), || d
+            .eval("\"flipped by FI\" 0 if.counter .")
+            == "20\n"),
+        "flipped by FI: {}",
+        d.eval("\"flipped by FI\" 0 if.counter .")
+    );
+    assert_eq!(d.eval("\"bitflipped by FI\" 0 if.counter ."), "20\n");
+
+    // Each counter of if.stats, read in the same line, is the number the line shows.
+    for (label, ifidx) in [
+        ("rx", 0),
+        ("tx", 1),
+        ("rx", 1),
+        ("drop", 0),
+        ("flipped by FI", 0),
+    ] {
+        let out = d.eval(&format!("if.stats \"{label}\" {ifidx} if.counter ."));
+        let (stats, value) = out.trim_end().rsplit_once('\n').unwrap();
+        assert_eq!(
+            parse_stat(stats, ifidx, label),
+            value.parse().ok(),
+            "{label} of {ifidx}:\n{out}"
+        );
+    }
+    assert!(parse_stat(&d.eval("if.stats"), 0, "rx").unwrap() >= 20);
+    let out = d.output(&["eval", "\"frames\" 0 if.counter"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: if.counter: \"frames\" is not a counter of if.stats (rx, tx, drop, noif, err, dropped by FI, flipped by FI, duplicated by FI)\n"
+    );
+}
+
+#[test]
+fn a_watch_loop_ends_when_drops_are_injected_and_others_are_served_meanwhile() {
+    let d = Daemon::start("dwatch");
+    let watch = d
+        .ethertap(&[
+            "eval",
+            "begin 100 ms \"drop\" 0 if.counter 100 > until \"drops!\" .",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the watch loop");
+    std::thread::sleep(Duration::from_millis(400));
+    // The watch loop waits most of the time: another client is served at once, not after it.
+    let out = within(&d, &["eval", "1 2 + ."], 10);
+    assert_eq!(text(&out.stdout), "3\n");
+    assert!(
+        !text(&out.stderr).contains("waiting"),
+        "the VM was held: {}",
+        text(&out.stderr)
+    );
+    let out = within(
+        &d,
+        &["eval", "100000 0 fault.drop.probability 0 fault.enable"],
+        10,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s0 = d.lab.packet_socket(&d.lab.h1, "e0");
+    s0.send_all(&frames(E1_MAC, E0_MAC, 0, 150));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut watch = watch;
+    while watch.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the watch loop did not end after 150 dropped frames (drop {})",
+            d.stat(0, "drop")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = watch.wait_with_output().unwrap();
+    assert_eq!(
+        (text(&out.stdout).as_str(), text(&out.stderr).as_str()),
+        ("drops!\n", "")
+    );
+    assert!(out.status.success());
+    assert!(d.stat(0, "dropped by FI") > 100);
+}
+
+#[test]
+fn a_sleeping_script_is_interrupted_by_ctrl_c_and_holds_nobody() {
+    let d = Daemon::start("dsleep");
+    let script = d.run_dir().join("sleep.rpcl");
+    std::fs::write(&script, "\"asleep\" . .fflush\nbegin 1000 ms 0 until\n").unwrap();
+    let mut child = d
+        .ethertap(&["run", script.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "asleep\n");
+    for _ in 0..3 {
+        let out = within(&d, &["eval", "\"served\" ."], 10);
+        assert_eq!(text(&out.stdout), "served\n");
+    }
+    let out = signal_and_wait(child, nix::sys::signal::Signal::SIGINT);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!("{}:2:12: error: ms: interrupted\n", script.display())
+    );
+    assert_eq!(d.eval("1 2 + ."), "3\n");
+}
+
+#[test]
+fn warnings_come_from_the_daemons_dictionary_and_strict_refuses() {
+    let d = Daemon::start("dwarn");
+    let out = d.output(&["eval", "0 tap.rx.enabel drop"]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stderr),
+        "1:3: warning: unknown word \"tap.rx.enabel\", pushed as a string (did you mean tap.rx.enable?)\n"
+    );
+    assert_eq!(d.stat_text(0, "RX tap"), "disabled");
+    // A word another client defined is known to the warnings, and suggested.
+    d.eval("\"2 *\" double !!");
+    let out = d.output(&["eval", "21 doubel drop drop"]);
+    assert!(
+        text(&out.stderr).contains("(did you mean double?)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(d.eval("21 double ."), "42\n");
+    let script = d.run_dir().join("typo.rpcl");
+    std::fs::write(&script, "\"ran\" .\n0 tap.rx.enabel\n").unwrap();
+    let path = script.to_str().unwrap();
+    let warning = format!(
+        "{path}:2:3: warning: unknown word \"tap.rx.enabel\", pushed as a string (did you mean tap.rx.enable?)\n"
+    );
+    let out = d.output(&["run", path]);
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr)),
+        ("ran\n".into(), warning.clone())
+    );
+    let out = d.output(&["run", "--strict", path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "", "nothing ran");
+    assert_eq!(
+        text(&out.stderr),
+        format!("{warning}{path}: error: --strict: 1 warning, nothing was run\n")
+    );
+}
+
+#[test]
+fn the_daemon_reads_only_regular_capped_files_and_keeps_a_memory_budget() {
+    let d = Daemon::start("dfiles");
+    let pipe = d.run_dir().join("pipe.rpcl");
+    nix::unistd::mkfifo(&pipe, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    for (file, kind) in [
+        ("/dev/zero", "a character device"),
+        (pipe.to_str().unwrap(), "a FIFO"),
+    ] {
+        let out = within(&d, &["eval", &format!("\"{file}\" load")], 10);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            text(&out.stderr),
+            format!("error: load: cannot read \"{file}\": not a regular file (it is {kind})\n")
+        );
+    }
+    assert_eq!(d.eval("1 2 + ."), "3\n");
+
+    let rss = || -> usize {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<usize>().ok())
+            .unwrap()
+            * 1024
+    };
+    d.eval("\"0123456789abcdefghijklmnopqrstu\" 9 0 do dup concat loop big !");
+    let before = rss();
+    let out = within(
+        &d,
+        &[
+            "eval",
+            "20000 0 do big @ i ->str concat \"v\" i ->str concat ! loop",
+        ],
+        60,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("the dictionary's memory budget of 64 MiB is used up"),
+        "{}",
+        text(&out.stderr)
+    );
+    let grown = rss().saturating_sub(before);
+    assert!(grown < 96 << 20, "the daemon grew by {} MB", grown >> 20);
+    d.eval("20000 0 do \"v\" i ->str concat dup defined? if forget else drop then loop");
+    let after = rss();
+    assert!(
+        after < before + (24 << 20),
+        "after forget {} MB, before {} MB",
+        after >> 20,
+        before >> 20
+    );
+    assert_eq!(d.eval("1 2 + ."), "3\n");
+}
+
 #[test]
 fn shebang_script_runs_in_the_daemon() {
     let d = Daemon::start("dsheb");
@@ -569,12 +735,7 @@ fn ctrl_c_interrupts_the_script_in_the_daemon_not_the_daemon() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(400));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = signal_and_wait(child, nix::sys::signal::Signal::SIGINT);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("interrupted"),
@@ -941,26 +1102,24 @@ fn bad_clients_leave_the_daemon_answering() {
     drop(s);
     assert!(d.eval("1 2 + .").contains('3'));
 
-    // A script of 3 MB (a huge request that is still valid): run, and answered.
+    // A script just under the source limit (1 MiB): run, and answered.
     let big = d.run_dir().join("big.rpcl");
-    std::fs::write(&big, "1 drop ".repeat((3 << 20) / 7) + "\n\"big done\" .\n").unwrap();
+    let tail = "\n\"big done\" .\n";
+    let body = "1 drop ".repeat((ethertap::rpcl::MAX_SOURCE - tail.len()) / 7);
+    std::fs::write(&big, body + tail).unwrap();
     let out = d.output(&["run", big.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("big done"));
-    // Over the script limit (what a request can carry): a clear refusal naming the file,
-    // before the file is read, let alone sent.
-    std::fs::write(&big, "1 drop ".repeat((5 << 20) / 7)).unwrap();
+    // Over it (3 MB): a clear refusal before anything is compiled or sent.
+    std::fs::write(&big, "1 drop ".repeat((3 << 20) / 7)).unwrap();
     let out = d.output(&["run", big.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains(&format!(
-            "{} is 5242874 bytes, more than the limit of {} bytes for a script",
-            big.display(),
-            ethertap::cli::local::MAX_SCRIPT
-        )),
+        text(&out.stderr).contains("bytes is more than the limit of 1048576 bytes"),
         "{}",
         text(&out.stderr)
     );
+    assert!(d.eval("1 2 + .").contains('3'));
 
     // A client whose script prints without end and who never reads: cut off by the write
     // timeout, its script interrupted; meanwhile status still answers.
@@ -988,7 +1147,7 @@ fn bad_clients_leave_the_daemon_answering() {
 
 #[test]
 fn preset_example_runs_at_start() {
-    let d = Daemon::start_with_preset("dpres", Some(examples().join("ethertap.rpcl")));
+    let d = Daemon::start_with("dpres", Some(examples().join("ethertap.rpcl")), &[]);
     for i in 0..2 {
         assert_eq!(d.stat_text(i, "RX tap"), "enabled", "interface {i}");
     }

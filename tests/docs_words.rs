@@ -207,7 +207,7 @@ fn every_engine_word_but_the_statistics_has_a_checked_example() {
         "if.etype.show",
         "if.stats.reset",
     ];
-    for w in ethertap::ixdp::words::ENGINE_WORDS {
+    for w in ethertap::ixdp::words::all_words() {
         assert!(
             checked.contains(w.name) || statistics.contains(&w.name),
             "docs/words-engine.md: {} has no checked example",

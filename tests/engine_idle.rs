@@ -103,12 +103,7 @@ fn an_idle_collect_sleeps_on_the_queue() {
     let start = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
     let busy = share(process_cpu_ticks(child.id()) - c0, start);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = signal_and_wait(child, nix::sys::signal::Signal::SIGTERM);
     assert!(
         out.status.success(),
         "collect: {}",

@@ -4,23 +4,20 @@
 //! scripts too large or not regular (needs root, `ip`, `ethtool`, `curl`, and the Debian
 //! package `prometheus` for `prometheus` and `promtool`).
 
+mod daemonlab;
 mod lab;
 
+use daemonlab::*;
 use ethertap::ctl::report::{StatsReport, StatusReport};
 use ethertap::ixdp::report::InterfaceReport;
 use lab::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const ETHERTAP: &str = env!("CARGO_BIN_EXE_ethertap");
 const CONTROL: &str = env!("CARGO_BIN_EXE_control");
 /// A MAC no lab interface owns: the far host counts the frames and drops them cheaply.
 const NOBODY: Mac = Mac([0x02, 0x99, 0, 0, 0, 0x09]);
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn require(tool: &str, package: &str) {
     let found = Command::new("sh")
@@ -34,77 +31,8 @@ fn require(tool: &str, package: &str) {
     );
 }
 
-/// A bridge lab with a daemon on it (its own runtime directory, log and queue).
-struct Daemon {
-    lab: Lab,
-    dir: tempfile::TempDir,
-    queue: String,
-}
-
+/// What the operations tests ask of the daemon beyond the shared harness.
 impl Daemon {
-    fn start(test: &str, extra: &[&str]) -> Daemon {
-        let lab = Lab::bridge(test);
-        // The metrics endpoint and Prometheus talk over the bridge namespace's loopback.
-        lab.ip(&lab.br, &["link", "set", "lo", "up"]);
-        let d = Daemon {
-            lab,
-            dir: tempfile::tempdir().expect("temp dir"),
-            queue: format!("et-{test}-{}", std::process::id()),
-        };
-        let mut c = d.env(Command::new("ip"));
-        c.args([
-            "netns",
-            "exec",
-            &d.lab.br,
-            ETHERTAP,
-            "start",
-            "-d",
-            "--no-preset",
-        ])
-        .args(["--queue-name", &d.queue])
-        .args(extra)
-        .args(["p0", "p1"]);
-        let out = c.output().expect("ethertap start -d");
-        assert!(
-            out.status.success(),
-            "ethertap start -d: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        d.lab.host_checksums_in_software();
-        d
-    }
-
-    fn env(&self, mut c: Command) -> Command {
-        c.env("ETHERTAP_RUN_DIR", self.dir.path())
-            .env("ETHERTAP_LOG", self.log())
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn log(&self) -> PathBuf {
-        self.dir.path().join("ethertap.log")
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        self.env(Command::new(ETHERTAP))
-            .args(args)
-            .output()
-            .expect("ethertap")
-    }
-
-    /// `ethertap ARGS` that must succeed in the daemon; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success() && out.stderr.is_empty(),
-            "ethertap {args:?}: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
     /// Runs `ethertap eval LINE` and returns the client's pid with the output.
     fn eval_with_pid(&self, line: &str) -> (u32, String) {
         let child = self
@@ -146,13 +74,6 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.output(&["stop", "--timeout", "10"]);
-        let _ = std::fs::remove_file(format!("/dev/shm/{}", self.queue));
-    }
-}
-
 /// `ip netns exec NS curl -s URL`: the body.
 fn curl(ns: &str, url: &str) -> String {
     let out = Command::new("ip")
@@ -191,7 +112,7 @@ fn prometheus_scrapes_the_daemon_and_agrees_with_if_stats_and_the_far_hosts() {
     require("curl", "curl");
     require("prometheus", "prometheus");
     require("promtool", "prometheus");
-    let mut d = Daemon::start("prom", &["--metrics", "127.0.0.1:9101"]);
+    let mut d = Daemon::start_with("prom", None, &["--metrics", "127.0.0.1:9101"]);
     d.traffic(400);
 
     // The exposition itself: the classic text format, clean for promtool.
@@ -311,7 +232,7 @@ fn prometheus_scrapes_the_daemon_and_agrees_with_if_stats_and_the_far_hosts() {
 
 #[test]
 fn stats_and_status_json_carry_the_figures_of_the_text_outputs() {
-    let d = Daemon::start("json", &[]);
+    let d = Daemon::start("json");
     d.ok(&[
         "eval",
         "0 tap.rx.enable 1000 1 fault.drop.probability 1 fault.enable",
@@ -415,7 +336,7 @@ fn parse_log_line(line: &str) -> Option<(&str, u32, u32, &str)> {
 
 #[test]
 fn the_log_records_start_changes_an_interface_removal_and_stop_with_time_uid_and_pid() {
-    let d = Daemon::start("log", &[]);
+    let d = Daemon::start("log");
     let (fault_pid, _) = d.eval_with_pid("5000 0 fault.drop.probability");
     let (tap_pid, _) = d.eval_with_pid("1 tap.tx.enable");
     let (_, _) = d.eval_with_pid("if.stats");
@@ -473,7 +394,7 @@ fn the_log_records_start_changes_an_interface_removal_and_stop_with_time_uid_and
 
 #[test]
 fn a_refused_stop_ends_at_once_with_the_reason() {
-    let d = Daemon::start("nrstop", &[]);
+    let d = Daemon::start("nrstop");
     // A socket reachable by mistake: the daemon still refuses other users, and the client
     // must not wait for a stop that will not come.
     use std::os::unix::fs::PermissionsExt;
@@ -607,7 +528,7 @@ fn scripts_too_large_or_not_regular_are_refused_before_they_are_read() {
         let out = ethertap_no_daemon(dir.path(), args);
         let e = text(&out.stderr);
         assert!(
-            !out.status.success() && e.contains("is not a regular file"),
+            !out.status.success() && e.contains("not a regular file"),
             "{args:?}: {e}"
         );
     }

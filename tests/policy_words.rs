@@ -3,7 +3,7 @@
 
 mod testengine;
 
-use ethertap::ixdp::words::{register_unavailable_words, ENGINE_WORDS, NEEDS_ENGINE};
+use ethertap::ixdp::words::{all_words, register_unavailable_words, NEEDS_ENGINE};
 use ethertap::lab::frames::{self, Tag};
 use ethertap::rpcl::Vm;
 use ethertap::wire::Mac;
@@ -402,8 +402,8 @@ fn unavailable_words_have_the_same_names_and_help_and_say_how_to_start() {
             .collect()
     };
     assert_eq!(added(&live), added(&local));
-    assert_eq!(added(&live).len(), ENGINE_WORDS.len());
-    for w in ENGINE_WORDS {
+    assert_eq!(added(&live).len(), all_words().count());
+    for w in all_words() {
         assert_eq!(live.help(w.name), Some(w.help));
         assert_eq!(local.help(w.name), Some(w.help));
         assert_eq!(
@@ -421,17 +421,96 @@ fn the_words_doc_lists_exactly_the_engine_words() {
         .lines()
         .filter_map(|l| l.strip_prefix("### `")?.split('`').next())
         .collect();
-    let mut registered: Vec<&str> = ENGINE_WORDS.iter().map(|w| w.name).collect();
+    let mut registered: Vec<&str> = all_words().map(|w| w.name).collect();
     documented.sort_unstable();
     registered.sort_unstable();
     assert_eq!(documented, registered);
-    for w in ENGINE_WORDS {
+    for w in all_words() {
         assert!(
             doc.contains(w.help),
             "the doc quotes the help of {}",
             w.name
         );
     }
+}
+
+#[test]
+fn if_counter_pushes_the_counters_that_if_stats_prints() {
+    let e = engine(2, 2);
+    let q = e.stats.queue(0, 1);
+    for _ in 0..3 {
+        q.on_rx(&frame(Mac::BROADCAST, CISCO, 0x0800));
+    }
+    q.add_tx(2);
+    q.add_drop(5);
+    q.add_fi_flipped(4);
+    e.stats.queue(0, 0).add_fi_flipped(1);
+    e.stats.queue(1, 0).add_err(9);
+    let mut vm = vm_for(&e);
+    let stats = run(&mut vm, "if.stats").unwrap();
+    // Every counter line of if.stats, read back by its label.
+    let mut checked = 0;
+    for (ifidx, block) in stats
+        .split_inclusive('\n')
+        .fold(Vec::<String>::new(), |mut v, l| {
+            if !l.starts_with(' ') {
+                v.push(String::new());
+            }
+            v.last_mut().unwrap().push_str(l);
+            v
+        })
+        .iter()
+        .enumerate()
+    {
+        for line in block.lines().skip(1) {
+            let label = line[..24].trim();
+            let value = line[24..].trim();
+            if value.parse::<u64>().is_err() {
+                continue;
+            }
+            let got = run(&mut vm, &format!("\"{label}\" {ifidx} if.counter .")).unwrap();
+            assert_eq!(got.trim(), value, "{label} of interface {ifidx}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 16, "8 counters of 2 interfaces");
+    assert_eq!(
+        run(&mut vm, "\"flipped by FI\" 0 if.counter .").unwrap(),
+        "5\n"
+    );
+    assert_eq!(
+        run(&mut vm, "\"bitflipped by FI\" 0 if.counter .").unwrap(),
+        "5\n",
+        "the published spelling"
+    );
+    assert_eq!(
+        run(&mut vm, "\"RX tap\" 0 if.counter").unwrap_err(),
+        "error: if.counter: \"RX tap\" is not a counter of if.stats (rx, tx, drop, noif, err, dropped by FI, flipped by FI, duplicated by FI)"
+    );
+    // A failing word leaves the stack as it was.
+    assert_eq!(
+        run(&mut vm, ".cs \"rx\" 7 if.counter").unwrap_err(),
+        "error: if.counter: 7 is not an interface (0..1)"
+    );
+    assert_eq!(run(&mut vm, ".s").unwrap(), " 0 [rx]\n 1 [7]\n");
+}
+
+#[test]
+fn fault_bitflip_probability_is_fault_flip_probability() {
+    let e = engine(2, 1);
+    let mut vm = vm_for(&e);
+    run(&mut vm, "1000 0 fault.bitflip.probability 0 fault.enable").unwrap();
+    let by_published_name = run(&mut vm, "if.stats").unwrap();
+    let p = e.policy.snapshot();
+    assert_eq!((p.fault[0].flip_p, p.fault[0].enabled), (1000, true));
+    run(&mut vm, "0 0 fault.flip.probability 0 fault.disable").unwrap();
+    run(&mut vm, "1000 0 fault.flip.probability 0 fault.enable").unwrap();
+    assert_eq!(run(&mut vm, "if.stats").unwrap(), by_published_name);
+    assert!(by_published_name.contains("    flip probability    1000 (1.000%)\n"));
+    assert_eq!(
+        run(&mut vm, "100001 0 fault.bitflip.probability").unwrap_err(),
+        "error: fault.bitflip.probability: 100001 is not a probability (0..100000 in 1/100000, 100000 = always)"
+    );
 }
 
 /// The block of docs/words-engine.md that follows `ok LINE` in the section of `word`.
@@ -794,8 +873,7 @@ fn engine_conformance_cases() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    let missing: Vec<&str> = ENGINE_WORDS
-        .iter()
+    let missing: Vec<&str> = all_words()
         .map(|w| w.name)
         .filter(|w| !tokens.contains(*w))
         .collect();

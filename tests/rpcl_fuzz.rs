@@ -7,27 +7,9 @@
 
 use ethertap::rpcl::{check, Vm};
 
-/// splitmix64: deterministic, no dependency.
-struct Rng(u64);
+mod splitmix;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len())]
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
+use splitmix::Rng;
 
 const NUMBERS: &[&str] = &[
     "0",
@@ -294,7 +276,8 @@ fn random_and_mutated_streams_never_panic() {
 /// Sources shaped to find quadratic corners (one huge line, deep nesting) run to the end.
 #[test]
 fn pathological_sources_complete() {
-    let long_line = ["1 drop"; 200_000].join(" ") + " 7 .";
+    // Just under the source limit of 1 MiB.
+    let long_line = ["1 drop"; 140_000].join(" ") + " 7 .";
     let deep_loops = format!(
         "0 {} {} {} .",
         ["1 0 do"; 20_000].join(" "),
@@ -324,4 +307,12 @@ fn pathological_sources_complete() {
     }
     let unbalanced = ["do"; 100_000].join("\n");
     assert_eq!(check("u.rpcl", &unbalanced).unwrap_err().len(), 100_000);
+    // Over the limit: one clear error, nothing compiled.
+    let over = ["1 drop"; 200_000].join(" ");
+    let errs = check("over.rpcl", &over).unwrap_err();
+    assert_eq!(errs.len(), 1);
+    assert_eq!(
+        errs[0].to_string(),
+        "over.rpcl:1:1: error: parse: source of 1399999 bytes is longer than the limit of 1048576 bytes"
+    );
 }

@@ -43,6 +43,9 @@ pub enum Command {
         /// Run in a local VM even when a daemon is running.
         #[arg(long)]
         local: bool,
+        /// Refuse to run the script if it has warnings (unknown words that look like words).
+        #[arg(long)]
+        strict: bool,
         /// The script to run.
         file: String,
         /// Arguments for the script (`argc`, `arg`).
@@ -54,17 +57,24 @@ pub enum Command {
         /// Run in a local VM even when a daemon is running.
         #[arg(long)]
         local: bool,
+        /// Refuse to run the line if it has warnings (unknown words that look like words).
+        #[arg(long)]
+        strict: bool,
         /// The words to run.
         #[arg(allow_hyphen_values = true)]
         line: String,
     },
-    /// Compile a script without running it and report every error.
+    /// Compile a script without running it and report every error and warning; it knows the
+    /// engine's words without a daemon.
     Check {
         /// The script to compile.
         file: String,
         /// Print the bytecode.
         #[arg(long)]
         disasm: bool,
+        /// Exit with status 1 on a warning too.
+        #[arg(long)]
+        strict: bool,
     },
     /// Interactive `ok ` console in the daemon's VM (a local VM when no daemon runs).
     Console {
@@ -140,9 +150,22 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { file, args, local } => front::run(&file, args, local),
-        Command::Eval { line, local } => front::eval(&line, local),
-        Command::Check { file, disasm } => cli::local::check(&file, disasm),
+        Command::Run {
+            file,
+            args,
+            local,
+            strict,
+        } => front::run(&file, args, local, strict),
+        Command::Eval {
+            line,
+            local,
+            strict,
+        } => front::eval(&line, local, strict),
+        Command::Check {
+            file,
+            disasm,
+            strict,
+        } => cli::local::check(&file, disasm, strict),
         Command::Console { local } => front::console(local),
         Command::Status { json } => front::status(json),
         Command::Stats { json } => front::stats(json),

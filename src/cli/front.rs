@@ -45,9 +45,20 @@ fn sigint_flag() -> Arc<AtomicBool> {
     flag
 }
 
-/// Send one request, stream its output, and turn the outcome into an exit status.
-fn remote(mut client: Client, req: Request) -> ExitCode {
-    let _ = client.set_color(std::io::stdout().is_terminal());
+/// Tell the daemon what this client's output is: a terminal (colours, its width) or not.
+fn describe_terminal(client: &mut Client) {
+    let terminal = std::io::stdout().is_terminal();
+    let _ = client.set_color(terminal);
+    let _ = client.set_width(crate::rpcl::stdout_width());
+}
+
+/// Send one request, stream its output (warnings and notices on stderr), and turn the
+/// outcome into an exit status; `strict` refuses a text with warnings.
+fn remote(mut client: Client, req: Request, strict: bool) -> ExitCode {
+    describe_terminal(&mut client);
+    if strict {
+        let _ = client.set_strict(true);
+    }
     let interrupt = sigint_flag();
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
@@ -73,9 +84,10 @@ fn remote(mut client: Client, req: Request) -> ExitCode {
     }
 }
 
-/// `ethertap run FILE [ARG…]`: compile here (parse errors never reach the daemon), run there.
-/// The file is checked (regular, size) before it is read or compiled.
-pub fn run(file: &str, args: Vec<String>, local: bool) -> ExitCode {
+/// `ethertap run FILE [ARG…]`: compile here (parse errors never reach the daemon), run there;
+/// the warnings are the daemon's, whose dictionary the script meets. The file is checked
+/// (regular, size) before it is read or compiled.
+pub fn run(file: &str, args: Vec<String>, local: bool, strict: bool) -> ExitCode {
     let source = match local::read_script(file) {
         Ok(s) => s,
         Err(e) => {
@@ -97,14 +109,15 @@ pub fn run(file: &str, args: Vec<String>, local: bool) -> ExitCode {
                 source,
                 args,
             },
+            strict,
         ),
-        Ok(None) => local::run_local(super::local_vm(), file, &source, args),
+        Ok(None) => local::run_local(super::local_vm(), file, &source, args, strict),
         Err(code) => code,
     }
 }
 
 /// `ethertap eval 'LINE'`.
-pub fn eval(line: &str, local: bool) -> ExitCode {
+pub fn eval(line: &str, local: bool, strict: bool) -> ExitCode {
     if let Err(errors) = rpcl::check_line(line) {
         for e in errors {
             eprintln!("{e}");
@@ -112,8 +125,8 @@ pub fn eval(line: &str, local: bool) -> ExitCode {
         return ExitCode::FAILURE;
     }
     match daemon_or_notice(local) {
-        Ok(Some(client)) => remote(client, Request::Eval(line.to_string())),
-        Ok(None) => local::eval_local(super::local_vm(), line),
+        Ok(Some(client)) => remote(client, Request::Eval(line.to_string()), strict),
+        Ok(None) => local::eval_local(super::local_vm(), line, strict),
         Err(code) => code,
     }
 }
@@ -127,6 +140,8 @@ struct RemoteBackend {
 impl ConsoleBackend for RemoteBackend {
     fn eval(&mut self, line: &str, out: &mut dyn Write) -> Result<Flow, ConsoleError> {
         let mut notices = std::io::stderr();
+        // The window may have been resized since the last line.
+        let _ = self.client.set_width(crate::rpcl::stdout_width());
         match self.client.call(
             &Request::Line(line.to_string()),
             out,
@@ -192,7 +207,7 @@ pub fn attach() -> ExitCode {
 
 /// The interactive session on an open connection: claim the one session, then the console.
 fn session(mut client: Client) -> ExitCode {
-    let _ = client.set_color(std::io::stdout().is_terminal());
+    describe_terminal(&mut client);
     let never = AtomicBool::new(false);
     match client.call(
         &Request::OpenSession,
@@ -237,7 +252,7 @@ fn not_running() -> ExitCode {
 /// Sends `req` to the daemon; exit 3 when none runs.
 fn to_daemon(req: Request) -> ExitCode {
     match Client::connect(&socket_path()) {
-        Ok(Some(client)) => remote(client, req),
+        Ok(Some(client)) => remote(client, req, false),
         Ok(None) => not_running(),
         Err(e) => {
             eprintln!("ethertap: cannot reach the daemon: {e}");

@@ -1,78 +1,30 @@
 //! Local front ends of `ethertap run`, `eval`, `check` and `console` (no daemon involved).
 
-use crate::rpcl::{self, run_console, Flow, LocalBackend, Vm};
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use crate::rpcl::{self, run_console, Flow, LocalBackend, RpclError, Vm, Warning};
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-/// The largest script `ethertap run`, `check` and a preset read: what one request to the
-/// daemon can carry, less room for the file name and the arguments.
-pub const MAX_SCRIPT: u64 = (crate::ctl::proto::MAX_FRAME - (64 << 10)) as u64;
-
-/// Why a script file was not read.
+/// Why a script file (`ethertap run`, `check`, a preset) was not read: the file as given and
+/// what [`rpcl::read_source`] found (a system error, not a regular file, larger than
+/// [`rpcl::MAX_SOURCE`]). Checked before anything is read, so a FIFO is refused, not waited on.
 #[derive(Debug, thiserror::Error)]
-pub enum ScriptError {
-    /// It cannot be opened or read.
-    #[error("cannot read {file}: {source}")]
-    Read {
-        /// The file as given.
-        file: String,
-        /// What the system said.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A directory, FIFO, device or socket.
-    #[error("{file} is not a regular file")]
-    NotRegular {
-        /// The file as given.
-        file: String,
-    },
-    /// Larger than [`MAX_SCRIPT`].
-    #[error("{file} is {size} bytes, more than the limit of {MAX_SCRIPT} bytes for a script")]
-    TooLarge {
-        /// The file as given.
-        file: String,
-        /// Its size (at least; it may still grow).
-        size: u64,
-    },
+#[error("cannot read {file}: {source}")]
+pub struct ScriptError {
+    /// The file as given.
+    pub file: String,
+    /// Why it was not read.
+    #[source]
+    pub source: rpcl::SourceError,
 }
 
-/// Reads a script: a regular file of at most [`MAX_SCRIPT`] bytes, opened without blocking
-/// (a FIFO is refused, not waited on), checked before anything is read.
+/// Reads a script through [`rpcl::read_source`], the one reader of every source text.
 pub fn read_script(file: &str) -> Result<String, ScriptError> {
-    let read_err = |source| ScriptError::Read {
+    rpcl::read_source(file).map_err(|source| ScriptError {
         file: file.to_string(),
         source,
-    };
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(file)
-        .map_err(read_err)?;
-    let meta = f.metadata().map_err(read_err)?;
-    if !meta.is_file() {
-        return Err(ScriptError::NotRegular {
-            file: file.to_string(),
-        });
-    }
-    let too_large = |size| ScriptError::TooLarge {
-        file: file.to_string(),
-        size,
-    };
-    if meta.len() > MAX_SCRIPT {
-        return Err(too_large(meta.len()));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    // A file that grows while we read stops at the limit too.
-    f.take(MAX_SCRIPT + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_err)?;
-    if bytes.len() as u64 > MAX_SCRIPT {
-        return Err(too_large(bytes.len() as u64));
-    }
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    })
 }
 
 /// Ctrl-C sets the VM's interrupt flag; a second Ctrl-C while it is still set (a word that
@@ -83,8 +35,40 @@ fn interrupt_on_sigint(flag: &Arc<AtomicBool>) {
     let _ = signal_hook::flag::register(SIGINT, flag.clone());
 }
 
-fn finish(r: Result<Flow, rpcl::RpclError>, out: &mut dyn Write) -> ExitCode {
+/// The warnings on stderr, one a line.
+fn print_warnings(warnings: &[Warning]) {
+    for w in warnings {
+        eprintln!("{w}");
+    }
+}
+
+/// Compile, print the warnings, refuse with `strict` if there are any, run to the end.
+fn compile_and_run(
+    vm: &mut Vm,
+    compiled: Result<rpcl::Compiled, RpclError>,
+    what: &str,
+    strict: bool,
+) -> ExitCode {
+    let warnings = vm.take_warnings();
+    print_warnings(&warnings);
+    let compiled = match compiled {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if strict && !warnings.is_empty() {
+        eprintln!("{}", rpcl::strict_refusal(what, warnings.len()));
+        return ExitCode::FAILURE;
+    }
+    interrupt_on_sigint(&vm.interrupt_handle());
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let step = vm.start(compiled, &mut out);
+    let r: Result<Flow, RpclError> = vm.finish(step, &mut out);
     let _ = out.flush();
+    // A file the script loaded may have had warnings of its own.
+    print_warnings(&vm.take_warnings());
     match r {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
@@ -95,24 +79,22 @@ fn finish(r: Result<Flow, rpcl::RpclError>, out: &mut dyn Write) -> ExitCode {
 }
 
 /// `ethertap run FILE [ARG…]` in a local VM, with the script read already.
-pub fn run_local(mut vm: Vm, file: &str, text: &str, args: Vec<String>) -> ExitCode {
+pub fn run_local(mut vm: Vm, file: &str, text: &str, args: Vec<String>, strict: bool) -> ExitCode {
     vm.set_args(args);
-    interrupt_on_sigint(&vm.interrupt_handle());
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let r = vm.run_file_flow(file, text, &mut out);
-    finish(r, &mut out)
+    let compiled = vm.compile_file(file, text);
+    compile_and_run(&mut vm, compiled, file, strict)
 }
 
 /// `ethertap eval 'LINE'` in a local VM.
-pub fn eval_local(mut vm: Vm, line: &str) -> ExitCode {
-    interrupt_on_sigint(&vm.interrupt_handle());
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let r = vm.eval_line_flow(line, &mut out);
-    finish(r, &mut out)
+pub fn eval_local(mut vm: Vm, line: &str, strict: bool) -> ExitCode {
+    let compiled = vm.compile_line(line);
+    compile_and_run(&mut vm, compiled, "eval", strict)
 }
 
-/// `ethertap check FILE [--disasm]`: compile only, every error reported.
-pub fn check(file: &str, disasm: bool) -> ExitCode {
+/// `ethertap check FILE [--disasm] [--strict]`: compile only, in a VM that knows every word
+/// of the engine and the packet queue (no daemon needed), and report every error and warning;
+/// `--strict` fails on a warning too.
+pub fn check(file: &str, disasm: bool, strict: bool) -> ExitCode {
     let text = match read_script(file) {
         Ok(t) => t,
         Err(e) => {
@@ -120,19 +102,33 @@ pub fn check(file: &str, disasm: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let mut vm = super::local_vm();
     let r = if disasm {
-        Vm::new().disasm(file, &text).map(|d| print!("{d}"))
+        vm.disasm(file, &text).map(|d| print!("{d}"))
     } else {
-        rpcl::check(file, &text)
+        vm.compile_file(file, &text)
+            .map(|_| ())
+            .map_err(RpclError::into_each)
     };
-    match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(errs) => {
-            for e in errs {
-                eprintln!("{e}");
-            }
-            ExitCode::FAILURE
-        }
+    let warnings = vm.take_warnings();
+    let errors = r.err().unwrap_or_default();
+    // One report in source order, warnings and errors together.
+    let mut lines: Vec<((u32, u32), String)> = warnings
+        .iter()
+        .map(|w| ((w.line, w.col), w.to_string()))
+        .chain(errors.iter().map(|e| {
+            let at = e.at.as_ref().map_or((0, 0), |p| (p.line, p.col));
+            (at, e.to_string())
+        }))
+        .collect();
+    lines.sort_by_key(|(at, _)| *at);
+    for (_, line) in lines {
+        eprintln!("{line}");
+    }
+    if errors.is_empty() && (warnings.is_empty() || !strict) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -67,6 +67,9 @@ pub fn print_completions(shell: clap_complete::Shell, mut cmd: clap::Command, na
     let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
 }
 
+/// The variable holding the number of the engine's interfaces.
+const IF_COUNT: &str = "if.count";
+
 /// Where a VM's engine words go: to a running engine, or nowhere (a local VM, whose engine
 /// words fail with a hint to start the daemon).
 pub enum VmHost<'a> {
@@ -83,13 +86,17 @@ pub fn new_vm(host: VmHost<'_>) -> Vm {
     vm.set_var("version.ethertap", env!("CARGO_PKG_VERSION"));
     match host {
         VmHost::Local => {
-            vm.set_color(std::io::stdout().is_terminal());
+            let terminal = std::io::stdout().is_terminal();
+            vm.set_color(terminal);
+            vm.set_width(crate::rpcl::stdout_width());
             crate::ixdp::words::register_unavailable_words(&mut vm);
             crate::pqueue::register_words(&mut vm, crate::pqueue::DEFAULT_NAME);
+            // Scripts checked or run here are meant for the engine, which defines it.
+            vm.declare(IF_COUNT);
         }
         VmHost::Engine(engine, queue_name) => {
             // Lets scripts loop over the interfaces whatever the mode (examples/tap-all.rpcl).
-            vm.set_var("if.count", &engine.view().interfaces().len().to_string());
+            vm.set_var(IF_COUNT, &engine.view().interfaces().len().to_string());
             crate::ixdp::words::register_engine_words(&mut vm, engine.view());
             crate::pqueue::register_words(&mut vm, queue_name);
         }

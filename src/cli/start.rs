@@ -223,15 +223,21 @@ impl StartArgs {
     }
 }
 
-/// Runs a preset file in `vm`.
+/// Runs a preset file in `vm` (read as every script is, [`super::local::read_script`]); its
+/// warnings go to the daemon's log.
 pub fn run_preset(
     vm: &mut Vm,
     file: &std::path::Path,
     out: &mut dyn Write,
 ) -> Result<(), StartError> {
-    let text = super::local::read_script(&file.display().to_string())?;
-    vm.run_file(&file.display().to_string(), &text, out)?;
-    crate::log::info(&format!("preset {} run", file.display()));
+    let name = file.display().to_string();
+    let text = super::local::read_script(&name)?;
+    let r = vm.run_file(&name, &text, out);
+    for w in vm.take_warnings() {
+        crate::log::warn(&w.to_string());
+    }
+    r?;
+    crate::log::info(&format!("preset {name} run"));
     Ok(())
 }
 
@@ -359,7 +365,11 @@ struct ServedBackend {
 
 impl ConsoleBackend for ServedBackend {
     fn eval(&mut self, line: &str, out: &mut dyn Write) -> Result<Flow, ConsoleError> {
-        Ok(self.vm.eval_console(line, self.color, out)?)
+        let width = crate::rpcl::stdout_width();
+        let mut warn = std::io::stderr();
+        Ok(self
+            .vm
+            .eval_console(line, self.color, width, out, &mut warn)?)
     }
     fn word_names(&mut self) -> Vec<String> {
         self.vm.word_names()

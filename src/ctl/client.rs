@@ -95,6 +95,17 @@ impl Client {
         Ok(Request::Color(on).write_to(&mut &self.stream)?)
     }
 
+    /// Tell the daemon how wide this client's terminal is (`None`: output is no terminal).
+    pub fn set_width(&mut self, cols: Option<usize>) -> Result<(), ProtoError> {
+        let cols = cols.map_or(0, |c| c.min(u16::MAX as usize) as u16);
+        Ok(Request::Width(cols).write_to(&mut &self.stream)?)
+    }
+
+    /// Ask the daemon to refuse this client's texts that have warnings (`--strict`).
+    pub fn set_strict(&mut self, on: bool) -> Result<(), ProtoError> {
+        Ok(Request::Strict(on).write_to(&mut &self.stream)?)
+    }
+
     fn readable_within(&self, ms: u16) -> io::Result<bool> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];

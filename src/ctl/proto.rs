@@ -38,6 +38,11 @@ pub enum Request {
     Stop,
     /// Whether the client's own output is a terminal (colours, underlining).
     Color(bool),
+    /// The columns of the client's terminal, 0 when its output is none: `.i` and `.d` wrap
+    /// to it.
+    Width(u16),
+    /// Refuse to run this client's scripts and lines that have warnings (`--strict`).
+    Strict(bool),
     /// A report as JSON (`ethertap stats --json`, `ethertap status --json`).
     Json(JsonReport),
     /// The last lines of the daemon's log (`ethertap log`), at most this many.
@@ -168,6 +173,8 @@ impl Request {
             Request::Status => write_frame(w, b'T', b""),
             Request::Stop => write_frame(w, b'Q', b""),
             Request::Color(on) => write_frame(w, b'C', if *on { b"1" } else { b"0" }),
+            Request::Width(cols) => write_frame(w, b'Z', &cols.to_be_bytes()),
+            Request::Strict(on) => write_frame(w, b'X', if *on { b"1" } else { b"0" }),
             Request::Json(JsonReport::Stats) => write_frame(w, b'J', b"stats"),
             Request::Json(JsonReport::Status) => write_frame(w, b'J', b"status"),
             Request::Log(n) => write_frame(w, b'G', &n.to_be_bytes()),
@@ -210,6 +217,11 @@ impl Request {
             b'T' => Request::Status,
             b'Q' => Request::Stop,
             b'C' => Request::Color(payload == b"1"),
+            b'Z' => match payload[..] {
+                [hi, lo] => Request::Width(u16::from_be_bytes([hi, lo])),
+                _ => return Err(ProtoError::Malformed("a width is two bytes")),
+            },
+            b'X' => Request::Strict(payload == b"1"),
             b'J' => match payload.as_slice() {
                 b"stats" => Request::Json(JsonReport::Stats),
                 b"status" => Request::Json(JsonReport::Status),
@@ -292,6 +304,8 @@ mod tests {
             Request::Status,
             Request::Stop,
             Request::Color(true),
+            Request::Width(80),
+            Request::Strict(true),
             Request::Json(JsonReport::Stats),
             Request::Json(JsonReport::Status),
             Request::Log(25),

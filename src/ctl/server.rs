@@ -4,8 +4,10 @@
 //! frames, so an interrupt (Ctrl-C) or a vanished client is noticed while a script runs; the
 //! executor takes the VM for one request at a time. Requests of different clients are
 //! serialised on the VM and every client has its own data stack, so no two scripts ever
-//! interleave on one stack. A client that stops reading its output is cut off by the socket's
-//! write timeout, which also interrupts its script: nobody can hold the VM by not reading.
+//! interleave on one stack. A word that waits (`ms`) pauses its text: the executor gives the
+//! VM up for the wait and takes it again to resume, so a script sleeping in a loop holds
+//! nobody else up. A client that stops reading its output is cut off by the socket's write
+//! timeout, which also interrupts its script: nobody can hold the VM by not reading.
 //!
 //! Limits (docs/operations.md): at most [`ServerConfig::max_connections`] connections (more
 //! are refused with a notice and closed), a connection that sends nothing for
@@ -19,7 +21,7 @@
 //! with the client's uid and pid.
 
 use super::proto::{JsonReport, ProtoError, Reply, Request};
-use crate::rpcl::{Flow, StackSnapshot, Vm};
+use crate::rpcl::{Compiled, Flow, Paused, RpclError, StackSnapshot, Step, Vm};
 use std::io::{self, Write};
 use std::net::Shutdown;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -138,7 +140,30 @@ struct Shared {
     connections: AtomicUsize,
     budget: Budget,
     shutdown: Arc<AtomicBool>,
+    /// Set at shutdown: texts that wait end as interrupted, none starts.
+    stopping: AtomicBool,
+    /// Texts started and not yet answered (running, waiting for the VM, or paused).
+    texts: AtomicUsize,
 }
+
+/// Counts a text in [`Shared::texts`] while it lives.
+struct TextGuard<'a>(&'a AtomicUsize);
+
+impl<'a> TextGuard<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        TextGuard(count)
+    }
+}
+
+impl Drop for TextGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How long a shutdown waits for the texts it interrupted to answer their clients.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// A running console server.
 pub struct Server {
@@ -172,6 +197,8 @@ impl Server {
             },
             config,
             shutdown: shutdown.clone(),
+            stopping: AtomicBool::new(false),
+            texts: AtomicUsize::new(0),
         });
         let accept_thread = {
             let shared = shared.clone();
@@ -202,12 +229,18 @@ impl Server {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
-    /// Stop accepting clients and interrupt whatever runs.
+    /// Stop accepting clients and interrupt whatever runs or waits; give the interrupted
+    /// texts a moment to tell their clients.
     pub fn shutdown(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
         self.shutdown.store(true, Ordering::SeqCst);
         self.shared.vm_interrupt.store(true, Ordering::SeqCst);
         if let Some(t) = self.accept_thread.take() {
             let _ = t.join();
+        }
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while self.shared.texts.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
@@ -220,16 +253,29 @@ impl ServedVm {
     /// Runs one line of the process's own terminal console (`ethertap start` on a terminal)
     /// on the served VM, whose resident stack is the console's (clients swap theirs in and
     /// out). A line that changes the engine is logged like a client's, with our uid and pid.
+    /// Its warnings go to `warn` (the terminal's stderr). A wait (`ms`) keeps the VM here: the
+    /// terminal's Ctrl-C is the VM's interrupt flag, which must not reach a client's text.
     pub fn eval_console(
         &self,
         line: &str,
         color: bool,
+        width: Option<usize>,
         out: &mut dyn Write,
+        warn: &mut dyn Write,
     ) -> Result<Flow, crate::rpcl::RpclError> {
         let mut vm = lock_vm(&self.0);
         let mark = self.0.host.state_mark();
         vm.set_color(color);
-        let result = vm.eval_line_flow(line, out);
+        vm.set_width(width);
+        let compiled = vm.compile_line(line);
+        for w in vm.take_warnings() {
+            let _ = writeln!(warn, "{w}");
+        }
+        let step = compiled.and_then(|c| vm.start(c, out));
+        let result = vm.finish(step, out);
+        for w in vm.take_warnings() {
+            let _ = writeln!(warn, "{w}");
+        }
         if self.0.host.state_mark() != mark {
             let what = format!("console (terminal): {}", loggable(line));
             crate::log::info(&what);
@@ -369,12 +415,17 @@ fn serve_connection(stream: UnixStream, shared: &Shared, id: u64) {
         return;
     };
     let cancel = AtomicBool::new(false);
+    let interrupt = AtomicBool::new(false);
     let (tx, rx) = mpsc::sync_channel(QUEUED_REQUESTS);
     std::thread::scope(|scope| {
         let read = std::thread::Builder::new()
             .name(format!("ctl-read-{id}"))
             .spawn_scoped(scope, || {
-                read_requests(&mut reader, shared, id, &cancel, tx)
+                let flags = ClientFlags {
+                    cancel: &cancel,
+                    interrupt: &interrupt,
+                };
+                read_requests(&mut reader, shared, id, flags, tx)
             });
         if read.is_err() {
             return;
@@ -385,7 +436,10 @@ fn serve_connection(stream: UnixStream, shared: &Shared, id: u64) {
             id,
             peer,
             cancel: &cancel,
+            interrupt: &interrupt,
             color: false,
+            width: None,
+            strict: false,
             in_session: false,
             session_stack: StackSnapshot::default(),
         };
@@ -397,15 +451,25 @@ fn serve_connection(stream: UnixStream, shared: &Shared, id: u64) {
     });
 }
 
+/// What the reader of a connection tells its executor besides requests.
+#[derive(Clone, Copy)]
+struct ClientFlags<'a> {
+    /// The connection is over.
+    cancel: &'a AtomicBool,
+    /// Ctrl-C of this client: ends a text of its that waits.
+    interrupt: &'a AtomicBool,
+}
+
 /// The reader thread of a connection: decodes requests until the client goes, the stream
 /// breaks or the executor ends.
 fn read_requests<'s>(
     reader: &mut UnixStream,
     shared: &'s Shared,
     id: u64,
-    cancel: &AtomicBool,
+    flags: ClientFlags<'_>,
     tx: mpsc::SyncSender<Incoming<'s>>,
 ) {
+    let ClientFlags { cancel, interrupt } = flags;
     let stop = || cancel.load(Ordering::SeqCst) || shared.shutdown.load(Ordering::SeqCst);
     loop {
         let mut reservation = None;
@@ -418,6 +482,8 @@ fn read_requests<'s>(
         });
         let incoming = match read {
             Ok(Request::Interrupt) => {
+                // Seen by a text of this client that waits, or that runs.
+                interrupt.store(true, Ordering::SeqCst);
                 interrupt_if_running(shared, id);
                 continue;
             }
@@ -451,7 +517,13 @@ struct Executor<'a> {
     id: u64,
     peer: Peer,
     cancel: &'a AtomicBool,
+    /// Ctrl-C of this client: ends a text of its that waits.
+    interrupt: &'a AtomicBool,
     color: bool,
+    /// The client's terminal width, for `.i` and `.d`.
+    width: Option<usize>,
+    /// `--strict`: texts with warnings are refused.
+    strict: bool,
     in_session: bool,
     session_stack: StackSnapshot,
 }
@@ -465,7 +537,19 @@ fn loggable(text: &str) -> String {
     cut
 }
 
-impl Executor<'_> {
+/// What a request asks the VM to run.
+enum Text {
+    /// A script: its file name (for positions), source and arguments.
+    Script {
+        file: String,
+        source: String,
+        args: Vec<String>,
+    },
+    /// A console line or `eval`.
+    Line(String),
+}
+
+impl<'a> Executor<'a> {
     fn run(&mut self, rx: mpsc::Receiver<Incoming<'_>>) {
         loop {
             let incoming = match rx.recv_timeout(self.shared.config.idle_timeout) {
@@ -509,26 +593,28 @@ impl Executor<'_> {
                 self.color = on;
                 Ok(())
             }
+            Request::Width(cols) => {
+                self.width = (cols > 0).then_some(cols as usize);
+                Ok(())
+            }
+            Request::Strict(on) => {
+                self.strict = on;
+                Ok(())
+            }
             Request::Run { file, source, args } => {
                 let mut stack = StackSnapshot::default();
                 let what = format!(
                     "run {}",
                     loggable(&[std::slice::from_ref(&file), &args[..]].concat().join(" "))
                 );
-                self.execute(&mut stack, &what, |vm, out| {
-                    vm.set_args(args);
-                    vm.run_file_flow(&file, &source, out)
-                })
-                .map(|_| ())
+                self.execute(&mut stack, &what, Text::Script { file, source, args })
+                    .map(|_| ())
             }
             Request::Eval(line) => {
                 let mut stack = StackSnapshot::default();
                 let what = format!("eval: {}", loggable(&line));
-                self.execute(&mut stack, &what, |vm, out| {
-                    vm.set_args(Vec::new());
-                    vm.eval_line_flow(&line, out)
-                })
-                .map(|_| ())
+                self.execute(&mut stack, &what, Text::Line(line))
+                    .map(|_| ())
             }
             Request::Json(report) => {
                 let mut text = self.shared.host.json(report);
@@ -557,8 +643,7 @@ impl Executor<'_> {
                 }
                 let mut stack = std::mem::take(&mut self.session_stack);
                 let what = format!("console: {}", loggable(&line));
-                let result =
-                    self.execute(&mut stack, &what, |vm, out| vm.eval_line_flow(&line, out));
+                let result = self.execute(&mut stack, &what, Text::Line(line));
                 self.session_stack = stack;
                 if result.as_ref().is_ok_and(|flow| *flow == Flow::Bye) {
                     self.leave_session();
@@ -629,64 +714,164 @@ impl Executor<'_> {
         }
     }
 
-    /// Wait for the VM (telling the user once if another client has it), run `f` on this
-    /// client's own stack, stream its output, and report how it ended. `what` names the
-    /// request in the log, if it changed the engine's state.
-    fn execute(
-        &mut self,
-        stack: &mut StackSnapshot,
-        what: &str,
-        f: impl FnOnce(&mut Vm, &mut dyn Write) -> Result<Flow, crate::rpcl::RpclError>,
-    ) -> io::Result<Flow> {
-        let mut vm = match self.shared.vm.try_lock() {
-            Ok(vm) => vm,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => {
-                send(
-                    self.stream,
-                    Reply::Notice("waiting: the VM is busy with another client's request".into()),
-                )?;
-                loop {
-                    if self.cancel.load(Ordering::SeqCst) {
-                        return Err(io::ErrorKind::ConnectionAborted.into());
-                    }
-                    match self.shared.vm.try_lock() {
-                        Ok(vm) => break vm,
-                        Err(TryLockError::Poisoned(p)) => break p.into_inner(),
-                        Err(TryLockError::WouldBlock) => {
-                            std::thread::sleep(Duration::from_millis(10))
-                        }
-                    }
-                }
+    /// The VM, once nobody else has it; `notice` tells the user once that it is busy. Fails
+    /// when the client goes away meanwhile.
+    fn take_vm(&self, notice: bool) -> io::Result<MutexGuard<'a, Vm>> {
+        match self.shared.vm.try_lock() {
+            Ok(vm) => return Ok(vm),
+            Err(TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
+            Err(TryLockError::WouldBlock) => {}
+        }
+        if notice {
+            send(
+                self.stream,
+                Reply::Notice("waiting: the VM is busy with another client's request".into()),
+            )?;
+        }
+        loop {
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(io::ErrorKind::ConnectionAborted.into());
             }
-        };
+            match self.shared.vm.try_lock() {
+                Ok(vm) => return Ok(vm),
+                Err(TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
+                Err(TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
+    /// Make the VM this client's: its stack, its terminal, the running mark. Returns the
+    /// engine's state mark as this client found it.
+    fn enter(&self, vm: &mut Vm, stack: &mut StackSnapshot) -> u64 {
         self.shared.running.store(self.id, Ordering::SeqCst);
-        let mark = self.shared.host.state_mark();
         vm.swap_stack(stack);
         vm.set_color(self.color);
+        vm.set_width(self.width);
+        self.shared.host.state_mark()
+    }
+
+    /// Give the VM back: the client's stack leaves with it. True when the engine's state
+    /// moved from `mark` while this client had the VM.
+    fn leave(&self, vm: MutexGuard<'a, Vm>, stack: &mut StackSnapshot, mark: u64) -> bool {
+        let mut vm = vm;
+        vm.swap_stack(stack);
+        let changed = self.shared.host.state_mark() != mark;
+        self.shared.running.store(0, Ordering::SeqCst);
+        changed
+    }
+
+    /// The warnings of what the VM compiled or loaded, as notices (the client's stderr).
+    fn send_warnings(&self, vm: &mut Vm) -> io::Result<usize> {
+        let warnings = vm.take_warnings();
+        for w in &warnings {
+            send(self.stream, Reply::Notice(w.to_string()))?;
+        }
+        Ok(warnings.len())
+    }
+
+    /// Wait out a paused text without the VM: true when its time has come, false when it was
+    /// interrupted meanwhile (Ctrl-C, a shutdown: it ends with an error), an error when the
+    /// client went away.
+    fn wait_out(&self, paused: &Paused) -> io::Result<bool> {
+        loop {
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(io::ErrorKind::ConnectionAborted.into());
+            }
+            if self.interrupt.load(Ordering::SeqCst) || self.shared.stopping.load(Ordering::SeqCst)
+            {
+                return Ok(false);
+            }
+            let now = Instant::now();
+            if now >= paused.until() {
+                return Ok(true);
+            }
+            std::thread::sleep((paused.until() - now).min(Duration::from_millis(10)));
+        }
+    }
+
+    /// Wait for the VM (telling the user once if another client has it), compile the text
+    /// and send its warnings, run it on this client's own stack, stream its output, and report
+    /// how it ended. While a word of the text waits, the VM is given up, so that other
+    /// clients are served meanwhile. `what` names the request in the log, if it changed the
+    /// engine's state.
+    fn execute(&mut self, stack: &mut StackSnapshot, what: &str, text: Text) -> io::Result<Flow> {
+        let _counted = TextGuard::new(&self.shared.texts);
+        self.interrupt.store(false, Ordering::SeqCst);
+        let mut vm = self.take_vm(true)?;
+        if self.shared.stopping.load(Ordering::SeqCst) {
+            drop(vm);
+            return send(
+                self.stream,
+                Reply::Failed("error: the daemon is stopping".into()),
+            )
+            .map(|_| Flow::Continue);
+        }
+        let mut mark = self.enter(&mut vm, stack);
+        let mut changed = false;
         let mut out = ReplyWriter {
             stream: self.stream,
             interrupt: &self.shared.vm_interrupt,
             broken: false,
         };
-        let result = if self.cancel.load(Ordering::SeqCst) {
-            Ok(Flow::Continue)
-        } else {
-            f(&mut vm, &mut out)
+        let (compiled, name): (Result<Compiled, RpclError>, String) = match text {
+            Text::Script { file, source, args } => {
+                vm.set_args(args);
+                (vm.compile_file(&file, &source), file)
+            }
+            Text::Line(line) => {
+                vm.set_args(Vec::new());
+                (vm.compile_line(&line), "eval".to_string())
+            }
         };
-        vm.swap_stack(stack);
-        if self.shared.host.state_mark() != mark {
+        let warned = match self.send_warnings(&mut vm) {
+            Ok(n) => n,
+            Err(e) => {
+                self.leave(vm, stack, mark);
+                return Err(e);
+            }
+        };
+        let mut step = match compiled {
+            Ok(_) if self.strict && warned > 0 => Err(crate::rpcl::strict_refusal(&name, warned)),
+            Ok(_) if self.cancel.load(Ordering::SeqCst) => Ok(Step::Done(Flow::Continue)),
+            Ok(c) => vm.start(c, &mut out).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        loop {
+            let sent = self.send_warnings(&mut vm);
+            let paused = match step {
+                Ok(Step::Wait(p)) if sent.is_ok() && !out.broken => p,
+                other => {
+                    changed |= self.leave(vm, stack, mark);
+                    sent?;
+                    step = other;
+                    break;
+                }
+            };
+            // The wait: the VM is free for others, the paused text keeps this client's
+            // stack, frames and budget.
+            changed |= self.leave(vm, stack, mark);
+            let go_on = self.wait_out(&paused)?;
+            vm = self.take_vm(false)?;
+            // Cleared before this client is marked as running, checked after: an interrupt
+            // that comes in between is either seen here or set on the VM by the reader.
+            self.shared.vm_interrupt.store(false, Ordering::SeqCst);
+            mark = self.enter(&mut vm, stack);
+            step = if go_on && !self.interrupt.load(Ordering::SeqCst) {
+                vm.resume(paused, &mut out).map_err(|e| e.to_string())
+            } else {
+                Err(vm.interrupt_paused(paused).to_string())
+            };
+        }
+        if changed {
             crate::log::log_as(crate::log::Level::Info, self.peer, what);
         }
-        self.shared.running.store(0, Ordering::SeqCst);
-        drop(vm);
         if out.broken {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
-        match result {
-            Ok(Flow::Bye) => send(self.stream, Reply::Bye).map(|_| Flow::Bye),
-            Ok(flow) => send(self.stream, Reply::Done).map(|_| flow),
-            Err(e) => send(self.stream, Reply::Failed(e.to_string())).map(|_| Flow::Continue),
+        match step {
+            Ok(Step::Done(Flow::Bye)) => send(self.stream, Reply::Bye).map(|_| Flow::Bye),
+            Ok(_) => send(self.stream, Reply::Done).map(|_| Flow::Continue),
+            Err(msg) => send(self.stream, Reply::Failed(msg)).map(|_| Flow::Continue),
         }
     }
 }

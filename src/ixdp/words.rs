@@ -251,9 +251,54 @@ pub static ENGINE_WORDS: &[EngineWord] = &[
     },
 ];
 
+// ---- Counters as values (issue 15): words that push what the statistics words print, so
+// that scripts can watch the wire without scraping text.
+
+/// Engine words that push a value instead of printing.
+pub static VALUE_WORDS: &[EngineWord] = &[EngineWord {
+    name: "if.counter",
+    help: "push one counter of an interface as if.stats names it: rx tx drop noif err, dropped/flipped/duplicated by FI ( name interface - n )",
+    run: if_counter,
+}];
+
+/// Other spellings of counter names found in the public xdptap material, and the names they
+/// stand for.
+const COUNTER_SYNONYMS: [(&str, &str); 1] = [("bitflipped by FI", "flipped by FI")];
+
+fn if_counter(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    let i = pop_interface(cx, e)?.0;
+    let name = cx.pop_str()?;
+    let wanted = COUNTER_SYNONYMS
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name.as_str(), |(_, n)| n);
+    let c = e.stats().totals(i);
+    let values: Vec<(&str, u64)> = COUNTERS.iter().map(|(l, get)| (*l, get(&c))).collect();
+    let n = crate::rpcl::named_counter(&values, wanted, "if.stats")?;
+    cx.push_int(n)
+}
+
+// ---- Published names (issue 15): spellings of the public xdptap and ixdp material that
+// scripts written for it use, accepted beside this project's names where they do not clash.
+
+/// Synonyms of engine words under their published names.
+pub static PUBLISHED_NAMES: &[EngineWord] = &[EngineWord {
+    name: "fault.bitflip.probability",
+    help: "fault.flip.probability under its xdptap name: set the chance in 1/100000 that fault injection flips one random bit at byte offset 14 or later ( p interface - )",
+    run: fault_probability::<P_FLIP>,
+}];
+
+/// Every engine word: the main table and the blocks kept apart from it.
+pub fn all_words() -> impl Iterator<Item = &'static EngineWord> {
+    ENGINE_WORDS
+        .iter()
+        .chain(VALUE_WORDS)
+        .chain(PUBLISHED_NAMES)
+}
+
 /// Registers every engine word against the running engine.
 pub fn register_engine_words(vm: &mut Vm, engine: Arc<dyn EngineView>) {
-    for w in ENGINE_WORDS {
+    for w in all_words() {
         let engine = engine.clone();
         let run = w.run;
         vm.register(w.name, w.help, move |cx| run(cx, &*engine));
@@ -263,7 +308,7 @@ pub fn register_engine_words(vm: &mut Vm, engine: Arc<dyn EngineView>) {
 /// Registers the engine words for a VM that has no engine: same names and help, each failing
 /// with [`NEEDS_ENGINE`].
 pub fn register_unavailable_words(vm: &mut Vm) {
-    for w in ENGINE_WORDS {
+    for w in all_words() {
         vm.register(w.name, w.help, |_| Err(WordError::new(NEEDS_ENGINE)));
     }
 }
@@ -327,12 +372,36 @@ fn on_off(b: bool) -> &'static str {
     }
 }
 
+/// Reads one counter.
+type Counter = fn(&Counters) -> u64;
+
+/// The counters of `if.stats` and `if.qstats` by their labels, in the order printed: the
+/// frame counters, then those of fault injection. `if.counter` reads them by these names.
+const COUNTERS: [(&str, Counter); 8] = [
+    ("rx", |c| c.rx),
+    ("tx", |c| c.tx),
+    ("drop", |c| c.drop),
+    ("noif", |c| c.noif),
+    ("err", |c| c.err),
+    ("dropped by FI", |c| c.fi_dropped),
+    ("flipped by FI", |c| c.fi_flipped),
+    ("duplicated by FI", |c| c.fi_duplicated),
+];
+
+/// Where the fault-injection counters start in [`COUNTERS`].
+const FI_COUNTERS: usize = 5;
+
 fn counter_lines(s: &mut String, c: &Counters) {
-    s.push_str(&stat_line(2, "rx", c.rx));
-    s.push_str(&stat_line(2, "tx", c.tx));
-    s.push_str(&stat_line(2, "drop", c.drop));
-    s.push_str(&stat_line(2, "noif", c.noif));
-    s.push_str(&stat_line(2, "err", c.err));
+    for (label, get) in &COUNTERS[..FI_COUNTERS] {
+        s.push_str(&stat_line(2, label, get(c)));
+    }
+}
+
+/// The fault-injection counters, indented `indent`.
+fn fi_counter_lines(s: &mut String, indent: usize, c: &Counters) {
+    for (label, get) in &COUNTERS[FI_COUNTERS..] {
+        s.push_str(&stat_line(indent, label, get(c)));
+    }
 }
 
 fn if_stats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
@@ -381,9 +450,7 @@ fn if_stats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
             "dup probability",
             format_probability(fault.dup_p),
         ));
-        s.push_str(&stat_line(4, "dropped by FI", c.fi_dropped));
-        s.push_str(&stat_line(4, "flipped by FI", c.fi_flipped));
-        s.push_str(&stat_line(4, "duplicated by FI", c.fi_duplicated));
+        fi_counter_lines(&mut s, 4, &c);
     }
     cx.emit(s)
 }
@@ -426,9 +493,7 @@ fn if_qstats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
     let c = stats.counters();
     let mut s = format!("{i} {} queue {q}\n", info.name);
     counter_lines(&mut s, &c);
-    s.push_str(&stat_line(2, "dropped by FI", c.fi_dropped));
-    s.push_str(&stat_line(2, "flipped by FI", c.fi_flipped));
-    s.push_str(&stat_line(2, "duplicated by FI", c.fi_duplicated));
+    fi_counter_lines(&mut s, 2, &c);
     match e.ring_details(i, q) {
         Ok(details) => ring_lines(&mut s, &details),
         Err(why) => s.push_str(&stat_line(2, "rings", format!("unavailable: {why}"))),
@@ -768,11 +833,11 @@ mod tests {
 
     #[test]
     fn names_are_unique_and_help_ends_in_a_stack_effect() {
-        let mut names: Vec<&str> = ENGINE_WORDS.iter().map(|w| w.name).collect();
+        let mut names: Vec<&str> = all_words().map(|w| w.name).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), ENGINE_WORDS.len());
-        for w in ENGINE_WORDS {
+        assert_eq!(names.len(), all_words().count());
+        for w in all_words() {
             assert!(
                 w.help.ends_with(" )") && w.help.contains(" ( "),
                 "{}: {}",

@@ -40,6 +40,19 @@ pub struct Status {
 }
 
 impl Status {
+    /// The figures `tap.queue.status` prints, by their labels: `head` and `tail` as slot
+    /// indices, then `inserted`, `full`, `retrieved` (`tap.queue.counter` reads them).
+    pub fn counters(&self) -> [(&'static str, u64); 5] {
+        let slots = self.layout.slots as u64;
+        [
+            ("head", self.head % slots),
+            ("tail", self.tail % slots),
+            ("inserted", self.inserted),
+            ("full", self.full),
+            ("retrieved", self.retrieved),
+        ]
+    }
+
     /// Packets waiting in the queue.
     pub fn waiting(&self) -> u64 {
         self.head.saturating_sub(self.tail)
@@ -47,15 +60,8 @@ impl Status {
 
     /// The `tap.queue.status` text (docs/pqueue.md).
     pub fn format(&self) -> String {
-        let slots = self.layout.slots as u64;
         let mut s = format!("packet queue {}\n", self.name);
-        for (label, value) in [
-            ("head", self.head % slots),
-            ("tail", self.tail % slots),
-            ("inserted", self.inserted),
-            ("full", self.full),
-            ("retrieved", self.retrieved),
-        ] {
+        for (label, value) in self.counters() {
             s.push_str(&format!("  {label:<22}{value}\n"));
         }
         for l in &self.lanes {

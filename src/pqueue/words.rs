@@ -1,4 +1,5 @@
-//! The RPCL words on the packet queue: `tap.queue.get`, `tap.queue.reset`, `tap.queue.status`.
+//! The RPCL words on the packet queue: `tap.queue.get`, `tap.queue.reset`, `tap.queue.status`,
+//! `tap.queue.counter`.
 //! They attach by name on first use (creating the queue if nobody has yet) and need no
 //! engine, so they work in a local VM too.
 
@@ -44,7 +45,7 @@ fn take_one(state: &Mutex<WordQueue>) -> Result<Vec<u8>, WordError> {
     })
 }
 
-/// Register the three `tap.queue.*` words on the queue `name`.
+/// Register the `tap.queue.*` words on the queue `name`.
 pub fn register_words(vm: &mut Vm, name: &str) {
     let state = Arc::new(Mutex::new(WordQueue {
         name: name.to_string(),
@@ -76,6 +77,8 @@ pub fn register_words(vm: &mut Vm, name: &str) {
         },
     );
 
+    register_value_words(vm, &state);
+
     let st = state;
     vm.register(
         "tap.queue.status",
@@ -88,6 +91,27 @@ pub fn register_words(vm: &mut Vm, name: &str) {
                     .map_err(|e| WordError::new(e.to_string()))
             })?;
             cx.emit(text)
+        },
+    );
+}
+
+// ---- Counters as values (issue 15): what `tap.queue.status` prints, pushed as a number.
+
+/// `tap.queue.counter` on the queue of `state`.
+fn register_value_words(vm: &mut Vm, state: &Arc<Mutex<WordQueue>>) {
+    let st = state.clone();
+    vm.register(
+        "tap.queue.counter",
+        "push one figure of tap.queue.status by its name: head tail inserted full retrieved ( name - n )",
+        move |cx| {
+            let name = cx.pop_str()?;
+            let status = with_queue(&st, |q| {
+                q.consumer()?
+                    .status()
+                    .map_err(|e| WordError::new(e.to_string()))
+            })?;
+            let n = crate::rpcl::named_counter(&status.counters(), &name, "the packet queue")?;
+            cx.push_int(n)
         },
     );
 }
@@ -162,6 +186,54 @@ mod tests {
             Vec::<u8>::new(),
             "empty: length 0"
         );
+    }
+
+    /// The example of `tap.queue.counter` in docs/pqueue.md, on a queue as the page has it:
+    /// three packets in, two taken out.
+    #[test]
+    fn tap_queue_counter_prints_what_the_doc_shows() {
+        let q = Named(format!("pqtest.words-counter.{}", std::process::id()));
+        let p = Producer::open(&q.0, Layout::default()).unwrap();
+        let mut vm = Vm::new();
+        register_words(&mut vm, &q.0);
+        for i in 0..3u8 {
+            assert!(p.push(&[i; 64], 0, Direction::Rx, 0));
+        }
+        eval(&mut vm, "tap.queue.get drop tap.queue.get drop");
+        let status = eval(&mut vm, "tap.queue.status");
+        for (label, value) in [("head", 3), ("tail", 2), ("inserted", 3), ("retrieved", 2)] {
+            assert!(
+                status.contains(&format!("  {label:<22}{value}\n")),
+                "{status}"
+            );
+            let line = format!("\"{label}\" tap.queue.counter .");
+            assert_eq!(eval(&mut vm, &line), format!("{value}\n"));
+        }
+        let doc = include_str!("../../docs/pqueue.md");
+        let block = doc
+            .split("### `tap.queue.counter`")
+            .nth(1)
+            .and_then(|s| s.split("```rpcl\n").nth(1))
+            .and_then(|s| s.split("```").next())
+            .expect("docs/pqueue.md has the checked example");
+        let mut expected = String::new();
+        let mut got = String::new();
+        for l in block.lines() {
+            match l.strip_prefix("ok ") {
+                Some(input) => {
+                    let mut out = Vec::new();
+                    if let Err(e) = vm.eval_line(input, &mut out) {
+                        out.extend_from_slice(format!("{e}\n").as_bytes());
+                    }
+                    got.push_str(&String::from_utf8(out).unwrap());
+                }
+                None => {
+                    expected.push_str(l);
+                    expected.push('\n');
+                }
+            }
+        }
+        assert_eq!(got, expected);
     }
 
     #[test]

@@ -19,7 +19,12 @@ pub(crate) enum Op {
     Builtin(u32),
     Jump(u32),
     JumpFalse(u32),
-    Do,
+    /// `do`: enter the body if the index starts on the running side of the limit (the
+    /// direction the loop counts in), else jump to `exit`, past `loop` / `+loop`.
+    Do {
+        exit: u32,
+        dir: LoopDir,
+    },
     Loop(u32),
     PlusLoop(u32),
     Leave(u32),
@@ -57,6 +62,19 @@ pub(crate) enum Op {
     NeI(i32),
 }
 
+/// Which way a counted loop runs, as far as the compiler can tell: it decides whether `do`
+/// enters the body at all (docs/rpcl.md, "Control structures").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LoopDir {
+    /// `loop`, or `+loop` after a literal step ≥ 0: runs while index < limit.
+    Up,
+    /// `+loop` after a literal negative step: runs while index ≥ limit.
+    Down,
+    /// `+loop` with a step computed in the body, unknown before the first pass: enters
+    /// unless start and limit are equal.
+    Computed,
+}
+
 /// Where a chunk's source came from: decides how its errors are placed.
 #[derive(Clone, Debug)]
 pub(crate) enum Origin {
@@ -80,6 +98,16 @@ pub(crate) struct Chunk {
     pub consts: Vec<Value>,
     /// Where the source came from.
     pub origin: Origin,
+}
+
+impl Chunk {
+    /// The bytes the chunk holds, as the dictionary's budget counts a compound word.
+    pub fn heap_size(&self) -> usize {
+        let per_op = std::mem::size_of::<Op>() + std::mem::size_of::<(u32, u32)>() + 16;
+        self.ops.len() * per_op
+            + self.toks.iter().map(|t| t.len()).sum::<usize>()
+            + self.consts.iter().map(Value::heap_size).sum::<usize>()
+    }
 }
 
 #[cfg(test)]

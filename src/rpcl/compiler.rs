@@ -1,14 +1,17 @@
 //! Tokens → bytecode. Control structures become jumps here; bare tokens that name built-ins
 //! (which never change) are bound now, every other name is bound when it runs.
 
-use super::chunk::{Chunk, Op, Origin};
+use super::chunk::{Chunk, LoopDir, Op, Origin};
 use super::dict::{valid_name, Dict, Entry, Kind};
 use super::error::{CompileError, CompileErrorKind};
 use super::lexer::{Token, TokenKind};
 use super::limits::MAX_STRING;
 use super::value::{canonical_int, parse_number, Repr, Value};
+use super::warn::{literal_bodies, Finding, Lint};
 
-use CompileErrorKind::{LongString, LongToken, Missing, NoMatching, NotInside, UnknownControl};
+use CompileErrorKind::{
+    DictFull, LongString, LongToken, Missing, NoMatching, NotInside, UnknownControl,
+};
 
 const ONE_LOOP: &str = "\"do\" … \"loop\"";
 const TWO_LOOPS: &str = "two nested \"do\" … \"loop\"";
@@ -30,6 +33,9 @@ struct Open<'t> {
 
 struct Compiler<'t> {
     chunk: Chunk,
+    /// The warnings' bookkeeping; `None` when this text is not linted (a compound word's
+    /// body compiled by `!!` at run time was linted with the text that defined it).
+    lint: Option<Lint<'t>>,
     /// The latest jump target: a literal before it cannot fuse with an operator at it.
     label: usize,
     /// Where the open `do` structures are in `open` (`i`, `j` and `leave` look for them).
@@ -74,7 +80,7 @@ impl<'t> Compiler<'t> {
     fn patch(&mut self, at: usize, target: u32) {
         self.label = target as usize;
         match &mut self.chunk.ops[at] {
-            Op::Jump(t) | Op::JumpFalse(t) | Op::Leave(t) => *t = target,
+            Op::Jump(t) | Op::JumpFalse(t) | Op::Leave(t) | Op::Do { exit: t, .. } => *t = target,
             _ => {}
         }
     }
@@ -179,7 +185,13 @@ impl<'t> Compiler<'t> {
     fn counted_loop(&mut self, tok: &'t Token) {
         match (tok.text.as_str(), self.top()) {
             ("do", _) => {
-                self.emit(Op::Do, tok);
+                self.emit(
+                    Op::Do {
+                        exit: 0,
+                        dir: LoopDir::Up,
+                    },
+                    tok,
+                );
                 let body = self.chunk.ops.len();
                 self.label = body;
                 self.do_at.push(self.open.len());
@@ -192,14 +204,22 @@ impl<'t> Compiler<'t> {
                 );
             }
             (name, Some(&Ctl::Do { body, .. })) => {
-                let body = body as u32;
-                let op = if name == "loop" {
-                    Op::Loop(body)
+                let dir = if name == "loop" {
+                    LoopDir::Up
                 } else {
-                    Op::PlusLoop(body)
+                    self.step_direction()
+                };
+                let op = if name == "loop" {
+                    Op::Loop(body as u32)
+                } else {
+                    Op::PlusLoop(body as u32)
                 };
                 self.emit(op, tok);
                 let here = self.here();
+                if let Some(Op::Do { dir: d, .. }) = self.chunk.ops.get_mut(body - 1) {
+                    *d = dir;
+                }
+                self.patch(body - 1, here);
                 self.do_at.pop();
                 if let Some(Open {
                     ctl: Ctl::Do { leaves, .. },
@@ -212,6 +232,21 @@ impl<'t> Compiler<'t> {
                 }
             }
             _ => self.error(tok, NoMatching("\"do\"")),
+        }
+    }
+
+    /// The direction of a `+loop` about to be emitted: known when a number literal right
+    /// before it is its step on every path (no jump lands between the two).
+    fn step_direction(&self) -> LoopDir {
+        match self.chunk.ops.last() {
+            Some(&Op::Int(n)) if self.label != self.chunk.ops.len() => {
+                if n < 0 {
+                    LoopDir::Down
+                } else {
+                    LoopDir::Up
+                }
+            }
+            _ => LoopDir::Computed,
         }
     }
 
@@ -259,6 +294,7 @@ impl<'t> Compiler<'t> {
     }
 
     fn token(&mut self, tok: &'t Token, dict: &mut Dict) {
+        let text = tok.text.as_str();
         if tok.kind == TokenKind::Str {
             if tok.text.len() > MAX_STRING {
                 self.error(tok, LongString(tok.text.len()));
@@ -266,7 +302,6 @@ impl<'t> Compiler<'t> {
             self.push_const(Value::string(&tok.text), tok);
             return;
         }
-        let text = tok.text.as_str();
         if let Some(Entry::Builtin(i)) = dict.entry(text) {
             let i = *i;
             match dict.builtin(i as usize).map(|b| b.kind) {
@@ -293,22 +328,33 @@ impl<'t> Compiler<'t> {
             self.push_const(Value::string(text), tok);
             return;
         }
+        if let Some(lint) = &mut self.lint {
+            lint.bare(text, tok.line, tok.col, dict);
+        }
         match dict.intern(text) {
             Ok(sym) => {
                 self.emit(Op::Bare(sym), tok);
             }
-            Err(_) => self.push_const(Value::string(text), tok),
+            Err(e) => self.error(tok, DictFull(e.to_string())),
         }
     }
 }
 
-/// Compile a token list: the chunk and every error of the unit (a chunk with errors is never
-/// run).
-pub(crate) fn compile(
-    tokens: &[Token],
-    origin: Origin,
-    dict: &mut Dict,
-) -> (Chunk, Vec<CompileError>) {
+/// What compiling a text gives: the chunk, every error (a chunk with errors is never run) and
+/// the warnings.
+pub(crate) struct Compiled {
+    pub chunk: Chunk,
+    pub errors: Vec<CompileError>,
+    pub warnings: Vec<Finding>,
+}
+
+/// Compile a token list; `lint` asks for the warnings too.
+pub(crate) fn compile(tokens: &[Token], origin: Origin, dict: &mut Dict, lint: bool) -> Compiled {
+    let bodies = if lint {
+        literal_bodies(tokens)
+    } else {
+        Vec::new()
+    };
     let mut c = Compiler {
         chunk: Chunk {
             ops: Vec::with_capacity(tokens.len()),
@@ -317,12 +363,20 @@ pub(crate) fn compile(
             consts: Vec::new(),
             origin,
         },
+        lint: lint.then(|| Lint::new(tokens, &bodies)),
         open: Vec::new(),
         errors: Vec::new(),
         label: 0,
         do_at: Vec::new(),
     };
-    for tok in tokens {
+    let mut next_body = bodies.iter().peekable();
+    for (i, tok) in tokens.iter().enumerate() {
+        if let (Some((at, body)), Some(lint)) = (next_body.peek(), &mut c.lint) {
+            if *at == i {
+                lint.body(tok, body, dict);
+                next_body.next();
+            }
+        }
         c.token(tok, dict);
     }
     for o in std::mem::take(&mut c.open) {
@@ -335,5 +389,11 @@ pub(crate) fn compile(
         };
         c.error(o.tok, Missing(closer));
     }
-    (c.chunk, c.errors)
+    let mut warnings = c.lint.map(|l| l.findings).unwrap_or_default();
+    warnings.sort_by_key(|w| (w.line, w.col));
+    Compiled {
+        chunk: c.chunk,
+        errors: c.errors,
+        warnings,
+    }
 }

@@ -8,8 +8,8 @@ use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
-use rustyline::{Context, Editor, Helper};
-use std::io::Write;
+use rustyline::{CompletionType, Config, Context, Editor, Helper};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -50,13 +50,38 @@ pub struct LocalBackend {
 
 impl ConsoleBackend for LocalBackend {
     fn eval(&mut self, line: &str, out: &mut dyn Write) -> Result<Flow, ConsoleError> {
-        Ok(self.vm.eval_line_flow(line, out)?)
+        // The window may have been resized since the last line.
+        self.vm.set_width(stdout_width());
+        let compiled = self.vm.compile_line(line);
+        warn(&self.vm.take_warnings());
+        let step = self.vm.start(compiled?, out);
+        let r = self.vm.finish(step, out);
+        warn(&self.vm.take_warnings());
+        Ok(r?)
     }
     fn word_names(&mut self) -> Vec<String> {
         self.vm.word_names()
     }
     fn interrupt_flag(&self) -> Arc<AtomicBool> {
         self.vm.interrupt_handle()
+    }
+}
+
+/// The columns of the terminal on stdout, asked anew each time (the window may have been
+/// resized); `None` when stdout is not a terminal, so that pipes get the unwrapped format.
+pub fn stdout_width() -> Option<usize> {
+    std::io::stdout()
+        .is_terminal()
+        .then(|| terminal_size::terminal_size_of(std::io::stdout()))
+        .flatten()
+        .map(|(w, _)| w.0 as usize)
+}
+
+/// Warnings go to stderr, beside the line's output.
+fn warn(warnings: &[super::Warning]) {
+    let mut err = std::io::stderr();
+    for w in warnings {
+        let _ = writeln!(err, "{w}");
     }
 }
 
@@ -114,7 +139,12 @@ fn console_loop(
     history_file: Option<&PathBuf>,
 ) -> anyhow::Result<()> {
     let flag = backend.interrupt_flag();
-    let mut ed: Editor<WordCompleter, DefaultHistory> = Editor::new()?;
+    // Tab completes as far as the candidates agree; a second Tab lists them all, as bash
+    // does, instead of cycling through them one by one.
+    let config = Config::builder()
+        .completion_type(CompletionType::List)
+        .build();
+    let mut ed: Editor<WordCompleter, DefaultHistory> = Editor::with_config(config)?;
     ed.set_helper(Some(WordCompleter {
         names: backend.word_names(),
     }));

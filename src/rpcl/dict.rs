@@ -6,10 +6,10 @@
 
 use super::chunk::{Chunk, Op};
 use super::error::WordError;
-use super::limits::MAX_NAME;
+use super::limits::{DICT_BUDGET, MAX_NAME};
 use super::value::Value;
 use super::{Ctx, WordFn};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Interned names at most (a runaway script defining variables must not eat the memory).
@@ -89,6 +89,21 @@ pub(crate) enum Entry {
 }
 
 impl Entry {
+    /// The bytes the entry holds, as the budget counts them.
+    pub fn cost(&self) -> usize {
+        match self {
+            Entry::Var { value, .. } => value.heap_size(),
+            Entry::Word {
+                chunk,
+                source,
+                help,
+                ..
+            } => chunk.heap_size() + source.len() + help.as_ref().map_or(0, String::len),
+            Entry::Host { help, .. } => help.len(),
+            Entry::Free | Entry::Builtin(_) => 0,
+        }
+    }
+
     /// Built-ins, host words and library words cannot be changed by scripts.
     pub fn immutable(&self) -> bool {
         matches!(
@@ -115,6 +130,69 @@ pub(crate) struct Dict {
     pub entries: Vec<Entry>,
     builtins: &'static [Builtin],
     index: HashMap<Arc<str>, u32>,
+    /// Names a host promises exist where its scripts run, though not in this VM (a local
+    /// VM's `if.count`): known to the warnings, nothing else.
+    declared: HashSet<String>,
+    /// What the dictionary's entries and the sets hold, against [`DICT_BUDGET`].
+    pub budget: Budget,
+}
+
+/// Bytes a name costs beyond its text: its slots in the tables and the hash map.
+const NAME_OVERHEAD: usize = 96;
+
+/// Bytes a freed dictionary gives back to the allocator before the process trims its heap:
+/// freed blocks in the middle of the heap stay resident until then.
+const TRIM_AFTER: usize = 8 << 20;
+
+/// The dictionary's memory budget: what its names, variables, compound words and sets hold,
+/// estimated from their sizes. Every word that grows them asks first, so a runaway script
+/// fails with an error instead of eating the memory, and `forget` gives the bytes back.
+pub(crate) struct Budget {
+    used: usize,
+    freed: usize,
+}
+
+impl Budget {
+    /// Replace `old` bytes by `new` ones, if the result stays within the budget.
+    pub fn charge(&mut self, new: usize, old: usize) -> Result<(), WordError> {
+        let after = self.used.saturating_sub(old).saturating_add(new);
+        if new > old && after > DICT_BUDGET {
+            return Err(WordError::new(format!(
+                "the dictionary's memory budget of {} MiB is used up ({} bytes in use): forget variables, words or sets to free it",
+                DICT_BUDGET >> 20,
+                self.used
+            )));
+        }
+        self.used = after;
+        self.release(old.saturating_sub(new));
+        Ok(())
+    }
+
+    /// `n` bytes no longer held.
+    pub fn release_charge(&mut self, n: usize) {
+        self.used = self.used.saturating_sub(n);
+        self.release(n);
+    }
+
+    /// Bytes given back (an entry forgotten, a set emptied); once enough came back, the
+    /// allocator returns the free pages to the system.
+    fn release(&mut self, n: usize) {
+        self.freed += n;
+        if self.freed >= TRIM_AFTER {
+            self.freed = 0;
+            trim_heap();
+        }
+    }
+}
+
+/// Give the free pages of the heap back to the system (glibc keeps them otherwise).
+fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it is thread-safe and
+    // has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Printable ASCII without `"`, `\` and white space, at most 32 bytes.
@@ -135,6 +213,8 @@ impl Dict {
             entries: Vec::new(),
             builtins,
             index: HashMap::new(),
+            declared: HashSet::new(),
+            budget: Budget { used: 0, freed: 0 },
         };
         for (i, b) in builtins.iter().enumerate() {
             if let Ok(sym) = d.intern(b.name) {
@@ -165,6 +245,7 @@ impl Dict {
                 "dictionary full ({MAX_NAMES} names)"
             )));
         }
+        self.budget.charge(name.len() + NAME_OVERHEAD, 0)?;
         let sym = self.names.len() as u32;
         let name: Arc<str> = name.into();
         self.names.push(name.clone());
@@ -172,6 +253,25 @@ impl Dict {
         self.entries.push(Entry::Free);
         self.index.insert(name, sym);
         Ok(sym)
+    }
+
+    /// Give a name an entry, within the budget: what the old entry held is given back.
+    pub fn set_entry(&mut self, sym: u32, entry: Entry) -> Result<(), WordError> {
+        let old = &self.entries[sym as usize];
+        self.budget.charge(entry.cost(), old.cost())?;
+        self.entries[sym as usize] = entry;
+        Ok(())
+    }
+
+    /// A name the warnings take as known: an entry in use, or declared by the host.
+    pub fn is_known(&self, name: &str) -> bool {
+        matches!(self.entry(name), Some(e) if !matches!(e, Entry::Free))
+            || self.declared.contains(name)
+    }
+
+    /// Declare a name that exists where the host's scripts run (see [`Dict::is_known`]).
+    pub fn declare(&mut self, name: &str) {
+        self.declared.insert(name.to_string());
     }
 
     /// What a name stands for, if it was ever interned.

@@ -1,6 +1,6 @@
 //! The disassembler behind `ethertap check --disasm`: one instruction a line.
 
-use super::chunk::{Chunk, Op};
+use super::chunk::{Chunk, LoopDir, Op};
 use super::dict::Dict;
 use std::fmt::Write as _;
 
@@ -23,6 +23,11 @@ pub(crate) fn disasm(chunk: &Chunk, dict: &Dict) -> String {
             ),
             Op::Jump(t) => format!("jump      {t:04}"),
             Op::JumpFalse(t) => format!("jump-if-0 {t:04}"),
+            Op::Do { exit, dir } => match dir {
+                LoopDir::Up => format!("do        {exit:04}"),
+                LoopDir::Down => format!("do down   {exit:04}"),
+                LoopDir::Computed => format!("do step?  {exit:04}"),
+            },
             Op::Loop(t) => format!("loop      {t:04}"),
             Op::PlusLoop(t) => format!("+loop     {t:04}"),
             Op::Leave(t) => format!("leave     {t:04}"),
@@ -47,7 +52,6 @@ pub(crate) fn disasm(chunk: &Chunk, dict: &Dict) -> String {
 /// The mnemonic of an instruction without operand: the word it was compiled from.
 fn op_name(op: Op) -> &'static str {
     match op {
-        Op::Do => "do",
         Op::I => "i",
         Op::J => "j",
         Op::Exit => "exit",

@@ -2,7 +2,7 @@
 //! compiler find ([`LexError`], [`CompileError`]), and the one error that stops a line or a
 //! script ([`RpclError`]), formatted as docs/rpcl.md ("Errors and limits") prints it.
 
-use super::limits::{MAX_DATA, MAX_DEPTH, MAX_NAME, MAX_STACK, MAX_STRING};
+use super::limits::{MAX_DATA, MAX_DEPTH, MAX_NAME, MAX_SOURCE, MAX_STACK, MAX_STRING};
 use std::fmt;
 use std::sync::Arc;
 
@@ -224,6 +224,12 @@ pub enum CompileErrorKind {
     /// A bare token longer than the limit; its length.
     #[error("token of {0} bytes is longer than {MAX_STRING}")]
     LongToken(usize),
+    /// A new name while the dictionary is full; why.
+    #[error("{0}")]
+    DictFull(String),
+    /// A source text longer than the limit; its length.
+    #[error("source of {0} bytes is longer than the limit of {MAX_SOURCE} bytes")]
+    LongSource(usize),
     /// A control word the compiler does not know (a table out of step with the compiler).
     #[error("unknown control word")]
     UnknownControl,

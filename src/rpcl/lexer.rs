@@ -30,6 +30,9 @@ pub struct Token {
     pub line: u32,
     /// Column in characters, from 1.
     pub col: u32,
+    /// A string written with escapes: its text is shorter than its source, so positions
+    /// inside it do not map to source columns.
+    pub escaped: bool,
 }
 
 /// One piece of a string body: plain text, an escape, or a bad escape (kept to report it).
@@ -171,11 +174,13 @@ pub fn tokenize(text: &str) -> (Vec<Token>, Vec<LexError>) {
             }
             match r.strip_prefix('"') {
                 Some(r) => {
+                    let escaped = after_quote.len() - r.len() - 1 != body.len();
                     tokens.push(Token {
                         kind: TokenKind::Str,
                         text: body,
                         line,
                         col,
+                        escaped,
                     });
                     rest = r;
                 }
@@ -197,6 +202,7 @@ pub fn tokenize(text: &str) -> (Vec<Token>, Vec<LexError>) {
                     text: t.to_string(),
                     line,
                     col,
+                    escaped: false,
                 });
                 rest = r;
             }

@@ -26,5 +26,11 @@ pub(crate) fn load(st: &mut State) {
         }
     }
     st.stack.clear();
+    debug_assert!(
+        st.warnings.is_empty(),
+        "library warnings: {:?}",
+        st.warnings
+    );
+    st.warnings.clear();
     st.loading_library = false;
 }

@@ -32,14 +32,21 @@ pub mod error;
 mod lexer;
 mod library;
 mod limits;
+mod source;
 mod value;
 mod vm;
+mod warn;
 mod words;
 
-pub use console::{run_console, ConsoleBackend, ConsoleError, LocalBackend};
+pub use console::{run_console, stdout_width, ConsoleBackend, ConsoleError, LocalBackend};
 pub use error::{Cause, Pos, RpclError, WordError};
-pub use limits::{DEFAULT_BUDGET, MAX_DATA, MAX_DEPTH, MAX_STACK, MAX_STRING};
+pub use limits::{
+    DEFAULT_BUDGET, DICT_BUDGET, MAX_DATA, MAX_DEPTH, MAX_SOURCE, MAX_STACK, MAX_STRING,
+};
+pub use source::{read_source, SourceError};
 pub use value::{Subtype, Value};
+pub use vm::{Paused, Step};
+pub use warn::{strict_refusal, Warning, WarningKind};
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -147,9 +154,36 @@ impl Ctx<'_> {
         Ok(self.out.write_all(text.as_ref())?)
     }
     /// True once Ctrl-C (or a disconnected client) asked the running line to stop; words
-    /// that wait must poll it.
+    /// that work for long must poll it.
     pub fn interrupted(&self) -> bool {
         self.st.interrupt.load(Ordering::Relaxed)
+    }
+    /// Wait `d` once the word returns: the running text pauses and the VM is free for
+    /// others meanwhile (in the daemon, other clients' requests run). Words that wait do
+    /// this instead of sleeping, so that a wait never holds the VM.
+    pub fn wait(&mut self, d: std::time::Duration) {
+        self.st.wait = Some(std::time::Instant::now() + d);
+    }
+}
+
+/// A script or console line compiled and ready to start ([`Vm::start`]); its warnings are in
+/// [`Vm::take_warnings`].
+pub struct Compiled(Arc<chunk::Chunk>);
+
+/// The number named `name` in `table` (a host's figures by the labels it prints them with), or
+/// an error that names the table (`of`) and lists the labels: what words like `if.counter`
+/// push. Values beyond `i64` saturate.
+pub fn named_counter(table: &[(&str, u64)], name: &str, of: &str) -> Result<i64, WordError> {
+    match table.iter().find(|(label, _)| *label == name) {
+        Some((_, n)) => Ok(i64::try_from(*n).unwrap_or(i64::MAX)),
+        None => {
+            let labels: Vec<&str> = table.iter().map(|(l, _)| *l).collect();
+            Err(WordError::new(format!(
+                "\"{}\" is not a counter of {of} ({})",
+                value::shorten(name, 40),
+                labels.join(", ")
+            )))
+        }
     }
 }
 
@@ -220,7 +254,65 @@ impl Vm {
         self.st.interrupt.clone()
     }
 
-    /// Run one console line; errors are formatted `error: WORD: message`.
+    /// Output width for `.i` and `.d`: when the output is a terminal of that many columns,
+    /// their text is wrapped to it (continuation lines indented under the text); `None`
+    /// prints each entry on one line, as the spec's format is.
+    pub fn set_width(&mut self, width: Option<usize>) {
+        self.st.width = width;
+    }
+
+    /// Declare a name that exists wherever this VM's scripts will run, though not in this VM
+    /// (a local VM knows that the engine defines `if.count`): the warnings take it as known.
+    pub fn declare(&mut self, name: &str) {
+        self.st.dict.declare(name);
+    }
+
+    /// Compile a script without running it; errors are `FILE:LINE:COL: error: …`, and its
+    /// warnings are in [`Vm::take_warnings`] until the next compile.
+    pub fn compile_file(&mut self, file: &str, text: &str) -> Result<Compiled, RpclError> {
+        self.st.compile_unit(Some(file), text).map(Compiled)
+    }
+
+    /// Compile a console line without running it (errors and warnings without the file).
+    pub fn compile_line(&mut self, line: &str) -> Result<Compiled, RpclError> {
+        self.st.compile_unit(None, line).map(Compiled)
+    }
+
+    /// The warnings of what was compiled last, and of the files it loaded since: a host
+    /// prints them (stderr, the client's notices) after compiling and after each step.
+    pub fn take_warnings(&mut self) -> Vec<Warning> {
+        std::mem::take(&mut self.st.warnings)
+    }
+
+    /// Start a compiled text. It runs until it ends or fails, or until a word waits
+    /// ([`Step::Wait`]): then the VM is free, and [`Vm::resume`] goes on with the text once
+    /// [`Paused::until`] has come. Resets the interrupt flag.
+    pub fn start(&mut self, compiled: Compiled, out: &mut dyn Write) -> Result<Step, RpclError> {
+        self.st.start(compiled.0, out)
+    }
+
+    /// Go on with a paused text (its stack, frames, loops, arguments and budget come back).
+    /// Resumed before its time, it stays paused. The interrupt flag is left as it is.
+    pub fn resume(&mut self, paused: Paused, out: &mut dyn Write) -> Result<Step, RpclError> {
+        self.st.resume(paused, out)
+    }
+
+    /// End a paused text as interrupted: the error is placed at the word that waited.
+    pub fn interrupt_paused(&mut self, paused: Paused) -> RpclError {
+        self.st.interrupt_paused(paused)
+    }
+
+    /// Run a started text to its end, sleeping through its waits in this thread (a VM nobody
+    /// else uses meanwhile); the interrupt flag ends a wait.
+    pub fn finish(
+        &mut self,
+        step: Result<Step, RpclError>,
+        out: &mut dyn Write,
+    ) -> Result<Flow, RpclError> {
+        self.st.finish(step, out)
+    }
+
+    /// Run one console line to its end; errors are formatted `error: WORD: message`.
     pub fn eval_line(&mut self, line: &str, out: &mut dyn Write) -> Result<(), RpclError> {
         self.eval_line_flow(line, out).map(|_| ())
     }
@@ -230,9 +322,9 @@ impl Vm {
         self.st.run_source(None, line, out)
     }
 
-    /// Run a whole script; errors are formatted `FILE:LINE:COL: error: WORD: message`.
-    /// Parse errors of the whole file are reported (one per line of the error) before
-    /// anything runs.
+    /// Run a whole script to its end; errors are formatted `FILE:LINE:COL: error: WORD:
+    /// message`. Parse errors of the whole file are reported (one per line of the error)
+    /// before anything runs.
     pub fn run_file(
         &mut self,
         file: &str,
@@ -253,7 +345,7 @@ impl Vm {
     }
 
     /// Exchange the data stack with `other`: the daemon gives every client its own stack while
-    /// they share one dictionary. Call only between lines (frames are per line).
+    /// they share one dictionary. Call only between steps (a paused text keeps its own).
     pub fn swap_stack(&mut self, other: &mut StackSnapshot) {
         std::mem::swap(&mut self.st.stack, &mut other.0);
     }

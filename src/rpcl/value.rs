@@ -189,17 +189,29 @@ impl Value {
         }
     }
 
+    /// The bytes the item holds besides itself, as the dictionary's budget counts them.
+    pub(crate) fn heap_size(&self) -> usize {
+        const ARC_VEC: usize = 16 + std::mem::size_of::<Vec<u8>>();
+        match &self.0 {
+            Repr::Int(_) => 0,
+            Repr::Str(s) => ARC_VEC + s.capacity(),
+            Repr::Data(d) => ARC_VEC + 8 + d.bytes.capacity(),
+        }
+    }
+
     /// True for the empty string and empty data.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Flag semantics of `if`, `until`, `while`: `0` and the empty string are false.
+    /// A flag: false for the empty string and for a number equal to zero in any spelling
+    /// (`0`, `00`, `-0`, `0x0`, integer-typed data holding 0); everything else is true. One
+    /// rule for `if`, `until`, `while`, `not` and `and`/`or` on flags.
     pub fn is_true(&self) -> bool {
         match &self.0 {
             Repr::Int(n) => *n != 0,
-            Repr::Str(s) => !s.is_empty(),
-            Repr::Data(..) => true,
+            Repr::Str(s) => !s.is_empty() && !spells_zero(s),
+            Repr::Data(_) => !matches!(self.as_int(), Ok(0)),
         }
     }
 
@@ -283,6 +295,20 @@ pub(crate) fn canonical_int(b: &[u8]) -> Option<i64> {
         return None;
     }
     std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+/// A number equal to zero in RPCL syntax (`0`, `-0`, `+00`, `0x0`), checked without
+/// allocating: flags are tested in loops.
+fn spells_zero(b: &[u8]) -> bool {
+    let rest = b
+        .strip_prefix(b"-")
+        .or_else(|| b.strip_prefix(b"+"))
+        .unwrap_or(b);
+    let digits = match rest {
+        [b'0', b'x' | b'X', d @ ..] => d,
+        d => d,
+    };
+    !digits.is_empty() && digits.iter().all(|&c| c == b'0')
 }
 
 /// RPCL number syntax: optional sign, decimal or `0x` hex, 64-bit signed.

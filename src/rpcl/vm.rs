@@ -5,12 +5,13 @@
 mod run;
 
 use super::chunk::{Chunk, Origin};
-use super::compiler::compile;
+use super::compiler::{compile, Compiled};
 use super::dict::{Builtin, Dict, Entry};
-use super::error::{CompileError, CompileErrors, Pos, RpclError, WordError};
+use super::error::{CompileError, CompileErrorKind, CompileErrors, Pos, RpclError, WordError};
 use super::lexer::tokenize;
-use super::limits::{DEFAULT_BUDGET, MAX_DATA, MAX_STACK, MAX_STRING};
+use super::limits::{DEFAULT_BUDGET, MAX_DATA, MAX_SOURCE, MAX_STACK, MAX_STRING};
 use super::value::{shorten, Repr, Value};
+use super::warn::{Warning, WarningKind, MAX_WARNINGS};
 use super::words::sets::Sets;
 use super::{Ctx, Flow, WordFn};
 use std::io::Write;
@@ -47,6 +48,56 @@ pub(crate) struct CallFrame {
     loops: usize,
 }
 
+/// How a stretch of running a text ended without an error.
+pub enum Step {
+    /// It ran to its end (or `exit`, `bye`).
+    Done(Flow),
+    /// A word waits (`ms`): the text is paused, the VM free for others until
+    /// [`Paused::until`]; [`super::Vm::resume`] goes on with it.
+    Wait(Paused),
+}
+
+/// A script or console line paused by a waiting word: everything it had running, put aside.
+pub struct Paused {
+    until: std::time::Instant,
+    frozen: Box<Frozen>,
+}
+
+impl Paused {
+    /// When the wait is over.
+    pub fn until(&self) -> std::time::Instant {
+        self.until
+    }
+}
+
+/// The running state of a paused text.
+pub(crate) struct Frozen {
+    /// The chunk it was running and where it goes on (just after the word that waited).
+    chunk: Arc<Chunk>,
+    ip: usize,
+    /// Instructions left of its budget.
+    left: u64,
+    stack: Vec<Value>,
+    frames: Vec<usize>,
+    loops: Vec<LoopFrame>,
+    calls: Vec<CallFrame>,
+    args: Vec<String>,
+}
+
+/// Sleep until `until` in short steps; false when `interrupt` was set first.
+fn sleep_until(until: std::time::Instant, interrupt: &AtomicBool) -> bool {
+    loop {
+        if interrupt.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        if now >= until {
+            return true;
+        }
+        std::thread::sleep((until - now).min(std::time::Duration::from_millis(10)));
+    }
+}
+
 /// Everything a VM holds: stacks, dictionary, sets, settings.
 pub(crate) struct State {
     /// The data stack, all frames together.
@@ -78,6 +129,12 @@ pub(crate) struct State {
     low_water: usize,
     /// Set while the standard library loads: its words become immutable.
     pub loading_library: bool,
+    /// The warnings of what was compiled since the host last took them.
+    pub warnings: Vec<Warning>,
+    /// Set by a word that waits (`ms`): the run loop pauses until then.
+    pub wait: Option<std::time::Instant>,
+    /// The output is a terminal this wide: `.i` and `.d` wrap to it.
+    pub width: Option<usize>,
 }
 
 fn seed() -> u64 {
@@ -111,6 +168,9 @@ impl State {
             journal: Vec::new(),
             low_water: 0,
             loading_library: false,
+            warnings: Vec::new(),
+            wait: None,
+            width: None,
         }
     }
 
@@ -194,32 +254,37 @@ impl State {
         let Ok(sym) = self.dict.intern(name) else {
             return;
         };
-        let e = &mut self.dict.entries[sym as usize];
-        if !matches!(e, Entry::Builtin(_)) {
-            *e = Entry::Host {
-                f,
-                help: help.to_string(),
-            };
+        if !matches!(self.dict.entries[sym as usize], Entry::Builtin(_)) {
+            // A VM being built is far below its budget.
+            let _ = self.dict.set_entry(
+                sym,
+                Entry::Host {
+                    f,
+                    help: help.to_string(),
+                },
+            );
         }
     }
 
     /// Define a variable before any script runs (not a user's, for `.d`).
     pub fn set_var_startup(&mut self, name: &str, value: Value) {
         if let Ok(sym) = self.dict.intern(name) {
-            let e = &mut self.dict.entries[sym as usize];
-            if !e.immutable() {
-                *e = Entry::Var { value, user: false };
+            if !self.dict.entries[sym as usize].immutable() {
+                // A VM being built is far below its budget.
+                let _ = self.dict.set_entry(sym, Entry::Var { value, user: false });
             }
         }
     }
 
-    /// Compile a script (`file` Some) or a console line without running it. A text that does
-    /// not compile gives its first error, with the others in [`RpclError::also`].
+    /// Compile a script (`file` Some) or a console line without running it; its warnings
+    /// replace those in [`State::warnings`]. A text that does not compile gives its first
+    /// error, with the others in [`RpclError::also`].
     pub fn compile_unit(
         &mut self,
         file: Option<&str>,
         text: &str,
     ) -> Result<Arc<Chunk>, RpclError> {
+        self.warnings.clear();
         let file: Option<Arc<str>> = file.map(Into::into);
         let origin = match &file {
             Some(f) => Origin::File(f.clone()),
@@ -236,17 +301,40 @@ impl State {
         })
     }
 
-    /// Tokenize and compile; lexical and structural errors together, in source order.
+    /// Tokenize and compile; lexical and structural errors together, in source order. The
+    /// warnings of a script, a loaded file or a console line go to [`State::warnings`]; a
+    /// compound word's body was linted with the text that defined it.
     pub fn compile_source(
         &mut self,
         origin: Origin,
         text: &str,
     ) -> Result<Arc<Chunk>, CompileErrors> {
+        if text.len() > MAX_SOURCE {
+            return Err(CompileErrors {
+                first: CompileError {
+                    line: 1,
+                    col: 1,
+                    word: "parse".into(),
+                    kind: CompileErrorKind::LongSource(text.len()),
+                },
+                rest: Vec::new(),
+            });
+        }
         let (tokens, lex_errors) = tokenize(text);
-        let (chunk, compile_errors) = compile(&tokens, origin, &mut self.dict);
+        let lint = !matches!(origin, Origin::Word);
+        let file = match &origin {
+            Origin::File(f) => Some(f.clone()),
+            _ => None,
+        };
+        let Compiled {
+            chunk,
+            errors: compile_errors,
+            warnings,
+        } = compile(&tokens, origin, &mut self.dict, lint);
         let mut errors: Vec<CompileError> = lex_errors.into_iter().map(CompileError::lex).collect();
         errors.extend(compile_errors);
         errors.sort_by_key(|e| (e.line, e.col));
+        self.note_warnings(file, warnings);
         let mut errors = errors.into_iter();
         match errors.next() {
             None => Ok(Arc::new(chunk)),
@@ -257,7 +345,84 @@ impl State {
         }
     }
 
-    /// Compile and run a console line (`file` None) or a script.
+    /// Keep the warnings of a compiled text for the host, at most [`MAX_WARNINGS`] of them
+    /// and a count of the rest.
+    fn note_warnings(&mut self, file: Option<Arc<str>>, found: Vec<super::warn::Finding>) {
+        let extra = found.len().saturating_sub(MAX_WARNINGS);
+        let last = found.last().map(|f| (f.line, f.col));
+        for f in found.into_iter().take(MAX_WARNINGS) {
+            self.warnings.push(Warning {
+                file: file.clone(),
+                line: f.line,
+                col: f.col,
+                kind: f.kind,
+            });
+        }
+        if let (true, Some((line, col))) = (extra > 0, last) {
+            self.warnings.push(Warning {
+                file,
+                line,
+                col,
+                kind: WarningKind::More(extra),
+            });
+        }
+    }
+
+    /// Start a compiled script or line; it runs until it ends, fails or waits.
+    pub fn start(&mut self, chunk: Arc<Chunk>, out: &mut dyn Write) -> Result<Step, RpclError> {
+        self.interrupt.store(false, Ordering::Relaxed);
+        let left = self.budget;
+        let r = self.run(chunk, 0, left, out);
+        self.settle(&r);
+        r
+    }
+
+    /// Go on with a paused script or line where it waited. A paused text resumed before its
+    /// time waits again; the interrupt flag is the caller's (it is not reset here).
+    pub fn resume(&mut self, p: Paused, out: &mut dyn Write) -> Result<Step, RpclError> {
+        if std::time::Instant::now() < p.until {
+            return Ok(Step::Wait(p));
+        }
+        let Frozen {
+            chunk, ip, left, ..
+        } = *self.thaw(p);
+        let r = self.run(chunk, ip, left, out);
+        self.settle(&r);
+        r
+    }
+
+    /// End a paused script or line with [`WordError::Interrupted`], placed at the word that
+    /// waited.
+    pub fn interrupt_paused(&mut self, p: Paused) -> RpclError {
+        let frozen = self.thaw(p);
+        let e = self.fault(&frozen.chunk, frozen.ip - 1, WordError::Interrupted);
+        self.settle(&Err(e.clone()));
+        e
+    }
+
+    /// Run a started text to its end, sleeping through its waits here (a local VM: nobody
+    /// else needs this VM meanwhile). The interrupt flag ends a wait at once.
+    pub fn finish(
+        &mut self,
+        mut step: Result<Step, RpclError>,
+        out: &mut dyn Write,
+    ) -> Result<Flow, RpclError> {
+        loop {
+            match step? {
+                Step::Done(flow) => return Ok(flow),
+                Step::Wait(p) => {
+                    let _ = out.flush();
+                    step = if sleep_until(p.until, &self.interrupt) {
+                        Ok(self.resume(p, out)?)
+                    } else {
+                        Err(self.interrupt_paused(p))
+                    };
+                }
+            }
+        }
+    }
+
+    /// Compile and run a console line (`file` None) or a script to its end.
     pub fn run_source(
         &mut self,
         file: Option<&str>,
@@ -265,12 +430,51 @@ impl State {
         out: &mut dyn Write,
     ) -> Result<Flow, RpclError> {
         let chunk = self.compile_unit(file, text)?;
-        self.interrupt.store(false, Ordering::Relaxed);
-        let r = self.run(chunk, out);
+        let step = self.start(chunk, out);
+        self.finish(step, out)
+    }
+
+    /// After a stretch of running: a text that ended (or failed) leaves no frames, loops or
+    /// calls behind; a paused one took them along.
+    fn settle(&mut self, r: &Result<Step, RpclError>) {
+        if !matches!(r, Ok(Step::Wait(_))) {
+            self.truncate_frames(0);
+            self.loops.clear();
+            self.calls.clear();
+            self.wait = None;
+        }
+    }
+
+    /// Everything of a running text that is not the dictionary, put aside while it waits.
+    fn freeze(&mut self, chunk: Arc<Chunk>, ip: usize, left: u64) -> Paused {
+        let until = self.wait.take().unwrap_or_else(std::time::Instant::now);
+        let frozen = Frozen {
+            chunk,
+            ip,
+            left,
+            stack: std::mem::take(&mut self.stack),
+            frames: std::mem::take(&mut self.frames),
+            loops: std::mem::take(&mut self.loops),
+            calls: std::mem::take(&mut self.calls),
+            args: std::mem::take(&mut self.args),
+        };
         self.truncate_frames(0);
-        self.loops.clear();
-        self.calls.clear();
-        r
+        Paused {
+            until,
+            frozen: Box::new(frozen),
+        }
+    }
+
+    /// Put a paused text back in place: its stack, frames, loops, calls and arguments.
+    fn thaw(&mut self, p: Paused) -> Box<Frozen> {
+        let mut f = p.frozen;
+        self.stack = std::mem::take(&mut f.stack);
+        self.frames = std::mem::take(&mut f.frames);
+        self.fbase = self.frames.last().copied().unwrap_or(0);
+        self.loops = std::mem::take(&mut f.loops);
+        self.calls = std::mem::take(&mut f.calls);
+        self.args = std::mem::take(&mut f.args);
+        f
     }
 
     /// The error of a word that failed at `ip` of `chunk`, placed and named for the user.

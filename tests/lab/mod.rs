@@ -485,12 +485,7 @@ impl Collect {
     pub fn stop(mut self) {
         let child = self.0.take().expect("running");
         std::thread::sleep(Duration::from_millis(400));
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = signal_and_wait(child, nix::sys::signal::Signal::SIGTERM);
         assert!(
             out.status.success(),
             "collect: {}",
@@ -507,4 +502,13 @@ impl Drop for Collect {
             let _ = child.wait();
         }
     }
+}
+
+/// Sends `signal` to `child` (a process this test started) and waits for its end and output.
+pub fn signal_and_wait(child: Child, signal: nix::sys::signal::Signal) -> Output {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)
+        .expect("signal a child of this test");
+    child
+        .wait_with_output()
+        .expect("wait for a child of this test")
 }

@@ -5,11 +5,12 @@
 //! The instruction budget is charged at backward jumps (by the length of the loop body) and
 //! at calls; the interrupt flag is polled at the same places.
 
-use super::{underflow, CallFrame, LoopFrame, State};
-use crate::rpcl::chunk::{Chunk, Op, Origin};
+use super::{underflow, CallFrame, LoopFrame, State, Step};
+use crate::rpcl::chunk::{Chunk, LoopDir, Op, Origin};
 use crate::rpcl::dict::{Entry, Kind};
 use crate::rpcl::error::{IntOp, IntOverflow, LoadError, RpclError, WordError};
 use crate::rpcl::limits::MAX_DEPTH;
+use crate::rpcl::source::read_source;
 use crate::rpcl::value::{values_equal, Repr, Value};
 use crate::rpcl::Flow;
 use std::io::Write;
@@ -30,24 +31,39 @@ enum Transfer {
     Call(Arc<Chunk>, usize),
     /// `bye`.
     Bye,
+    /// A word waits; the chunk goes on at the index given once the wait is over.
+    Wait(usize),
     /// The instruction at the index failed.
     Fault(usize, WordError),
 }
 
+/// What the run loop does after a call.
+enum Next {
+    /// Go on with the next instruction.
+    Go,
+    /// Run a compound word or a loaded file.
+    Call(Arc<Chunk>),
+    /// Pause: the word asked to wait.
+    Wait,
+}
+
 impl State {
-    /// The run loop: one chunk at a time; calls and returns switch chunks here.
+    /// The run loop: one chunk at a time, from `ip` of `entry` with `left` instructions of
+    /// the budget; calls and returns switch chunks here. A waiting word pauses the whole
+    /// text ([`Step::Wait`]).
     pub(super) fn run(
         &mut self,
         entry: Arc<Chunk>,
+        ip: usize,
+        mut left: u64,
         out: &mut dyn Write,
-    ) -> Result<Flow, RpclError> {
+    ) -> Result<Step, RpclError> {
         let mut chunk = entry;
-        let mut ip = 0usize;
-        let mut left = self.budget;
+        let mut ip = ip;
         loop {
             match self.run_chunk(&chunk, ip, &mut left, out) {
                 Transfer::Return => match self.calls.pop() {
-                    None => return Ok(Flow::Continue),
+                    None => return Ok(Step::Done(Flow::Continue)),
                     Some(c) => {
                         self.truncate_frames(c.frames);
                         self.loops.truncate(c.loops);
@@ -65,7 +81,8 @@ impl State {
                     });
                     ip = 0;
                 }
-                Transfer::Bye => return Ok(Flow::Bye),
+                Transfer::Bye => return Ok(Step::Done(Flow::Bye)),
+                Transfer::Wait(resume) => return Ok(Step::Wait(self.freeze(chunk, resume, left))),
                 Transfer::Fault(at, e) => return Err(self.fault(&chunk, at, e)),
             }
         }
@@ -127,7 +144,7 @@ impl State {
                     Ok(false) => self.jump(&mut pc, t, left),
                     Err(e) => Err(e),
                 },
-                Op::Do => self.start_loop(),
+                Op::Do { exit, dir } => self.start_loop(&mut pc, exit, dir),
                 Op::Loop(t) => self.next_iteration(&mut pc, t, left),
                 Op::PlusLoop(t) => self.next_step(&mut pc, t, left),
                 Op::I => self.loop_index(1),
@@ -149,8 +166,9 @@ impl State {
                 }
                 Op::Load | Op::LoadIfPresent | Op::Builtin(_) | Op::Bare(_) => {
                     match self.call(op, left, out) {
-                        Ok(None) => Ok(()),
-                        Ok(Some(callee)) => return Transfer::Call(callee, pc),
+                        Ok(Next::Go) => Ok(()),
+                        Ok(Next::Call(callee)) => return Transfer::Call(callee, pc),
+                        Ok(Next::Wait) => return Transfer::Wait(pc),
                         Err(e) => Err(e),
                     }
                 }
@@ -401,16 +419,26 @@ impl State {
         }
     }
 
-    /// `do`: `limit start` become a loop frame.
+    /// `do`: `limit start` become a loop frame, or the loop is skipped when the index starts
+    /// past the limit in the direction the loop counts.
     #[inline(always)]
-    fn start_loop(&mut self) -> Result<(), WordError> {
+    fn start_loop(&mut self, pc: &mut usize, exit: u32, dir: LoopDir) -> Result<(), WordError> {
         let (limit, start) = self.two_ints()?;
         self.stack.truncate(self.stack.len() - 2);
-        self.loops.push(LoopFrame {
-            index: start,
-            limit,
-            frames: self.frames.len(),
-        });
+        let enter = match dir {
+            LoopDir::Up => start < limit,
+            LoopDir::Down => start >= limit,
+            LoopDir::Computed => start != limit,
+        };
+        if enter {
+            self.loops.push(LoopFrame {
+                index: start,
+                limit,
+                frames: self.frames.len(),
+            });
+        } else {
+            *pc = exit as usize;
+        }
         Ok(())
     }
 
@@ -503,37 +531,47 @@ impl State {
     /// Everything that runs a word or a file: a built-in or host function runs here; a
     /// compound word or a loaded file is returned, to be called by [`State::run`].
     #[inline(never)]
-    fn call(
-        &mut self,
-        op: Op,
-        left: &mut u64,
-        out: &mut dyn Write,
-    ) -> Result<Option<Arc<Chunk>>, WordError> {
+    fn call(&mut self, op: Op, left: &mut u64, out: &mut dyn Write) -> Result<Next, WordError> {
         let callee = match op {
             Op::Load | Op::LoadIfPresent => match self.load(op == Op::LoadIfPresent)? {
                 Some(callee) => callee,
-                None => return Ok(None),
+                None => return Ok(Next::Go),
             },
-            Op::Builtin(b) => return self.call_builtin(b as usize, out).map(|_| None),
+            Op::Builtin(b) => {
+                self.call_builtin(b as usize, out)?;
+                return Ok(self.after_word());
+            }
             Op::Bare(sym) => match self.dict.entries.get(sym as usize) {
                 Some(Entry::Word { chunk, .. }) => chunk.clone(),
                 Some(Entry::Host { f, .. }) => {
                     let f = f.clone();
-                    return self.call_fn(&*f, out).map(|_| None);
+                    self.call_fn(&*f, out)?;
+                    return Ok(self.after_word());
                 }
                 Some(Entry::Builtin(b)) => {
-                    return self.call_builtin(*b as usize, out).map(|_| None)
+                    self.call_builtin(*b as usize, out)?;
+                    return Ok(self.after_word());
                 }
                 Some(_) => {
                     let v = self.dict.as_value[sym as usize].clone();
-                    return self.push_fast(v).map(|_| None);
+                    return self.push_fast(v).map(|_| Next::Go);
                 }
                 None => return Err(WordError::new("unknown name")),
             },
-            _ => return Ok(None),
+            _ => return Ok(Next::Go),
         };
         self.may_call(left)?;
-        Ok(Some(callee))
+        Ok(Next::Call(callee))
+    }
+
+    /// A word that asked to wait ([`crate::rpcl::Ctx::wait`]) pauses the text.
+    #[inline(always)]
+    fn after_word(&self) -> Next {
+        if self.wait.is_some() {
+            Next::Wait
+        } else {
+            Next::Go
+        }
     }
 
     fn call_builtin(&mut self, b: usize, out: &mut dyn Write) -> Result<(), WordError> {
@@ -545,9 +583,9 @@ impl State {
 
     fn load(&mut self, optional: bool) -> Result<Option<Arc<Chunk>>, WordError> {
         let name = self.peek(0)?.text();
-        let text = match std::fs::read(&name) {
-            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-            Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => {
+        let text = match read_source(&name) {
+            Ok(text) => text,
+            Err(e) if optional && e.is_not_found() => {
                 self.stack.pop();
                 return Ok(None);
             }

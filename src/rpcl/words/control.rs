@@ -10,7 +10,7 @@ use crate::rpcl::Ctx;
 pub(super) const WORDS: &[Builtin] = &[
     Builtin::control(
         "if",
-        "run what follows up to else/then when the flag is true ( flag - )",
+        "run what follows up to else/then when the flag is true (false: the empty string or a number equal to zero) ( flag - )",
     ),
     Builtin::control(
         "else",
@@ -32,7 +32,7 @@ pub(super) const WORDS: &[Builtin] = &[
     Builtin::control("repeat", "loop back to begin ( - )"),
     Builtin::control(
         "do",
-        "start a counted loop from start up to limit - 1 ( limit start - )",
+        "start a counted loop from start up to limit - 1; zero times when start >= limit ( limit start - )",
     ),
     Builtin::control(
         "loop",
@@ -40,7 +40,7 @@ pub(super) const WORDS: &[Builtin] = &[
     ),
     Builtin::control(
         "+loop",
-        "add n to the loop index and loop until it crosses the limit ( n - )",
+        "add n to the loop index and loop until it crosses the limit; zero times when n points away from it ( n - )",
     ),
     Builtin::control("i", "push the index of the innermost do loop ( - n )"),
     Builtin::control("j", "push the index of the next outer do loop ( - n )"),

@@ -47,10 +47,11 @@ fn store(cx: &mut Ctx<'_>) -> Result<(), WordError> {
     cx.st.peek(1)?;
     check_mutable(cx, &name)?;
     let sym = cx.st.dict.intern(&name)?;
-    cx.st.pop()?;
-    let value = cx.st.pop()?;
+    let value = cx.st.peek(1)?.clone();
     let user = !cx.st.loading_library;
-    cx.st.dict.entries[sym as usize] = Entry::Var { value, user };
+    cx.st.dict.set_entry(sym, Entry::Var { value, user })?;
+    cx.st.pop()?;
+    cx.st.pop()?;
     Ok(())
 }
 
@@ -89,14 +90,18 @@ fn define(cx: &mut Ctx<'_>) -> Result<(), WordError> {
             }))
         })?;
     let sym = cx.st.dict.intern(&name)?;
+    let library = cx.st.loading_library;
+    cx.st.dict.set_entry(
+        sym,
+        Entry::Word {
+            chunk,
+            source,
+            help: None,
+            library,
+        },
+    )?;
     cx.st.pop()?;
     cx.st.pop()?;
-    cx.st.dict.entries[sym as usize] = Entry::Word {
-        chunk,
-        source,
-        help: None,
-        library: cx.st.loading_library,
-    };
     Ok(())
 }
 
@@ -110,7 +115,7 @@ fn forget(cx: &mut Ctx<'_>) -> Result<(), WordError> {
                     "\"{name}\" is a built-in word and cannot be forgotten"
                 )));
             }
-            cx.st.dict.entries[sym as usize] = Entry::Free;
+            cx.st.dict.set_entry(sym, Entry::Free)?;
             cx.pop()?;
             Ok(())
         }

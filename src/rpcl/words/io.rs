@@ -66,8 +66,12 @@ pub(super) fn bracketed(v: &Value) -> String {
     }
 }
 
-/// One line of `.d` and `.i`: the name padded to 32 columns (blue when `new` and the output
-/// is a terminal), then the text.
+/// Where the text of a `.d` or `.i` entry starts: after the name's 32 columns and a space.
+const TEXT_COLUMN: usize = 33;
+
+/// One entry of `.d` and `.i`: the name padded to 32 columns (blue when `new` and the output
+/// is a terminal), then the text; on a terminal of known width the text is wrapped to it,
+/// continuation lines indented to where the text starts.
 fn listing_line(cx: &Ctx<'_>, name: &str, text: &str, new: bool) -> String {
     let padded = format!("{name:<32}");
     let shown = if new && cx.st.color {
@@ -75,7 +79,64 @@ fn listing_line(cx: &Ctx<'_>, name: &str, text: &str, new: bool) -> String {
     } else {
         padded
     };
+    let text = match cx.st.width {
+        Some(width) => wrap(text, width.saturating_sub(TEXT_COLUMN)),
+        None => text.to_string(),
+    };
     format!("{shown} {text}\n")
+}
+
+/// `text` in lines of at most `room` characters, broken at spaces (a word longer than a line
+/// is cut, a help's stack effect `( … )` kept whole when it fits), joined by a newline and the
+/// indent of [`TEXT_COLUMN`]. Too little room (a very narrow terminal) leaves the text as it
+/// is.
+fn wrap(text: &str, room: usize) -> String {
+    if room < 16 || text.chars().count() <= room && !text.contains('\n') {
+        return text.to_string();
+    }
+    let mut lines: Vec<String> = Vec::new();
+    for paragraph in text.split('\n') {
+        let mut line = String::new();
+        let mut len = 0;
+        for unit in units(paragraph, room) {
+            let mut unit: Vec<char> = unit.chars().collect();
+            if len > 0 && len + 1 + unit.len() > room {
+                lines.push(std::mem::take(&mut line));
+                len = 0;
+            }
+            while unit.len() > room {
+                let rest = unit.split_off(room);
+                if len > 0 {
+                    lines.push(std::mem::take(&mut line));
+                }
+                lines.push(unit.into_iter().collect());
+                unit = rest;
+                len = 0;
+            }
+            if len > 0 {
+                line.push(' ');
+                len += 1;
+            }
+            line.extend(unit.iter());
+            len += unit.len();
+        }
+        lines.push(line);
+    }
+    lines.join(&format!("\n{:TEXT_COLUMN$}", ""))
+}
+
+/// The words of a line, the trailing stack effect (`( a b - c )`) as one when it fits `room`.
+fn units(paragraph: &str, room: usize) -> Vec<&str> {
+    let effect = paragraph
+        .rfind(" ( ")
+        .filter(|_| paragraph.ends_with(" )"))
+        .map(|at| at + 1)
+        .filter(|&at| paragraph.len() - at <= room);
+    let (words, effect) = match effect {
+        Some(at) => (&paragraph[..at - 1], Some(&paragraph[at..])),
+        None => (paragraph, None),
+    };
+    words.split(' ').chain(effect).collect()
 }
 
 /// The names in use, sorted, with their symbols.
@@ -163,4 +224,29 @@ fn to_str(cx: &mut Ctx<'_>) -> Result<(), WordError> {
     }
     cx.pop()?;
     cx.push_str(&s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn wrapping_keeps_every_line_within_the_room() {
+        let help = "add a MAC to the TAP machash; when it is not empty only frames from or to a listed MAC are tapped ( mac - )";
+        let wrapped = wrap(help, 80 - 33);
+        for (i, l) in wrapped.lines().enumerate() {
+            let width = if i == 0 { 33 + l.len() } else { l.len() };
+            assert!(width <= 80, "{l:?}");
+            if i > 0 {
+                assert!(l.starts_with(&" ".repeat(33)) && !l[33..].starts_with(' '));
+            }
+        }
+        assert_eq!(
+            wrapped.split_whitespace().collect::<Vec<_>>().join(" "),
+            help
+        );
+        assert_eq!(wrap("short ( - )", 47), "short ( - )");
+        let long = "x".repeat(100);
+        assert!(wrap(&long, 47).lines().all(|l| l.trim_start().len() <= 47));
+    }
 }

@@ -5,7 +5,7 @@ use crate::rpcl::chunk::Op;
 use crate::rpcl::dict::Builtin;
 use crate::rpcl::error::WordError;
 use crate::rpcl::Ctx;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// This family's rows of [`super::BUILTINS`].
 pub(super) const WORDS: &[Builtin] = &[
@@ -30,7 +30,11 @@ pub(super) const WORDS: &[Builtin] = &[
         Op::LoadIfPresent,
     ),
     Builtin::word("time", "seconds since 1970-01-01 UTC ( - seconds )", time),
-    Builtin::word("ms", "sleep n milliseconds; Ctrl-C interrupts ( n - )", ms),
+    Builtin::word(
+        "ms",
+        "wait n milliseconds; the VM serves others meanwhile and Ctrl-C ends the wait ( n - )",
+        ms,
+    ),
 ];
 
 fn argc(cx: &mut Ctx<'_>) -> Result<(), WordError> {
@@ -58,6 +62,8 @@ fn time(cx: &mut Ctx<'_>) -> Result<(), WordError> {
     cx.push_int(s)
 }
 
+/// `ms` does not sleep: it asks the VM to pause the text (see [`Ctx::wait`]), so that in the
+/// daemon other clients are served while it waits; Ctrl-C ends the wait.
 fn ms(cx: &mut Ctx<'_>) -> Result<(), WordError> {
     let n = cx.st.peek(0)?.as_int()?;
     if n < 0 {
@@ -66,15 +72,8 @@ fn ms(cx: &mut Ctx<'_>) -> Result<(), WordError> {
     cx.pop()?;
     // What was printed before the pause is seen during it.
     let _ = cx.out.flush();
-    let end = Instant::now() + Duration::from_millis(n as u64);
-    loop {
-        if cx.interrupted() {
-            return Err(WordError::Interrupted);
-        }
-        let now = Instant::now();
-        if now >= end {
-            return Ok(());
-        }
-        std::thread::sleep((end - now).min(Duration::from_millis(10)));
+    if n > 0 {
+        cx.wait(Duration::from_millis(n as u64));
     }
+    Ok(())
 }

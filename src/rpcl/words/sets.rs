@@ -78,7 +78,24 @@ impl SetKey {
     }
 }
 
+/// Bytes one item of a set holds besides the item's own: its key and the tree's node.
+const ITEM_OVERHEAD: usize = 64;
+
+/// The bytes an item costs in a set, as the dictionary's budget counts them.
+fn item_cost(key: &SetKey, item: &Value) -> usize {
+    let key_bytes = match key {
+        SetKey::Num(_) => 0,
+        SetKey::Bytes(b) => b.len(),
+    };
+    ITEM_OVERHEAD + key_bytes + item.heap_size()
+}
+
 impl Set {
+    /// What the set holds, as the budget counts it.
+    fn cost(&self) -> usize {
+        self.items.iter().map(|(k, v)| item_cost(k, v)).sum()
+    }
+
     /// An item of another subtype is never a member of a set that holds items.
     fn accepts(&self, kind: Option<Subtype>) -> bool {
         self.items.is_empty() || self.kind == kind
@@ -124,15 +141,32 @@ fn set_insert(cx: &mut Ctx<'_>) -> Result<(), WordError> {
             "set \"{name}\" is full ({MAX_SET} items)"
         )));
     }
+    let key = SetKey::of(&item);
+    let old = set.items.get(&key).map_or(0, |v| item_cost(&key, v));
+    let new = item_cost(&key, &item);
+    let was_empty = set.items.is_empty();
+    if let Err(e) = cx.st.dict.budget.charge(new, old) {
+        if was_empty {
+            cx.sets().0.remove(&name);
+        }
+        return Err(e);
+    }
+    let set = cx.sets().0.get_mut(&name).expect("the set made above");
     set.kind = item.subtype();
-    set.items.insert(SetKey::of(&item), item);
+    set.items.insert(key, item);
     pop2(cx)
 }
 
 fn set_delete(cx: &mut Ctx<'_>) -> Result<(), WordError> {
     let (name, item) = operands(cx)?;
-    if let Some(set) = cx.sets().0.get_mut(&name) {
-        set.items.remove(&SetKey::of(&item));
+    let key = SetKey::of(&item);
+    if let Some(old) = cx
+        .sets()
+        .0
+        .get_mut(&name)
+        .and_then(|s| s.items.remove(&key))
+    {
+        cx.st.dict.budget.release_charge(item_cost(&key, &old));
     }
     pop2(cx)
 }
@@ -175,7 +209,9 @@ fn set_show(cx: &mut Ctx<'_>) -> Result<(), WordError> {
 
 fn set_reset(cx: &mut Ctx<'_>) -> Result<(), WordError> {
     let name = cx.peek_name(0)?;
-    cx.sets().0.remove(&name);
+    if let Some(set) = cx.sets().0.remove(&name) {
+        cx.st.dict.budget.release_charge(set.cost());
+    }
     cx.pop()?;
     Ok(())
 }
