@@ -29,7 +29,7 @@ fn parse_mac(s: &str) -> Result<Mac, String> {
 fn parse_args() -> Result<Options, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: ethertap-blast IFACE COUNT [--rate PPS (0 = unpaced)] [--dst MAC] \
-                 [--src MAC] [--size BYTES (60..1514)] [--limit SECONDS]";
+                 [--src MAC] [--size BYTES (60..65535)] [--limit SECONDS]";
     if args.len() < 2 || args.iter().any(|a| a == "--help" || a == "-h") {
         return Err(usage.into());
     }
@@ -63,8 +63,12 @@ fn parse_args() -> Result<Options, String> {
             _ => return Err(format!("unknown option {flag}\n{usage}")),
         }
     }
-    if !(60..=1514).contains(&o.size) {
-        return Err(format!("--size {}: must be 60..1514 (without FCS)", o.size));
+    // The interface's MTU is the real limit: the kernel refuses a longer frame (EMSGSIZE).
+    if !(60..=65535).contains(&o.size) {
+        return Err(format!(
+            "--size {}: must be 60..65535 (without FCS)",
+            o.size
+        ));
     }
     Ok(o)
 }

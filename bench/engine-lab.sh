@@ -35,6 +35,10 @@
 # (issue 17). Run it as SYSTEMS="et-drv et-drv-scrape" RATES=" " FULL_ROUNDS=N
 # bench/engine-lab.sh forward (RATES=" ": full load only).
 #
+# SIZE=BYTES sends frames of that length instead of 60 (without FCS) and MTU=N sets the MTU of
+# the four veths (default 1500; SIZE=9014 MTU=9000 for jumbo frames: xdp-redirect cannot run
+# there, its program is not frags-aware).
+#
 # Usage: bench/engine-lab.sh [forward] [tap] [tapfull] [latency] [idle] [callgrind]
 #        (default: forward tap latency idle)
 # Environment: RATES (kpps ladder), STEP_FRAMES, FULL_FRAMES, FULL_ROUNDS, SYSTEMS, TAP_SYSTEMS,
@@ -58,6 +62,8 @@ COLLECT=${COLLECT_BIN:-$ROOT/target/release/collect}
 RATES=${RATES:-100 150 200 250 300 350 400 500 600 800}
 STEP_FRAMES=${STEP_FRAMES:-150000}
 FULL_FRAMES=${FULL_FRAMES:-300000}
+SIZE=${SIZE:-60}
+MTU=${MTU:-1500}
 SYSTEMS=${SYSTEMS:-linux-br xdp-redirect et-drv ${BASE_BIN:+et-drv-base }et-drv-busy et-skb et-skb-busy}
 TAP_SYSTEMS=${TAP_SYSTEMS:-et-tap-collect ${BASE_BIN:+et-tap-base }et-tap-deep tcpdump netsniff-ng}
 FULL_ROUNDS=${FULL_ROUNDS:-3}
@@ -103,7 +109,7 @@ ip link add e0 netns "$H1" address $E0MAC numtxqueues 1 numrxqueues 1 type veth 
 ip link add e1 netns "$H2" numtxqueues 1 numrxqueues 1 type veth \
   peer name p1 netns "$BR" numtxqueues 1 numrxqueues 1
 ip netns exec "$H2" ethtool -K e1 gro on >/dev/null
-for l in "$H1 e0" "$H2 e1" "$BR p0" "$BR p1"; do set -- $l; ip -n "$1" link set "$2" up; done
+for l in "$H1 e0" "$H2 e1" "$BR p0" "$BR p1"; do set -- $l; ip -n "$1" link set "$2" mtu "$MTU" up; done
 P1_IFINDEX=$(ip netns exec "$BR" cat /sys/class/net/p1/ifindex)
 clang -O2 -target bpf -I/usr/include/x86_64-linux-gnu -DOUT_IFINDEX="$P1_IFINDEX" \
   -c "$ROOT/bpf/bench_redirect.bpf.c" -o "$WORK/redirect.o"
@@ -239,7 +245,7 @@ step() {
   s0=$(counter "$H1" e0 tx_packets); r0=$(counter "$H2" e1 rx_packets)
   k0=$(ksoftirqd_ticks); p0=$(( $(ticks_of "$SUT_PID") + $(ticks_of "$CAP_PID") ))
   out=$(ip netns exec "$H1" nice -n "$SENDER_NICE" taskset -c "$SENDER_CPU" "$BLAST" e0 "$frames" --rate $((kpps * 1000)) \
-        --dst $SINK --src $E0MAC --limit 30)
+        --dst $SINK --src $E0MAC --size "$SIZE" --limit 30)
   sleep 0.3
   s1=$(counter "$H1" e0 tx_packets); r1=$(counter "$H2" e1 rx_packets)
   k1=$(ksoftirqd_ticks); p1=$(( $(ticks_of "$SUT_PID") + $(ticks_of "$CAP_PID") ))
@@ -417,7 +423,7 @@ cpu_table() {
 }
 
 echo "# $(date -u '+%F %T UTC') $(uname -r), $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# frames: 60 B (64 B with FCS), $STEP_FRAMES per ladder step, $FULL_FRAMES at full load; sender on CPU $SENDER_CPU, ethertap worker on CPU $WORKER_CPU"
+echo "# frames: $SIZE B ($((SIZE + 4)) B with FCS), MTU $MTU, $STEP_FRAMES per ladder step, $FULL_FRAMES at full load; sender on CPU $SENDER_CPU, ethertap worker on CPU $WORKER_CPU"
 for part in $PARTS; do
   case $part in
     forward)

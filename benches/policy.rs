@@ -297,7 +297,7 @@ fn fast_path(c: &mut Criterion) {
     let stats = QueueStats::new();
     let mut state = WorkerState::new(FaultRng::new(42));
     for (name, policy, queue, frames) in &cases {
-        let mut store = MemoryFrames(
+        let mut store = MemoryFrames::new(
             frames
                 .iter()
                 .cloned()

@@ -37,7 +37,10 @@ static __always_inline void count(__u32 which)
 		*c += 1;
 }
 
-SEC("xdp")
+// xdp.frags: the program reads nothing past the first buffer, so it may see frames in several
+// buffers (multi-buffer XDP). veth refuses a native program that is not frags-aware once the
+// MTU is too large for one page, and only a frags-aware program hands long frames to a socket.
+SEC("xdp.frags")
 int ethertap_xdp(struct xdp_md *ctx)
 {
 	__u32 queue = ctx->rx_queue_index;

@@ -191,7 +191,7 @@ fn a_stale_netlink_attached_program_of_ours_is_removed_at_start() {
     lab.sh(
         &lab.br,
         &format!(
-            "ip link set dev p0 xdpgeneric obj {} sec xdp",
+            "ip link set dev p0 xdpgeneric obj {} sec xdp.frags",
             obj.display()
         ),
     );

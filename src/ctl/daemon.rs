@@ -227,7 +227,7 @@ impl Host for DaemonHost {
                 2,
                 &format!("interface {}", i.index),
                 format!(
-                    "{} {} queues:{} {} {}",
+                    "{} {} queues:{} {} {}{}",
                     i.name,
                     i.driver,
                     i.queues,
@@ -236,7 +236,13 @@ impl Host for DaemonHost {
                         "SKB"
                     } else {
                         "DRV"
-                    }
+                    },
+                    // An interface that went away or down says so (the log has when).
+                    self.view
+                        .link_state(i.index)
+                        .token()
+                        .map(|t| format!(" {t}"))
+                        .unwrap_or_default()
                 ),
             );
         }

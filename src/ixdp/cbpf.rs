@@ -8,7 +8,13 @@
 //! in a return, never indexes outside itself and never panics; [`Program::run`] only checks
 //! packet bounds. The semantics are those of libpcap's `bpf_filter`: a load past the end of
 //! the packet, or a division by a zero X, rejects the packet (returns 0).
+//!
+//! The program reads a frame through [`FrameBytes`]: the whole frame, also when it spans
+//! several buffers (multi-buffer AF_XDP). A load inside the first buffer, where every header
+//! is, costs one bounds check as on a plain slice; only loads past it gather bytes from the
+//! later buffers.
 
+use super::chain::FrameBytes;
 use std::fmt;
 
 /// Words of scratch memory (`BPF_MEMWORDS`).
@@ -172,14 +178,14 @@ impl Program {
         self.ops.is_empty()
     }
 
-    /// Runs the program over `pkt` (the whole frame: its length is also the wire length) and
-    /// returns what it returns: 0 rejects, anything else accepts.
+    /// Runs the program over `pkt` (the whole frame, in one buffer or several; its length is
+    /// also the wire length) and returns what it returns: 0 rejects, anything else accepts.
     #[inline]
-    pub fn run(&self, pkt: &[u8]) -> u32 {
+    pub fn run<P: FrameBytes + ?Sized>(&self, pkt: &P) -> u32 {
         let (mut a, mut x) = (0u32, 0u32);
         let mut mem = [0u32; MEMWORDS];
         let mut pc = 0usize;
-        let len = pkt.len() as u32;
+        let len = pkt.wire_len() as u32;
         loop {
             // In bounds: decode checked every jump target and that the last op returns.
             let op = self.ops[pc];
@@ -187,28 +193,28 @@ impl Program {
             match op {
                 Op::RetK(k) => return k,
                 Op::RetA => return a,
-                Op::LdW(k) => match load::<4>(pkt, k as usize) {
+                Op::LdW(k) => match load::<4, P>(pkt, k as usize) {
                     Some(v) => a = u32::from_be_bytes(v),
                     None => return 0,
                 },
-                Op::LdH(k) => match load::<2>(pkt, k as usize) {
+                Op::LdH(k) => match load::<2, P>(pkt, k as usize) {
                     Some(v) => a = u16::from_be_bytes(v).into(),
                     None => return 0,
                 },
-                Op::LdB(k) => match pkt.get(k as usize) {
-                    Some(&v) => a = v.into(),
+                Op::LdB(k) => match load::<1, P>(pkt, k as usize) {
+                    Some([v]) => a = v.into(),
                     None => return 0,
                 },
-                Op::LdWInd(k) => match load::<4>(pkt, x as usize + k as usize) {
+                Op::LdWInd(k) => match load::<4, P>(pkt, x as usize + k as usize) {
                     Some(v) => a = u32::from_be_bytes(v),
                     None => return 0,
                 },
-                Op::LdHInd(k) => match load::<2>(pkt, x as usize + k as usize) {
+                Op::LdHInd(k) => match load::<2, P>(pkt, x as usize + k as usize) {
                     Some(v) => a = u16::from_be_bytes(v).into(),
                     None => return 0,
                 },
-                Op::LdBInd(k) => match pkt.get(x as usize + k as usize) {
-                    Some(&v) => a = v.into(),
+                Op::LdBInd(k) => match load::<1, P>(pkt, x as usize + k as usize) {
+                    Some([v]) => a = v.into(),
                     None => return 0,
                 },
                 Op::LdLen => a = len,
@@ -217,8 +223,8 @@ impl Program {
                 Op::LdxImm(k) => x = k,
                 Op::LdxLen => x = len,
                 Op::LdxMem(i) => x = mem[i as usize & (MEMWORDS - 1)],
-                Op::LdxMsh(k) => match pkt.get(k as usize) {
-                    Some(&b) => x = u32::from(b & 0xf) << 2,
+                Op::LdxMsh(k) => match load::<1, P>(pkt, k as usize) {
+                    Some([b]) => x = u32::from(b & 0xf) << 2,
                     None => return 0,
                 },
                 Op::St(i) => mem[i as usize & (MEMWORDS - 1)] = a,
@@ -248,10 +254,16 @@ impl fmt::Debug for Program {
     }
 }
 
-/// The `N` bytes at `at`; None past the end.
+/// The `N` bytes at `at`; None past the end. Inside the first buffer (every header) without
+/// a copy; past it from the later buffers of a long frame.
 #[inline(always)]
-fn load<const N: usize>(pkt: &[u8], at: usize) -> Option<[u8; N]> {
-    pkt.get(at..at.checked_add(N)?)?.try_into().ok()
+fn load<const N: usize, P: FrameBytes + ?Sized>(pkt: &P, at: usize) -> Option<[u8; N]> {
+    let end = at.checked_add(N)?;
+    if let Some(b) = pkt.head().get(at..end) {
+        return b.try_into().ok();
+    }
+    let mut out = [0u8; N];
+    pkt.read_at(at, &mut out).then_some(out)
 }
 
 /// One ALU operation; None for a division or remainder by zero (the packet is rejected).
@@ -425,6 +437,44 @@ mod tests {
             run(&[insn(0x81, 0, 0, 0), insn(0x87, 0, 0, 0), ret_a], &pkt),
             5
         );
+    }
+
+    /// A frame cut into buffers of `size` bytes, as a long frame arrives from AF_XDP.
+    struct Split(Vec<Vec<u8>>);
+
+    impl FrameBytes for Split {
+        fn wire_len(&self) -> usize {
+            self.0.iter().map(Vec::len).sum()
+        }
+        fn head(&self) -> &[u8] {
+            &self.0[0]
+        }
+        fn read_at(&self, at: usize, out: &mut [u8]) -> bool {
+            crate::ixdp::chain::read_parts(self.0.iter().map(Vec::as_slice), at, out)
+        }
+    }
+
+    #[test]
+    fn a_frame_in_several_buffers_reads_as_the_whole_frame() {
+        let frame: Vec<u8> = (0..40u8).collect();
+        let split = Split(frame.chunks(16).map(<[u8]>::to_vec).collect());
+        let ret_a = insn(0x16, 0, 0, 0);
+        let ldx = |k| insn(0x01, 0, 0, k);
+        for at in 0..44 {
+            let progs = [
+                vec![insn(0x20, 0, 0, at), ret_a],
+                vec![insn(0x28, 0, 0, at), ret_a],
+                vec![insn(0x30, 0, 0, at), ret_a],
+                vec![ldx(at), insn(0x40, 0, 0, 1), ret_a],
+                vec![insn(0xb1, 0, 0, at), insn(0x87, 0, 0, 0), ret_a],
+            ];
+            for p in &progs {
+                let prog = Program::decode(p).unwrap();
+                assert_eq!(prog.run(&split), prog.run(&frame[..]), "{p:?}");
+            }
+        }
+        let len = Program::decode(&[insn(0x80, 0, 0, 0), ret_a]).unwrap();
+        assert_eq!(len.run(&split), 40, "the length is the whole frame's");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The running engine: interfaces in promiscuous mode with the XDP program attached, one
 //! worker thread per queue, and the view the control words read.
 
-use super::netdev::{self, NetdevError, PromiscGuard};
+use super::chain;
+use super::netdev::{self, NetdevError, OffloadGuard, PromiscGuard};
 use super::pacing::Polling;
 use super::policy::PolicyCell;
 use super::stats::StatsBoard;
+pub use super::view::LinkState;
 use super::worker::{Refresh, RingSnapshot, Worker};
 use super::xdp::{self, XdpAttachment, XdpError};
 use super::xsk::{self, QueueSockets, XskError};
@@ -12,8 +14,8 @@ use super::{EngineView, Freshness, InterfaceInfo, RingDetails, RingError, XdpMod
 use crate::pqueue::{self, InterfaceDesc, Layout, Producer};
 use libbpf_rs::MapHandle;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -152,6 +154,14 @@ pub enum StartError {
         /// The kernel's answer.
         source: io::Error,
     },
+    /// GRO or LRO is on and could not be turned off.
+    #[error("{name}: turning off GRO/LRO (frames would be merged before the engine sees them): {source}")]
+    Offload {
+        /// The interface.
+        name: String,
+        /// The kernel's answer.
+        source: io::Error,
+    },
     /// A worker thread could not be started.
     #[error("starting the worker of queue {queue}: {source}")]
     Worker {
@@ -171,14 +181,22 @@ struct Shared {
     snapshots: Vec<Vec<Arc<RingSnapshot>>>,
     /// [queue]
     refresh: Vec<Arc<Refresh>>,
-    /// [interface]: the XDP program's counters map.
-    program_counters: Vec<MapHandle>,
+    /// [interface]: the XDP program's counters map (replaced when an interface is picked up
+    /// again).
+    program_counters: Mutex<Vec<MapHandle>>,
     running: Arc<AtomicBool>,
+    /// [interface]: the [`LinkState`] the control thread saw last.
+    links: Vec<AtomicU8>,
 }
 
 impl EngineView for Shared {
     fn interfaces(&self) -> &[InterfaceInfo] {
         &self.infos
+    }
+    fn link_state(&self, ifidx: usize) -> LinkState {
+        self.links.get(ifidx).map_or(LinkState::Up, |l| {
+            LinkState::from_byte(l.load(Ordering::Relaxed))
+        })
     }
     fn policy(&self) -> &PolicyCell {
         &self.policy
@@ -202,7 +220,7 @@ impl EngineView for Shared {
         let freshness = self.ask_worker(refresh);
         Ok(RingDetails {
             rings: self.snapshots[ifidx][queue].load(),
-            program: xdp::read_counters(&self.program_counters[ifidx]),
+            program: xdp::read_counters(&lock(&self.program_counters)[ifidx]),
             freshness,
         })
     }
@@ -226,54 +244,37 @@ impl Shared {
     }
 }
 
+/// A mutex's contents even when a thread panicked while holding it: every value kept behind
+/// the engine's mutexes stays consistent between statements.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A running engine. Stops (and restores the interfaces) on `stop()` or drop.
 pub struct Engine {
     shared: Arc<Shared>,
+    /// What an interface that is picked up again replaces (only the control thread locks it).
+    run: Mutex<Running>,
+    warnings: Vec<String>,
+    /// The taps' packet queue, watched by the control thread for a take-over.
+    queue: Option<Arc<Producer>>,
+    /// The configuration it started with, to set up an interface again.
+    config: EngineConfig,
+    /// Queues served on each interface.
+    queues: u32,
+}
+
+/// The engine's hold on the interfaces, and the workers serving them.
+struct Running {
+    /// Raised to stop this generation of workers.
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
     attachments: Vec<XdpAttachment>,
     promisc: Vec<PromiscGuard>,
-    warnings: Vec<String>,
-    /// The taps' packet queue, watched by the control thread for a take-over.
-    queue: Option<Arc<Producer>>,
-    /// The kernel's index of each interface at start, to notice one that goes away.
+    /// GRO/LRO turned off on the interfaces, restored when dropped.
+    offloads: Vec<OffloadGuard>,
+    /// The kernel's index of each interface, to notice one that goes away.
     ifindexes: Vec<u32>,
-}
-
-/// What the control thread last saw of an interface (logged when it changes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LinkState {
-    /// Present and up.
-    Up,
-    /// Present, administratively or operationally down.
-    Down,
-    /// No interface of that name, or another one under the name (deleted and re-created).
-    Gone,
-}
-
-impl LinkState {
-    /// The state of the interface `name` that had the index `ifindex` when the engine started.
-    pub fn of(name: &str, ifindex: u32) -> LinkState {
-        match netdev::if_index(name) {
-            Ok(idx) if idx == ifindex => match netdev::is_up(name) {
-                Ok(false) => LinkState::Down,
-                _ => LinkState::Up,
-            },
-            _ => LinkState::Gone,
-        }
-    }
-
-    /// The log line for a change from `before` to `self` of interface `i` named `name`.
-    pub fn change_text(self, before: LinkState, i: usize, name: &str) -> String {
-        match (before, self) {
-            (_, LinkState::Gone) => format!(
-                "interface {i} {name} is gone (deleted or re-created): its frames are no longer bridged or tapped"
-            ),
-            (_, LinkState::Down) => format!("interface {i} {name} is down"),
-            (LinkState::Down, LinkState::Up) => format!("interface {i} {name} is up again"),
-            (_, LinkState::Up) => format!("interface {i} {name} is back"),
-        }
-    }
 }
 
 /// The checks that need nothing but the configuration and the process.
@@ -353,20 +354,45 @@ fn served_queues(config: &EngineConfig, warnings: &mut Vec<String>) -> Result<u3
     Ok(queues)
 }
 
-/// Warnings for interfaces whose MTU allows frames longer than a UMEM frame holds.
+/// The longest frame `name` can carry: its MTU plus the Ethernet header and two VLAN tags.
+fn longest_frame(name: &str) -> u32 {
+    netdev::mtu(name).unwrap_or(1500).saturating_add(14 + 8)
+}
+
+/// Warnings for interfaces whose MTU allows frames longer than a chain of UMEM buffers holds
+/// (docs/data-path.md, "Long frames").
 fn mtu_warnings(names: &[String]) -> impl Iterator<Item = String> + '_ {
-    names.iter().filter_map(|name| {
-        // Ethernet header and two VLAN tags on top of the MTU.
-        let longest = netdev::mtu(name).unwrap_or(1500) + 14 + 8;
-        (longest > xsk::MAX_FRAME_LEN).then(|| {
+    let limit = xsk::MAX_CHAIN_FRAME_LEN;
+    names.iter().filter_map(move |name| {
+        let longest = longest_frame(name);
+        (longest > limit).then(|| {
             format!(
                 "{name} has an MTU for frames of up to {longest} bytes; frames longer than \
-                 {} bytes are dropped (rx_dropped in if.qstats): jumbo frames are not \
-                 supported",
+                 {limit} bytes ({} buffers of {}, what the kernel transmits as one frame) are \
+                 dropped and counted as err in if.stats",
+                chain::MAX_CHAIN,
                 xsk::MAX_FRAME_LEN
             )
         })
     })
+}
+
+/// The queue's layout for these interfaces: slots large enough for the longest frame any of
+/// them carries (a tapped frame is stored whole), the configured layout otherwise. The default
+/// layout stays as it is for a 1500-byte MTU.
+fn queue_layout(config: &EngineConfig) -> Layout {
+    let longest = config
+        .interfaces
+        .iter()
+        .map(|name| longest_frame(name))
+        .max()
+        .unwrap_or(0)
+        .min(xsk::MAX_CHAIN_FRAME_LEN);
+    let mut layout = config.layout;
+    if longest > layout.slot_size {
+        layout.slot_size = longest.div_ceil(64) * 64;
+    }
+    layout
 }
 
 fn check_up(names: &[String]) -> Result<(), StartError> {
@@ -438,7 +464,7 @@ fn open_packet_queue(config: &EngineConfig) -> Result<Option<Arc<Producer>>, Sta
         return Ok(None);
     };
     let producer =
-        Producer::open_with(name, config.layout, config.take_over).map_err(|source| {
+        Producer::open_with(name, queue_layout(config), config.take_over).map_err(|source| {
             StartError::Queue {
                 name: name.clone(),
                 source,
@@ -471,6 +497,31 @@ fn describe(ifname: &str) -> InterfaceDesc {
         mtu: netdev::mtu(ifname).unwrap_or(0),
         speed_mbps: netdev::speed_mbps(ifname).unwrap_or(0),
     }
+}
+
+/// GRO and LRO off on every interface (restored on stop); what was turned off is reported as
+/// a notice in `warnings`.
+fn merging_offloads_off(
+    names: &[String],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<OffloadGuard>, StartError> {
+    let mut guards = Vec::with_capacity(names.len());
+    for name in names {
+        let g = OffloadGuard::disable(name).map_err(|source| StartError::Offload {
+            name: name.clone(),
+            source,
+        })?;
+        let off = g.turned_off();
+        if !off.is_empty() {
+            warnings.push(format!(
+                "{name}: {} turned off while the engine runs (frames are forwarded as they \
+                 were on the wire, not merged), restored on stop",
+                off.join(" and ")
+            ));
+        }
+        guards.push(g);
+    }
+    Ok(guards)
 }
 
 fn promiscuous(names: &[String], ifindexes: &[u32]) -> Result<Vec<PromiscGuard>, StartError> {
@@ -516,11 +567,16 @@ impl Shared {
                 .map(|_| (0..nqueues).map(|_| Arc::default()).collect())
                 .collect(),
             refresh: (0..nqueues).map(|_| Arc::default()).collect(),
-            program_counters: attachments
-                .iter()
-                .map(XdpAttachment::counters_map)
-                .collect::<Result<_, _>>()?,
+            program_counters: Mutex::new(
+                attachments
+                    .iter()
+                    .map(XdpAttachment::counters_map)
+                    .collect::<Result<_, _>>()?,
+            ),
             running: Arc::new(AtomicBool::new(true)),
+            links: (0..n)
+                .map(|_| AtomicU8::new(LinkState::Up.to_byte()))
+                .collect(),
             infos,
         })
     }
@@ -536,35 +592,42 @@ impl Engine {
         let queues = served_queues(&config, &mut warnings)?;
         warnings.extend(mtu_warnings(&config.interfaces));
         check_up(&config.interfaces)?;
+        // Before attaching: native XDP on veth turns GRO on by itself, which must not be
+        // mistaken for the state to restore.
+        let offloads = merging_offloads_off(&config.interfaces, &mut warnings)?;
         let attachments = attach_programs(&config, &ifindexes)?;
         let (sockets, zerocopy) = open_all_queues(&config.interfaces, queues, config.force_copy)?;
         bind_sockets(&attachments, &sockets)?;
         let producer = open_packet_queue(&config)?;
         let promisc = promiscuous(&config.interfaces, &ifindexes)?;
         let shared = Arc::new(Shared::new(&config, queues, zerocopy, &attachments)?);
-        let mut engine = Engine {
+        let engine = Engine {
             shared,
-            stop: Arc::new(AtomicBool::new(false)),
-            workers: Vec::with_capacity(sockets.len()),
+            run: Mutex::new(Running {
+                stop: Arc::new(AtomicBool::new(false)),
+                workers: Vec::with_capacity(sockets.len()),
+                attachments,
+                promisc,
+                offloads,
+                ifindexes,
+            }),
             warnings,
-            attachments,
-            promisc,
-            queue: producer.clone(),
-            ifindexes,
+            queue: producer,
+            config,
+            queues,
         };
-        engine.spawn_workers(&config, sockets, producer)?;
+        engine.spawn_workers(&mut lock(&engine.run), sockets)?;
         Ok(engine)
     }
 
     /// One worker thread per queue. On an error the workers started so far stop with the
     /// engine when the caller drops it.
     fn spawn_workers(
-        &mut self,
-        config: &EngineConfig,
+        &self,
+        run: &mut Running,
         sockets: Vec<QueueSockets>,
-        producer: Option<Arc<Producer>>,
     ) -> Result<(), StartError> {
-        let shared = &self.shared;
+        let (shared, config, producer) = (&self.shared, &self.config, &self.queue);
         let n = shared.infos.len();
         for (q, qs) in sockets.into_iter().enumerate() {
             let worker = Worker {
@@ -578,13 +641,13 @@ impl Engine {
                 snapshots: (0..n).map(|i| shared.snapshots[i][q].clone()).collect(),
                 refresh: shared.refresh[q].clone(),
                 producer: producer.clone(),
-                stop: self.stop.clone(),
+                stop: run.stop.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("ixdp-q{q}"))
                 .spawn(move || worker.run())
                 .map_err(|source| StartError::Worker { queue: q, source })?;
-            self.workers.push(handle);
+            run.workers.push(handle);
         }
         Ok(())
     }
@@ -602,7 +665,7 @@ impl Engine {
     /// Whether every worker is still running (a worker that died is a bug; the engine keeps
     /// the interfaces restored either way on stop).
     pub fn healthy(&self) -> bool {
-        self.workers.iter().all(|w| !w.is_finished())
+        lock(&self.run).workers.iter().all(|w| !w.is_finished())
     }
 
     /// Block until `stop_requested` says so or a worker dies (logged). Every front end
@@ -612,7 +675,7 @@ impl Engine {
     pub fn run_until(&self, stop_requested: impl Fn() -> bool) {
         let mut rounds = 0u64;
         let mut told = false;
-        let mut links = vec![LinkState::Up; self.ifindexes.len()];
+        let mut links = vec![LinkState::Up; self.shared.infos.len()];
         while !stop_requested() {
             std::thread::sleep(std::time::Duration::from_millis(50));
             if !self.healthy() {
@@ -633,10 +696,27 @@ impl Engine {
         }
     }
 
-    /// Logs every interface whose [`LinkState`] differs from `seen`, and records it.
+    /// Logs every interface whose [`LinkState`] differs from `seen`, records it (for `status`
+    /// and `if.stats`), and picks up an interface that is back under its name (deleted and
+    /// created again) once it is up.
     fn watch_links(&self, seen: &mut [LinkState]) {
-        for (i, (info, &idx)) in self.shared.infos.iter().zip(&self.ifindexes).enumerate() {
-            let now = LinkState::of(&info.name, idx);
+        let ifindexes = lock(&self.run).ifindexes.clone();
+        for (i, (info, &idx)) in self.shared.infos.iter().zip(&ifindexes).enumerate() {
+            let mut now = LinkState::of(&info.name, idx);
+            if now == LinkState::Gone && seen[i] == LinkState::Gone {
+                if let Some(new_index) = back_and_up(&info.name) {
+                    match self.pick_up_again(i, new_index) {
+                        Ok(()) => now = LinkState::Up,
+                        Err(e) => {
+                            crate::log::error(&format!(
+                                "interface {i} {} is back but could not be bridged again \
+                                 (retried every second): {e}",
+                                info.name
+                            ));
+                        }
+                    }
+                }
+            }
             if now != seen[i] {
                 let text = now.change_text(seen[i], i, &info.name);
                 if now == LinkState::Up {
@@ -645,8 +725,53 @@ impl Engine {
                     crate::log::warn(&text);
                 }
                 seen[i] = now;
+                self.shared.links[i].store(now.to_byte(), Ordering::Relaxed);
             }
         }
+    }
+
+    /// Sets interface `i` up again under its new index: its GRO/LRO, XDP program and
+    /// promiscuous mode, then every queue's sockets anew (the workers are restarted on fresh
+    /// UMEMs: a socket of the other interface must be closed before its queue can be bound
+    /// again). Counters, policy and the packet queue carry on.
+    fn pick_up_again(&self, i: usize, ifindex: u32) -> Result<(), StartError> {
+        let name = &self.config.interfaces[i];
+        let have = netdev::rx_queue_count(name);
+        if have < self.queues {
+            return Err(StartError::TooManyQueues {
+                name: name.clone(),
+                have,
+                want: self.queues,
+            });
+        }
+        let mut run = lock(&self.run);
+        let offload = OffloadGuard::disable(name).map_err(|source| StartError::Offload {
+            name: name.clone(),
+            source,
+        })?;
+        let attachment = XdpAttachment::attach(name, ifindex, self.config.xdp_mode)?;
+        let counters = attachment.counters_map()?;
+        let promisc = PromiscGuard::enable(ifindex).map_err(|source| StartError::Promiscuous {
+            name: name.clone(),
+            source,
+        })?;
+        run.stop.store(true, Ordering::Relaxed);
+        for w in run.workers.drain(..) {
+            let _ = w.join();
+        }
+        run.stop = Arc::new(AtomicBool::new(false));
+        run.attachments[i] = attachment;
+        run.promisc[i] = promisc;
+        run.offloads[i] = offload;
+        run.ifindexes[i] = ifindex;
+        lock(&self.shared.program_counters)[i] = counters;
+        if let Some(q) = &self.queue {
+            q.describe_interface(i, &describe(name));
+        }
+        let (sockets, _) =
+            open_all_queues(&self.config.interfaces, self.queues, self.config.force_copy)?;
+        bind_sockets(&run.attachments, &sockets)?;
+        self.spawn_workers(&mut run, sockets)
     }
 
     /// The engine that took our packet queue over (`--take-over`), if one did: nobody reads
@@ -661,17 +786,22 @@ impl Engine {
     }
 
     fn shutdown(&mut self) {
+        let run = self
+            .run
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Detach first, so no frame is redirected to a socket that is closing.
-        for a in &mut self.attachments {
+        for a in &mut run.attachments {
             a.detach();
         }
-        self.stop.store(true, Ordering::Relaxed);
-        for w in self.workers.drain(..) {
+        run.stop.store(true, Ordering::Relaxed);
+        for w in run.workers.drain(..) {
             let _ = w.join();
         }
         self.shared.running.store(false, Ordering::Relaxed);
-        self.attachments.clear();
-        self.promisc.clear();
+        run.attachments.clear();
+        run.promisc.clear();
+        run.offloads.clear();
     }
 }
 
@@ -679,7 +809,7 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("interfaces", &self.shared.infos)
-            .field("workers", &self.workers.len())
+            .field("workers", &lock(&self.run).workers.len())
             .finish()
     }
 }
@@ -688,6 +818,12 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// The new index of `name` when an interface of that name exists and is up.
+fn back_and_up(name: &str) -> Option<u32> {
+    let idx = netdev::if_index(name).ok()?;
+    netdev::is_up(name).ok()?.then_some(idx)
 }
 
 /// All queues' sockets, zero-copy when every interface allows it (a shared UMEM binds all

@@ -13,7 +13,14 @@
 //! live ([`FrameStore`]: the UMEM in the engine, plain memory in the tests) and monomorphised,
 //! so the abstraction costs nothing per frame. Counters are tallied per batch in a
 //! [`Counters`] and added to the shared statistics once per batch.
+//!
+//! A frame is a chain of one or more buffers (multi-buffer AF_XDP, docs/data-path.md, "Long
+//! frames"): the statistics and the machashes read its first buffer, which holds every
+//! header; the tap filter reads the whole frame through [`FrameBytes`]; a flip lands in
+//! whichever buffer holds the chosen bit; a duplicate copies every buffer; the frame goes out
+//! and is tapped with all its buffers.
 
+use super::chain::{read_parts, FrameBytes};
 use super::fault::{self, FaultRng};
 use super::policy::Policy;
 use super::select::Sampler;
@@ -29,7 +36,7 @@ pub enum Route {
     Bridge {
         /// The output port.
         out: usize,
-        /// The output's interface refused the last transmit kick (ENETDOWN).
+        /// The output's interface refused the last transmit kick (down or gone).
         out_down: bool,
     },
 }
@@ -49,19 +56,20 @@ pub enum Verdict {
     Forward {
         /// Flip this bit first ([`fault::flip_position`] numbering).
         flip: Option<usize>,
-        /// Send a copy too (when a spare frame and a TX slot are free).
+        /// Send a copy too (when spare frames and TX slots are free).
         dup: bool,
     },
 }
 
 /// Stages 3–5 for one frame received on `port`: forward decision, drop machash, fault
-/// injection. Draws from `rng` only when fault injection selects the frame.
+/// injection. Reads the frame's headers (its first buffer) and its length; draws from `rng`
+/// only when fault injection selects the frame.
 #[inline]
-pub fn verdict(
+pub fn verdict<F: FrameBytes + ?Sized>(
     policy: &Policy,
     port: usize,
     route: Route,
-    frame: &[u8],
+    frame: &F,
     rng: &mut FaultRng,
 ) -> Verdict {
     let Route::Bridge { out_down, .. } = route else {
@@ -70,10 +78,11 @@ pub fn verdict(
     if out_down {
         return Verdict::NoIf;
     }
-    if policy.drop_selects(frame) {
+    let head = frame.head();
+    if policy.drop_selects(head) {
         return Verdict::Dropped;
     }
-    if !policy.fault_selects(port, frame) {
+    if !policy.fault_selects(port, head) {
         return Verdict::Forward {
             flip: None,
             dup: false,
@@ -87,57 +96,174 @@ pub fn verdict(
         // A frame of 14 bytes or less has no bit that may flip: not flipped, not counted.
         flip: decision
             .flip
-            .then(|| fault::flip_position(frame.len(), rng))
+            .then(|| fault::flip_position(frame.wire_len(), rng))
             .flatten(),
         dup: decision.dup,
     }
 }
 
-/// Frames in the worker's hands, wherever they live.
+/// Buffers in the worker's hands, wherever they live. A frame is a run of buffers, each but
+/// the last followed by another of the same frame ([`FrameStore::continues`]).
 pub trait FrameStore {
-    /// Names one frame.
+    /// Names one buffer.
     type Desc: Copy;
 
-    /// The contents of frame `d`.
-    ///
-    /// # Safety
-    /// `d` must be a frame of this store that the caller holds (in no ring).
-    unsafe fn frame(&self, d: &Self::Desc) -> &[u8];
+    /// Whether buffer `d` is followed by another buffer of its frame (`XDP_PKT_CONTD`).
+    fn continues(&self, d: &Self::Desc) -> bool;
 
-    /// Flips bit `bit` of frame `d` ([`fault::flip_bit`]).
+    /// The contents of buffer `d`.
     ///
     /// # Safety
-    /// As for [`FrameStore::frame`].
-    unsafe fn flip(&mut self, d: &mut Self::Desc, bit: usize);
+    /// `d` must be a buffer of this store that the caller holds (in no ring).
+    unsafe fn buffer(&self, d: &Self::Desc) -> &[u8];
 
-    /// Copies frame `from` into frame `to`; false when it does not fit.
+    /// Flips the bits `mask` of byte `at` of buffer `d`; nothing happens past its end.
     ///
     /// # Safety
-    /// As for [`FrameStore::frame`], for both frames, which must differ.
+    /// As for [`FrameStore::buffer`].
+    unsafe fn flip(&mut self, d: &mut Self::Desc, at: usize, mask: u8);
+
+    /// Copies buffer `from` (its bytes, and whether its frame continues) into buffer `to`;
+    /// false when it does not fit.
+    ///
+    /// # Safety
+    /// As for [`FrameStore::buffer`], for both buffers, which must differ.
     unsafe fn copy(&mut self, from: &Self::Desc, to: &mut Self::Desc) -> bool;
 }
 
-/// Frames in plain memory, frame `i` being `self.0[i]`: for the unit tests and the benchmark
-/// of the stages (and anything else that runs them outside a UMEM).
+/// The number of buffers of the frame that starts `descs`: up to the first buffer that does
+/// not continue (all of `descs` if none ends it).
+#[inline(always)]
+fn chain_len<S: FrameStore>(store: &S, descs: &[S::Desc]) -> usize {
+    descs
+        .iter()
+        .position(|d| !store.continues(d))
+        .map_or(descs.len(), |i| i + 1)
+}
+
+/// One frame of a batch as the stages read it: its buffers in the store, its first buffer and
+/// its length.
+pub struct Frame<'a, S: FrameStore> {
+    store: &'a S,
+    descs: &'a [S::Desc],
+    head: &'a [u8],
+    len: usize,
+}
+
+impl<'a, S: FrameStore> Frame<'a, S> {
+    /// The frame whose buffers are `descs` (at least one).
+    ///
+    /// # Safety
+    /// The caller holds every buffer of `descs` (see [`FrameStore::buffer`]) while the frame
+    /// lives.
+    #[inline(always)]
+    unsafe fn new(store: &'a S, descs: &'a [S::Desc]) -> Frame<'a, S> {
+        // SAFETY: the caller holds the buffers.
+        let head = unsafe { store.buffer(&descs[0]) };
+        let len = if descs.len() == 1 {
+            head.len()
+        } else {
+            // SAFETY: as above.
+            descs.iter().map(|d| unsafe { store.buffer(d) }.len()).sum()
+        };
+        Frame {
+            store,
+            descs,
+            head,
+            len,
+        }
+    }
+
+    /// The frame's buffers, in order.
+    #[inline(always)]
+    fn parts(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let store = self.store;
+        // SAFETY: the frame's creator holds its buffers while it lives (Frame::new).
+        self.descs.iter().map(move |d| unsafe { store.buffer(d) })
+    }
+}
+
+impl<S: FrameStore> FrameBytes for Frame<'_, S> {
+    #[inline(always)]
+    fn wire_len(&self) -> usize {
+        self.len
+    }
+    #[inline(always)]
+    fn head(&self) -> &[u8] {
+        self.head
+    }
+    #[inline]
+    fn read_at(&self, at: usize, out: &mut [u8]) -> bool {
+        read_parts(self.parts(), at, out)
+    }
+}
+
+/// Buffers in plain memory, buffer `i` being `buffers[i]`: for the unit tests and the
+/// benchmark of the stages (and anything else that runs them outside a UMEM).
 #[derive(Clone, Debug, Default)]
-pub struct MemoryFrames(pub Vec<Vec<u8>>);
+pub struct MemoryFrames {
+    /// The bytes of each buffer.
+    pub buffers: Vec<Vec<u8>>,
+    /// Buffer `i` is followed by another of its frame when `continued[i]` is true (missing
+    /// entries are false).
+    pub continued: Vec<bool>,
+}
+
+impl MemoryFrames {
+    /// Frames of one buffer each.
+    pub fn new(frames: Vec<Vec<u8>>) -> MemoryFrames {
+        MemoryFrames {
+            buffers: frames,
+            continued: Vec::new(),
+        }
+    }
+
+    /// Appends `frame` cut into buffers of at most `size` bytes and returns their indices.
+    pub fn push_chain(&mut self, frame: &[u8], size: usize) -> Vec<usize> {
+        self.continued.resize(self.buffers.len(), false);
+        let first = self.buffers.len();
+        let parts: Vec<&[u8]> = frame.chunks(size.max(1)).collect();
+        for (i, part) in parts.iter().enumerate() {
+            self.buffers.push(part.to_vec());
+            self.continued.push(i + 1 < parts.len());
+        }
+        (first..self.buffers.len()).collect()
+    }
+
+    /// The frame that starts at buffer `first`, its buffers joined.
+    pub fn frame_at(&self, first: usize) -> Vec<u8> {
+        let n = chain_len(self, &(first..self.buffers.len()).collect::<Vec<_>>());
+        self.buffers[first..first + n].concat()
+    }
+}
 
 impl FrameStore for MemoryFrames {
     type Desc = usize;
 
-    unsafe fn frame(&self, d: &usize) -> &[u8] {
-        &self.0[*d]
+    fn continues(&self, d: &usize) -> bool {
+        self.continued.get(*d) == Some(&true)
     }
 
-    unsafe fn flip(&mut self, d: &mut usize, bit: usize) {
-        fault::flip_bit(&mut self.0[*d], bit);
+    unsafe fn buffer(&self, d: &usize) -> &[u8] {
+        &self.buffers[*d]
+    }
+
+    unsafe fn flip(&mut self, d: &mut usize, at: usize, mask: u8) {
+        if let Some(b) = self.buffers[*d].get_mut(at) {
+            *b ^= mask;
+        }
     }
 
     unsafe fn copy(&mut self, from: &usize, to: &mut usize) -> bool {
         // Reuses the target's allocation once it is large enough.
-        let src = std::mem::take(&mut self.0[*from]);
-        self.0[*to].clone_from(&src);
-        self.0[*from] = src;
+        let src = std::mem::take(&mut self.buffers[*from]);
+        self.buffers[*to].clone_from(&src);
+        self.buffers[*from] = src;
+        let more = self.continues(from);
+        if self.continued.len() <= *to {
+            self.continued.resize(*to + 1, false);
+        }
+        self.continued[*to] = more;
         true
     }
 }
@@ -174,27 +300,29 @@ pub struct BatchContext<'a> {
     pub queue: Option<&'a Producer>,
     /// Time stamp of the batch for the taps.
     pub ts: u64,
-    /// Free slots of the output TX ring: `out` never holds more.
+    /// Free slots (descriptors) of the output TX ring: `out` never holds more.
     pub room: usize,
 }
 
-/// The frame lists a batch sorts its frames into.
+/// The buffer lists a batch sorts its frames into.
 pub struct FrameLists<'a, D> {
     /// Back to the receiving port's fill ring (mirror mode, output down, dropped).
     pub recycle: &'a mut Vec<D>,
-    /// To the output TX ring, duplicates included.
+    /// To the output TX ring, duplicates included, every frame with all its buffers.
     pub out: &'a mut Vec<D>,
     /// The spare pool the duplicates are taken from.
     pub spares: &'a mut Vec<D>,
-    /// Frames of `out` that fault injection changed, by their index in `out`, in order: what
-    /// the TX tap records in their queue slots (empty while nothing is flipped or duplicated).
+    /// Frames of `out` that fault injection changed, by the index in `out` of their first
+    /// buffer, in order: what the TX tap records in their queue slots (empty while nothing is
+    /// flipped or duplicated).
     pub marked: &'a mut Vec<(usize, Marks)>,
 }
 
-/// Runs every stage over the frames `rx` received on `cx.port` and returns the batch's
-/// counters (all but `rx`, which `stats.on_rx` counted per frame) for the caller to add to the
-/// receiving port's statistics, except `tx_bytes`: the bytes of the frames in `lists.out`,
-/// which belong to the output port once the caller has put them in its TX ring.
+/// Runs every stage over the frames whose buffers are `rx` (complete frames only), received on
+/// `cx.port`, and returns the batch's counters (all but `rx`, which `stats.on_rx` counted per
+/// frame) for the caller to add to the receiving port's statistics, except `tx` and
+/// `tx_bytes`: the frames and bytes in `lists.out`, which belong to the output port once the
+/// caller has put them in its TX ring.
 #[inline]
 pub fn run_batch<S: FrameStore>(
     cx: &BatchContext<'_>,
@@ -208,22 +336,25 @@ pub fn run_batch<S: FrameStore>(
     let rx_tap = cx
         .queue
         .filter(|_| cx.policy.tap_rx.get(cx.port) == Some(&true));
-    for d in rx.iter_mut() {
-        // SAFETY: the caller holds every frame of `rx` (see FrameStore).
-        let frame = unsafe { store.frame(d) };
-        let len = frame.len() as u64;
+    let mut at = 0;
+    while at < rx.len() {
+        let n = chain_len(store, &rx[at..]);
+        let chain = &mut rx[at..at + n];
+        at += n;
+        // SAFETY: the caller holds every buffer of `rx` (see FrameStore).
+        let frame = unsafe { Frame::new(store, chain) };
+        let len = frame.len as u64;
         counts.rx_bytes += len;
-        receive_stage(cx, rx_tap, stats, &mut state.sampler, frame);
-        match verdict(cx.policy, cx.port, cx.route, frame, &mut state.rng) {
+        receive_stage(cx, rx_tap, stats, &mut state.sampler, &frame);
+        match verdict(cx.policy, cx.port, cx.route, &frame, &mut state.rng) {
             Verdict::Forward { flip, dup } => {
-                let before = lists.out.len() as u64;
-                forward_stage(cx, store, d, flip, dup, &mut counts, &mut lists);
-                // The frame, and its duplicate when one went out too.
-                counts.tx_bytes += len * (lists.out.len() as u64 - before);
+                let sent = forward_stage(cx, store, chain, flip, dup, &mut counts, &mut lists);
+                counts.tx += sent;
+                counts.tx_bytes += len * sent;
             }
             v => {
                 tally(&mut counts, v);
-                lists.recycle.push(*d);
+                lists.recycle.extend_from_slice(chain);
             }
         }
     }
@@ -233,35 +364,40 @@ pub fn run_batch<S: FrameStore>(
     counts
 }
 
-/// The tap rule past a tap point's flag, in order: TAP machash, filter, sampling. Returns the
-/// part of the frame to copy (cut to the snap length), or None. The filter runs only for
+/// The tap rule past a tap point's flag, in order: TAP machash, filter, sampling. Returns how
+/// many bytes of the frame to copy (cut to the snap length), or None. The filter runs only for
 /// frames the machash selected, and the sampler counts only frames that passed both.
 #[inline(always)]
-fn tap_rule<'f>(policy: &Policy, sampler: &mut Sampler, frame: &'f [u8]) -> Option<&'f [u8]> {
-    let takes =
-        policy.tap_selects(frame) && policy.tap_filter_takes(frame) && sampler.take(policy.sample);
-    takes.then(|| policy.snaplen.cut(frame))
+fn tap_rule<F: FrameBytes + ?Sized>(
+    policy: &Policy,
+    sampler: &mut Sampler,
+    frame: &F,
+) -> Option<usize> {
+    let takes = policy.tap_selects(frame.head())
+        && policy.tap_filter_takes(frame)
+        && sampler.take(policy.sample);
+    takes.then(|| policy.snaplen.cap(frame.wire_len()))
 }
 
 /// Stages 1 and 2: statistics, then the RX tap.
 #[inline(always)]
-fn receive_stage(
+fn receive_stage<S: FrameStore>(
     cx: &BatchContext<'_>,
     rx_tap: Option<&Producer>,
     stats: &QueueStats,
     sampler: &mut Sampler,
-    frame: &[u8],
+    frame: &Frame<'_, S>,
 ) {
-    stats.on_rx(frame);
+    stats.on_rx(frame.head);
     if let Some(q) = rx_tap {
-        if let Some(copy) = tap_rule(cx.policy, sampler, frame) {
+        if let Some(cap) = tap_rule(cx.policy, sampler, frame) {
             let tag = Tag {
                 ifindex: cx.port as u8,
                 dir: Direction::Rx,
                 ts_ns: cx.ts,
                 marks: Marks::NONE,
             };
-            q.push_to(0, copy, frame.len() as u32, tag);
+            q.push_parts_to(0, frame.parts(), cap, frame.len as u32, tag);
         }
     }
 }
@@ -280,48 +416,77 @@ fn tally(counts: &mut Counters, v: Verdict) {
     }
 }
 
-/// Applies a forward verdict: the flip, the frame, and its duplicate when a spare frame and a
-/// TX slot are free (else the frame goes once and is not counted as duplicated).
+/// Flips bit `bit` ([`fault::flip_position`] numbering) of the frame whose buffers are
+/// `chain`, in whichever buffer holds it.
+///
+/// # Safety
+/// The caller holds every buffer of `chain`.
+#[inline(always)]
+unsafe fn flip_in_chain<S: FrameStore>(store: &mut S, chain: &mut [S::Desc], bit: usize) {
+    let (mut at, mask) = fault::flip_target(bit);
+    for d in chain {
+        // SAFETY: the caller holds d.
+        let len = unsafe { store.buffer(d) }.len();
+        if at < len {
+            // SAFETY: as above; no other reference to the buffer is alive.
+            unsafe { store.flip(d, at, mask) };
+            return;
+        }
+        at -= len;
+    }
+}
+
+/// Applies a forward verdict: the flip, the frame, and its duplicate when spare buffers and TX
+/// slots for all its buffers are free (else the frame goes once and is not counted as
+/// duplicated). Returns the frames queued: 1, or 2 with the duplicate.
 #[inline(always)]
 fn forward_stage<S: FrameStore>(
     cx: &BatchContext<'_>,
     store: &mut S,
-    d: &mut S::Desc,
+    chain: &mut [S::Desc],
     flip: Option<usize>,
     dup: bool,
     counts: &mut Counters,
     lists: &mut FrameLists<'_, S::Desc>,
-) {
+) -> u64 {
     let marks = if let Some(bit) = flip {
-        // SAFETY: the caller holds d (see run_batch).
-        unsafe { store.flip(d, bit) };
+        // SAFETY: the caller holds the chain (see run_batch).
+        unsafe { flip_in_chain(store, chain, bit) };
         counts.fi_flipped += 1;
         lists.marked.push((lists.out.len(), Marks::BITFLIP));
         Marks::BITFLIP
     } else {
         Marks::NONE
     };
-    lists.out.push(*d);
-    if !dup || lists.out.len() >= cx.room {
-        return;
+    lists.out.extend_from_slice(chain);
+    let n = chain.len();
+    if !dup || lists.out.len() + n > cx.room || lists.spares.len() < n {
+        return 1;
     }
-    let Some(mut spare) = lists.spares.pop() else {
-        return;
-    };
-    // SAFETY: d and the spare are distinct frames the caller holds.
-    if unsafe { store.copy(d, &mut spare) } {
-        lists
-            .marked
-            .push((lists.out.len(), marks.union(Marks::DUPLICATE)));
+    let first = lists.out.len();
+    for d in chain.iter() {
+        let Some(mut spare) = lists.spares.pop() else {
+            break;
+        };
+        // SAFETY: d and the spare are distinct buffers the caller holds.
+        if !unsafe { store.copy(d, &mut spare) } {
+            lists.spares.push(spare);
+            break;
+        }
         lists.out.push(spare);
-        counts.fi_duplicated += 1;
-    } else {
-        lists.spares.push(spare);
     }
+    if lists.out.len() - first < n {
+        // A buffer did not fit: the partial copy goes back to the pool.
+        lists.spares.extend(lists.out.drain(first..));
+        return 1;
+    }
+    lists.marked.push((first, marks.union(Marks::DUPLICATE)));
+    counts.fi_duplicated += 1;
+    2
 }
 
 /// Stage 6: the TX tap over the frames going out on `out`, each with what fault injection
-/// did to it (`marked`, sorted by index).
+/// did to it (`marked`, sorted by the index of the frame's first buffer).
 #[inline]
 fn tx_tap_stage<S: FrameStore>(
     cx: &BatchContext<'_>,
@@ -338,25 +503,28 @@ fn tx_tap_stage<S: FrameStore>(
         return;
     };
     let mut next_marked = marked.iter().peekable();
-    for (i, d) in frames.iter().enumerate() {
+    let mut at = 0;
+    while at < frames.len() {
+        let n = chain_len(store, &frames[at..]);
         let marks = match next_marked.peek() {
-            Some(&&(at, m)) if at == i => {
+            Some(&&(i, m)) if i == at => {
                 next_marked.next();
                 m
             }
             _ => Marks::NONE,
         };
         // SAFETY: frames going out are held by the caller until it hands them to the ring.
-        let frame = unsafe { store.frame(d) };
-        if let Some(copy) = tap_rule(cx.policy, sampler, frame) {
+        let frame = unsafe { Frame::new(store, &frames[at..at + n]) };
+        if let Some(cap) = tap_rule(cx.policy, sampler, &frame) {
             let tag = Tag {
                 ifindex: out as u8,
                 dir: Direction::Tx,
                 ts_ns: cx.ts,
                 marks,
             };
-            q.push_to(0, copy, frame.len() as u32, tag);
+            q.push_parts_to(0, frame.parts(), cap, frame.len as u32, tag);
         }
+        at += n;
     }
 }
 
@@ -472,10 +640,14 @@ mod tests {
 
     impl TestQueue {
         fn new(test: &str) -> (TestQueue, Producer, Consumer) {
+            TestQueue::with_slots(test, 128)
+        }
+
+        fn with_slots(test: &str, slot_size: u32) -> (TestQueue, Producer, Consumer) {
             let name = format!("fastpath.{test}.{}", std::process::id());
             let layout = Layout {
                 slots: 256,
-                slot_size: 128,
+                slot_size,
                 ..Layout::default()
             };
             let producer = Producer::open(&name, layout).unwrap();
@@ -531,10 +703,44 @@ mod tests {
         spares: usize,
         room: usize,
     ) -> (Outcome, MemoryFrames) {
-        let n = frames.len();
-        let mut store = MemoryFrames(frames);
-        store.0.extend((0..spares).map(|_| Vec::new()));
-        let mut rx: Vec<usize> = (0..n).collect();
+        let rx: Vec<usize> = (0..frames.len()).collect();
+        let store = MemoryFrames::new(frames);
+        run_store(state, policy, route, queue, store, rx, spares, room)
+    }
+
+    /// Runs `frames` cut into buffers of `size` bytes (received on port 0) as one batch, with
+    /// `spares` spare buffers after them.
+    fn chained(
+        policy: &Policy,
+        queue: Option<&Producer>,
+        frames: &[Vec<u8>],
+        size: usize,
+        spares: usize,
+        room: usize,
+    ) -> (Outcome, MemoryFrames) {
+        let mut store = MemoryFrames::default();
+        let rx: Vec<usize> = frames
+            .iter()
+            .flat_map(|f| store.push_chain(f, size))
+            .collect();
+        let mut state = WorkerState::new(FaultRng::new(6));
+        run_store(&mut state, policy, BRIDGE, queue, store, rx, spares, room)
+    }
+
+    /// Runs the buffers `rx` of `store` as one batch, with `spares` spare buffers added.
+    #[allow(clippy::too_many_arguments)]
+    fn run_store(
+        state: &mut WorkerState,
+        policy: &Policy,
+        route: Route,
+        queue: Option<&Producer>,
+        mut store: MemoryFrames,
+        mut rx: Vec<usize>,
+        spares: usize,
+        room: usize,
+    ) -> (Outcome, MemoryFrames) {
+        let n = store.buffers.len();
+        store.buffers.extend((0..spares).map(|_| Vec::new()));
         let mut spare_lane: Vec<usize> = (n..n + spares).collect();
         let (mut recycle, mut out, mut marked) = (Vec::new(), Vec::new(), Vec::new());
         let stats = QueueStats::new();
@@ -660,8 +866,8 @@ mod tests {
         let (o, store) = batch(&p, BRIDGE, None, frames(), 8, 64);
         assert_eq!(o.counts.fi_duplicated, 3);
         assert_eq!(o.out, vec![0, 10, 1, 9, 2, 8]);
-        assert_eq!(store.0[10], store.0[0], "the copy is the frame");
-        assert_eq!(store.0[8], store.0[2]);
+        assert_eq!(store.buffers[10], store.buffers[0], "the copy is the frame");
+        assert_eq!(store.buffers[8], store.buffers[2]);
         // Two spares: the third frame goes once and is not counted.
         let (o, _) = batch(&p, BRIDGE, None, frames(), 2, 64);
         assert_eq!((o.counts.fi_duplicated, o.out), (2, vec![0, 4, 1, 3, 2]));
@@ -680,12 +886,12 @@ mod tests {
         let original = vec![frame(E0, 14), frame(E0, 64)];
         let (o, store) = batch(&p, BRIDGE, Some(&producer), original.clone(), 0, 64);
         assert_eq!(o.counts.fi_flipped, 1, "the bare header is not flipped");
-        assert_eq!(store.0[0], original[0]);
+        assert_eq!(store.buffers[0], original[0]);
         let diff: u32 = (0..64)
-            .map(|i| (store.0[1][i] ^ original[1][i]).count_ones())
+            .map(|i| (store.buffers[1][i] ^ original[1][i]).count_ones())
             .sum();
         assert_eq!(diff, 1);
-        assert_eq!(store.0[1][..14], original[1][..14]);
+        assert_eq!(store.buffers[1][..14], original[1][..14]);
         let mut b = Batch::new();
         consumer.try_pop(&mut b, 10).unwrap();
         let tx: Vec<&[u8]> = b
@@ -694,7 +900,7 @@ mod tests {
             .map(|t| t.data)
             .collect();
         assert_eq!(tx.len(), 2);
-        assert_eq!(tx[1], &store.0[1][..], "the TX tap sees what is sent");
+        assert_eq!(tx[1], &store.buffers[1][..], "the TX tap sees what is sent");
     }
 
     #[test]
@@ -772,7 +978,7 @@ mod tests {
         };
         let frames = vec![frame(E0, 100), frame(E0, 30)];
         let (o, store) = batch(&p, BRIDGE, Some(&producer), frames.clone(), 0, 64);
-        assert_eq!(store.0[0].len(), 100, "the forwarded frame is whole");
+        assert_eq!(store.buffers[0].len(), 100, "the forwarded frame is whole");
         assert_eq!(o.out.len(), 2);
         let mut b = Batch::new();
         consumer.try_pop(&mut b, 10).unwrap();
@@ -840,5 +1046,148 @@ mod tests {
             vec![0, 6, 12, 18, 24],
             "UDP frames 1, 4, 7, 10, 13 of 15, across batches"
         );
+    }
+
+    /// Buffer size of the chain tests: what a 2 KiB UMEM frame holds.
+    const BUF: usize = 1792;
+
+    fn jumbo(src: Mac, len: usize) -> Vec<u8> {
+        let mut f = frame(src, len);
+        for (i, b) in f.iter_mut().enumerate().skip(20) {
+            *b = (i % 251) as u8;
+        }
+        f
+    }
+
+    #[test]
+    fn long_frames_go_out_with_all_their_buffers_and_count_once() {
+        let frames = vec![jumbo(E0, 9000), frame(E0, 64), jumbo(E0, 1793)];
+        let (o, store) = chained(&Policy::default(), None, &frames, BUF, 0, 64);
+        assert_eq!(
+            o.out,
+            (0..9).collect::<Vec<_>>(),
+            "6 + 1 + 2 buffers, in order"
+        );
+        assert_eq!((o.rx, o.counts.tx), (3, 3));
+        assert_eq!(o.counts.rx_bytes, 9000 + 64 + 1793);
+        assert_eq!(o.counts.tx_bytes, 9000 + 64 + 1793);
+        assert_eq!(store.frame_at(0), frames[0]);
+        assert_eq!(store.frame_at(7), frames[2]);
+        // Dropped: every buffer back to the fill ring.
+        let p = Policy {
+            drop_hash: [E0].into_iter().collect(),
+            ..Policy::default()
+        };
+        let (o, _) = chained(&p, None, &frames, BUF, 0, 64);
+        assert_eq!((o.recycle.len(), o.out.len(), o.counts.drop), (9, 0, 3));
+    }
+
+    #[test]
+    fn the_taps_store_long_frames_whole_or_cut_to_the_snap_length() {
+        let (_q, producer, mut consumer) = TestQueue::with_slots("tapjumbo", 9216);
+        let frames = vec![jumbo(E0, 9018), frame(E0, 60)];
+        chained(&tapping_both_ways(), Some(&producer), &frames, BUF, 0, 64);
+        let mut b = Batch::new();
+        consumer.try_pop(&mut b, 10).unwrap();
+        let got: Vec<(Direction, &[u8], u32)> =
+            b.iter().map(|t| (t.dir, t.data, t.orig_len)).collect();
+        use Direction::{Rx, Tx};
+        fn whole(d: Direction, f: &[u8]) -> (Direction, &[u8], u32) {
+            (d, f, f.len() as u32)
+        }
+        assert_eq!(
+            got,
+            vec![
+                whole(Rx, &frames[0]),
+                whole(Rx, &frames[1]),
+                whole(Tx, &frames[0]),
+                whole(Tx, &frames[1])
+            ]
+        );
+        let cut = Policy {
+            snaplen: crate::ixdp::select::SnapLen::new(2000).unwrap(),
+            ..tapping_both_ways()
+        };
+        chained(&cut, Some(&producer), &frames[..1], BUF, 0, 64);
+        consumer.try_pop(&mut b, 10).unwrap();
+        for t in b.iter() {
+            assert_eq!((t.data, t.orig_len), (&frames[0][..2000], 9018));
+        }
+    }
+
+    #[test]
+    fn the_filter_reads_the_whole_of_a_long_frame() {
+        let (_q, producer, mut consumer) = TestQueue::with_slots("filterjumbo", 9216);
+        let mut marked = jumbo(E0, 6000);
+        marked[5000] = 0xee;
+        let plain = jumbo(E0, 6000);
+        assert_ne!(plain[5000], 0xee);
+        let frames = vec![plain, marked.clone(), frame(E0, 64)];
+        let p = filtered("ether[5000] = 0xee");
+        let (o, _) = chained(&p, Some(&producer), &frames, BUF, 0, 64);
+        assert_eq!(o.counts.tx, 3, "the filter selects nothing for forwarding");
+        let mut b = Batch::new();
+        consumer.try_pop(&mut b, 10).unwrap();
+        let data: Vec<&[u8]> = b.iter().map(|t| t.data).collect();
+        assert_eq!(data, vec![&marked[..], &marked[..]], "RX and TX tap");
+        // The length is the whole frame's too.
+        chained(
+            &filtered("greater 5999"),
+            Some(&producer),
+            &frames,
+            BUF,
+            0,
+            64,
+        );
+        consumer.try_pop(&mut b, 10).unwrap();
+        assert_eq!(b.iter().count(), 4, "both long frames, at both tap points");
+    }
+
+    #[test]
+    fn a_flip_lands_in_any_buffer_of_a_long_frame() {
+        let mut p = Policy::default();
+        p.fault[0] = always(0, 100_000, 0);
+        let frames: Vec<Vec<u8>> = (0..300).map(|_| jumbo(E0, 5000)).collect();
+        let (o, store) = chained(&p, None, &frames, BUF, 0, 2000);
+        assert_eq!(o.counts.fi_flipped, 300);
+        let mut buffers_hit = [0; 3];
+        for (i, f) in frames.iter().enumerate() {
+            let sent = store.frame_at(3 * i);
+            let diff: Vec<usize> = (0..5000).filter(|&k| sent[k] != f[k]).collect();
+            assert_eq!(diff.len(), 1, "one byte of frame {i}");
+            assert_eq!((sent[diff[0]] ^ f[diff[0]]).count_ones(), 1, "one bit");
+            assert!(diff[0] >= 14);
+            buffers_hit[diff[0] / BUF] += 1;
+        }
+        assert!(buffers_hit.iter().all(|&n| n > 30), "{buffers_hit:?}");
+    }
+
+    #[test]
+    fn a_duplicate_copies_every_buffer_or_is_not_made() {
+        let mut p = Policy::default();
+        p.fault[0] = always(0, 0, 100_000);
+        let frames = vec![jumbo(E0, 4000), frame(E0, 64)];
+        // 3 + 1 buffers, spares 4..12 taken from the end.
+        let (o, store) = chained(&p, None, &frames, BUF, 8, 64);
+        assert_eq!(o.out, vec![0, 1, 2, 11, 10, 9, 3, 8]);
+        assert_eq!((o.counts.fi_duplicated, o.counts.tx), (2, 4));
+        assert_eq!(o.counts.tx_bytes, 2 * (4000 + 64));
+        let copy: Vec<u8> = [11, 10, 9]
+            .iter()
+            .flat_map(|&i| store.buffers[i].clone())
+            .collect();
+        assert_eq!(copy, frames[0]);
+        assert_eq!(
+            [11, 10, 9].map(|i| store.continues(&i)),
+            [true, true, false],
+            "the copy is a chain of its own"
+        );
+        // Two spares: the long frame goes once, the short one twice.
+        let (o, _) = chained(&p, None, &frames, BUF, 2, 64);
+        assert_eq!((o.out, o.counts.fi_duplicated), (vec![0, 1, 2, 3, 5], 1));
+        // Room for five buffers: no TX slots for the long frame's copy.
+        let (o, _) = chained(&p, None, &frames, BUF, 8, 5);
+        assert_eq!(o.out.len(), 5);
+        assert_eq!((o.counts.fi_duplicated, o.spares.len()), (1, 7));
     }
 }

@@ -99,12 +99,20 @@ pub fn flip_position(len: usize, rng: &mut FaultRng) -> Option<usize> {
     Some(rng.below(bytes as u64 * 8) as usize)
 }
 
+/// Where bit `bit` (as [`flip_position`] counts them) is: the byte's offset in the frame and
+/// the mask that flips it.
+#[inline]
+pub fn flip_target(bit: usize) -> (usize, u8) {
+    (FLIP_PROTECTED_BYTES + bit / 8, 1 << (bit % 8))
+}
+
 /// Flips bit `bit` (as [`flip_position`] counts them) of `frame`; a bit past the end is
 /// ignored.
 #[inline]
 pub fn flip_bit(frame: &mut [u8], bit: usize) {
-    if let Some(b) = frame.get_mut(FLIP_PROTECTED_BYTES + bit / 8) {
-        *b ^= 1 << (bit % 8);
+    let (at, mask) = flip_target(bit);
+    if let Some(b) = frame.get_mut(at) {
+        *b ^= mask;
     }
 }
 

@@ -2,6 +2,7 @@
 //! How the pieces fit: docs/data-path.md; the words: docs/words-engine.md.
 
 pub mod cbpf;
+pub mod chain;
 pub mod engine;
 pub mod fastpath;
 pub mod fault;

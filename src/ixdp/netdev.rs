@@ -9,6 +9,12 @@ use std::os::fd::{AsRawFd, OwnedFd};
 const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
 const ETHTOOL_GCHANNELS: u32 = 0x0000_003c;
 const ETHTOOL_GSET: u32 = 0x0000_0001;
+const ETHTOOL_GFLAGS: u32 = 0x0000_0025;
+const ETHTOOL_SFLAGS: u32 = 0x0000_0026;
+const ETHTOOL_GGRO: u32 = 0x0000_002b;
+const ETHTOOL_SGRO: u32 = 0x0000_002c;
+/// `ETH_FLAG_LRO` of `ETHTOOL_GFLAGS`.
+const ETH_FLAG_LRO: u32 = 1 << 15;
 /// What `ETHTOOL_GSET` says when the link has no speed (veth, a link that is down).
 const SPEED_UNKNOWN: u32 = 0xffff;
 
@@ -64,6 +70,14 @@ struct EthtoolChannels {
     tx_count: u32,
     other_count: u32,
     combined_count: u32,
+}
+
+/// `struct ethtool_value`: the argument of the single-value ethtool commands.
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
 }
 
 #[repr(C)]
@@ -142,7 +156,11 @@ fn ifreq(name: &str) -> io::Result<libc::ifreq> {
 }
 
 fn ethtool(name: &str, data: *mut libc::c_void) -> io::Result<()> {
-    let sock = control_socket()?;
+    ethtool_on(&control_socket()?, name, data)
+}
+
+/// An ethtool command through `sock`, in the network namespace the socket was made in.
+fn ethtool_on(sock: &OwnedFd, name: &str, data: *mut libc::c_void) -> io::Result<()> {
     let mut req = IfreqData {
         name: ifname_bytes(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
         data,
@@ -281,5 +299,75 @@ impl PromiscGuard {
             return Err(io::Error::last_os_error());
         }
         Ok(PromiscGuard { _sock: sock })
+    }
+}
+
+/// One single-value ethtool command (`ETHTOOL_G*` reads, `ETHTOOL_S*` writes `data`).
+fn ethtool_value(sock: &OwnedFd, name: &str, cmd: u32, data: u32) -> io::Result<u32> {
+    let mut v = EthtoolValue { cmd, data };
+    ethtool_on(sock, name, &mut v as *mut _ as *mut libc::c_void)?;
+    Ok(v.data)
+}
+
+/// Receive offloads that merge frames (GRO, LRO) turned off for as long as the guard lives,
+/// and turned back on when it is dropped: a bump in the wire must hand on frames as they were
+/// on the wire, and generic XDP runs after GRO, so it would see merged super-frames. Only what
+/// was on is touched; a driver that cannot say or change it is left alone (veth has no LRO).
+pub struct OffloadGuard {
+    /// Made at start: the restore runs in the interface's namespace whatever thread drops
+    /// the guard.
+    sock: OwnedFd,
+    name: String,
+    /// GRO was on and is now off.
+    gro: bool,
+    /// The ethtool flags when LRO was on and is now off.
+    lro_flags: Option<u32>,
+}
+
+impl OffloadGuard {
+    /// Turns GRO and LRO off on `name`. Errors only when an offload that is on cannot be
+    /// turned off.
+    pub fn disable(name: &str) -> io::Result<OffloadGuard> {
+        let mut guard = OffloadGuard {
+            sock: control_socket()?,
+            name: name.to_string(),
+            gro: false,
+            lro_flags: None,
+        };
+        if ethtool_value(&guard.sock, name, ETHTOOL_GGRO, 0).is_ok_and(|on| on != 0) {
+            ethtool_value(&guard.sock, name, ETHTOOL_SGRO, 0)?;
+            guard.gro = true;
+        }
+        if let Ok(flags) = ethtool_value(&guard.sock, name, ETHTOOL_GFLAGS, 0) {
+            if flags & ETH_FLAG_LRO != 0 {
+                ethtool_value(&guard.sock, name, ETHTOOL_SFLAGS, flags & !ETH_FLAG_LRO)?;
+                guard.lro_flags = Some(flags);
+            }
+        }
+        Ok(guard)
+    }
+
+    /// What the guard turned off, for the start report: `GRO`, `LRO`, both, or nothing.
+    pub fn turned_off(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.gro {
+            v.push("GRO");
+        }
+        if self.lro_flags.is_some() {
+            v.push("LRO");
+        }
+        v
+    }
+}
+
+impl Drop for OffloadGuard {
+    fn drop(&mut self) {
+        // Best effort: the interface may be gone.
+        if self.gro {
+            let _ = ethtool_value(&self.sock, &self.name, ETHTOOL_SGRO, 1);
+        }
+        if let Some(flags) = self.lro_flags {
+            let _ = ethtool_value(&self.sock, &self.name, ETHTOOL_SFLAGS, flags);
+        }
     }
 }

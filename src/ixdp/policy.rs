@@ -5,6 +5,7 @@
 //! changes the copy and swaps the pointer (RCU style, `arc-swap`). A worker loads the pointer
 //! once per batch, so it never takes a lock and sees every change from its next batch on.
 
+use super::chain::FrameBytes;
 use super::machash::MacSet;
 use super::select::{Sample, SnapLen, TapFilter};
 use crate::wire::{dst_mac, src_mac};
@@ -69,7 +70,7 @@ impl Policy {
     /// The pcap-filter rule: no filter takes every frame. Runs only for frames that reached a
     /// tap point and passed [`Policy::tap_selects`].
     #[inline]
-    pub fn tap_filter_takes(&self, frame: &[u8]) -> bool {
+    pub fn tap_filter_takes<F: FrameBytes + ?Sized>(&self, frame: &F) -> bool {
         match &self.tap_filter {
             None => true,
             Some(f) => f.matches(frame),

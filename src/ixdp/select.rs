@@ -5,6 +5,7 @@
 //! selection (fan-out) holds its own `TapFilter` and `SnapLen`.
 
 use super::cbpf::{self, Insn, Program};
+use super::chain::FrameBytes;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -127,10 +128,10 @@ impl TapFilter {
         self.program.len()
     }
 
-    /// Whether `frame` (a whole Ethernet frame) matches. No allocation, no lock, no call into
-    /// libpcap.
+    /// Whether `frame` (a whole Ethernet frame, in one buffer or several) matches. No
+    /// allocation, no lock, no call into libpcap.
     #[inline]
-    pub fn matches(&self, frame: &[u8]) -> bool {
+    pub fn matches<F: FrameBytes + ?Sized>(&self, frame: &F) -> bool {
         // libpcap accepts on any non-zero return (its value is a snap length).
         self.program.run(frame) != 0
     }
@@ -185,15 +186,20 @@ impl SnapLen {
         self.0
     }
 
+    /// How many bytes of a frame of `len` bytes to copy.
+    #[inline(always)]
+    pub fn cap(self, len: usize) -> usize {
+        if self.0 == 0 {
+            len
+        } else {
+            len.min(self.0 as usize)
+        }
+    }
+
     /// The part of `frame` to copy.
     #[inline(always)]
     pub fn cut(self, frame: &[u8]) -> &[u8] {
-        let n = if self.0 == 0 {
-            frame.len()
-        } else {
-            frame.len().min(self.0 as usize)
-        };
-        &frame[..n]
+        &frame[..self.cap(frame.len())]
     }
 }
 
@@ -326,7 +332,10 @@ mod tests {
         assert_eq!(TapFilter::parse("  \t"), Ok(None));
         let f = TapFilter::parse(" tcp ").unwrap().unwrap();
         assert_eq!(f.expr(), " tcp ");
-        assert!(compile("").matches(&[]), "libpcap's empty filter takes all");
+        assert!(
+            compile("").matches(&[][..]),
+            "libpcap's empty filter takes all"
+        );
     }
 
     fn addr(ip: [u8; 4], port: u16) -> SocketAddrV4 {

@@ -126,6 +126,65 @@ pub enum RingError {
     },
 }
 
+/// What the control thread last saw of an interface (logged when it changes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// Present and up.
+    Up = 0,
+    /// Present, administratively or operationally down.
+    Down = 1,
+    /// No interface of that name, or another one under the name (deleted and re-created).
+    Gone = 2,
+}
+
+impl LinkState {
+    /// The state of the interface `name` that had the index `ifindex` when the engine took it.
+    pub fn of(name: &str, ifindex: u32) -> LinkState {
+        match super::netdev::if_index(name) {
+            Ok(idx) if idx == ifindex => match super::netdev::is_up(name) {
+                Ok(false) => LinkState::Down,
+                _ => LinkState::Up,
+            },
+            _ => LinkState::Gone,
+        }
+    }
+
+    /// The log line for a change from `before` to `self` of interface `i` named `name`.
+    pub fn change_text(self, before: LinkState, i: usize, name: &str) -> String {
+        match (before, self) {
+            (_, LinkState::Gone) => format!(
+                "interface {i} {name} is gone (deleted or re-created): its frames are no longer bridged or tapped until it is back and up"
+            ),
+            (_, LinkState::Down) => format!("interface {i} {name} is down"),
+            (LinkState::Down, LinkState::Up) => format!("interface {i} {name} is up again"),
+            (_, LinkState::Up) => format!("interface {i} {name} is back and bridged again"),
+        }
+    }
+
+    /// The word `if.stats` and `status` add to an interface that is not up (`DOWN`, `GONE`).
+    pub fn token(self) -> Option<&'static str> {
+        match self {
+            LinkState::Up => None,
+            LinkState::Down => Some("DOWN"),
+            LinkState::Gone => Some("GONE"),
+        }
+    }
+
+    /// As kept in an atomic.
+    pub fn to_byte(self) -> u8 {
+        self as u8
+    }
+
+    /// From [`LinkState::to_byte`]; anything else is `Up`.
+    pub fn from_byte(b: u8) -> LinkState {
+        match b {
+            1 => LinkState::Down,
+            2 => LinkState::Gone,
+            _ => LinkState::Up,
+        }
+    }
+}
+
 /// The running engine as the control words see it.
 pub trait EngineView: Send + Sync {
     /// The interfaces, in index order.
@@ -134,6 +193,10 @@ pub trait EngineView: Send + Sync {
     fn policy(&self) -> &PolicyCell;
     /// The statistics the workers write.
     fn stats(&self) -> &StatsBoard;
+    /// What the control thread saw last of interface `ifidx` (always up where nobody watches).
+    fn link_state(&self, _ifidx: usize) -> LinkState {
+        LinkState::Up
+    }
     /// `if.qstats` extras: ring occupancy and `xdp_statistics` of one socket.
     fn ring_details(&self, ifidx: usize, queue: usize) -> Result<RingDetails, RingError>;
     /// A number that grows whenever a word changes what the engine does or counts (policy

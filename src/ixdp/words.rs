@@ -410,9 +410,14 @@ fn if_stats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
     for (i, info) in e.interfaces().iter().enumerate() {
         let c = e.stats().totals(i);
         let fault = policy.fault.get(i).copied().unwrap_or_default();
+        let link = e
+            .link_state(i)
+            .token()
+            .map(|t| format!(" {t}"))
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "{i} {} {} queues:{} {}",
+            "{i} {} {} queues:{} {}{link}",
             info.name,
             info.driver,
             info.queues,

@@ -4,8 +4,9 @@
 //! operations in batches, one clock read per batch when a tap is on; per frame: no lock, no
 //! allocation, no syscall.
 
+use super::chain::Reassembly;
 use super::fastpath::{self, BatchContext, FrameLists, FrameStore, Route, WorkerState};
-use super::fault::{self, FaultRng};
+use super::fault::FaultRng;
 use super::pacing::{Next, Pacer, Polling, Round};
 use super::policy::{Policy, PolicyCell};
 use super::stats::QueueStats;
@@ -138,7 +139,9 @@ impl Received {
 
 /// Per-thread scratch space, allocated once when the worker starts.
 struct Scratch {
-    rx: Vec<FrameDesc>,
+    /// Per port: the descriptors received and not yet handed on (a long frame's buffers may
+    /// arrive over two receives).
+    rx: Vec<Reassembly<FrameDesc>>,
     comp: Vec<FrameDesc>,
     out: Vec<FrameDesc>,
     /// Fault marks of `out`'s frames (see `fastpath::FrameLists`).
@@ -152,26 +155,36 @@ impl FrameStore for UmemFrames<'_> {
     type Desc = FrameDesc;
 
     #[inline(always)]
-    unsafe fn frame(&self, d: &FrameDesc) -> &[u8] {
-        // SAFETY: the caller holds d (FrameStore's contract): a frame of this UMEM in no ring,
-        // so the kernel does not write it.
+    fn continues(&self, d: &FrameDesc) -> bool {
+        d.has_more_frames()
+    }
+
+    #[inline(always)]
+    unsafe fn buffer(&self, d: &FrameDesc) -> &[u8] {
+        // SAFETY: the caller holds d (FrameStore's contract): a buffer of this UMEM in no
+        // ring, so the kernel does not write it.
         unsafe { self.0.data(d) }.contents()
     }
 
     #[inline(always)]
-    unsafe fn flip(&mut self, d: &mut FrameDesc, bit: usize) {
-        // SAFETY: as in `frame`; no other reference to the frame is alive.
+    unsafe fn flip(&mut self, d: &mut FrameDesc, at: usize, mask: u8) {
+        // SAFETY: as in `buffer`; no other reference to the buffer is alive.
         let mut data = unsafe { self.0.data_mut(d) };
-        fault::flip_bit(data.contents_mut(), bit);
+        if let Some(b) = data.contents_mut().get_mut(at) {
+            *b ^= mask;
+        }
     }
 
     #[inline]
     unsafe fn copy(&mut self, from: &FrameDesc, to: &mut FrameDesc) -> bool {
-        // SAFETY: as in `frame`, for two distinct frames held by the caller.
+        // SAFETY: as in `buffer`, for two distinct buffers held by the caller.
         let (src, mut dst) = unsafe { (self.0.data(from).contents(), self.0.data_mut(to)) };
         let mut cursor = dst.cursor();
         cursor.set_pos(0);
-        cursor.write_all(src).is_ok()
+        let fits = cursor.write_all(src).is_ok();
+        // The copy is a chain of its own: a buffer continues where its original did.
+        to.set_options(from.options());
+        fits
     }
 }
 
@@ -180,7 +193,9 @@ impl Worker {
     pub fn run(mut self) {
         self.settle_thread();
         let mut scratch = Scratch {
-            rx: vec![FrameDesc::default(); BATCH],
+            rx: (0..self.sockets.ports.len())
+                .map(|_| Reassembly::new(BATCH))
+                .collect(),
             comp: vec![FrameDesc::default(); TX_RING_SIZE as usize],
             out: Vec::with_capacity(2 * BATCH),
             marked: Vec::with_capacity(2 * BATCH),
@@ -314,16 +329,35 @@ impl Worker {
             }
             Route::Mirror => BATCH,
         };
-        let take = batch_size(policy, p, route, room);
+        // Descriptors of a frame whose end is still in the RX ring wait here, and go out with
+        // the next batch: leave TX room for them.
+        let reasm = &mut scratch.rx[p];
+        let take = batch_size(policy, p, route, room).saturating_sub(reasm.held());
         if take == 0 {
             return Received::NOTHING;
         }
-        // SAFETY: the RX ring only returns frames of this UMEM.
-        let n = unsafe { self.sockets.ports[p].rx.consume(&mut scratch.rx[..take]) };
+        // SAFETY: the RX ring only returns buffers of this UMEM.
+        let n = unsafe { self.sockets.ports[p].rx.consume(reasm.space(take)) };
         if n == 0 {
             return Received::NOTHING;
         }
-        let received = &mut scratch.rx[..n];
+        let settled = reasm.settle(
+            n,
+            FrameDesc::has_more_frames,
+            &mut self.sockets.ports[p].free,
+        );
+        if settled.too_long > 0 {
+            self.stats[p].add_err(settled.too_long);
+        }
+        let received = reasm.frames();
+        if received.is_empty() {
+            reasm.keep_pending();
+            return Received {
+                frames: n,
+                full: n == take,
+                sent_on: None,
+            };
+        }
         prefetch_headers(&self.sockets.umem, received);
         let cx = BatchContext {
             policy,
@@ -335,7 +369,8 @@ impl Worker {
         };
         if let Some(q) = &self.producer {
             // What pcapng's statistics call frames received on the interface.
-            q.count_received(p, n as u64);
+            let frames = received.iter().filter(|d| !d.has_more_frames()).count();
+            q.count_received(p, frames as u64);
         }
         scratch.out.clear();
         scratch.marked.clear();
@@ -349,11 +384,13 @@ impl Worker {
         let mut frames = UmemFrames(&sockets.umem);
         let mut counts =
             fastpath::run_batch(&cx, &mut frames, received, &self.stats[p], state, lists);
+        reasm.keep_pending();
+        let out_frames = std::mem::take(&mut counts.tx);
         let out_bytes = std::mem::take(&mut counts.tx_bytes);
         self.stats[p].add_counts(&counts);
         let sent_on = match route {
             Route::Bridge { out, .. } if !scratch.out.is_empty() => {
-                self.transmit(p, out, &mut scratch.out, out_bytes);
+                self.transmit(p, out, &mut scratch.out, out_frames, out_bytes);
                 Some(out)
             }
             _ => None,
@@ -365,19 +402,21 @@ impl Worker {
         }
     }
 
-    /// Puts the frames of a batch received on `p` (`bytes` in all) into the TX ring of `o`.
-    fn transmit(&mut self, p: usize, o: usize, out: &mut Vec<FrameDesc>, bytes: u64) {
-        // SAFETY: every frame in `out` belongs to this UMEM and is in no ring; the batch took
-        // no more frames than this TX ring had room for, and only this thread produces on it.
+    /// Puts the buffers of the frames of a batch received on `p` (`frames` frames, `bytes` in
+    /// all) into the TX ring of `o`.
+    fn transmit(&mut self, p: usize, o: usize, out: &mut Vec<FrameDesc>, frames: u64, bytes: u64) {
+        // SAFETY: every buffer in `out` belongs to this UMEM and is in no ring; the batch took
+        // no more buffers than this TX ring had room for, and only this thread produces on it.
+        // A long frame's buffers keep their XDP_PKT_CONTD marks, so they go out as one frame.
         let sent = unsafe { self.sockets.ports[o].tx.produce(out) };
         if sent == out.len() {
-            self.stats[o].add_tx(sent as u64);
+            self.stats[o].add_tx(frames);
             self.stats[o].add_tx_bytes(bytes);
             return;
         }
         // Cannot happen while we are the ring's only producer; account for it rather than
         // lose frames if it ever does.
-        self.stats[p].add_err(out.len() as u64);
+        self.stats[p].add_err(frames);
         for d in out.drain(..) {
             self.sockets.give_back(d);
         }

@@ -9,6 +9,7 @@
 //! ownership"). Spares carry
 //! fault-injection duplicates and return to the spare pool when their transmission completes.
 
+use super::chain::MAX_CHAIN;
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
 use xsk_rs::config::{
@@ -29,8 +30,11 @@ pub const RX_RING_SIZE: u32 = 8192;
 /// TX and completion rings: the worker never takes more frames than the output TX ring can
 /// hold, so a deeper TX ring only moves the backlog from the RX ring to the TX ring.
 pub const TX_RING_SIZE: u32 = 2048;
-/// The longest frame a UMEM frame holds (the kernel keeps XDP_PACKET_HEADROOM in front).
+/// The most bytes one UMEM buffer holds (the kernel keeps XDP_PACKET_HEADROOM in front): a
+/// longer frame arrives in several buffers (multi-buffer AF_XDP, `XDP_USE_SG`).
 pub const MAX_FRAME_LEN: u32 = FRAME_SIZE - 256;
+/// The longest frame the engine forwards: [`MAX_CHAIN`] buffers.
+pub const MAX_CHAIN_FRAME_LEN: u32 = MAX_CHAIN as u32 * MAX_FRAME_LEN;
 /// A frame of a circuit is in its port's fill or RX ring, in the worker's hands, or in the
 /// other port's TX or completion ring: enough frames to keep the fill ring full while the
 /// TX and completion rings are full too, plus a TX ring's worth for the worker's free list
@@ -206,7 +210,7 @@ pub fn open_queue(
         .rx_queue_size(rx_ring)
         .tx_queue_size(tx_ring)
         .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-        .bind_flags(mode | BindFlags::XDP_USE_NEED_WAKEUP)
+        .bind_flags(mode | BindFlags::XDP_USE_NEED_WAKEUP | BindFlags::XDP_USE_SG)
         .build();
 
     let spares = frames.split_off(CIRCUIT_FRAMES as usize * ifnames.len());

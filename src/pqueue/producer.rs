@@ -131,7 +131,22 @@ impl Producer {
     /// if any), `orig_len` its length on the wire. Never blocks and makes no syscall unless a
     /// consumer is asleep; returns false (and counts `full`, for the lane and the interface)
     /// when the lane is full. A frame longer than a slot is cut, its original length kept.
+    #[inline]
     pub fn push_to(&self, lane: u32, frame: &[u8], orig_len: u32, tag: Tag) -> bool {
+        self.push_parts_to(lane, [frame], frame.len(), orig_len, tag)
+    }
+
+    /// [`Producer::push_to`] for a frame whose bytes lie in several buffers (`parts`, in
+    /// order): the first `cap_len` bytes are stored, one slot per frame.
+    #[inline]
+    pub fn push_parts_to<'p>(
+        &self,
+        lane: u32,
+        parts: impl IntoIterator<Item = &'p [u8]>,
+        cap_len: usize,
+        orig_len: u32,
+        tag: Tag,
+    ) -> bool {
         let lane = lane.min(self.seg.layout.lanes - 1);
         let ring = self.seg.ring(lane);
         let Some(pos) = self.claim(ring, lane as usize) else {
@@ -141,18 +156,28 @@ impl Producer {
             }
             return false;
         };
-        let cap = frame.len().min(ring.slot_size() as usize);
+        let cap = cap_len.min(ring.slot_size() as usize);
         let meta = ring.meta(pos);
         // SAFETY: winning the head CAS for `pos` while the slot said "empty for pos" makes us
-        // its only writer until we publish; the slot has room for SLOT_META + slot_size.
+        // its only writer until we publish; the slot has room for SLOT_META + slot_size, and
+        // at most `cap` (≤ slot_size) bytes are written after the meta.
         unsafe {
+            let data = ring.slot_ptr(pos).add(SLOT_META);
+            let mut copied = 0;
+            for part in parts {
+                let n = part.len().min(cap - copied);
+                std::ptr::copy_nonoverlapping(part.as_ptr(), data.add(copied), n);
+                copied += n;
+                if copied == cap {
+                    break;
+                }
+            }
             (*meta).ts_ns = tag.ts_ns;
-            (*meta).orig_len = orig_len.max(cap as u32);
-            (*meta).cap_len = cap as u32;
+            (*meta).orig_len = orig_len.max(copied as u32);
+            (*meta).cap_len = copied as u32;
             (*meta).ifindex = tag.ifindex;
             (*meta).dir = tag.dir.to_byte();
             (*meta).marks = tag.marks.bits();
-            std::ptr::copy_nonoverlapping(frame.as_ptr(), ring.slot_ptr(pos).add(SLOT_META), cap);
         }
         ring.seq(pos).store(pos + 1, Ordering::Release);
         // Pairs with the fence a consumer makes after announcing that it goes to sleep:
