@@ -192,16 +192,7 @@ fn tapped_frames_recorded_by_collect_read_back_with_tshark() {
 
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("tap.pcap");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_collect"))
-        .args(["-p", "80", "-n", "-s", "-q", &eng.queue_name])
-        .arg(&pcap)
-        .output()
-        .expect("run collect");
-    assert!(
-        out.status.success(),
-        "collect: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    collect_packets(&eng.queue_name, 80, &pcap);
     let tshark = std::process::Command::new("tshark")
         .args(["-r"])
         .arg(&pcap)

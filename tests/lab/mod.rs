@@ -512,3 +512,34 @@ pub fn signal_and_wait(child: Child, signal: nix::sys::signal::Signal) -> Output
         .wait_with_output()
         .expect("wait for a child of this test")
 }
+
+/// The offset of the one bit fault injection flipped in `recv`, a copy of `sent`: fails unless
+/// the lengths agree and exactly one bit of one byte differs.
+pub fn one_flipped_bit(sent: &[u8], recv: &[u8]) -> usize {
+    assert_eq!(sent.len(), recv.len());
+    let diffs: Vec<(usize, u32)> = sent
+        .iter()
+        .zip(recv)
+        .enumerate()
+        .filter(|(_, (a, b))| a != b)
+        .map(|(i, (a, b))| (i, (a ^ b).count_ones()))
+        .collect();
+    assert_eq!(diffs.len(), 1, "one byte differs: {diffs:?}");
+    assert_eq!(diffs[0].1, 1, "in one bit");
+    diffs[0].0
+}
+
+/// `collect -p N -n -s -q QUEUE FILE` (the real binary) run to its end: N packets of the
+/// engine's queue, taken without resetting it, in `file`; fails unless it ends well.
+pub fn collect_packets(queue: &str, n: usize, file: &std::path::Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_collect"))
+        .args(["-p", &n.to_string(), "-n", "-s", "-q", queue])
+        .arg(file)
+        .output()
+        .expect("run collect");
+    assert!(
+        out.status.success(),
+        "collect: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
