@@ -6,7 +6,10 @@
 //! reads those, and this program only reports what it offered and its own CPU time.
 //!
 //! Usage: ethertap-blast IFACE COUNT [--rate PPS] [--dst MAC] [--src MAC] [--size BYTES]
-//!                       [--limit SECONDS]
+//!                       [--limit SECONDS] [--flows N]
+//!
+//! `--flows N` sends UDP/IPv4 frames of N flows (source ports 10000.., round robin) instead of
+//! one non-IP frame: traffic that a queue split into lanes spreads over its lanes.
 
 use ethertap::lab::{frames, Outbox, PacketSocket, MAX_BATCH};
 use ethertap::wire::Mac;
@@ -20,6 +23,7 @@ struct Options {
     src: Mac,
     size: usize,
     limit: Duration,
+    flows: u64,
 }
 
 fn parse_mac(s: &str) -> Result<Mac, String> {
@@ -29,7 +33,7 @@ fn parse_mac(s: &str) -> Result<Mac, String> {
 fn parse_args() -> Result<Options, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: ethertap-blast IFACE COUNT [--rate PPS (0 = unpaced)] [--dst MAC] \
-                 [--src MAC] [--size BYTES (60..65535)] [--limit SECONDS]";
+                 [--src MAC] [--size BYTES (60..65535)] [--limit SECONDS] [--flows N (UDP flows)]";
     if args.len() < 2 || args.iter().any(|a| a == "--help" || a == "-h") {
         return Err(usage.into());
     }
@@ -43,6 +47,7 @@ fn parse_args() -> Result<Options, String> {
         src: Mac([0x02, 0x77, 0, 0, 0, 0x01]),
         size: 60,
         limit: Duration::from_secs(60),
+        flows: 0,
     };
     let mut it = args[2..].iter();
     while let Some(flag) = it.next() {
@@ -60,6 +65,7 @@ fn parse_args() -> Result<Options, String> {
             "--src" => o.src = parse_mac(value)?,
             "--size" => o.size = number()? as usize,
             "--limit" => o.limit = Duration::from_secs_f64(number()? as f64),
+            "--flows" => o.flows = number()?.min(60_000),
             _ => return Err(format!("unknown option {flag}\n{usage}")),
         }
     }
@@ -81,13 +87,31 @@ fn cpu_seconds() -> f64 {
     })
 }
 
+/// The frames to send in turn: one non-IP frame (Ethertype 0x88b5, local experimental,
+/// payload zeros: nothing on the path parses it), or one UDP frame per flow.
+fn flow_frames(o: &Options) -> Result<Vec<Vec<u8>>, String> {
+    if o.flows == 0 {
+        let mut frame = frames::header(o.dst, o.src, &[], frames::EXPERIMENTAL);
+        frame.resize(o.size, 0);
+        return Ok(vec![frame]);
+    }
+    let payload = vec![0; o.size.saturating_sub(42)];
+    (0..o.flows)
+        .map(|i| {
+            let a = std::net::SocketAddrV4::new([10, 99, 0, 1].into(), 10_000 + i as u16);
+            let b = std::net::SocketAddrV4::new([10, 99, 0, 2].into(), 9);
+            frames::udp4(o.dst, o.src, &[], a, b, &payload).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
 fn run(o: &Options) -> Result<(), String> {
     let socket = PacketSocket::sender(&o.iface).map_err(|e| e.to_string())?;
-    // Ethertype 0x88b5 (local experimental), payload zeros: nothing on the path parses it.
-    let mut frame = frames::header(o.dst, o.src, &[], frames::EXPERIMENTAL);
-    frame.resize(o.size, 0);
-    // Every message of a batch is the same frame.
-    let batch_frames = [&frame[..]; MAX_BATCH];
+    let flows = flow_frames(o)?;
+    // Messages cycle through the flows; a batch starts where the one before ended.
+    let ring: Vec<&[u8]> = (0..MAX_BATCH + flows.len())
+        .map(|i| &flows[i % flows.len()][..])
+        .collect();
     let mut outbox = Outbox::new();
     // Paced: a batch every ~200 µs, smooth at the time scale of the rings (2k descriptors
     // at 0.3 Mpps = 7 ms) and long enough to sleep between batches instead of spinning.
@@ -118,8 +142,9 @@ fn run(o: &Options) -> Result<(), String> {
             }
             n = n.min((due - offered) as usize).max(1);
         }
+        let first = (offered % flows.len() as u64) as usize;
         let sent = socket
-            .offer(&mut outbox, &batch_frames[..n])
+            .offer(&mut outbox, &ring[first..first + n])
             .map_err(|e| e.to_string())?;
         if sent == 0 {
             // Backpressure: give the consumer a moment and offer the same frames again.

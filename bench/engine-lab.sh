@@ -35,6 +35,13 @@
 # (issue 17). Run it as SYSTEMS="et-drv et-drv-scrape" RATES=" " FULL_ROUNDS=N
 # bench/engine-lab.sh forward (RATES=" ": full load only).
 #
+# Fan-out (issue 13): et-tap-2q is et-tap-deep feeding a second queue, a collect on each (captured
+# = the fewer of the two copies: each must hold every frame); et-tap-lanes is one queue split into
+# FANOUT_LANES (default 4) lanes with a collect per lane (captured = the sum). Run them with
+# BLAST_FLOWS=N, which makes the sender cycle through N UDP flows (default 0: one non-IP frame, all
+# in one lane): TAP_SYSTEMS="et-tap-deep et-tap-2q et-tap-lanes" BLAST_FLOWS=64 RATES="100 300"
+# bench/engine-lab.sh tap.
+#
 # SIZE=BYTES sends frames of that length instead of 60 (without FCS) and MTU=N sets the MTU of
 # the four veths (default 1500; SIZE=9014 MTU=9000 for jumbo frames: xdp-redirect cannot run
 # there, its program is not frags-aware).
@@ -68,6 +75,8 @@ SYSTEMS=${SYSTEMS:-linux-br xdp-redirect et-drv ${BASE_BIN:+et-drv-base }et-drv-
 TAP_SYSTEMS=${TAP_SYSTEMS:-et-tap-collect ${BASE_BIN:+et-tap-base }et-tap-deep tcpdump netsniff-ng}
 FULL_ROUNDS=${FULL_ROUNDS:-3}
 SENDER_NICE=${SENDER_NICE:-0}
+BLAST_FLOWS=${BLAST_FLOWS:-0}
+FANOUT_LANES=${FANOUT_LANES:-4}
 SENDER_CPU=${SENDER_CPU:-0}
 WORKER_CPU=${WORKER_CPU:-1}
 PARTS=${*:-forward tap latency idle}
@@ -82,12 +91,12 @@ P=etl$$
 H1=${P}h1 BR=${P}br H2=${P}h2
 E0MAC=02:77:00:00:00:01 SINK=02:77:00:00:00:99
 WORK=/dev/shm/$P
-SUT_PID= CAP_PID= HOG_PIDS= SCRAPE_PID=
+SUT_PID= CAP_PID= HOG_PIDS= SCRAPE_PID= CAP_MORE=()
 cleanup() {
-  for p in $SCRAPE_PID $CAP_PID $SUT_PID $HOG_PIDS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  for p in $SCRAPE_PID $CAP_PID "${CAP_MORE[@]}" $SUT_PID $HOG_PIDS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
   for ns in $H1 $BR $H2; do ip netns del "$ns" 2>/dev/null || true; done
   [ -n "${KEEP:-}" ] && cp "$WORK/engine.log" "/tmp/$P.engine.log" 2>/dev/null
-  rm -rf "$WORK" "/dev/shm/$P.q"
+  rm -rf "$WORK" "/dev/shm/$P.q" "/dev/shm/$P.q2"
 }
 trap cleanup EXIT
 mkdir -p "$WORK"
@@ -114,6 +123,8 @@ P1_IFINDEX=$(ip netns exec "$BR" cat /sys/class/net/p1/ifindex)
 clang -O2 -target bpf -I/usr/include/x86_64-linux-gnu -DOUT_IFINDEX="$P1_IFINDEX" \
   -c "$ROOT/bpf/bench_redirect.bpf.c" -o "$WORK/redirect.o"
 printf '0 tap.rx.enable\n' > "$WORK/tap.rpcl"
+printf '0 tap.rx.enable "%s" tap.queue.add\n' "$P.q2" > "$WORK/tap-2q.rpcl"
+printf '0 tap.rx.enable %s "%s" tap.queue.lanes\n' "$FANOUT_LANES" "$P.q" > "$WORK/tap-lanes.rpcl"
 TAP_FILTER=${TAP_FILTER:-ether proto 0x88b5 and not vlan and ether[14:4] = 0 and len <= 1514}
 printf '0 tap.rx.enable "%s" tap.filter\n' "$TAP_FILTER" > "$WORK/tap-filter.rpcl"
 
@@ -191,6 +202,10 @@ while True:
       PRESET=$WORK/tap-filter.rpcl start_engine --xdp-mode drv --slots 32768 ;;
     et-tap-base)  # et-tap-collect with BASE_BIN and the collect beside it (before/after)
       ENGINE_BIN=$BASE_BIN PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv ;;
+    et-tap-2q)  # et-tap-deep feeding a second queue of its own, a collect on each (issue 13)
+      PRESET=$WORK/tap-2q.rpcl start_engine --xdp-mode drv --slots 32768 ;;
+    et-tap-lanes)  # one queue in $FANOUT_LANES lanes of 32768/$FANOUT_LANES slots, a collect per lane
+      PRESET=$WORK/tap-lanes.rpcl start_engine --xdp-mode drv --slots $((32768 / FANOUT_LANES)) ;;
     et-tap-busy)  # et-tap-collect with --busy-poll
       PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv --busy-poll ;;
     *) echo "unknown system $1" >&2; exit 1 ;;
@@ -218,6 +233,17 @@ capture_start() {
     et-tap-base) "${BASE_COLLECT:-$(dirname "$BASE_BIN")/collect}" -s -q "$P.q" "$WORK/cap.pcap" \
                    2>"$WORK/cap.log" & ;;
     et-tap-pcapng) "$COLLECT" -s --pcapng -q "$P.q" "$WORK/cap.pcap" 2>"$WORK/cap.log" & ;;
+    et-tap-2q)
+      "$COLLECT" -s -q "$P.q2" "$WORK/cap.2.pcap" 2>"$WORK/cap.2.log" &
+      CAP_MORE=($!)
+      "$COLLECT" -s -q "$P.q" "$WORK/cap.pcap" 2>"$WORK/cap.log" & ;;
+    et-tap-lanes)
+      CAP_MORE=()
+      for k in $(seq 1 $((FANOUT_LANES - 1))); do
+        "$COLLECT" -s -q "$P.q" --lane "$k" "$WORK/cap.$k.pcap" 2>"$WORK/cap.$k.log" &
+        CAP_MORE+=($!)
+      done
+      "$COLLECT" -s -q "$P.q" --lane 0 "$WORK/cap.pcap" 2>"$WORK/cap.log" & ;;
     et-tap-*) "$COLLECT" -s -q "$P.q" "$WORK/cap.pcap" 2>"$WORK/cap.log" & ;;
   esac
   CAP_PID=$!
@@ -225,15 +251,31 @@ capture_start() {
   # first ~2 s); the others are ready well inside a second.
   if [ "$1" = netsniff-ng ]; then sleep 4; else sleep 1.5; fi
 }
-capture_stop() {
-  kill -INT "$CAP_PID" 2>/dev/null || true
-  wait "$CAP_PID" 2>/dev/null || true
-  CAP_PID=
-  if [ -s "$WORK/cap.pcap" ]; then
-    capinfos -M -c -T "$WORK/cap.pcap" 2>/dev/null | awk -F'\t' 'NR == 2 { print $2 }'
+count_frames() {  # frames in a capture file, 0 when there is none
+  if [ -s "$1" ]; then
+    capinfos -M -c -T "$1" 2>/dev/null | awk -F'\t' 'NR == 2 { print $2 }'
   else
     echo 0
   fi
+}
+capture_stop() {  # prints the frames captured: the fewest of the copies (et-tap-2q), the sum of the lanes
+  local sys=${1:-} p n total f
+  kill -INT "$CAP_PID" "${CAP_MORE[@]}" 2>/dev/null || true
+  for p in "$CAP_PID" "${CAP_MORE[@]}"; do wait "$p" 2>/dev/null || true; done
+  CAP_PID= CAP_MORE=()
+  total=$(count_frames "$WORK/cap.pcap")
+  case $sys in
+    et-tap-2q) n=$(count_frames "$WORK/cap.2.pcap"); [ "$n" -lt "$total" ] && total=$n ;;
+    et-tap-lanes)
+      for f in "$WORK"/cap.[0-9]*.pcap; do [ -e "$f" ] && total=$((total + $(count_frames "$f"))); done ;;
+  esac
+  rm -f "$WORK"/cap.[0-9]*.pcap
+  echo "$total"
+}
+cap_ticks() {  # CPU ticks of every capture process of the step
+  local t=0 p
+  for p in "$CAP_PID" "${CAP_MORE[@]}"; do t=$((t + $(ticks_of "$p"))); done
+  echo "$t"
 }
 
 # ---- one step -------------------------------------------------------------------------------
@@ -243,13 +285,13 @@ step() {
   local s0 r0 s1 r1 k0 k1 p0 p1 out secs scpu captured=-
   [ -n "$cap" ] && capture_start "$sys"
   s0=$(counter "$H1" e0 tx_packets); r0=$(counter "$H2" e1 rx_packets)
-  k0=$(ksoftirqd_ticks); p0=$(( $(ticks_of "$SUT_PID") + $(ticks_of "$CAP_PID") ))
-  out=$(ip netns exec "$H1" nice -n "$SENDER_NICE" taskset -c "$SENDER_CPU" "$BLAST" e0 "$frames" --rate $((kpps * 1000)) \
+  k0=$(ksoftirqd_ticks); p0=$(( $(ticks_of "$SUT_PID") + $(cap_ticks) ))
+  out=$(ip netns exec "$H1" nice -n "$SENDER_NICE" taskset -c "$SENDER_CPU" "$BLAST" e0 "$frames" --rate $((kpps * 1000)) --flows "$BLAST_FLOWS" \
         --dst $SINK --src $E0MAC --size "$SIZE" --limit 30)
   sleep 0.3
   s1=$(counter "$H1" e0 tx_packets); r1=$(counter "$H2" e1 rx_packets)
-  k1=$(ksoftirqd_ticks); p1=$(( $(ticks_of "$SUT_PID") + $(ticks_of "$CAP_PID") ))
-  [ -n "$cap" ] && captured=$(capture_stop)
+  k1=$(ksoftirqd_ticks); p1=$(( $(ticks_of "$SUT_PID") + $(cap_ticks) ))
+  [ -n "$cap" ] && captured=$(capture_stop "$sys")
   secs=$(sed -E 's/.* in ([0-9.]+) s.*/\1/' <<<"$out")
   scpu=$(sed -E 's/.*cpu ([0-9.]+) s.*/\1/' <<<"$out")
   awk -v sys="$sys" -v kpps="$kpps" -v s=$((s1 - s0)) -v r=$((r1 - r0)) -v t="$secs" \

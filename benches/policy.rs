@@ -9,9 +9,11 @@
 //!   libpcap's `pcap_offline_filter` on the same compiled program, match and miss
 //! * the fast path over a batch: `fastpath::run_batch` (every stage, frames in plain memory)
 //!   with the policies the engine meets: nothing set, a drop machash, fault injection, taps,
-//!   taps with a filter, a snap length and sampling
+//!   taps with a filter, a snap length and sampling, and fan-out: two and four queues (each a
+//!   copy of every frame), a queue in four lanes, a second queue with its own filter
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use ethertap::ixdp::fanout::TapQueue;
 use ethertap::ixdp::fastpath::{
     run_batch, BatchContext, FrameLists, MemoryFrames, Route, WorkerState,
 };
@@ -21,12 +23,12 @@ use ethertap::ixdp::policy::{FaultConfig, Policy};
 use ethertap::ixdp::select::{Sample, SnapLen, TapFilter};
 use ethertap::ixdp::stats::QueueStats;
 use ethertap::lab::frames;
-use ethertap::pqueue::{queue_path, Batch, Consumer, Layout, Producer};
+use ethertap::pqueue::{queue_path, Layout, Producer, Queue};
 use ethertap::wire::{ethertype, Mac, MacRange};
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
 use std::net::SocketAddrV4;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 fn macs(n: usize) -> Vec<Mac> {
     (0..n as u32)
@@ -233,15 +235,39 @@ fn fast_path(c: &mut Criterion) {
     let batch = frames(64);
     let n = batch.len();
     let spares = 2 * n;
-    let queue = BenchQueue(format!("bench-fastpath.{}", std::process::id()));
-    let layout = Layout {
-        slots: 4096,
-        slot_size: 128,
-        ..Layout::default()
+    // Queues of 4096 slots per lane: room for every frame of a batch at both tap points.
+    let open = |tag: &str, lanes: u32| {
+        let name = format!("bench-fastpath.{tag}.{}", std::process::id());
+        let layout = Layout {
+            slots: 4096,
+            slot_size: 128,
+            lanes,
+        };
+        let producer = Arc::new(Producer::open(&name, layout).unwrap());
+        let handle = Queue::open_existing(&name).unwrap();
+        (BenchQueue(name), TapQueue::new(producer), handle)
     };
-    let producer = Producer::open(&queue.0, layout).unwrap();
-    let mut consumer = Consumer::attach(&queue.0).unwrap();
-    let mut taken = Batch::with_capacity(4096, 128);
+    let (_files, queues, mut handles): (Vec<_>, Vec<_>, Vec<_>) = [
+        open("a", 1),
+        open("b", 1),
+        open("c", 1),
+        open("d", 1),
+        open("lanes", 4),
+    ]
+    .into_iter()
+    .fold(
+        (vec![], vec![], vec![]),
+        |(mut f, mut q, mut h), (a, b, c)| {
+            f.push(a);
+            q.push(b);
+            h.push(c);
+            (f, q, h)
+        },
+    );
+    let feeding = |policy: &Policy, which: &[usize]| Policy {
+        queues: which.iter().map(|&i| queues[i].clone()).collect(),
+        ..policy.clone()
+    };
     let listed: MacSet = macs(64).into_iter().step_by(8).collect();
     let faults = FaultConfig {
         enabled: true,
@@ -261,42 +287,54 @@ fn fast_path(c: &mut Criterion) {
     }
     let filtered = Policy {
         tap_filter: Some(TapFilter::compile("tcp port 443").unwrap()),
-        ..tap.clone()
+        ..feeding(&tap, &[0])
     };
     let cut = Policy {
         sample: Sample::new(10).unwrap(),
         snaplen: SnapLen::new(32).unwrap(),
-        ..tap.clone()
+        ..feeding(&tap, &[0])
     };
+    let mut narrowed = feeding(&tap, &[0, 1]);
+    narrowed.queues[1].filter = Some(TapFilter::compile("tcp port 443").unwrap());
+    narrowed.queues[1].snaplen = SnapLen::new(32).unwrap();
     let cases = [
-        ("no policy", Policy::default(), None, &batch),
+        ("no policy", Policy::default(), &batch),
         (
             "drop machash of 8",
             Policy {
                 drop_hash: listed,
                 ..Policy::default()
             },
-            None,
             &batch,
         ),
-        ("fault injection", fault, None, &batch),
-        ("RX and TX tap", tap, Some(&producer), &batch),
+        ("fault injection", fault, &batch),
+        ("RX and TX tap", feeding(&tap, &[0]), &batch),
         (
             "RX and TX tap, filter tcp port 443 (1 in 4 matches)",
             filtered,
-            Some(&producer),
+            &mixed,
+        ),
+        ("RX and TX tap, sample 10, snaplen 32", cut, &batch),
+        ("RX and TX tap, 2 queues", feeding(&tap, &[0, 1]), &batch),
+        (
+            "RX and TX tap, 4 queues",
+            feeding(&tap, &[0, 1, 2, 3]),
+            &batch,
+        ),
+        (
+            "RX and TX tap, 1 queue of 4 lanes",
+            feeding(&tap, &[4]),
             &mixed,
         ),
         (
-            "RX and TX tap, sample 10, snaplen 32",
-            cut,
-            Some(&producer),
-            &batch,
+            "RX and TX tap, 2 queues, the second tcp port 443 and snaplen 32",
+            narrowed,
+            &mixed,
         ),
     ];
     let stats = QueueStats::new();
     let mut state = WorkerState::new(FaultRng::new(42));
-    for (name, policy, queue, frames) in &cases {
+    for (name, policy, frames) in &cases {
         let mut store = MemoryFrames::new(
             frames
                 .iter()
@@ -315,16 +353,17 @@ fn fast_path(c: &mut Criterion) {
                 out: 1,
                 out_down: false,
             },
-            queue: *queue,
             ts: 1,
             room: 2 * n,
         };
-        // Each batch starts with the frame lists as the worker has them and an empty packet queue
+        // Each batch starts with the frame lists as the worker has them and empty packet queues
         // (a full one would make the taps' pushes cheap no-ops).
         g.bench_function(*name, |b| {
             b.iter_batched(
                 || {
-                    let _ = consumer.try_pop(&mut taken, 4096);
+                    for h in handles.iter_mut() {
+                        let _ = h.reset();
+                    }
                 },
                 |()| {
                     recycle.clear();

@@ -84,13 +84,19 @@ fn curl(ns: &str, url: &str) -> String {
     text(&out.stdout)
 }
 
-/// The values Prometheus' HTTP API returns for an instant query, by interface.
+/// The values Prometheus' HTTP API returns for an instant query, by interface; none while
+/// the server does not answer yet (it takes a while to start on a loaded machine).
 fn prometheus_values(ns: &str, metric: &str) -> Vec<(String, u64)> {
-    let body = curl(
-        ns,
-        &format!("http://127.0.0.1:9090/api/v1/query?query={metric}"),
-    );
-    let v: serde_json::Value = serde_json::from_str(&body).expect("API answer is JSON");
+    let url = format!("http://127.0.0.1:9090/api/v1/query?query={metric}");
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "curl", "-sf", &url])
+        .output()
+        .expect("curl");
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&text(&out.stdout)).expect("API answer is JSON");
     let mut values: Vec<(String, u64)> = v["data"]["result"]
         .as_array()
         .map(|rs| {
@@ -540,4 +546,62 @@ fn scripts_too_large_or_not_regular_are_refused_before_they_are_read() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// A queue file this test created, removed when it ends (also when it fails).
+struct QueueFile(String);
+
+impl Drop for QueueFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(ethertap::pqueue::queue_path(&self.0));
+    }
+}
+
+#[test]
+fn an_added_queue_is_fed_through_its_filter_and_reported_beside_the_default_one() {
+    let d = Daemon::start("fanq");
+    let extra = QueueFile(format!("{}.extra", d.queue));
+    let name = &extra.0;
+    // Only the frames h1 sends to the MAC nobody owns: nothing the hosts send by themselves.
+    d.ok(&[
+        "eval",
+        &format!(
+            "0 tap.rx.enable 1 tap.rx.enable \"{name}\" tap.queue.add \
+             \"ether src {} and ether dst {}\" \"{name}\" tap.queue.filter",
+            mac_text(E0_MAC),
+            mac_text(NOBODY)
+        ),
+    ]);
+    d.traffic(300);
+    let json = d.stats();
+    let names: Vec<&str> = json.queues.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [d.queue.as_str(), name.as_str()],
+        "the default first"
+    );
+    assert!(json.queues[0].inserted >= 450, "{:?}", json.queues[0]);
+    assert_eq!(json.queues[1].inserted, 300, "{:?}", json.queues[1]);
+    let status = d.ok(&["eval", "tap.queue.status"]);
+    assert!(
+        status.contains(&format!("packet queue {}\n", d.queue))
+            && status.contains(&format!("packet queue {name}\n")),
+        "{status}"
+    );
+    let list = d.ok(&["eval", "tap.queue.list"]);
+    assert!(
+        list.starts_with(&format!("{} (default)\n", d.queue)),
+        "{list}"
+    );
+    assert!(list.contains("inserted 300, full 0"), "{list}");
+    // The default queue stays; the added one goes, and the reports forget it.
+    let refused = d.output(&["eval", &format!("\"{}\" tap.queue.remove", d.queue)]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("default packet queue"),
+        "{}",
+        text(&refused.stderr)
+    );
+    d.ok(&["eval", &format!("\"{name}\" tap.queue.remove")]);
+    assert_eq!(d.stats().queues.len(), 1);
 }

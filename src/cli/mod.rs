@@ -98,7 +98,17 @@ pub fn new_vm(host: VmHost<'_>) -> Vm {
             // Lets scripts loop over the interfaces whatever the mode (examples/tap-all.rpcl).
             vm.set_var(IF_COUNT, &engine.view().interfaces().len().to_string());
             crate::ixdp::words::register_engine_words(&mut vm, engine.view());
-            crate::pqueue::register_words(&mut vm, queue_name);
+            let view = engine.view();
+            let default = queue_name.to_string();
+            crate::pqueue::register_words_fed(&mut vm, queue_name, move || {
+                let policy = view.policy().snapshot();
+                policy
+                    .queues
+                    .iter()
+                    .map(|q| q.name().to_string())
+                    .filter(|n| *n != default)
+                    .collect()
+            });
         }
     }
     vm

@@ -182,8 +182,20 @@ struct DaemonHost {
 }
 
 impl DaemonHost {
+    /// The default queue and every other queue the taps feed (fan-out).
     fn stats_report(&self) -> StatsReport {
-        report::stats_report(&*self.view, &[&self.queue])
+        let others: Vec<QueueWatch> = self
+            .view
+            .policy()
+            .snapshot()
+            .queues
+            .iter()
+            .filter(|q| q.name() != self.queue.name())
+            .map(|q| QueueWatch::new(q.name(), q.producer.layout()))
+            .collect();
+        let mut watched = vec![&self.queue];
+        watched.extend(&others);
+        report::stats_report(&*self.view, &watched)
     }
 
     fn status_report(&self) -> StatusReport {

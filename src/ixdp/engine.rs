@@ -2,9 +2,10 @@
 //! worker thread per queue, and the view the control words read.
 
 use super::chain;
+use super::fanout::TapQueue;
 use super::netdev::{self, NetdevError, OffloadGuard, PromiscGuard};
 use super::pacing::Polling;
-use super::policy::PolicyCell;
+use super::policy::{Policy, PolicyCell};
 use super::stats::StatsBoard;
 pub use super::view::LinkState;
 use super::worker::{Refresh, RingSnapshot, Worker};
@@ -175,6 +176,9 @@ pub enum StartError {
 /// What the control side shares with the workers.
 struct Shared {
     infos: Vec<InterfaceInfo>,
+    /// The default packet queue's name and the layout every queue of the taps gets; None:
+    /// the engine runs without taps.
+    queue: Option<(String, Layout)>,
     policy: Arc<PolicyCell>,
     stats: StatsBoard,
     /// [interface][queue]
@@ -203,6 +207,21 @@ impl EngineView for Shared {
     }
     fn stats(&self) -> &StatsBoard {
         &self.stats
+    }
+    fn default_queue(&self) -> Option<&str> {
+        self.queue.as_ref().map(|(name, _)| name.as_str())
+    }
+    fn queue_layout(&self) -> Option<Layout> {
+        self.queue.as_ref().map(|&(_, layout)| layout)
+    }
+    fn open_queue(&self, name: &str, lanes: u32) -> Result<Arc<Producer>, pqueue::Error> {
+        // The words ask only an engine with taps (queue_layout is Some).
+        let layout = self.queue_layout().unwrap_or_default();
+        let producer = Producer::open(name, Layout { lanes, ..layout })?;
+        for info in &self.infos {
+            producer.describe_interface(info.index, &describe(&info.name));
+        }
+        Ok(Arc::new(producer))
     }
     fn ring_details(&self, ifidx: usize, queue: usize) -> Result<RingDetails, RingError> {
         if ifidx >= self.infos.len() {
@@ -256,8 +275,6 @@ pub struct Engine {
     /// What an interface that is picked up again replaces (only the control thread locks it).
     run: Mutex<Running>,
     warnings: Vec<String>,
-    /// The taps' packet queue, watched by the control thread for a take-over.
-    queue: Option<Arc<Producer>>,
     /// The configuration it started with, to set up an interface again.
     config: EngineConfig,
     /// Queues served on each interface.
@@ -478,8 +495,7 @@ fn open_packet_queue(config: &EngineConfig) -> Result<Option<Arc<Producer>>, Sta
 }
 
 /// What the engine says when another engine took its queue.
-pub fn taken_over_text(queue: Option<&Producer>, pid: u32) -> String {
-    let name = queue.map_or("the packet queue", |q| q.name());
+pub fn taken_over_text(name: &str, pid: u32) -> String {
     format!(
         "packet queue {name} was taken over by the engine PID {pid} (--take-over); this engine's taps no longer reach any consumer"
     )
@@ -539,11 +555,13 @@ fn promiscuous(names: &[String], ifindexes: &[u32]) -> Result<Vec<PromiscGuard>,
 
 impl Shared {
     /// The control side of an engine serving `queues` queues on the attached interfaces.
+    /// `producer` is the default packet queue, the first the taps feed.
     fn new(
         config: &EngineConfig,
         queues: u32,
         zerocopy: bool,
         attachments: &[XdpAttachment],
+        producer: Option<Arc<Producer>>,
     ) -> Result<Shared, XdpError> {
         let infos: Vec<InterfaceInfo> = config
             .interfaces
@@ -560,8 +578,22 @@ impl Shared {
             })
             .collect();
         let (n, nqueues) = (infos.len(), queues as usize);
+        let queue = producer.as_ref().map(|p| {
+            (
+                p.name().to_string(),
+                Layout {
+                    lanes: 1,
+                    ..p.layout()
+                },
+            )
+        });
+        let policy = Policy {
+            queues: producer.into_iter().map(TapQueue::new).collect(),
+            ..Policy::default()
+        };
         Ok(Shared {
-            policy: Arc::new(PolicyCell::default()),
+            queue,
+            policy: Arc::new(PolicyCell::new(policy)),
             stats: StatsBoard::new(n, nqueues),
             snapshots: (0..n)
                 .map(|_| (0..nqueues).map(|_| Arc::default()).collect())
@@ -600,7 +632,13 @@ impl Engine {
         bind_sockets(&attachments, &sockets)?;
         let producer = open_packet_queue(&config)?;
         let promisc = promiscuous(&config.interfaces, &ifindexes)?;
-        let shared = Arc::new(Shared::new(&config, queues, zerocopy, &attachments)?);
+        let shared = Arc::new(Shared::new(
+            &config,
+            queues,
+            zerocopy,
+            &attachments,
+            producer,
+        )?);
         let engine = Engine {
             shared,
             run: Mutex::new(Running {
@@ -612,7 +650,6 @@ impl Engine {
                 ifindexes,
             }),
             warnings,
-            queue: producer,
             config,
             queues,
         };
@@ -627,7 +664,7 @@ impl Engine {
         run: &mut Running,
         sockets: Vec<QueueSockets>,
     ) -> Result<(), StartError> {
-        let (shared, config, producer) = (&self.shared, &self.config, &self.queue);
+        let (shared, config) = (&self.shared, &self.config);
         let n = shared.infos.len();
         for (q, qs) in sockets.into_iter().enumerate() {
             let worker = Worker {
@@ -640,7 +677,6 @@ impl Engine {
                 stats: (0..n).map(|i| shared.stats.queue(i, q)).collect(),
                 snapshots: (0..n).map(|i| shared.snapshots[i][q].clone()).collect(),
                 refresh: shared.refresh[q].clone(),
-                producer: producer.clone(),
                 stop: run.stop.clone(),
             };
             let handle = std::thread::Builder::new()
@@ -674,7 +710,7 @@ impl Engine {
     /// back, and logs what changed.
     pub fn run_until(&self, stop_requested: impl Fn() -> bool) {
         let mut rounds = 0u64;
-        let mut told = false;
+        let mut told: Vec<String> = Vec::new();
         let mut links = vec![LinkState::Up; self.shared.infos.len()];
         while !stop_requested() {
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -686,10 +722,10 @@ impl Engine {
             if rounds % 20 != 0 {
                 continue;
             }
-            if !told {
-                if let Some(pid) = self.queue_taken_over_by() {
-                    told = true;
-                    crate::log::warn(&taken_over_text(self.queue.as_deref(), pid));
+            for (name, pid) in self.queues_taken_over() {
+                if !told.contains(&name) {
+                    crate::log::warn(&taken_over_text(&name, pid));
+                    told.push(name);
                 }
             }
             self.watch_links(&mut links);
@@ -765,8 +801,8 @@ impl Engine {
         run.offloads[i] = offload;
         run.ifindexes[i] = ifindex;
         lock(&self.shared.program_counters)[i] = counters;
-        if let Some(q) = &self.queue {
-            q.describe_interface(i, &describe(name));
+        for q in &self.shared.policy.snapshot().queues {
+            q.producer.describe_interface(i, &describe(name));
         }
         let (sockets, _) =
             open_all_queues(&self.config.interfaces, self.queues, self.config.force_copy)?;
@@ -774,10 +810,21 @@ impl Engine {
         self.spawn_workers(&mut run, sockets)
     }
 
-    /// The engine that took our packet queue over (`--take-over`), if one did: nobody reads
-    /// what our taps put in it any more.
-    pub fn queue_taken_over_by(&self) -> Option<u32> {
-        self.queue.as_ref()?.replaced_by()
+    /// The queues of the taps another engine took over (`--take-over`), each with that
+    /// engine's pid: nobody reads what our taps put in them any more. (A queue this engine
+    /// re-created itself, for `tap.queue.lanes`, is not among them.)
+    pub fn queues_taken_over(&self) -> Vec<(String, u32)> {
+        let me = std::process::id();
+        self.shared
+            .policy
+            .snapshot()
+            .queues
+            .iter()
+            .filter_map(|q| {
+                let pid = q.producer.replaced_by()?;
+                (pid != me).then(|| (q.name().to_string(), pid))
+            })
+            .collect()
     }
 
     /// Stops the workers, detaches the XDP programs and restores promiscuous mode.

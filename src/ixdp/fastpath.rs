@@ -1,7 +1,8 @@
 //! The per-frame fast path of a worker, as small stages in the order of docs/data-path.md:
 //!
 //! 1. rx counters, source-MAC and Ethertype statistics ([`QueueStats::on_rx`]);
-//! 2. RX tap into the packet queue (tap flag, TAP machash, filter, sampling, snap length);
+//! 2. RX tap into the packet queues (tap flag, TAP machash, filter, sampling, snap length,
+//!    then each queue's own filter, snap length and lane: [`fan_out`]);
 //! 3. forward decision (bridge: to the other port; mirror mode ends here);
 //! 4. drop machash;
 //! 5. fault injection (drop, flip one bit, duplicate);
@@ -21,11 +22,12 @@
 //! and is tapped with all its buffers.
 
 use super::chain::{read_parts, FrameBytes};
+use super::fanout::fan_out;
 use super::fault::{self, FaultRng};
 use super::policy::Policy;
 use super::select::Sampler;
 use super::stats::{Counters, QueueStats};
-use crate::pqueue::{Direction, Marks, Producer, Tag};
+use crate::pqueue::{Direction, Marks, Tag};
 
 /// Where frames received on one port go; fixed for a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -296,8 +298,6 @@ pub struct BatchContext<'a> {
     pub port: usize,
     /// Where it goes.
     pub route: Route,
-    /// The packet queue of the taps, if the engine has one.
-    pub queue: Option<&'a Producer>,
     /// Time stamp of the batch for the taps.
     pub ts: u64,
     /// Free slots (descriptors) of the output TX ring: `out` never holds more.
@@ -333,9 +333,7 @@ pub fn run_batch<S: FrameStore>(
     mut lists: FrameLists<'_, S::Desc>,
 ) -> Counters {
     let mut counts = Counters::default();
-    let rx_tap = cx
-        .queue
-        .filter(|_| cx.policy.tap_rx.get(cx.port) == Some(&true));
+    let rx_tap = !cx.policy.queues.is_empty() && cx.policy.tap_rx.get(cx.port) == Some(&true);
     let mut at = 0;
     while at < rx.len() {
         let n = chain_len(store, &rx[at..]);
@@ -383,22 +381,23 @@ fn tap_rule<F: FrameBytes + ?Sized>(
 #[inline(always)]
 fn receive_stage<S: FrameStore>(
     cx: &BatchContext<'_>,
-    rx_tap: Option<&Producer>,
+    rx_tap: bool,
     stats: &QueueStats,
     sampler: &mut Sampler,
     frame: &Frame<'_, S>,
 ) {
     stats.on_rx(frame.head);
-    if let Some(q) = rx_tap {
-        if let Some(cap) = tap_rule(cx.policy, sampler, frame) {
-            let tag = Tag {
-                ifindex: cx.port as u8,
-                dir: Direction::Rx,
-                ts_ns: cx.ts,
-                marks: Marks::NONE,
-            };
-            q.push_parts_to(0, frame.parts(), cap, frame.len as u32, tag);
-        }
+    if !rx_tap {
+        return;
+    }
+    if let Some(cap) = tap_rule(cx.policy, sampler, frame) {
+        let tag = Tag {
+            ifindex: cx.port as u8,
+            dir: Direction::Rx,
+            ts_ns: cx.ts,
+            marks: Marks::NONE,
+        };
+        fan_out(&cx.policy.queues, frame, || frame.parts(), cap, tag);
     }
 }
 
@@ -496,12 +495,9 @@ fn tx_tap_stage<S: FrameStore>(
     marked: &[(usize, Marks)],
     sampler: &mut Sampler,
 ) {
-    let Some(q) = cx
-        .queue
-        .filter(|_| cx.policy.tap_tx.get(out) == Some(&true))
-    else {
+    if cx.policy.queues.is_empty() || cx.policy.tap_tx.get(out) != Some(&true) {
         return;
-    };
+    }
     let mut next_marked = marked.iter().peekable();
     let mut at = 0;
     while at < frames.len() {
@@ -522,7 +518,7 @@ fn tx_tap_stage<S: FrameStore>(
                 ts_ns: cx.ts,
                 marks,
             };
-            q.push_parts_to(0, frame.parts(), cap, frame.len as u32, tag);
+            fan_out(&cx.policy.queues, &frame, || frame.parts(), cap, tag);
         }
         at += n;
     }
@@ -531,9 +527,11 @@ fn tx_tap_stage<S: FrameStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ixdp::fanout::TapQueue;
     use crate::ixdp::policy::{FaultConfig, MAX_IFS};
-    use crate::pqueue::{queue_path, Batch, Consumer, Layout};
+    use crate::pqueue::{queue_path, Batch, Consumer, Layout, Producer};
     use crate::wire::Mac;
+    use std::sync::Arc;
 
     const E0: Mac = Mac([0x02, 0, 0, 0, 0, 0xe0]);
     const E1: Mac = Mac([0x02, 0, 0, 0, 0, 0xe1]);
@@ -639,18 +637,18 @@ mod tests {
     struct TestQueue(String);
 
     impl TestQueue {
-        fn new(test: &str) -> (TestQueue, Producer, Consumer) {
+        fn new(test: &str) -> (TestQueue, Arc<Producer>, Consumer) {
             TestQueue::with_slots(test, 128)
         }
 
-        fn with_slots(test: &str, slot_size: u32) -> (TestQueue, Producer, Consumer) {
+        fn with_slots(test: &str, slot_size: u32) -> (TestQueue, Arc<Producer>, Consumer) {
             let name = format!("fastpath.{test}.{}", std::process::id());
             let layout = Layout {
                 slots: 256,
                 slot_size,
                 ..Layout::default()
             };
-            let producer = Producer::open(&name, layout).unwrap();
+            let producer = Arc::new(Producer::open(&name, layout).unwrap());
             let consumer = Consumer::attach(&name).unwrap();
             (TestQueue(name), producer, consumer)
         }
@@ -684,7 +682,7 @@ mod tests {
     fn batch(
         policy: &Policy,
         route: Route,
-        queue: Option<&Producer>,
+        queue: Option<&Arc<Producer>>,
         frames: Vec<Vec<u8>>,
         spares: usize,
         room: usize,
@@ -698,7 +696,7 @@ mod tests {
         state: &mut WorkerState,
         policy: &Policy,
         route: Route,
-        queue: Option<&Producer>,
+        queue: Option<&Arc<Producer>>,
         frames: Vec<Vec<u8>>,
         spares: usize,
         room: usize,
@@ -712,7 +710,7 @@ mod tests {
     /// `spares` spare buffers after them.
     fn chained(
         policy: &Policy,
-        queue: Option<&Producer>,
+        queue: Option<&Arc<Producer>>,
         frames: &[Vec<u8>],
         size: usize,
         spares: usize,
@@ -733,7 +731,7 @@ mod tests {
         state: &mut WorkerState,
         policy: &Policy,
         route: Route,
-        queue: Option<&Producer>,
+        queue: Option<&Arc<Producer>>,
         mut store: MemoryFrames,
         mut rx: Vec<usize>,
         spares: usize,
@@ -744,11 +742,14 @@ mod tests {
         let mut spare_lane: Vec<usize> = (n..n + spares).collect();
         let (mut recycle, mut out, mut marked) = (Vec::new(), Vec::new(), Vec::new());
         let stats = QueueStats::new();
+        let mut policy = policy.clone();
+        if let Some(q) = queue {
+            policy.queues = vec![TapQueue::new(q.clone())];
+        }
         let cx = BatchContext {
-            policy,
+            policy: &policy,
             port: 0,
             route,
-            queue,
             ts: 7,
             room,
         };
@@ -1189,5 +1190,137 @@ mod tests {
         let (o, _) = chained(&p, None, &frames, BUF, 8, 5);
         assert_eq!(o.out.len(), 5);
         assert_eq!((o.counts.fi_duplicated, o.spares.len()), (1, 7));
+    }
+
+    /// A queue of `lanes` lanes and 64-byte slots, removed when the test ends.
+    fn laned(test: &str, lanes: u32) -> (TestQueue, TapQueue, Vec<Consumer>) {
+        let name = format!("fastpath.{test}.{}", std::process::id());
+        let layout = Layout {
+            slots: 256,
+            slot_size: 128,
+            lanes,
+        };
+        let producer = Arc::new(Producer::open(&name, layout).unwrap());
+        let consumers = (0..lanes)
+            .map(|k| {
+                let choice = if lanes > 1 {
+                    crate::pqueue::LaneChoice::Lane(k)
+                } else {
+                    crate::pqueue::LaneChoice::Any
+                };
+                Consumer::attach_lane(&name, choice).unwrap()
+            })
+            .collect();
+        (TestQueue(name), TapQueue::new(producer), consumers)
+    }
+
+    fn popped(c: &mut Consumer) -> Vec<(Direction, Vec<u8>, u32)> {
+        let mut b = Batch::new();
+        c.try_pop(&mut b, 1000).unwrap();
+        b.iter()
+            .map(|t| (t.dir, t.data.to_vec(), t.orig_len))
+            .collect()
+    }
+
+    #[test]
+    fn every_queue_gets_its_own_copy_of_every_tapped_frame() {
+        let (_a, qa, mut ca) = laned("fan-a", 1);
+        let (_b, qb, mut cb) = laned("fan-b", 1);
+        let p = Policy {
+            queues: vec![qa, qb],
+            tap_hash: [BAD].into_iter().collect(),
+            ..tapping_both_ways()
+        };
+        let frames = vec![frame(BAD, 64), frame(E0, 64), frame(BAD, 80)];
+        let (o, _) = batch(&p, BRIDGE, None, frames.clone(), 0, 64);
+        assert_eq!(o.out.len(), 3, "fan-out changes nothing for forwarding");
+        let (a, b) = (popped(&mut ca[0]), popped(&mut cb[0]));
+        assert_eq!(a, b, "the same frames, in the same order");
+        let want: Vec<&[u8]> = vec![&frames[0], &frames[2], &frames[0], &frames[2]];
+        assert_eq!(a.iter().map(|t| &t.1[..]).collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn a_queue_narrows_the_global_selection_with_its_own_filter_and_snap_length() {
+        let (_a, mut qa, mut ca) = laned("narrow-a", 1);
+        let (_b, mut qb, mut cb) = laned("narrow-b", 1);
+        let (_c, qc, mut cc) = laned("narrow-c", 1);
+        qa.snaplen = crate::ixdp::select::SnapLen::new(20).unwrap();
+        qb.filter = Some(crate::ixdp::select::TapFilter::compile("udp port 53").unwrap());
+        let mut p = Policy {
+            queues: vec![qa, qb, qc],
+            snaplen: crate::ixdp::select::SnapLen::new(40).unwrap(),
+            ..tapping_both_ways()
+        };
+        p.tap_tx = [false; MAX_IFS];
+        let frames = vec![udp(E0, &[], 53, 30), udp(E0, &[], 54, 30), frame(E0, 64)];
+        batch(&p, BRIDGE, None, frames.clone(), 0, 64);
+        let a = popped(&mut ca[0]);
+        let b = popped(&mut cb[0]);
+        let c = popped(&mut cc[0]);
+        let lens = |v: &[(Direction, Vec<u8>, u32)]| -> Vec<(usize, u32)> {
+            v.iter().map(|t| (t.1.len(), t.2)).collect()
+        };
+        let l = |i: usize| frames[i].len() as u32;
+        assert_eq!(
+            lens(&a),
+            vec![(20, l(0)), (20, l(1)), (20, 64)],
+            "its own, shorter snap length"
+        );
+        assert_eq!(
+            lens(&b),
+            vec![(40, l(0))],
+            "its filter, the global snap length"
+        );
+        assert_eq!(
+            lens(&c),
+            vec![(40, l(0)), (40, l(1)), (40, 64)],
+            "the global selection"
+        );
+        assert_eq!(&b[0].1[..], &frames[0][..40]);
+        // The global filter still comes first: a queue cannot take what the taps refuse.
+        let p = Policy {
+            tap_filter: Some(crate::ixdp::select::TapFilter::compile("udp port 54").unwrap()),
+            ..p
+        };
+        batch(&p, BRIDGE, None, frames, 0, 64);
+        assert!(popped(&mut cb[0]).is_empty());
+        assert_eq!(popped(&mut cc[0]).len(), 1);
+    }
+
+    #[test]
+    fn lanes_keep_both_directions_of_a_flow_together() {
+        let (_q, q, mut lanes) = laned("lanes", 4);
+        let p = Policy {
+            queues: vec![q],
+            ..tapping_both_ways()
+        };
+        let flow = |sport: u16, back: bool| {
+            let a = std::net::SocketAddrV4::new([10, 0, 0, 1].into(), sport);
+            let b = std::net::SocketAddrV4::new([10, 0, 0, 2].into(), 53);
+            let (src, dst) = if back { (b, a) } else { (a, b) };
+            crate::lab::frames::udp4(E1, E0, &[], src, dst, &sport.to_be_bytes()).unwrap()
+        };
+        let frames: Vec<Vec<u8>> = (0..64u16)
+            .flat_map(|f| [flow(1000 + f, false), flow(1000 + f, true)])
+            .collect();
+        batch(&p, BRIDGE, None, frames.clone(), 0, 256);
+        let mut seen = std::collections::HashMap::new();
+        let mut total = 0;
+        for (k, c) in lanes.iter_mut().enumerate() {
+            let got = popped(c);
+            assert!(!got.is_empty(), "64 flows reach every one of 4 lanes");
+            for (_, data, _) in &got {
+                let sport = u16::from_be_bytes([data[42], data[43]]);
+                let lane = seen.entry(sport).or_insert(k);
+                assert_eq!(
+                    *lane, k,
+                    "flow {sport}: both directions, both tap points, one lane"
+                );
+            }
+            total += got.len();
+        }
+        assert_eq!(total, 2 * frames.len(), "RX and TX tap, each frame once");
+        assert_eq!(seen.len(), 64);
     }
 }

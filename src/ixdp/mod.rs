@@ -4,12 +4,14 @@
 pub mod cbpf;
 pub mod chain;
 pub mod engine;
+pub mod fanout;
 pub mod fastpath;
 pub mod fault;
 pub mod machash;
 pub mod netdev;
 pub mod pacing;
 pub mod policy;
+pub mod queue_words;
 pub mod report;
 pub mod select;
 pub mod stats;

@@ -1,11 +1,12 @@
 //! What the workers obey: tap flags, the three machashes, the tap selection (filter, sampling,
-//! snap length) and fault settings, published by the control thread as immutable snapshots.
+//! snap length), the queues the taps feed and fault settings, published by the control thread as immutable snapshots.
 //!
 //! A word never edits the policy a worker is looking at: it copies the current snapshot,
 //! changes the copy and swaps the pointer (RCU style, `arc-swap`). A worker loads the pointer
 //! once per batch, so it never takes a lock and sees every change from its next batch on.
 
 use super::chain::FrameBytes;
+use super::fanout::TapQueue;
 use super::machash::MacSet;
 use super::select::{Sample, SnapLen, TapFilter};
 use crate::wire::{dst_mac, src_mac};
@@ -53,6 +54,9 @@ pub struct Policy {
     pub fault_hash: MacSet,
     /// Fault injection per receiving interface.
     pub fault: [FaultConfig; MAX_IFS],
+    /// The packet queues the taps feed, the default one first (`tap.queue.add`); each gets a
+    /// copy of every tapped frame it takes. Empty: the engine runs without taps.
+    pub queues: Vec<TapQueue>,
 }
 
 impl Policy {

@@ -4,6 +4,8 @@
 use super::policy::PolicyCell;
 use super::stats::StatsBoard;
 use super::xdp::ProgramCounters;
+use crate::pqueue::{self, Layout, Producer};
+use std::sync::Arc;
 
 /// How the XDP program is attached (`--xdp-mode`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -196,6 +198,22 @@ pub trait EngineView: Send + Sync {
     /// What the control thread saw last of interface `ifidx` (always up where nobody watches).
     fn link_state(&self, _ifidx: usize) -> LinkState {
         LinkState::Up
+    }
+    /// The packet queue the engine always feeds (`--queue-name`), which `tap.queue.remove`
+    /// refuses; None when it runs without taps, and for views with no such queue.
+    fn default_queue(&self) -> Option<&str> {
+        None
+    }
+    /// The layout a queue `tap.queue.add` creates gets (lanes aside): the default queue's;
+    /// None when the engine runs without taps.
+    fn queue_layout(&self) -> Option<Layout> {
+        Some(Layout::default())
+    }
+    /// Creates (or re-initialises, as a new generation) the packet queue `name` with `lanes`
+    /// lanes for the taps to feed, and describes the interfaces to its consumers.
+    fn open_queue(&self, name: &str, lanes: u32) -> Result<Arc<Producer>, pqueue::Error> {
+        let layout = self.queue_layout().unwrap_or_default();
+        Producer::open(name, Layout { lanes, ..layout }).map(Arc::new)
     }
     /// `if.qstats` extras: ring occupancy and `xdp_statistics` of one socket.
     fn ring_details(&self, ifidx: usize, queue: usize) -> Result<RingDetails, RingError>;

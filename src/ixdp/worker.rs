@@ -12,7 +12,7 @@ use super::policy::{Policy, PolicyCell};
 use super::stats::QueueStats;
 use super::view::RingFigures;
 use super::xsk::{Port, QueueSockets, RX_RING_SIZE, TX_RING_SIZE};
-use crate::pqueue::{self, Marks, Producer};
+use crate::pqueue::{self, Marks};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::MsgFlags;
@@ -114,8 +114,6 @@ pub struct Worker {
     pub snapshots: Vec<Arc<RingSnapshot>>,
     /// Ring-detail requests of the control thread.
     pub refresh: Arc<Refresh>,
-    /// The packet queue of the taps.
-    pub producer: Option<Arc<Producer>>,
     /// Raised when the engine stops.
     pub stop: Arc<AtomicBool>,
 }
@@ -363,14 +361,15 @@ impl Worker {
             policy,
             port: p,
             route,
-            queue: self.producer.as_deref(),
             ts: batch_time(policy, p, route),
             room,
         };
-        if let Some(q) = &self.producer {
+        if !policy.queues.is_empty() {
             // What pcapng's statistics call frames received on the interface.
-            let frames = received.iter().filter(|d| !d.has_more_frames()).count();
-            q.count_received(p, frames as u64);
+            let frames = received.iter().filter(|d| !d.has_more_frames()).count() as u64;
+            for q in &policy.queues {
+                q.producer.count_received(p, frames);
+            }
         }
         scratch.out.clear();
         scratch.marked.clear();

@@ -29,7 +29,7 @@ pub use producer::Producer;
 pub use segment::{
     parse_header, queue_path, HeaderProblem, LAYOUT_VERSION, MAX_INTERFACES, MAX_LANES,
 };
-pub use words::register_words;
+pub use words::{register_words, register_words_fed};
 
 /// The queue the daemon creates and `collect` reads unless told otherwise.
 pub const DEFAULT_NAME: &str = "ixdp.pqueue.tap";

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::consumer::{Batch, Consumer};
+use super::consumer::{Batch, Consumer, Queue};
 use crate::rpcl::{Subtype, Vm, WordError};
 
 struct WordQueue {
@@ -47,6 +47,17 @@ fn take_one(state: &Mutex<WordQueue>) -> Result<Vec<u8>, WordError> {
 
 /// Register the `tap.queue.*` words on the queue `name`.
 pub fn register_words(vm: &mut Vm, name: &str) {
+    register_words_fed(vm, name, Vec::new);
+}
+
+/// [`register_words`] for an engine that feeds more queues than `name` (fan-out): `others`
+/// names them when asked, and `tap.queue.status` shows each after `name`. The other words act
+/// on `name`.
+pub fn register_words_fed(
+    vm: &mut Vm,
+    name: &str,
+    others: impl Fn() -> Vec<String> + Send + Sync + 'static,
+) {
     let state = Arc::new(Mutex::new(WordQueue {
         name: name.to_string(),
         consumer: None,
@@ -82,14 +93,23 @@ pub fn register_words(vm: &mut Vm, name: &str) {
     let st = state;
     vm.register(
         "tap.queue.status",
-        "show the packet queue: name, head, tail, inserted, full, retrieved ( - )",
+        "show each packet queue: name, head, tail, inserted, full, retrieved, a line per lane ( - )",
         move |cx| {
-            let text = with_queue(&st, |q| {
+            let mut text = with_queue(&st, |q| {
                 q.consumer()?
                     .status()
                     .map(|s| s.format())
                     .map_err(|e| WordError::new(e.to_string()))
             })?;
+            for other in others() {
+                let status = Queue::open_existing(&other).and_then(|mut q| q.status());
+                match status {
+                    Ok(s) => text.push_str(&s.format()),
+                    Err(e) => text.push_str(&format!("packet queue {other}
+  ({e})
+")),
+                }
+            }
             cx.emit(text)
         },
     );

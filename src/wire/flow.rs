@@ -105,7 +105,14 @@ pub fn lane_of(frame: &[u8], lanes: u32) -> u32 {
     if lanes <= 1 {
         return 0;
     }
-    ((u128::from(flow_hash(frame)) * u128::from(lanes)) >> 64) as u32
+    lane_of_hash(flow_hash(frame), lanes)
+}
+
+/// The lane of `lanes` for the flow hash `hash` ([`flow_hash`]): for a caller that spreads one
+/// frame over several laned queues and hashes it once.
+#[inline]
+pub fn lane_of_hash(hash: u64, lanes: u32) -> u32 {
+    ((u128::from(hash) * u128::from(lanes.max(1))) >> 64) as u32
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ pub struct TestEngine {
     pub interfaces: Vec<InterfaceInfo>,
     pub policy: PolicyCell,
     pub stats: StatsBoard,
+    /// The packet queues `tap.queue.add` and `tap.queue.lanes` created, removed on drop.
+    pub created: std::sync::Mutex<Vec<String>>,
 }
 
 impl EngineView for TestEngine {
@@ -29,6 +31,19 @@ impl EngineView for TestEngine {
     }
     fn stats(&self) -> &StatsBoard {
         &self.stats
+    }
+    fn open_queue(
+        &self,
+        name: &str,
+        lanes: u32,
+    ) -> Result<Arc<ethertap::pqueue::Producer>, ethertap::pqueue::Error> {
+        let layout = ethertap::pqueue::Layout {
+            lanes,
+            ..ethertap::pqueue::Layout::default()
+        };
+        let producer = ethertap::pqueue::Producer::open(name, layout)?;
+        self.created.lock().unwrap().push(name.to_string());
+        Ok(Arc::new(producer))
     }
     fn ring_details(&self, ifidx: usize, queue: usize) -> Result<RingDetails, RingError> {
         if ifidx == 1 {
@@ -60,6 +75,15 @@ impl EngineView for TestEngine {
             program,
             freshness,
         })
+    }
+}
+
+impl Drop for TestEngine {
+    fn drop(&mut self) {
+        let created = self.created.get_mut().unwrap_or_else(|p| p.into_inner());
+        for name in created.iter() {
+            let _ = std::fs::remove_file(ethertap::pqueue::queue_path(name));
+        }
     }
 }
 
@@ -100,6 +124,7 @@ pub fn engine_with(names: &[(&str, &str, bool, XdpMode)], queues: u32) -> Arc<Te
             .collect(),
         policy: PolicyCell::default(),
         stats: StatsBoard::new(n_ifs, queues as usize),
+        created: Default::default(),
     })
 }
 
