@@ -678,6 +678,40 @@ fn laned_queue_with_collects(
     caps
 }
 
+/// What the lane tests start from: the lab bridge (declared last, dropped first: the collects,
+/// the engine, the lab, then the queue files and the directory).
+struct LanedLab {
+    caps: Vec<Capture>,
+    reference: Capture,
+    eng: LabEngine,
+    lab: Lab,
+    laned: String,
+    _shm: ShmGuard,
+    dir: tempfile::TempDir,
+}
+
+/// A bridge lab whose engine runs `taps` (counters reset) and feeds a queue of 4 lanes with a
+/// collect on each (`caps`) besides the default queue with a collect of its own (`reference`).
+fn laned_lab(test: &str, taps: &str) -> LanedLab {
+    let dir = tempfile::tempdir().unwrap();
+    let laned = queue_name(test, "ids");
+    let shm = ShmGuard(vec![laned.clone()]);
+    let lab = Lab::bridge(test);
+    let mut eng = lab.start_engine(test);
+    eng.ok(&format!("{taps} if.stats.reset"));
+    let caps = laned_queue_with_collects(&mut eng, &laned, 4, dir.path());
+    let reference = Capture::whole(&eng.queue_name, &dir.path().join("all.pcap"));
+    LanedLab {
+        caps,
+        reference,
+        eng,
+        lab,
+        laned,
+        _shm: shm,
+        dir,
+    }
+}
+
 // ---- Tests -------------------------------------------------------------------------------
 
 #[test]
@@ -897,18 +931,17 @@ fn a_queues_own_snap_length_and_filter_narrow_its_copy_only() {
 
 #[test]
 fn four_lanes_four_collects_each_flow_whole_in_exactly_one_lane() {
-    let test = "fanlanes";
-    let dir = tempfile::tempdir().unwrap();
-    let laned = queue_name(test, "ids");
-    let _shm = ShmGuard(vec![laned.clone()]);
-    let lab = Lab::bridge(test);
-    let mut eng = lab.start_engine(test);
-    eng.ok("0 tap.rx.enable 1 tap.rx.enable if.stats.reset");
-    let mut caps = laned_queue_with_collects(&mut eng, &laned, 4, dir.path());
-    caps.push(Capture::whole(
-        &eng.queue_name,
-        &dir.path().join("all.pcap"),
-    ));
+    // Bindings drop in reverse order: the collects first, the directory last.
+    let LanedLab {
+        dir: _dir,
+        _shm,
+        laned,
+        lab,
+        mut eng,
+        reference,
+        mut caps,
+    } = laned_lab("fanlanes", "0 tap.rx.enable 1 tap.rx.enable");
+    caps.push(reference);
 
     let (tcp_port, udp_port, bytes, msgs) = (6000, 7000, 3000, 6);
     let tcp: BTreeSet<u16> = tcp_connections(&lab, 40, tcp_port, bytes)
@@ -1011,15 +1044,16 @@ fn four_lanes_four_collects_each_flow_whole_in_exactly_one_lane() {
 
 #[test]
 fn a_lane_collect_killed_and_restarted_with_lane_k_goes_on_and_the_others_never_notice() {
-    let test = "fankill";
-    let dir = tempfile::tempdir().unwrap();
-    let laned = queue_name(test, "ids");
-    let _shm = ShmGuard(vec![laned.clone()]);
-    let lab = Lab::bridge(test);
-    let mut eng = lab.start_engine(test);
-    eng.ok("0 tap.rx.enable 1 tap.rx.enable if.stats.reset");
-    let mut caps = laned_queue_with_collects(&mut eng, &laned, 4, dir.path());
-    let reference = Capture::whole(&eng.queue_name, &dir.path().join("all.pcap"));
+    // Bindings drop in reverse order: the collects first, the directory last.
+    let LanedLab {
+        dir,
+        _shm,
+        laned,
+        lab,
+        mut eng,
+        reference,
+        mut caps,
+    } = laned_lab("fankill", "0 tap.rx.enable 1 tap.rx.enable");
     // Phases by server port: 6001/7001 before the kill, 6002/7002 while lane K has no
     // consumer, 6003/7003 after the restart. The UDP flows reach every lane in each phase.
     let phase = |n: u16| {
@@ -1130,18 +1164,20 @@ fn a_lane_collect_killed_and_restarted_with_lane_k_goes_on_and_the_others_never_
 #[test]
 fn tagged_flows_and_non_ip_mac_pairs_each_land_in_one_lane_at_both_tap_points() {
     use frames::{numbered, raw, tcp4, udp4};
-    let test = "fanvlan";
-    let dir = tempfile::tempdir().unwrap();
-    let laned = queue_name(test, "ids");
-    let _shm = ShmGuard(vec![laned.clone()]);
-    let lab = Lab::bridge(test);
-    let mut eng = lab.start_engine(test);
-    eng.ok("0 tap.rx.enable 1 tap.rx.enable 0 tap.tx.enable 1 tap.tx.enable if.stats.reset");
-    let mut caps = laned_queue_with_collects(&mut eng, &laned, 4, dir.path());
-    caps.push(Capture::whole(
-        &eng.queue_name,
-        &dir.path().join("all.pcap"),
-    ));
+    // Bindings drop in reverse order: the collects first, the directory last.
+    let LanedLab {
+        dir: _dir,
+        _shm,
+        laned,
+        lab,
+        mut eng,
+        reference,
+        mut caps,
+    } = laned_lab(
+        "fanvlan",
+        "0 tap.rx.enable 1 tap.rx.enable 0 tap.tx.enable 1 tap.tx.enable",
+    );
+    caps.push(reference);
 
     // Frames h1 sends (`there`) and h2 sends (`back`), each flow both ways.
     let (mut there, mut back) = (Vec::new(), Vec::new());
