@@ -217,7 +217,7 @@ impl EngineView for Shared {
     fn open_queue(&self, name: &str, lanes: u32) -> Result<Arc<Producer>, pqueue::Error> {
         // The words ask only an engine with taps (queue_layout is Some).
         let layout = self.queue_layout().unwrap_or_default();
-        let producer = Producer::open(name, Layout { lanes, ..layout })?;
+        let producer = Producer::open(name, super::fanout::lane_layout(layout, lanes))?;
         for info in &self.infos {
             producer.describe_interface(info.index, &describe(&info.name));
         }

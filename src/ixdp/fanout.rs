@@ -13,12 +13,32 @@ use std::sync::Arc;
 
 use super::chain::FrameBytes;
 use super::select::{SnapLen, TapFilter};
-use crate::pqueue::{Producer, Tag};
+use crate::pqueue::{Layout, Producer, Tag};
 use crate::wire::flow::{flow_hash, lane_of_hash};
 
 /// Most queues one engine feeds, the default one included: each costs a copy of every tapped
 /// frame and its shared memory, and no tool chain needs more.
 pub const MAX_TAP_QUEUES: usize = 8;
+
+/// Fewest slots a lane gets when a queue is split.
+pub const MIN_LANE_SLOTS: u32 = 256;
+
+/// The layout of a queue of `lanes` lanes made from `base` (one lane): the slots are shared out
+/// among the lanes (a power of two each, at least [`MIN_LANE_SLOTS`] or all of `base`'s), so
+/// that splitting a queue does not multiply its shared memory: 8 queues of 64 lanes would
+/// otherwise take 64 times the memory of 8 queues.
+pub fn lane_layout(base: Layout, lanes: u32) -> Layout {
+    let lanes = lanes.max(1);
+    let share = (base.slots / lanes)
+        .max(MIN_LANE_SLOTS.min(base.slots))
+        .max(1);
+    let slots = 1 << (31 - share.leading_zeros());
+    Layout {
+        slots,
+        lanes,
+        ..base
+    }
+}
 
 /// One queue the taps feed, with what it narrows.
 #[derive(Clone)]
@@ -50,6 +70,11 @@ impl TapQueue {
     /// Its lanes (1 when it is not split).
     pub fn lanes(&self) -> u32 {
         self.producer.layout().lanes
+    }
+
+    /// Slots per lane.
+    pub fn slots(&self) -> u32 {
+        self.producer.layout().slots
     }
 
     /// How many bytes of `frame` this queue stores, given that the global selection took
@@ -126,5 +151,30 @@ pub fn fan_out<'p, F, P>(
         };
         let lane = hash.lane(frame.head(), q.lanes());
         q.producer.push_parts_to(lane, parts(), cap, len, tag);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_share_the_slots_of_the_queue() {
+        let base = Layout::default();
+        let of = |lanes| {
+            let l = lane_layout(base, lanes);
+            (l.slots, l.lanes, l.slot_size)
+        };
+        assert_eq!(of(1), (4096, 1, 2048));
+        assert_eq!(of(4), (1024, 4, 2048));
+        assert_eq!(of(3), (1024, 3, 2048), "a power of two, rounded down");
+        assert_eq!(of(64), (256, 64, 2048), "never fewer than 256");
+        let small = Layout { slots: 64, ..base };
+        assert_eq!(
+            lane_layout(small, 8).slots,
+            64,
+            "a small queue keeps its slots"
+        );
+        assert_eq!(lane_layout(base, 0).lanes, 1);
     }
 }

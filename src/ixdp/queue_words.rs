@@ -132,7 +132,7 @@ fn queue_list(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
             .as_ref()
             .map_or("none".to_string(), |f| f.expr().to_string());
         s.push_str(&format!(
-            "{}{}\n  lanes {}, snaplen {snaplen}, filter {filter}\n  {}\n",
+            "{}{}\n  lanes {} of {} slots, snaplen {snaplen}, filter {filter}\n  {}\n",
             q.name(),
             if e.default_queue() == Some(q.name()) {
                 " (default)"
@@ -140,6 +140,7 @@ fn queue_list(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
                 ""
             },
             q.lanes(),
+            q.slots(),
             counters_text(q.name()),
         ));
     }

@@ -210,10 +210,11 @@ pub trait EngineView: Send + Sync {
         Some(Layout::default())
     }
     /// Creates (or re-initialises, as a new generation) the packet queue `name` with `lanes`
-    /// lanes for the taps to feed, and describes the interfaces to its consumers.
+    /// lanes ([`super::fanout::lane_layout`]) for the taps to feed, and describes the
+    /// interfaces to its consumers.
     fn open_queue(&self, name: &str, lanes: u32) -> Result<Arc<Producer>, pqueue::Error> {
         let layout = self.queue_layout().unwrap_or_default();
-        Producer::open(name, Layout { lanes, ..layout }).map(Arc::new)
+        Producer::open(name, super::fanout::lane_layout(layout, lanes)).map(Arc::new)
     }
     /// `if.qstats` extras: ring occupancy and `xdp_statistics` of one socket.
     fn ring_details(&self, ifidx: usize, queue: usize) -> Result<RingDetails, RingError>;

@@ -37,10 +37,8 @@ impl EngineView for TestEngine {
         name: &str,
         lanes: u32,
     ) -> Result<Arc<ethertap::pqueue::Producer>, ethertap::pqueue::Error> {
-        let layout = ethertap::pqueue::Layout {
-            lanes,
-            ..ethertap::pqueue::Layout::default()
-        };
+        let layout =
+            ethertap::ixdp::fanout::lane_layout(ethertap::pqueue::Layout::default(), lanes);
         let producer = ethertap::pqueue::Producer::open(name, layout)?;
         self.created.lock().unwrap().push(name.to_string());
         Ok(Arc::new(producer))
