@@ -259,11 +259,17 @@ fn settings(d: &Daemon) -> String {
         .map(String::from)
         .collect();
     format!(
-        "{}\n{}{}{}",
+        "{}\n{}{}{}{}",
         stats.join("\n"),
         d.eval("tap.hash.show"),
         d.eval("drop.hash.show"),
-        d.eval("fault.hash.show")
+        d.eval("fault.hash.show"),
+        // The queues fed and how, not their counters (frames the hosts send may arrive).
+        d.eval("tap.queue.list")
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("inserted "))
+            .collect::<Vec<_>>()
+            .join("\n")
     )
 }
 
@@ -291,6 +297,13 @@ fn every_example_checks_its_arguments_before_it_changes_anything() {
         ("stats-every-second.rpcl", &["0"]),
         ("stats-every-second.rpcl", &["1", "2"]),
         ("tap-all.rpcl", &["extra"]),
+        ("flows.rpcl", &[]),
+        ("flows.rpcl", &["dexbad.flows"]),
+        ("flows.rpcl", &["dexbad.flows", "0"]),
+        ("flows.rpcl", &["dexbad.flows", "65"]),
+        ("flows.rpcl", &["dexbad.flows", "x"]),
+        ("flows.rpcl", &["dexbad/flows", "4"]),
+        ("flows.rpcl", &["dexbad.flows", "4", "extra"]),
         ("ethertap.rpcl", &["extra"]),
     ];
     let mut files: Vec<String> = std::fs::read_dir(examples())
@@ -1222,4 +1235,36 @@ fn other_users_are_refused_even_when_the_socket_is_reachable() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!text(&out.stderr).is_empty(), "a reason is given");
     assert!(ethertap::sys::is_alive(d.pid()));
+}
+
+#[test]
+fn the_flows_example_feeds_a_laned_queue_and_taps_every_port() {
+    let d = Daemon::start("dflows");
+    let name = format!("{}.flows", d.queue);
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(ethertap::pqueue::queue_path(&self.0));
+        }
+    }
+    let _gone = Gone(name.clone());
+    let out = d.example("flows.rpcl", &[&name, "4"]);
+    assert!(
+        out.contains(&format!("feeding packet queue {name} in 4 lanes")),
+        "{out}"
+    );
+    let list = d.eval("tap.queue.list");
+    assert!(
+        list.contains(&format!(
+            "{name}\n  lanes 4 of 1024 slots, snaplen as tapped, filter none\n"
+        )),
+        "{list}"
+    );
+    for i in 0..2 {
+        assert_eq!(d.stat_text(i, "RX tap"), "enabled", "interface {i}");
+    }
+    let status = d.eval("tap.queue.status");
+    for k in 0..4 {
+        assert!(status.contains(&format!("  lane {k} ")), "{status}");
+    }
 }
