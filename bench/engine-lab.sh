@@ -204,8 +204,8 @@ while True:
       ENGINE_BIN=$BASE_BIN PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv ;;
     et-tap-2q)  # et-tap-deep feeding a second queue of its own, a collect on each (issue 13)
       PRESET=$WORK/tap-2q.rpcl start_engine --xdp-mode drv --slots 32768 ;;
-    et-tap-lanes)  # one queue in $FANOUT_LANES lanes of 32768/$FANOUT_LANES slots, a collect per lane
-      PRESET=$WORK/tap-lanes.rpcl start_engine --xdp-mode drv --slots $((32768 / FANOUT_LANES)) ;;
+    et-tap-lanes)  # one queue of 32768 slots in $FANOUT_LANES lanes (they share the slots), a collect per lane
+      PRESET=$WORK/tap-lanes.rpcl start_engine --xdp-mode drv --slots 32768 ;;
     et-tap-busy)  # et-tap-collect with --busy-poll
       PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv --busy-poll ;;
     *) echo "unknown system $1" >&2; exit 1 ;;
