@@ -117,6 +117,11 @@ impl fmt::Debug for TapQueue {
 pub struct LazyHash(Option<u64>);
 
 impl LazyHash {
+    /// A hash known already (`Some`), or to be computed when needed (`None`).
+    pub fn known(hash: Option<u64>) -> LazyHash {
+        LazyHash(hash)
+    }
+
     /// The lane of `lanes` for the frame whose first buffer is `head`.
     #[inline(always)]
     pub fn lane(&mut self, head: &[u8], lanes: u32) -> u32 {
@@ -128,10 +133,21 @@ impl LazyHash {
     }
 }
 
+/// The flow hash of the frame whose first buffer is `head` when one of `queues` has lanes:
+/// what a frame's TX copy must be laned by when fault injection is about to flip one of its
+/// bits, which may be in an address or a port.
+#[inline]
+pub fn flow_if_laned(queues: &[TapQueue], head: &[u8]) -> Option<u64> {
+    queues
+        .iter()
+        .any(|q| q.lanes() > 1)
+        .then(|| flow_hash(head))
+}
+
 /// Puts a frame the global selection took (`cap` bytes of it) into every queue that takes it,
-/// each in the lane of its flow. `parts` yields the frame's buffers, `head` is the first, which
-/// holds every header. Never blocks: a full lane counts `full` and the frame goes on to the
-/// other queues.
+/// each in the lane of its flow (`flow`: its hash as received, when known; else computed from
+/// the frame once). `parts` yields the frame's buffers, the first of which holds every header.
+/// Never blocks: a full lane counts `full` and the frame goes on to the other queues.
 #[inline(always)]
 pub fn fan_out<'p, F, P>(
     queues: &[TapQueue],
@@ -139,11 +155,12 @@ pub fn fan_out<'p, F, P>(
     parts: impl Fn() -> P,
     cap: usize,
     tag: Tag,
+    flow: Option<u64>,
 ) where
     F: FrameBytes + ?Sized,
     P: Iterator<Item = &'p [u8]>,
 {
-    let mut hash = LazyHash::default();
+    let mut hash = LazyHash::known(flow);
     let len = frame.wire_len() as u32;
     for q in queues {
         let Some(cap) = q.takes(frame, cap) else {

@@ -22,7 +22,7 @@
 //! and is tapped with all its buffers.
 
 use super::chain::{read_parts, FrameBytes};
-use super::fanout::fan_out;
+use super::fanout::{fan_out, flow_if_laned};
 use super::fault::{self, FaultRng};
 use super::policy::Policy;
 use super::select::Sampler;
@@ -304,6 +304,18 @@ pub struct BatchContext<'a> {
     pub room: usize,
 }
 
+/// A frame of the output list that fault injection changed, for the TX tap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Marked {
+    /// The index in the output list of the frame's first buffer.
+    pub at: usize,
+    /// What was done to it (recorded in its queue slots).
+    pub marks: Marks,
+    /// The flow hash of the frame as it was received, when a queue has lanes: its TX copy goes
+    /// to the lane of its flow even when the flip hit an address or a port.
+    pub flow: Option<u64>,
+}
+
 /// The buffer lists a batch sorts its frames into.
 pub struct FrameLists<'a, D> {
     /// Back to the receiving port's fill ring (mirror mode, output down, dropped).
@@ -315,7 +327,7 @@ pub struct FrameLists<'a, D> {
     /// Frames of `out` that fault injection changed, by the index in `out` of their first
     /// buffer, in order: what the TX tap records in their queue slots (empty while nothing is
     /// flipped or duplicated).
-    pub marked: &'a mut Vec<(usize, Marks)>,
+    pub marked: &'a mut Vec<Marked>,
 }
 
 /// Runs every stage over the frames whose buffers are `rx` (complete frames only), received on
@@ -397,7 +409,7 @@ fn receive_stage<S: FrameStore>(
             ts_ns: cx.ts,
             marks: Marks::NONE,
         };
-        fan_out(&cx.policy.queues, frame, || frame.parts(), cap, tag);
+        fan_out(&cx.policy.queues, frame, || frame.parts(), cap, tag, None);
     }
 }
 
@@ -448,14 +460,20 @@ fn forward_stage<S: FrameStore>(
     counts: &mut Counters,
     lists: &mut FrameLists<'_, S::Desc>,
 ) -> u64 {
-    let marks = if let Some(bit) = flip {
+    let (marks, flow) = if let Some(bit) = flip {
         // SAFETY: the caller holds the chain (see run_batch).
+        let flow = flow_if_laned(&cx.policy.queues, unsafe { store.buffer(&chain[0]) });
+        // SAFETY: as above.
         unsafe { flip_in_chain(store, chain, bit) };
         counts.fi_flipped += 1;
-        lists.marked.push((lists.out.len(), Marks::BITFLIP));
-        Marks::BITFLIP
+        lists.marked.push(Marked {
+            at: lists.out.len(),
+            marks: Marks::BITFLIP,
+            flow,
+        });
+        (Marks::BITFLIP, flow)
     } else {
-        Marks::NONE
+        (Marks::NONE, None)
     };
     lists.out.extend_from_slice(chain);
     let n = chain.len();
@@ -479,7 +497,11 @@ fn forward_stage<S: FrameStore>(
         lists.spares.extend(lists.out.drain(first..));
         return 1;
     }
-    lists.marked.push((first, marks.union(Marks::DUPLICATE)));
+    lists.marked.push(Marked {
+        at: first,
+        marks: marks.union(Marks::DUPLICATE),
+        flow,
+    });
     counts.fi_duplicated += 1;
     2
 }
@@ -492,7 +514,7 @@ fn tx_tap_stage<S: FrameStore>(
     store: &S,
     out: usize,
     frames: &[S::Desc],
-    marked: &[(usize, Marks)],
+    marked: &[Marked],
     sampler: &mut Sampler,
 ) {
     if cx.policy.queues.is_empty() || cx.policy.tap_tx.get(out) != Some(&true) {
@@ -502,12 +524,13 @@ fn tx_tap_stage<S: FrameStore>(
     let mut at = 0;
     while at < frames.len() {
         let n = chain_len(store, &frames[at..]);
-        let marks = match next_marked.peek() {
-            Some(&&(i, m)) if i == at => {
+        let (marks, flow) = match next_marked.peek() {
+            Some(m) if m.at == at => {
+                let m = **m;
                 next_marked.next();
-                m
+                (m.marks, m.flow)
             }
-            _ => Marks::NONE,
+            _ => (Marks::NONE, None),
         };
         // SAFETY: frames going out are held by the caller until it hands them to the ring.
         let frame = unsafe { Frame::new(store, &frames[at..at + n]) };
@@ -518,7 +541,7 @@ fn tx_tap_stage<S: FrameStore>(
                 ts_ns: cx.ts,
                 marks,
             };
-            fan_out(&cx.policy.queues, &frame, || frame.parts(), cap, tag);
+            fan_out(&cx.policy.queues, &frame, || frame.parts(), cap, tag, flow);
         }
         at += n;
     }
@@ -1322,5 +1345,53 @@ mod tests {
         }
         assert_eq!(total, 2 * frames.len(), "RX and TX tap, each frame once");
         assert_eq!(seen.len(), 64);
+    }
+
+    #[test]
+    fn a_flipped_frame_is_tx_tapped_into_the_lane_of_its_flow_as_received() {
+        let (_q, q, mut lanes) = laned("lanesflip", 4);
+        let mut p = Policy {
+            queues: vec![q],
+            ..tapping_both_ways()
+        };
+        p.fault[0] = always(0, 100_000, 100_000);
+        // Short UDP frames: most flips land in the addresses or the ports.
+        let frames: Vec<Vec<u8>> = (0..64u16).map(|f| udp(E0, &[], 1000 + f, 2)).collect();
+        let (o, _) = batch(&p, BRIDGE, None, frames, 128, 256);
+        assert_eq!((o.counts.fi_flipped, o.counts.fi_duplicated), (64, 64));
+        let mut total = 0;
+        for c in lanes.iter_mut() {
+            let got = popped(c);
+            let rx: Vec<&Vec<u8>> = got
+                .iter()
+                .filter(|t| t.0 == Direction::Rx)
+                .map(|t| &t.1)
+                .collect();
+            let tx: Vec<&Vec<u8>> = got
+                .iter()
+                .filter(|t| t.0 == Direction::Tx)
+                .map(|t| &t.1)
+                .collect();
+            assert_eq!(
+                tx.len(),
+                2 * rx.len(),
+                "each frame's flipped copy and its duplicate"
+            );
+            for (k, r) in rx.iter().enumerate() {
+                for t in &tx[2 * k..2 * k + 2] {
+                    let bits: u32 = r
+                        .iter()
+                        .zip(t.iter())
+                        .map(|(a, b)| (a ^ b).count_ones())
+                        .sum();
+                    assert_eq!(
+                        bits, 1,
+                        "the TX copies of frame {k} of the lane are its own, flipped"
+                    );
+                }
+            }
+            total += got.len();
+        }
+        assert_eq!(total, 3 * 64);
     }
 }

@@ -5,14 +5,14 @@
 //! allocation, no syscall.
 
 use super::chain::Reassembly;
-use super::fastpath::{self, BatchContext, FrameLists, FrameStore, Route, WorkerState};
+use super::fastpath::{self, BatchContext, FrameLists, FrameStore, Marked, Route, WorkerState};
 use super::fault::FaultRng;
 use super::pacing::{Next, Pacer, Polling, Round};
 use super::policy::{Policy, PolicyCell};
 use super::stats::QueueStats;
 use super::view::RingFigures;
 use super::xsk::{Port, QueueSockets, RX_RING_SIZE, TX_RING_SIZE};
-use crate::pqueue::{self, Marks};
+use crate::pqueue;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::MsgFlags;
@@ -143,7 +143,7 @@ struct Scratch {
     comp: Vec<FrameDesc>,
     out: Vec<FrameDesc>,
     /// Fault marks of `out`'s frames (see `fastpath::FrameLists`).
-    marked: Vec<(usize, Marks)>,
+    marked: Vec<Marked>,
 }
 
 /// The frames of a UMEM, for the stages of `fastpath.rs`.
