@@ -632,12 +632,19 @@ fn status_block(eng: &mut LabEngine, name: &str) -> String {
     format!("{head}{}", &rest[..end])
 }
 
-/// The `full` counter of queue `name`, summed over its lanes.
-fn full_of(name: &str) -> u64 {
-    ethertap::pqueue::Queue::open_existing(name)
-        .and_then(|mut q| q.status())
-        .unwrap_or_else(|e| panic!("status of {name}: {e}"))
-        .full
+/// Fails unless the `full` counters of `queues` (summed over their lanes) are all zero.
+#[track_caller]
+fn assert_nothing_refused(queues: &[&str]) {
+    let full: u64 = queues
+        .iter()
+        .map(|name| {
+            ethertap::pqueue::Queue::open_existing(name)
+                .and_then(|mut q| q.status())
+                .unwrap_or_else(|e| panic!("status of {name}: {e}"))
+                .full
+        })
+        .sum();
+    assert_eq!(full, 0, "nothing refused");
 }
 
 /// Adds a queue of `lanes` lanes to the engine and starts a collect on each lane, each
@@ -791,11 +798,7 @@ fn two_queues_each_get_every_tapped_frame_byte_for_byte() {
             );
         }
     }
-    assert_eq!(
-        full_of(&eng.queue_name) + full_of(&second),
-        0,
-        "nothing refused"
-    );
+    assert_nothing_refused(&[&eng.queue_name, &second]);
 }
 
 #[test]
@@ -922,11 +925,7 @@ fn a_queues_own_snap_length_and_filter_narrow_its_copy_only() {
         rows.iter().all(|r| r[0] == r[1]),
         "whole frames in the filtered queue: {rows:?}"
     );
-    assert_eq!(
-        full_of(&eng.queue_name) + full_of(&heads) + full_of(&dns),
-        0,
-        "nothing refused"
-    );
+    assert_nothing_refused(&[&eng.queue_name, &heads, &dns]);
 }
 
 #[test]
@@ -1037,11 +1036,7 @@ fn four_lanes_four_collects_each_flow_whole_in_exactly_one_lane() {
             }
         }
     }
-    assert_eq!(
-        full_of(&laned) + full_of(&eng.queue_name),
-        0,
-        "nothing refused"
-    );
+    assert_nothing_refused(&[&laned, &eng.queue_name]);
 }
 
 #[test]
@@ -1156,11 +1151,7 @@ fn a_lane_collect_killed_and_restarted_with_lane_k_goes_on_and_the_others_never_
         &want,
         &format!("the restarted collect of lane {k}: every frame after its start"),
     );
-    assert_eq!(
-        full_of(&laned) + full_of(&eng.queue_name),
-        0,
-        "nothing refused"
-    );
+    assert_nothing_refused(&[&laned, &eng.queue_name]);
 }
 
 #[test]
@@ -1288,9 +1279,5 @@ fn tagged_flows_and_non_ip_mac_pairs_each_land_in_one_lane_at_both_tap_points() 
             "{kind} flows in more than one lane: {lanes_of_kind:?}"
         );
     }
-    assert_eq!(
-        full_of(&laned) + full_of(&eng.queue_name),
-        0,
-        "nothing refused"
-    );
+    assert_nothing_refused(&[&laned, &eng.queue_name]);
 }

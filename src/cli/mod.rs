@@ -99,15 +99,9 @@ pub fn new_vm(host: VmHost<'_>) -> Vm {
             vm.set_var(IF_COUNT, &engine.view().interfaces().len().to_string());
             crate::ixdp::words::register_engine_words(&mut vm, engine.view());
             let view = engine.view();
-            let default = queue_name.to_string();
             crate::pqueue::register_words_fed(&mut vm, queue_name, move || {
-                let policy = view.policy().snapshot();
-                policy
-                    .queues
-                    .iter()
-                    .map(|q| q.name().to_string())
-                    .filter(|n| *n != default)
-                    .collect()
+                let added = view.added_queues();
+                added.iter().map(|q| q.name().to_string()).collect()
             });
         }
     }

@@ -186,11 +186,8 @@ impl DaemonHost {
     fn stats_report(&self) -> StatsReport {
         let others: Vec<QueueWatch> = self
             .view
-            .policy()
-            .snapshot()
-            .queues
+            .added_queues()
             .iter()
-            .filter(|q| q.name() != self.queue.name())
             .map(|q| QueueWatch::new(q.name(), q.producer.layout()))
             .collect();
         let mut watched = vec![&self.queue];

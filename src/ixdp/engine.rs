@@ -218,9 +218,7 @@ impl EngineView for Shared {
         // The words ask only an engine with taps (queue_layout is Some).
         let layout = self.queue_layout().unwrap_or_default();
         let producer = Producer::open(name, super::fanout::lane_layout(layout, lanes))?;
-        for info in &self.infos {
-            producer.describe_interface(info.index, &describe(&info.name));
-        }
+        describe_interfaces(&producer, self.infos.iter().map(|i| i.name.as_str()));
         Ok(Arc::new(producer))
     }
     fn ring_details(&self, ifidx: usize, queue: usize) -> Result<RingDetails, RingError> {
@@ -487,10 +485,7 @@ fn open_packet_queue(config: &EngineConfig) -> Result<Option<Arc<Producer>>, Sta
                 source,
             }
         })?;
-    // What a capture file names each port after (pcapng interface descriptions).
-    for (i, ifname) in config.interfaces.iter().enumerate() {
-        producer.describe_interface(i, &describe(ifname));
-    }
+    describe_interfaces(&producer, config.interfaces.iter().map(String::as_str));
     Ok(Some(Arc::new(producer)))
 }
 
@@ -499,6 +494,14 @@ pub fn taken_over_text(name: &str, pid: u32) -> String {
     format!(
         "packet queue {name} was taken over by the engine PID {pid} (--take-over); this engine's taps no longer reach any consumer"
     )
+}
+
+/// Tells a queue's consumers what each of the engine's interfaces (`names`, in index order) is:
+/// what a capture file names each port after (pcapng interface descriptions).
+fn describe_interfaces<'n>(producer: &Producer, names: impl Iterator<Item = &'n str>) {
+    for (i, name) in names.enumerate() {
+        producer.describe_interface(i, &describe(name));
+    }
 }
 
 /// The queue's description of one of the engine's interfaces.

@@ -5,8 +5,7 @@
 
 use super::fanout::{TapQueue, MAX_TAP_QUEUES};
 use super::policy::Policy;
-use super::select::{SnapLen, TapFilter, MAX_SNAPLEN};
-use super::words::{EngineWord, NO_TAPS};
+use super::words::{pop_filter, pop_snaplen, EngineWord, NO_TAPS};
 use super::EngineView;
 use crate::pqueue::{Queue, MAX_LANES};
 use crate::rpcl::{Ctx, WordError};
@@ -45,21 +44,21 @@ pub static QUEUE_WORDS: &[EngineWord] = &[
     },
 ];
 
-/// The index of the queue `name` in `policy`, or an error that lists the queues fed.
-fn find(policy: &Policy, name: &str) -> Result<usize, WordError> {
+/// The queue `name` of `policy`, or an error that lists the queues fed.
+fn find<'p>(policy: &'p Policy, name: &str) -> Result<&'p TapQueue, WordError> {
     policy
         .queues
         .iter()
-        .position(|q| q.name() == name)
+        .find(|q| q.name() == name)
         .ok_or_else(|| {
             let fed: Vec<&str> = policy.queues.iter().map(TapQueue::name).collect();
+            let fed = if fed.is_empty() {
+                "none".to_string()
+            } else {
+                fed.join(", ")
+            };
             WordError::new(format!(
-                "packet queue \"{name}\" is not fed by the taps (fed: {})",
-                if fed.is_empty() {
-                    "none".to_string()
-                } else {
-                    fed.join(", ")
-                }
+                "packet queue \"{name}\" is not fed by the taps (fed: {fed})"
             ))
         })
 }
@@ -150,11 +149,11 @@ fn queue_list(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
     cx.emit(s)
 }
 
-/// Pops the queue name of a `( … name - )` word and finds it.
-fn pop_fed(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<String, WordError> {
+/// Pops the queue name of a `( … name - )` word and finds it: its name and how it is fed now.
+fn pop_fed(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(String, TapQueue), WordError> {
     let name = cx.pop_str()?;
-    find(&e.policy().snapshot(), &name)?;
-    Ok(name)
+    let queue = find(&e.policy().snapshot(), &name)?.clone();
+    Ok((name, queue))
 }
 
 /// Changes the queue `name` with `f` (a no-op if it went away meanwhile).
@@ -167,34 +166,27 @@ fn change(e: &dyn EngineView, name: &str, f: impl Fn(&mut TapQueue)) {
 }
 
 fn queue_filter(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
-    let name = pop_fed(cx, e)?;
-    let expr = cx.pop_str()?;
-    let filter = TapFilter::parse(&expr).map_err(|err| WordError::new(err.to_string()))?;
+    let (name, _) = pop_fed(cx, e)?;
+    let filter = pop_filter(cx)?;
     change(e, &name, |q| q.filter = filter.clone());
     Ok(())
 }
 
 fn queue_snaplen(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
-    let name = pop_fed(cx, e)?;
-    let n = cx.pop_int()?;
-    let snaplen = SnapLen::new(n).ok_or_else(|| {
-        WordError::new(format!(
-            "{n} is not a snap length (0 = frames as tapped, else 1..{MAX_SNAPLEN} bytes)"
-        ))
-    })?;
+    let (name, _) = pop_fed(cx, e)?;
+    let snaplen = pop_snaplen(cx, "frames as tapped")?;
     change(e, &name, |q| q.snaplen = snaplen);
     Ok(())
 }
 
 fn queue_lanes(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
-    let name = pop_fed(cx, e)?;
+    let (name, queue) = pop_fed(cx, e)?;
     let n = cx.pop_int()?;
     let lanes = u32::try_from(n)
         .ok()
         .filter(|l| (1..=MAX_LANES).contains(l))
         .ok_or_else(|| WordError::new(format!("{n} is not a number of lanes (1..{MAX_LANES})")))?;
-    let policy = e.policy().snapshot();
-    if policy.queues[find(&policy, &name)?].lanes() == lanes {
+    if queue.lanes() == lanes {
         return Ok(());
     }
     // A queue's lanes are part of its segment: a new generation replaces it, and its consumers

@@ -1,6 +1,7 @@
 //! The running engine as the control side sees it: [`EngineView`] and the values it hands
 //! out. The words (`words.rs`) format these; nothing here prints.
 
+use super::fanout::TapQueue;
 use super::policy::PolicyCell;
 use super::stats::StatsBoard;
 use super::xdp::ProgramCounters;
@@ -203,6 +204,17 @@ pub trait EngineView: Send + Sync {
     /// refuses; None when it runs without taps, and for views with no such queue.
     fn default_queue(&self) -> Option<&str> {
         None
+    }
+    /// The queues the taps feed besides the default one (`tap.queue.add`), in order.
+    fn added_queues(&self) -> Vec<TapQueue> {
+        let default = self.default_queue();
+        self.policy()
+            .snapshot()
+            .queues
+            .iter()
+            .filter(|q| Some(q.name()) != default)
+            .cloned()
+            .collect()
     }
     /// The layout a queue `tap.queue.add` creates gets (lanes aside): the default queue's;
     /// None when the engine runs without taps.

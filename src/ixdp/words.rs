@@ -745,9 +745,24 @@ fn hash_show<const H: u8>(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), Wo
 
 /// Compiles on the calling (control) thread; the workers only ever see the finished program.
 /// A bad expression leaves the filter in force as it was.
-fn tap_filter(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+/// Pops a pcap-filter expression and compiles it; a blank one is no filter.
+pub(super) fn pop_filter(cx: &mut Ctx<'_>) -> Result<Option<TapFilter>, WordError> {
     let expr = cx.pop_str()?;
-    let filter = TapFilter::parse(&expr).map_err(|err| WordError::new(err.to_string()))?;
+    TapFilter::parse(&expr).map_err(|err| WordError::new(err.to_string()))
+}
+
+/// Pops a snap length; `zero` says what 0 means where it is set.
+pub(super) fn pop_snaplen(cx: &mut Ctx<'_>, zero: &str) -> Result<SnapLen, WordError> {
+    let n = cx.pop_int()?;
+    SnapLen::new(n).ok_or_else(|| {
+        WordError::new(format!(
+            "{n} is not a snap length (0 = {zero}, else 1..{MAX_SNAPLEN} bytes)"
+        ))
+    })
+}
+
+fn tap_filter(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
+    let filter = pop_filter(cx)?;
     e.policy().update(|p| p.tap_filter = filter.clone());
     Ok(())
 }
@@ -766,12 +781,7 @@ fn tap_filter_show(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError
 }
 
 fn tap_snaplen(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
-    let n = cx.pop_int()?;
-    let snaplen = SnapLen::new(n).ok_or_else(|| {
-        WordError::new(format!(
-            "{n} is not a snap length (0 = whole frames, else 1..{MAX_SNAPLEN} bytes)"
-        ))
-    })?;
+    let snaplen = pop_snaplen(cx, "whole frames")?;
     e.policy().update(|p| p.snaplen = snaplen);
     Ok(())
 }
