@@ -500,6 +500,9 @@ fn udp_flows(lab: &Lab, from: Vec<u16>, port: u16, msgs: usize, size: usize) -> 
     });
     let to: SocketAddrV4 = format!("{H2_IP}:{port}").parse().unwrap();
     let ports = lab.in_ns(&lab.h1, move || {
+        // Every socket stays open until the last flow is done: a socket bound to port 0 and
+        // closed before the next bind can hand its port on, making two flows one.
+        let mut open = Vec::new();
         from.iter()
             .map(|&p| {
                 let s = UdpSocket::bind((H1_IP, p)).expect("UDP socket in h1");
@@ -514,6 +517,7 @@ fn udp_flows(lab: &Lab, from: Vec<u16>, port: u16, msgs: usize, size: usize) -> 
                     let n = s.recv(&mut back).expect("the echo of a UDP message");
                     assert!(back[..n] == msg[..], "UDP flow {me}: echo {j} whole");
                 }
+                open.push(s);
                 me
             })
             .collect::<Vec<u16>>()
