@@ -68,6 +68,30 @@ fn start(lab: &mut Lab, args: &[&str]) -> (u32, u32) {
     (pid, lane)
 }
 
+/// Waits until nothing waits in `lanes` of the lab's queue. collect ends at SIGTERM without
+/// taking what still waits, and a fixed pause before it could be too short for a collect
+/// slowed down by a loaded machine: its file would then miss frames.
+fn wait_drained(lab: &Lab, lanes: &[u32]) {
+    let mut q = Queue::open_existing(&lab.queue).unwrap();
+    let start = Instant::now();
+    loop {
+        let st = q.status().unwrap();
+        let left: Vec<(u32, u64)> = lanes
+            .iter()
+            .map(|&k| (k, st.lanes[k as usize].waiting))
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "frames still waiting (lane, frames): {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
 }
@@ -188,7 +212,7 @@ fn each_collect_gets_its_lane_whole_and_an_unconsumed_lane_only_fills() {
         }
     }
     assert!(refused_idle > 0, "the idle lane filled up");
-    std::thread::sleep(Duration::from_millis(500));
+    wait_drained(&lab, &seen);
     for (pid, _, _) in &running {
         signal(*pid, nix::sys::signal::Signal::SIGTERM);
     }
@@ -277,7 +301,7 @@ fn a_killed_collects_lane_is_taken_over_with_lane_k_and_others_go_on() {
         &["-n", "--lane", &lane_a.to_string(), c_out.to_str().unwrap()],
     );
     assert_eq!(lane_c, lane_a, "the dead collect's lane");
-    std::thread::sleep(Duration::from_millis(500));
+    wait_drained(&lab, &[lane_a, lane_b]);
     for pid in [b, c] {
         signal(pid, nix::sys::signal::Signal::SIGTERM);
         wait(&mut lab, pid);

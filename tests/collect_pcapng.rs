@@ -106,10 +106,11 @@ fn wait(lab: &mut Lab, pid: u32) -> (std::process::ExitStatus, String) {
     }
 }
 
-/// Waits until collect has attached and reset the queue (its consumer shows up as retrieved
-/// frames once we push): simplest is to give it a moment and check it is alive.
-fn settle() {
-    std::thread::sleep(Duration::from_millis(300));
+/// Waits until collect has attached and reset the queue: a fixed pause was not enough on a
+/// loaded machine, and frames pushed before the reset are thrown away (or, for the
+/// statistics, counted before the file was opened).
+fn settle(lab: &Lab, pid: u32) {
+    scratch::wait_collect_ready(pid, &lab.queue);
 }
 
 #[test]
@@ -119,7 +120,7 @@ fn ports_directions_times_and_marks_are_in_the_file_and_every_reader_agrees() {
     let out = lab.dir.join("cap.pcapng");
     let out = out.to_str().unwrap().to_string();
     let pid = collect(&mut lab, &["-p", "8", &out]);
-    settle();
+    settle(&lab, pid);
     let before = now_ns();
     let plan = [
         (0u8, Direction::Rx, Marks::NONE),
@@ -259,7 +260,7 @@ fn statistics_count_what_the_interface_received_and_what_found_no_room() {
     p.count_received(0, 7);
     let out = lab.dir.join("isb.pcapng").to_str().unwrap().to_string();
     let pid = collect(&mut lab, &[&out]);
-    settle();
+    settle(&lab, pid);
     // While collect is stopped, 16 slots take 16 frames and the rest is refused: `full`,
     // counted on the interface each refused frame was tapped on.
     kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
@@ -319,7 +320,7 @@ fn interfaces_are_described_when_collect_started_before_the_engine() {
     let out = lab.dir.join("lazy.pcapng").to_str().unwrap().to_string();
     // collect first: it creates the queue with the default layout, nobody describes ports.
     let pid = collect(&mut lab, &["-p", "2", &out]);
-    settle();
+    settle(&lab, pid);
     // The engine starts later (a new generation of the queue) and only port 1 sends.
     let p = engine(&lab, 4096);
     std::thread::sleep(Duration::from_millis(300));
@@ -354,7 +355,7 @@ fn rotated_pcapng_files_are_each_complete_and_stdout_works() {
     let p = engine(&lab, 4096);
     let base = lab.dir.join("ring.pcapng").to_str().unwrap().to_string();
     let pid = collect(&mut lab, &["-p", "2000", "-C", "1", &base]);
-    settle();
+    settle(&lab, pid);
     for seq in 0..2000 {
         push(&p, seq, (seq % 2) as u8, Direction::Rx, Marks::NONE);
     }
@@ -397,7 +398,7 @@ fn rotated_pcapng_files_are_each_complete_and_stdout_works() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    settle();
+    settle(&lab, child.id());
     for seq in 0..3 {
         push(&p, seq, 0, Direction::Tx, Marks::NONE);
     }

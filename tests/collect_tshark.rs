@@ -255,7 +255,8 @@ fn sigterm_leaves_a_whole_file() {
     let p = std::sync::Arc::new(Producer::open(&lab.queue, Layout::default()).unwrap());
     let out = lab.file("term.pcap");
     let pid = lab.collect(&["-s", &out], Stdio::null()).id() as i32;
-    std::thread::sleep(Duration::from_millis(300));
+    // Frames before its reset would not count; a fixed pause can be too short when loaded.
+    scratch::wait_collect_ready(pid as u32, &lab.queue);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (p2, stop2) = (p.clone(), stop.clone());
     let feeder = std::thread::spawn(move || {
@@ -349,7 +350,9 @@ fn size_rotation_keeps_a_ring_of_files() {
         Stdio::null(),
     );
     let pid = child.id();
-    std::thread::sleep(Duration::from_millis(300));
+    // Its reset at start would throw away frames pushed before it: wait for it, a fixed
+    // pause can be too short on a loaded machine.
+    scratch::wait_collect_ready(pid, &lab.queue);
     push_frames(&p, 0..5000, 0);
     let (st, err) = wait_exit(lab.children.last_mut().unwrap(), Duration::from_secs(30));
     assert!(st.success(), "collect {pid}: {err}");
@@ -371,7 +374,9 @@ fn time_rotation_starts_a_new_file_every_interval() {
     let p = Producer::open(&lab.queue, Layout::default()).unwrap();
     let out = lab.file("timed.pcap");
     let pid = lab.collect(&["-s", "-G", "1", &out], Stdio::null()).id() as i32;
-    std::thread::sleep(Duration::from_millis(300));
+    // Its reset at start would throw away frames pushed before it: wait for it, a fixed
+    // pause can be too short on a loaded machine.
+    scratch::wait_collect_ready(pid as u32, &lab.queue);
     for s in 0..25 {
         push_frames(&p, s..s + 1, 0);
         std::thread::sleep(Duration::from_millis(100));

@@ -38,8 +38,15 @@ fn bridge_carries_ping_and_tcp_both_ways_with_exact_counters() {
     // A TCP transfer written by the test: 2 MB from h1 to h2, echoed digest back.
     tcp_transfer(&lab, 2_000_000, 5201);
 
-    // Let the last FIN/ACKs cross, then compare with what the hosts counted.
-    std::thread::sleep(Duration::from_millis(500));
+    // Let the last FIN/ACKs cross, then compare with what the hosts counted. On a loaded
+    // machine they can take longer than any fixed pause: wait until each host received what
+    // the other sent (the checks below then say what differs, if it never happens).
+    wait_for(Duration::from_secs(10), || {
+        lab.counter(&lab.h1, "e0", "tx_packets") - before[0]
+            == lab.counter(&lab.h2, "e1", "rx_packets") - before[3]
+            && lab.counter(&lab.h2, "e1", "tx_packets") - before[2]
+                == lab.counter(&lab.h1, "e0", "rx_packets") - before[1]
+    });
     let sent_h1 = lab.counter(&lab.h1, "e0", "tx_packets") - before[0];
     let got_h1 = lab.counter(&lab.h1, "e0", "rx_packets") - before[1];
     let sent_h2 = lab.counter(&lab.h2, "e1", "tx_packets") - before[2];
@@ -330,7 +337,12 @@ fn two_queues_carry_several_tcp_flows_with_exact_summed_counters() {
         c.write_all(&vec![0x5a; 200_000]).unwrap();
     }
     assert_eq!(server.join().unwrap(), flows * 200_000);
-    std::thread::sleep(Duration::from_millis(500));
+    // The last ACKs may still be crossing, longer than a fixed pause on a loaded machine:
+    // wait until h2 received what h1 sent (the checks below say what differs if not).
+    wait_for(Duration::from_secs(10), || {
+        lab.counter(&lab.h1, "e0", "tx_packets") - before
+            == lab.counter(&lab.h2, "e1", "rx_packets") - before_rx
+    });
     let sent = lab.counter(&lab.h1, "e0", "tx_packets") - before;
     let got = lab.counter(&lab.h2, "e1", "rx_packets") - before_rx;
     assert_eq!(eng.stat(0, "rx"), sent);
@@ -525,7 +537,12 @@ fn changing_sets_and_flags_under_traffic_loses_nothing() {
         "the transfer completed whole"
     );
     assert!(rounds > 0);
-    std::thread::sleep(Duration::from_millis(300));
+    // The last ACKs may still be crossing, longer than a fixed pause on a loaded machine:
+    // wait until h2 received what h1 sent (the checks below say what differs if not).
+    wait_for(Duration::from_secs(10), || {
+        lab.counter(&lab.h1, "e0", "tx_packets") - before
+            == lab.counter(&lab.h2, "e1", "rx_packets") - before_rx
+    });
     let sent = lab.counter(&lab.h1, "e0", "tx_packets") - before;
     assert_eq!(eng.stat(0, "rx"), sent);
     assert_eq!(

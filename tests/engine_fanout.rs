@@ -272,6 +272,8 @@ struct Capture {
     lane: Option<u32>,
     /// The rest of its stderr, read on a thread so that it never blocks on a full pipe.
     stderr: Option<JoinHandle<String>>,
+    /// The queue it consumes.
+    queue: String,
 }
 
 impl Capture {
@@ -305,15 +307,18 @@ impl Capture {
     }
 
     /// A collect of a queue without lanes (the reference: everything the taps feed it),
-    /// silent, given time to attach and empty the queue.
+    /// silent, once it attached and emptied the queue.
     fn whole(queue: &str, file: &Path) -> Capture {
         let (child, _, reader) = Capture::spawn(queue, file, &["-s".to_string()]);
-        std::thread::sleep(Duration::from_millis(300));
+        // A fixed pause was not enough on a loaded machine: a reset after the first frames
+        // were tapped would take them from the reference.
+        wait_collect_ready(child.id(), queue);
         Capture {
             child: Some(child),
             file: file.to_path_buf(),
             lane: None,
             stderr: Some(reader),
+            queue: queue.to_string(),
         }
     }
 
@@ -355,6 +360,7 @@ impl Capture {
             file: file.to_path_buf(),
             lane: Some(k),
             stderr: Some(reader),
+            queue: queue.to_string(),
         }
     }
 
@@ -406,6 +412,11 @@ struct Stopped {
 /// well (its file complete); returns what each wrote, in the order given.
 fn stop_all(caps: Vec<Capture>) -> Vec<Stopped> {
     std::thread::sleep(Duration::from_millis(600));
+    // collect ends at SIGTERM without taking what still waits: one slowed down by a loaded
+    // machine would lose the last frames of its lane.
+    for c in &caps {
+        wait_collect_drained(c.pid(), &c.queue);
+    }
     for c in &caps {
         signal(c.pid(), nix::sys::signal::Signal::SIGTERM);
     }

@@ -66,8 +66,9 @@ fn start_collect(queue: &str, file: &std::path::Path, packets: Option<u64>) -> C
         .stderr(Stdio::piped())
         .spawn()
         .expect("start collect");
-    // collect attaches and resets the queue at start; let it.
-    std::thread::sleep(Duration::from_millis(300));
+    // Measured from here: a collect still starting up on a loaded machine would count its
+    // start-up as idle CPU, and a fixed pause does not know how long that takes.
+    wait_collect_ready(child.id(), queue);
     child
 }
 

@@ -110,7 +110,8 @@ fn a_deleted_interface_is_reported_and_bridged_again_when_it_is_back() {
         );
         // Frames for the missing port are counted, not lost silently.
         s0.send_all(&before);
-        std::thread::sleep(Duration::from_millis(300));
+        // Polled, not paused for: the worker may take longer than any pause on a loaded machine.
+        wait_for(Duration::from_secs(5), || eng.stat(0, "rx") == 100);
         assert_eq!(eng.stat(0, "rx"), 100);
 
         recreate_p1(&lab);

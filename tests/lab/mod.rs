@@ -10,6 +10,11 @@
 //! ```
 #![allow(dead_code)]
 
+#[path = "../collectwait/mod.rs"]
+mod collectwait;
+#[allow(unused_imports)]
+pub use collectwait::wait_collect_ready;
+
 use ethertap::lab::{BridgeLab, PacketSocket, Side, Wiring};
 pub use ethertap::wire::Mac;
 use std::process::{Child, Command, Output, Stdio};
@@ -460,10 +465,10 @@ pub fn drain_queue(name: &str, expect: usize) -> Vec<Tapped> {
 
 /// `collect` (the real binary) writing the engine's queue `queue` into `file` (pcap, or pcapng
 /// for a `.pcapng` name) from before the traffic until [`Collect::stop`].
-pub struct Collect(Option<Child>);
+pub struct Collect(Option<Child>, String);
 
 impl Collect {
-    /// Starts it and gives it time to attach and reset the queue.
+    /// Starts it and waits until it attached and reset the queue.
     pub fn start(queue: &str, file: &str) -> Collect {
         let child = Command::new(env!("CARGO_BIN_EXE_collect"))
             .args(["-s", "-q", queue, file])
@@ -471,8 +476,10 @@ impl Collect {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start collect");
-        std::thread::sleep(Duration::from_millis(300));
-        Collect(Some(child))
+        // A fixed pause was not enough on a loaded machine: a collect that resets the queue
+        // after the test's first frames were tapped throws them away.
+        wait_collect_ready(child.id(), queue);
+        Collect(Some(child), queue.to_string())
     }
 
     /// Its process id (to stop and continue it).
@@ -485,6 +492,9 @@ impl Collect {
     pub fn stop(mut self) {
         let child = self.0.take().expect("running");
         std::thread::sleep(Duration::from_millis(400));
+        // collect ends at SIGTERM without taking what still waits: a collect slowed down by a
+        // loaded machine would lose frames the test then misses in the file.
+        wait_collect_drained(child.id(), &self.1);
         let out = signal_and_wait(child, nix::sys::signal::Signal::SIGTERM);
         assert!(
             out.status.success(),
@@ -502,6 +512,30 @@ impl Drop for Collect {
             let _ = child.wait();
         }
     }
+}
+
+/// Waits until nothing waits any more in what collect `pid` consumes of `queue` (its lane,
+/// or the whole queue when it has no lanes).
+pub fn wait_collect_drained(pid: u32, queue: &str) {
+    let waiting = || {
+        let st = ethertap::pqueue::Queue::open_existing(queue)
+            .and_then(|mut q| q.status())
+            .unwrap_or_else(|e| panic!("queue {queue}: {e}"));
+        if st.lanes.is_empty() {
+            st.waiting()
+        } else {
+            st.lanes
+                .iter()
+                .filter(|l| l.consumer == Some(pid))
+                .map(|l| l.waiting)
+                .sum()
+        }
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || waiting() == 0),
+        "collect {pid} left {} frames waiting in queue {queue}",
+        waiting()
+    );
 }
 
 /// Sends `signal` to `child` (a process this test started) and waits for its end and output.

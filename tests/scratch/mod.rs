@@ -2,6 +2,13 @@
 //! ends; child processes still running then are killed (by pid). Shared by the queue and
 //! collect tests, which add their own helpers in `impl Lab` blocks.
 
+#![allow(dead_code)]
+
+#[path = "../collectwait/mod.rs"]
+mod collectwait;
+#[allow(unused_imports)]
+pub use collectwait::wait_collect_ready;
+
 use ethertap::pqueue::queue_path;
 use std::path::PathBuf;
 use std::process::Child;
