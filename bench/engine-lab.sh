@@ -10,7 +10,12 @@
 # (for every system) because a veth only accepts XDP-redirected frames when its peer has NAPI.
 #
 # Systems in the middle (br): the Linux bridge, an in-kernel XDP redirect p0 → p1 (the ceiling
-# for anything XDP-based here), ethertap in native and generic (skb) XDP mode with the default
+# for anything XDP-based here; xdp-redirect-stats: the same redirect keeping ethertap's per-frame
+# statistics in BPF maps, bpf/bench_redirect_stats.bpf.c, the floor of a kernel path;
+# xdp-redirect-stats-skb: that program in generic mode; tc-redirect: a TC ingress redirect,
+# bpf/bench_tc_redirect.bpf.c, which needs no NAPI on the output veth's peer; kpath-drv and
+# kpath-skb: the statistics program passing every frame to that TC redirect, in native and in
+# generic mode: what a kernel path that works on every veth would cost), ethertap in native and generic (skb) XDP mode with the default
 # (proportional) and busy polling (worker pinned to CPU $WORKER_CPU). For each: a ladder of
 # paced rates (loss per step; the highest achieved rate with at most 0.1 % loss), unpaced runs
 # (frames delivered per second at full offered load; FULL_ROUNDS rounds with the systems
@@ -122,6 +127,12 @@ for l in "$H1 e0" "$H2 e1" "$BR p0" "$BR p1"; do set -- $l; ip -n "$1" link set 
 P1_IFINDEX=$(ip netns exec "$BR" cat /sys/class/net/p1/ifindex)
 clang -O2 -target bpf -I/usr/include/x86_64-linux-gnu -DOUT_IFINDEX="$P1_IFINDEX" \
   -c "$ROOT/bpf/bench_redirect.bpf.c" -o "$WORK/redirect.o"
+clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -DOUT_IFINDEX="$P1_IFINDEX" \
+  -c "$ROOT/bpf/bench_redirect_stats.bpf.c" -o "$WORK/redirect-stats.o"
+clang -O2 -target bpf -I/usr/include/x86_64-linux-gnu -DOUT_IFINDEX="$P1_IFINDEX" \
+  -c "$ROOT/bpf/bench_tc_redirect.bpf.c" -o "$WORK/tc-redirect.o"
+clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -DOUT_IFINDEX="$P1_IFINDEX" -DPASS_TO_TC \
+  -c "$ROOT/bpf/bench_redirect_stats.bpf.c" -o "$WORK/pass-stats.o"
 printf '0 tap.rx.enable\n' > "$WORK/tap.rpcl"
 printf '0 tap.rx.enable "%s" tap.queue.add\n' "$P.q2" > "$WORK/tap-2q.rpcl"
 printf '0 tap.rx.enable %s "%s" tap.queue.lanes\n' "$FANOUT_LANES" "$P.q" > "$WORK/tap-lanes.rpcl"
@@ -163,6 +174,15 @@ system_up() {
       ip -n "$BR" link set p0 master br0; ip -n "$BR" link set p1 master br0
       ip -n "$BR" link set br0 up ;;
     xdp-redirect) ip -n "$BR" link set dev p0 xdpdrv obj "$WORK/redirect.o" sec xdp ;;
+    xdp-redirect-stats) ip -n "$BR" link set dev p0 xdpdrv obj "$WORK/redirect-stats.o" sec xdp ;;
+    xdp-redirect-stats-skb) ip -n "$BR" link set dev p0 xdpgeneric obj "$WORK/redirect-stats.o" sec xdp ;;
+    tc-redirect|kpath-drv|kpath-skb)
+      case $1 in
+        kpath-drv) ip -n "$BR" link set dev p0 xdpdrv obj "$WORK/pass-stats.o" sec xdp ;;
+        kpath-skb) ip -n "$BR" link set dev p0 xdpgeneric obj "$WORK/pass-stats.o" sec xdp ;;
+      esac
+      ip netns exec "$BR" tc qdisc add dev p0 clsact
+      ip netns exec "$BR" tc filter add dev p0 ingress bpf direct-action obj "$WORK/tc-redirect.o" sec tc ;;
     et-drv) start_engine --xdp-mode drv ;;
     et-drv-busy) start_engine --xdp-mode drv --busy-poll ;;
     et-skb) start_engine --xdp-mode skb ;;
@@ -214,7 +234,11 @@ while True:
 system_down() {
   case $1 in
     linux-br|tcpdump|netsniff-ng) ip -n "$BR" link del br0 ;;
-    xdp-redirect) ip -n "$BR" link set dev p0 xdpdrv off ;;
+    xdp-redirect|xdp-redirect-stats) ip -n "$BR" link set dev p0 xdpdrv off ;;
+    xdp-redirect-stats-skb) ip -n "$BR" link set dev p0 xdpgeneric off ;;
+    tc-redirect|kpath-drv|kpath-skb)
+      ip netns exec "$BR" tc qdisc del dev p0 clsact
+      ip -n "$BR" link set dev p0 xdpdrv off; ip -n "$BR" link set dev p0 xdpgeneric off ;;
     et-drv-scrape)
       kill "$SCRAPE_PID"; wait "$SCRAPE_PID" 2>/dev/null || true; SCRAPE_PID=
       echo "#   (et-drv-scrape: $(cat "$WORK/scrapes" 2>/dev/null || echo 0) scrapes answered)"
@@ -406,11 +430,11 @@ rtt_probe() {  # SYSTEM KPPS: prints one line, also appended to $WORK/latency
       }' | tee -a "$WORK/latency"
   wait "$bpid" || true
 }
-latency_part() {  # every system of SYSTEMS that forwards both ways (not xdp-redirect)
+latency_part() {  # every system of SYSTEMS that forwards both ways (not the one-way redirects)
   local sys k
   latency_addresses
   for sys in ${LAT_SYSTEMS:-$SYSTEMS}; do
-    [ "$sys" = xdp-redirect ] && continue
+    case $sys in xdp-redirect*|tc-redirect|kpath-*) continue ;; esac
     system_up "$sys"
     for k in $LAT_RATES; do rtt_probe "$sys" "$k"; done
     system_down "$sys"
