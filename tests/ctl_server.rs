@@ -30,7 +30,7 @@ impl Host for TestHost {
 
 struct Lab {
     dir: tempfile::TempDir,
-    _server: Server,
+    server: Server,
     host: Arc<TestHost>,
 }
 
@@ -45,11 +45,7 @@ impl Lab {
         let mut vm = Vm::new();
         vm.set_budget(50_000_000);
         let server = Server::start(listener, vm, host.clone(), config).expect("server");
-        Lab {
-            dir,
-            _server: server,
-            host,
-        }
+        Lab { dir, server, host }
     }
 
     fn path(&self) -> PathBuf {
@@ -79,6 +75,46 @@ fn call(client: &mut Client, req: Request) -> (Outcome, String, String) {
 fn eval(client: &mut Client, line: &str) -> (Outcome, String) {
     let (o, out, _) = call(client, Request::Eval(line.into()));
     (o, out)
+}
+
+/// Keeps what it is given and runs `on_write` each time: the test learns that a request
+/// has started from its first output, which it sees as it is streamed, not at the end.
+struct Watch<F: FnMut(&[u8])> {
+    seen: Vec<u8>,
+    on_write: F,
+}
+
+impl<F: FnMut(&[u8])> Watch<F> {
+    fn new(on_write: F) -> Self {
+        Watch {
+            seen: Vec::new(),
+            on_write,
+        }
+    }
+}
+
+impl<F: FnMut(&[u8])> Write for Watch<F> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.seen.extend_from_slice(buf);
+        (self.on_write)(&self.seen);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads a raw connection's replies until its text has printed: from then on it runs.
+fn wait_output(raw: &mut UnixStream) {
+    raw.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    loop {
+        match Reply::read_from(raw) {
+            Ok(Reply::Output(_)) => break,
+            Ok(Reply::Notice(_)) => continue,
+            other => panic!("the text did not start printing: {other:?}"),
+        }
+    }
+    raw.set_read_timeout(None).unwrap();
 }
 
 #[test]
@@ -147,25 +183,24 @@ fn one_console_session_at_a_time() {
 fn interrupt_stops_a_runaway_script_and_the_vm_stays_usable() {
     let lab = Lab::new(ServerConfig::default());
     let mut c = lab.client();
-    let flag = Arc::new(AtomicBool::new(false));
-    let setter = {
-        let flag = flag.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            flag.store(true, Ordering::SeqCst);
-        })
-    };
-    let (mut out, mut notes) = (Vec::new(), Vec::new());
+    let flag = AtomicBool::new(false);
+    // Ctrl-C once the loop runs: one raised before the request starts is not for it, and the
+    // loop would then end on its budget instead.
+    let mut out = Watch::new(|_: &[u8]| flag.store(true, Ordering::SeqCst));
+    let mut notes = Vec::new();
     let outcome = c
         .call(
-            &Request::Eval("begin 0 until".into()),
+            &Request::Eval("\"go\" . .fflush begin 0 until".into()),
             &mut out,
             &mut notes,
             &flag,
         )
         .unwrap();
-    setter.join().unwrap();
-    assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
+    assert!(
+        matches!(&outcome, Outcome::Failed(msg) if msg.contains("interrupted")),
+        "{outcome:?}"
+    );
+    assert_eq!(out.seen, b"go\n");
     assert_eq!(eval(&mut c, "5 ."), (Outcome::Done, "5\n".into()));
 }
 
@@ -174,15 +209,55 @@ fn a_busy_vm_makes_others_wait_with_a_notice() {
     let lab = Lab::new(ServerConfig::default());
     let mut slow = lab.client();
     let path = lab.path();
-    let waiter = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(20));
-        let mut c = Client::connect(&path).unwrap().unwrap();
-        call(&mut c, Request::Eval("\"second\" .".into()))
-    });
+    // The slow line computes (holding the VM) until the waiter was told to wait: then this
+    // file exists, and loading it pushes a number that ends the loop.
+    let told = lab.dir.path().join("told.rpcl");
+    let (go_tx, go_rx) = std::sync::mpsc::channel();
+    let waiter = {
+        let told = told.clone();
+        std::thread::spawn(move || {
+            // Once the slow line printed, it has the VM.
+            go_rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("the slow line started");
+            let mut c = Client::connect(&path).unwrap().unwrap();
+            let never = AtomicBool::new(false);
+            let mut out = Vec::new();
+            let mut notes = Watch::new(|seen: &[u8]| {
+                if String::from_utf8_lossy(seen).contains("waiting") {
+                    std::fs::write(&told, "1\n").unwrap();
+                }
+            });
+            let o = c
+                .call(
+                    &Request::Eval("\"second\" .".into()),
+                    &mut out,
+                    &mut notes,
+                    &never,
+                )
+                .expect("call");
+            (
+                o,
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(notes.seen).unwrap(),
+            )
+        })
+    };
     // Computing holds the VM (waiting would not: see the next test).
+    let mut out = Watch::new(|_: &[u8]| {
+        let _ = go_tx.send(());
+    });
+    let never = AtomicBool::new(false);
+    let line = format!(
+        "\"go\" . .fflush begin \"{}\" load-if-present depth until drop \"first\" .",
+        told.display()
+    );
+    let outcome = slow
+        .call(&Request::Eval(line), &mut out, &mut Vec::new(), &never)
+        .expect("call");
     assert_eq!(
-        eval(&mut slow, "0 20000000 0 do 1 + loop drop \"first\" ."),
-        (Outcome::Done, "first\n".into())
+        (outcome, String::from_utf8(out.seen).unwrap()),
+        (Outcome::Done, "go\nfirst\n".into())
     );
     let (o, out, notes) = waiter.join().unwrap();
     assert_eq!((o, out.as_str()), (Outcome::Done, "second\n"));
@@ -198,11 +273,15 @@ fn a_waiting_script_does_not_hold_the_vm() {
     let path = lab.path();
     let flag = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let (asleep_tx, asleep_rx) = std::sync::mpsc::channel();
     let sleeper = {
         let flag = flag.clone();
         std::thread::spawn(move || {
             let mut c = Client::connect(&path).unwrap().unwrap();
-            let (mut out, mut notes) = (Vec::new(), Vec::new());
+            let mut out = Watch::new(|_: &[u8]| {
+                let _ = asleep_tx.send(());
+            });
+            let mut notes = Vec::new();
             let outcome = c
                 .call(
                     &Request::Run {
@@ -216,11 +295,15 @@ fn a_waiting_script_does_not_hold_the_vm() {
                 )
                 .unwrap();
             let _ = done_tx.send(());
-            (outcome, String::from_utf8(out).unwrap(), c)
+            (outcome, String::from_utf8(out.seen).unwrap(), c)
         })
     };
-    // The sleeper is in its loop once it printed.
-    std::thread::sleep(Duration::from_millis(300));
+    // The sleeper is in its loop once it printed and then gave the VM up: the only time it
+    // does before its end is to wait in `ms`.
+    asleep_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the sleeper printed");
+    lab.server.with_vm(|_| ());
     let mut other = lab.client();
     let (tx, rx) = std::sync::mpsc::channel();
     let path = lab.path();
@@ -261,10 +344,11 @@ fn a_client_that_disconnects_mid_script_leaves_the_daemon_healthy() {
     let lab = Lab::new(ServerConfig::default());
     {
         let mut raw = UnixStream::connect(lab.path()).unwrap();
-        Request::Eval("begin 0 until".into())
+        Request::Eval("\"go\" . .fflush begin 0 until".into())
             .write_to(&mut raw)
             .unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        // It runs once it printed: leaving earlier would not test a script cut off.
+        wait_output(&mut raw);
     }
     let mut c = lab.client();
     assert_eq!(eval(&mut c, "7 ."), (Outcome::Done, "7\n".into()));
@@ -280,7 +364,8 @@ fn a_client_that_never_reads_cannot_hold_the_vm() {
     Request::Eval("begin \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\" . 0 until".into())
         .write_to(&mut raw)
         .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // Not a single reply more is read once it runs.
+    wait_output(&mut raw);
     let mut c = lab.client();
     assert_eq!(eval(&mut c, "8 ."), (Outcome::Done, "8\n".into()));
     drop(raw);
@@ -334,7 +419,15 @@ fn idle_sessions_are_closed() {
     });
     let mut a = lab.client();
     assert_eq!(call(&mut a, Request::OpenSession).0, Outcome::Done);
-    std::thread::sleep(Duration::from_millis(700));
+    // a stays connected and silent: only its idleness can free the session.
     let mut b = lab.client();
-    assert_eq!(call(&mut b, Request::OpenSession).0, Outcome::Done);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match call(&mut b, Request::OpenSession).0 {
+            Outcome::Done => break,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            other => panic!("the idle session was never closed: {other:?}"),
+        }
+    }
+    drop(a);
 }

@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const CONTROL: &str = env!("CARGO_BIN_EXE_control");
@@ -215,15 +215,46 @@ fn stats_example_streams_each_block_as_it_is_printed() {
 // ---- RPCL scripts that cannot fail silently, in the daemon (issue 15) and the VM's hardening
 // (issue 16: the files it reads, its memory budget, waiting words).
 
-/// `ethertap ARGS` that must end within `secs`: killed and failed otherwise (a request that
-/// waits for a VM held by another client would hang the test).
-fn within(d: &Daemon, args: &[&str], secs: u64) -> Output {
-    let mut child = d
-        .ethertap(args)
+/// `ethertap ARGS` started with its stdout and stderr piped.
+fn spawn_piped(d: &Daemon, args: &[&str]) -> Child {
+    d.ethertap(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("ethertap");
+        .expect("ethertap")
+}
+
+/// Spawns `ethertap ARGS` (its stderr piped) whose text prints the line `marker` before it
+/// loops, and returns once that line came: from then on the text runs in the daemon. Output
+/// streams to the client as it is written, so the line comes while the text still runs; the
+/// rest of it is left in the reader.
+fn spawn_started(d: &Daemon, args: &[&str], marker: &str) -> (Child, BufReader<ChildStdout>) {
+    let mut child = spawn_piped(d, args);
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line);
+        let _ = tx.send((line, stdout));
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok((line, stdout)) if line == format!("{marker}\n") => (child, stdout),
+        got => {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "ethertap {args:?} did not print {marker:?} first: {:?}, {}",
+                got.map(|(line, _)| line),
+                text(&out.stderr)
+            );
+        }
+    }
+}
+
+/// `ethertap ARGS` that must end within `secs`: killed and failed otherwise (a request that
+/// waits for a VM held by another client would hang the test).
+fn within(d: &Daemon, args: &[&str], secs: u64) -> Output {
+    let mut child = spawn_piped(d, args);
     let deadline = Instant::now() + Duration::from_secs(secs);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
@@ -399,16 +430,14 @@ fn published_names_and_counters_as_values() {
 #[test]
 fn a_watch_loop_ends_when_drops_are_injected_and_others_are_served_meanwhile() {
     let d = Daemon::start("dwatch");
-    let watch = d
-        .ethertap(&[
+    let (watch, mut rest) = spawn_started(
+        &d,
+        &[
             "eval",
-            "begin 100 ms \"drop\" 0 if.counter 100 > until \"drops!\" .",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the watch loop");
-    std::thread::sleep(Duration::from_millis(400));
+            "\"watching\" . .fflush begin 100 ms \"drop\" 0 if.counter 100 > until \"drops!\" .",
+        ],
+        "watching",
+    );
     // The watch loop waits most of the time: another client is served at once, not after it.
     let out = within(&d, &["eval", "1 2 + ."], 10);
     assert_eq!(text(&out.stdout), "3\n");
@@ -436,8 +465,10 @@ fn a_watch_loop_ends_when_drops_are_injected_and_others_are_served_meanwhile() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = watch.wait_with_output().unwrap();
+    let mut stdout = String::new();
+    rest.read_to_string(&mut stdout).unwrap();
     assert_eq!(
-        (text(&out.stdout).as_str(), text(&out.stderr).as_str()),
+        (stdout.as_str(), text(&out.stderr).as_str()),
         ("drops!\n", "")
     );
     assert!(out.status.success());
@@ -741,13 +772,10 @@ fn local_vm_with_notice_when_no_daemon_and_on_request() {
 fn ctrl_c_interrupts_the_script_in_the_daemon_not_the_daemon() {
     let d = Daemon::start("dintr");
     let f = d.run_dir().join("forever.rpcl");
-    std::fs::write(&f, "begin 0 until\n").unwrap();
-    let child = d
-        .ethertap(&["run", f.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    // The loop computes until its budget ends it: Ctrl-C has to come after it started (the
+    // client then forwards it) and before that.
+    std::fs::write(&f, "\"running\" . .fflush\nbegin 0 until\n").unwrap();
+    let (child, _rest) = spawn_started(&d, &["run", f.to_str().unwrap()], "running");
     let out = signal_and_wait(child, nix::sys::signal::Signal::SIGINT);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -803,12 +831,11 @@ fn concurrent_clients_never_share_a_stack() {
 #[test]
 fn client_disconnecting_mid_script_leaves_the_daemon_healthy() {
     let d = Daemon::start("ddisc");
-    let mut child = d
-        .ethertap(&["eval", "begin 10 ms 0 until"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let (mut child, _rest) = spawn_started(
+        &d,
+        &["eval", "\"running\" . .fflush begin 10 ms 0 until"],
+        "running",
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let start = Instant::now();
@@ -868,8 +895,8 @@ want $first "probe\\.word" "no completion of a word defined in the daemon"
 send "\r"
 want $first "77" "the daemon's word did not run"
 want $first "ok " "no prompt after the daemon's word"
-send "begin 0 until\r"
-sleep 0.3
+send "1234 1 + . .fflush begin 0 until\r"
+want $first "1235" "the running line printed nothing"
 send "\003"
 want $first "interrupted" "Ctrl-C did not interrupt the running line"
 want $first "ok " "no prompt after Ctrl-C"
@@ -978,12 +1005,11 @@ fn status_stop_socket_mode_and_start_twice() {
     assert!(d.xdp_attached("p0") && d.xdp_attached("p1"));
 
     // A script still running when the stop comes is interrupted; it does not delay the stop.
-    let waiting = d
-        .ethertap(&["eval", "begin 10 ms 0 until"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let (waiting, _rest) = spawn_started(
+        &d,
+        &["eval", "\"running\" . .fflush begin 10 ms 0 until"],
+        "running",
+    );
     let out = d.output(&["stop"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
@@ -1142,7 +1168,14 @@ fn bad_clients_leave_the_daemon_answering() {
     frame.extend_from_slice(&(flood.len() as u32).to_be_bytes());
     frame.extend_from_slice(flood.as_bytes());
     never_reads.write_all(&frame).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Once it printed, it runs; nothing more is read.
+    assert!(
+        matches!(
+            ethertap::ctl::proto::Reply::read_from(&mut never_reads),
+            Ok(ethertap::ctl::proto::Reply::Output(_))
+        ),
+        "the flood did not start"
+    );
     let out = d.output(&["status"]);
     assert!(out.status.success(), "status while the VM is busy");
     let start = Instant::now();

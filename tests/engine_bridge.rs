@@ -433,7 +433,17 @@ fn frames_for_a_port_that_is_down_count_as_noif_and_traffic_resumes_when_it_is_u
     );
 
     lab.sh(&lab.br, "ip link set dev p1 up");
-    std::thread::sleep(Duration::from_millis(300));
+    // The worker sees the port back at its next probe of it, which nothing reports but a
+    // frame crossing again; the probes sent before that count as noif, as they should.
+    let probe = frame(E1_MAC, E0_MAC, &[], 50_000, 64);
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            s0.send(&probe);
+            s1.collect(1, Duration::from_millis(100)).contains(&probe)
+        }),
+        "no frame crosses p1 once it is up"
+    );
+    let noif = eng.stat(0, "noif");
     s1.drain();
     s0.send_all(&frames);
     let got = s1.collect(frames.len(), QUIET);

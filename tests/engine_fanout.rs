@@ -647,6 +647,34 @@ fn status_block(eng: &mut LabEngine, name: &str) -> String {
     format!("{head}{}", &rest[..end])
 }
 
+/// The frames the two ports received (if.stats rx) and queue `queue` took (inserted).
+fn tapped_counts(eng: &mut LabEngine, queue: &str) -> (u64, u64) {
+    let rx = eng.stat(0, "rx") + eng.stat(1, "rx");
+    let st = ethertap::pqueue::Queue::open_existing(queue)
+        .and_then(|mut q| q.status())
+        .unwrap_or_else(|e| panic!("queue {queue}: {e}"));
+    (rx, st.inserted)
+}
+
+/// Waits until queue `queue` took every frame the ports received since `from` (counts of
+/// [`tapped_counts`]), and returns the counts then: the hosts' traffic being over does not
+/// say that the engine is done with it. Read in that order, a frame counted in rx but not
+/// yet tapped keeps it waiting.
+fn wait_tapped(eng: &mut LabEngine, queue: &str, from: (u64, u64)) -> (u64, u64) {
+    let mut now = from;
+    let caught_up = wait_for(Duration::from_secs(20), || {
+        now = tapped_counts(eng, queue);
+        now.1.saturating_sub(from.1) >= now.0.saturating_sub(from.0)
+    });
+    assert!(
+        caught_up,
+        "queue {queue} took {} of the {} frames received since",
+        now.1.saturating_sub(from.1),
+        now.0.saturating_sub(from.0)
+    );
+    now
+}
+
 /// Fails unless the `full` counters of `queues` (summed over their lanes) are all zero.
 #[track_caller]
 fn assert_nothing_refused(queues: &[&str]) {
@@ -1072,14 +1100,23 @@ fn a_lane_collect_killed_and_restarted_with_lane_k_goes_on_and_the_others_never_
         tcp_connections(&lab, 10, 6000 + n, 2000);
         udp_flows(&lab, ports_for_lanes(2, 4, 7000 + n), 7000 + n, 4, 200);
     };
+    let counts = tapped_counts(&mut eng, &laned);
     phase(1);
-    std::thread::sleep(Duration::from_millis(500));
+    let counts = wait_tapped(&mut eng, &laned, counts);
+    for c in &caps {
+        wait_collect_drained(c.pid(), &laned);
+    }
     let victim = caps.remove(0);
     let k = victim.lane.unwrap();
     victim.kill9();
 
     phase(2);
-    std::thread::sleep(Duration::from_millis(500));
+    // Lane K's frames of this phase are in the queue, and the others' consumed: only then
+    // do the counts below say what a missing consumer leaves.
+    wait_tapped(&mut eng, &laned, counts);
+    for c in &caps {
+        wait_collect_drained(c.pid(), &laned);
+    }
     let st = ethertap::pqueue::Queue::open_existing(&laned)
         .and_then(|mut q| q.status())
         .unwrap();

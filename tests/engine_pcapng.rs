@@ -80,7 +80,10 @@ fn every_bridged_frame_is_in_once_on_its_port_and_out_once_on_the_other() {
     );
     let rx = [eng.stat(0, "rx"), eng.stat(1, "rx")];
     let tx = [eng.stat(0, "tx"), eng.stat(1, "tx")];
-    assert!(rx[0] > 100 && rx[1] > 50, "ping and TCP crossed: {rx:?}");
+    // h2 answers with 5 echo replies and the ACKs of 300 kB; a slowed h2 acknowledges many
+    // segments at once (36 ACK-side frames seen under load), so only the handshake, the replies
+    // and a few ACKs are certain.
+    assert!(rx[0] > 100 && rx[1] > 10, "ping and TCP crossed: {rx:?}");
     assert_eq!(epbs.len() as u64, rx[0] + rx[1] + tx[0] + tx[1]);
 
     // Every record: the port tshark names is the one the reader's interface id says, and
@@ -274,7 +277,18 @@ fn statistics_blocks_equal_if_stats_rx_and_the_queue_full_of_each_port() {
             .map(|i| frame(E0_MAC, E1_MAC, &[], i, 64))
             .collect::<Vec<_>>(),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Every frame has been put in or refused before collect goes on.
+    let taken = || {
+        let st = ethertap::pqueue::Queue::open_existing(&queue)
+            .and_then(|mut q| q.status())
+            .unwrap();
+        st.inserted + st.full
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || taken() >= 400),
+        "the engine tapped {} of 400 frames",
+        taken()
+    );
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
     collect.stop();
     let q = ethertap::pqueue::Queue::open_existing(&queue).unwrap();
