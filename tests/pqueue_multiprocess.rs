@@ -182,12 +182,19 @@ fn a_consumer_killed_mid_stream_does_not_stop_the_others_or_the_producers() {
     }
     lab.signal(consumers[0].0, libc::SIGKILL);
     let killed_at = q.status().unwrap();
-    // More consumers come and are killed at arbitrary instants while the stream flows
-    // (the producers are paced to last about 1.5 s).
+    // More consumers come and are killed at arbitrary instants while the stream flows.
+    // The instants are measured in stream progress, not wall-clock time: on a loaded host
+    // the spawns and sleeps of this thread could otherwise outlast the paced producers
+    // (about 1.5 s in all) and the kills would land after the stream ended.
     let mut victims = vec![consumers[0].1.clone()];
     for n in 3..7 {
         let (v, path) = lab.consumer(n);
-        std::thread::sleep(Duration::from_millis(40 + 17 * n as u64));
+        let due = killed_at.retrieved + (n as u64 - 2) * 20_000;
+        let start = Instant::now();
+        while q.status().unwrap().retrieved < due {
+            assert!(start.elapsed() < Duration::from_secs(60), "stream stalled");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         lab.signal(v, libc::SIGKILL);
         victims.push(path);
     }
@@ -282,7 +289,17 @@ fn consumers_started_first_create_the_queue_and_follow_the_daemon_reinit() {
         assert!(start.elapsed() < Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(5));
     }
-    std::thread::sleep(Duration::from_millis(200));
+    // ...and has it mapped (a fixed pause would only guess), so the re-initialisation
+    // below retires a generation the consumer is really attached to.
+    let maps = format!("/proc/{}/maps", lab.pid(c));
+    let path_text = queue_path(&lab.queue).display().to_string();
+    while !std::fs::read_to_string(&maps).is_ok_and(|m| m.contains(&path_text)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the consumer maps the queue"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     // ...then a daemon starts with another layout and re-initialises it.
     let layout = Layout {
         slots: 64,
