@@ -147,6 +147,7 @@ impl PacketSocket {
             Role::SendReceive => {
                 socket::setsockopt(&fd, socket::sockopt::RcvBufForce, &RECV_BUFFER)
                     .map_err(err("SO_RCVBUFFORCE"))?;
+                packet_auxdata(&fd).map_err(err("PACKET_AUXDATA"))?;
             }
             Role::SendOnly => qdisc_bypass(&fd).map_err(err("PACKET_QDISC_BYPASS"))?,
         }
@@ -246,20 +247,69 @@ impl PacketSocket {
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(self.error("poll", e)),
             }
-            let (n, from) = match socket::recvfrom::<LinkAddr>(self.fd.as_raw_fd(), buf) {
+            let (n, from, tag) = match self.recv_with_tag(buf) {
                 Ok(got) => got,
                 Err(Errno::EINTR | Errno::EAGAIN) => continue,
-                Err(e) => return Err(self.error("recvfrom", e)),
+                Err(e) => return Err(self.error("recvmsg", e)),
             };
             // An ETH_P_ALL socket also sees what this host sends, and frames of other
             // interfaces that came before `bind` took effect.
-            let arrived = from.is_some_and(|a| {
-                a.pkttype() != libc::PACKET_OUTGOING && a.ifindex() == self.ifindex as usize
-            });
+            let arrived =
+                from.sll_pkttype != libc::PACKET_OUTGOING && from.sll_ifindex == self.ifindex;
             if arrived {
-                return Ok(Some(n));
+                return Ok(Some(reinsert_tag(buf, n, tag)));
             }
         }
+    }
+
+    /// One frame into `buf`: its length, where it came from, and the outer VLAN tag (TPID,
+    /// TCI) the kernel keeps beside the frame instead of in it, as libpcap reads it.
+    fn recv_with_tag(
+        &self,
+        buf: &mut [u8],
+    ) -> Result<(usize, libc::sockaddr_ll, Option<VlanTag>), Errno> {
+        // SAFETY: all-zero is a valid value of these plain C structs.
+        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut control = [0u64; 16];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len() - VLAN_TAG_LEN,
+        };
+        // SAFETY: as above.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut from as *mut libc::sockaddr_ll).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        // SAFETY: every pointer in msg points at a live buffer of the length given.
+        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return Err(Errno::last());
+        }
+        let mut tag = None;
+        // SAFETY: the kernel filled msg's control buffer; the CMSG macros walk it within
+        // msg_controllen.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA {
+                    let aux: libc::tpacket_auxdata =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                    if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
+                        let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                            aux.tp_vlan_tpid
+                        } else {
+                            0x8100
+                        };
+                        tag = Some((tpid, aux.tp_vlan_tci));
+                    }
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        Ok((n as usize, from, tag))
     }
 
     /// The frames that arrive until `expect` came or nothing came for `quiet`, and then any
@@ -287,8 +337,26 @@ impl PacketSocket {
     }
 }
 
-/// `PACKET_QDISC_BYPASS` on: nix has no wrapper for this packet-socket option.
-fn qdisc_bypass(fd: &OwnedFd) -> Result<(), Errno> {
+/// An outer VLAN tag as (TPID, TCI).
+type VlanTag = (u16, u16);
+
+/// The length of an 802.1Q/802.1ad tag.
+const VLAN_TAG_LEN: usize = 4;
+
+/// Puts `tag` back after the MACs of the `n`-byte frame in `buf` (which has room for it), as it
+/// was on the wire; returns the frame's length.
+fn reinsert_tag(buf: &mut [u8], n: usize, tag: Option<VlanTag>) -> usize {
+    let Some((tpid, tci)) = tag.filter(|_| n >= 12) else {
+        return n;
+    };
+    buf.copy_within(12..n, 12 + VLAN_TAG_LEN);
+    buf[12..14].copy_from_slice(&tpid.to_be_bytes());
+    buf[14..16].copy_from_slice(&tci.to_be_bytes());
+    n + VLAN_TAG_LEN
+}
+
+/// A packet-socket option that takes the integer 1 (nix has no wrapper for these).
+fn packet_option_on(fd: &OwnedFd, option: libc::c_int) -> Result<(), Errno> {
     let one: libc::c_int = 1;
     // SAFETY: `fd` is an open socket, and the option value points at a c_int that lives for
     // the call, with its size.
@@ -296,10 +364,20 @@ fn qdisc_bypass(fd: &OwnedFd) -> Result<(), Errno> {
         libc::setsockopt(
             fd.as_raw_fd(),
             libc::SOL_PACKET,
-            libc::PACKET_QDISC_BYPASS,
+            option,
             (&one as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
     Errno::result(rc).map(drop)
+}
+
+/// `PACKET_QDISC_BYPASS` on: a sender straight to the driver.
+fn qdisc_bypass(fd: &OwnedFd) -> Result<(), Errno> {
+    packet_option_on(fd, libc::PACKET_QDISC_BYPASS)
+}
+
+/// `PACKET_AUXDATA` on: the kernel says which VLAN tag it took out of a received frame.
+fn packet_auxdata(fd: &OwnedFd) -> Result<(), Errno> {
+    packet_option_on(fd, libc::PACKET_AUXDATA)
 }
