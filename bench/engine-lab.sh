@@ -66,6 +66,8 @@
 # or BASE_COLLECT, et-tap-base: before/after in one run; both are then in the default systems),
 # TAP_FILTER (the expression of et-tap-filter; default: four tests the sender's frames pass),
 # LAT_RATES, LAT_PINGS, LAT_INTERVAL, LAT_SYSTEMS (the latency part; default: SYSTEMS).
+# System et-drv-workers is et-drv with --no-kernel-path: every frame through the workers, as
+# before the kernel path (docs/kernel-path.md).
 # Systems et-drv-wN run the default polling with --poll-wait N (its curve).
 # Needs root, a release build (cargo build --release), clang, ethtool, tcpdump, netsniff-ng,
 # capinfos (tshark); valgrind for the callgrind part.
@@ -189,6 +191,7 @@ system_up() {
       ip netns exec "$BR" tc filter add dev p0 ingress bpf direct-action obj "$WORK/tc-redirect.o" sec tc ;;
     et-drv) start_engine --xdp-mode drv ;;
     et-drv-busy) start_engine --xdp-mode drv --busy-poll ;;
+    et-drv-workers) start_engine --xdp-mode drv --no-kernel-path ;;
     et-skb) start_engine --xdp-mode skb ;;
     et-skb-busy) start_engine --xdp-mode skb --busy-poll ;;
     et-drv-base) ENGINE_BIN=$BASE_BIN start_engine --xdp-mode drv ;;

@@ -1,7 +1,13 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-// ethertap's XDP program: hand every frame of a queue to the AF_XDP socket bound to that
-// queue. One instance of this object is loaded per interface, so `xsks` is that interface's
-// own map and two interfaces can both use queue 0 (facts.md).
+// ethertap's XDP and TC programs. One loaded instance of this object per interface, so `xsks`
+// is that interface's own map and two interfaces can both use queue 0 (facts.md).
+//
+// The XDP program hands every frame of a served queue to the AF_XDP socket bound to it, except
+// while the engine has set this interface's kernel-path flag (`kpath_cfg`, docs/kernel-path.md):
+// nothing in user space wants the frame then, so the program keeps the worker's statistics
+// itself, marks the frame in its XDP metadata and passes it to the stack, where the TC ingress
+// program redirects every marked frame to the other port. The mark, not a second look at the
+// flag, decides in TC, so a flag change between the two programs cannot strand a frame.
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -20,7 +26,8 @@ enum {
 	CNT_SEEN = 0,       // frames the program ran on
 	CNT_REDIRECTED = 1, // handed to a socket
 	CNT_PASSED = 2,     // no socket on this queue: left to the kernel stack
-	CNT_MAX = 3,
+	CNT_KERNEL = 3,     // forwarded on the kernel path
+	CNT_MAX = 4,
 };
 
 struct {
@@ -30,11 +37,158 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
-static __always_inline void count(__u32 which)
+// Written by the engine's control side only (src/ixdp/kpath.rs).
+struct kpath_cfg {
+	__u32 forward;     // 1: frames of served queues take the kernel path
+	__u32 out_ifindex; // the other port
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kpath_cfg);
+} kpath_cfg SEC(".maps");
+
+// The statistics of kernel-path frames, merged by the engine with the workers' own
+// (src/ixdp/stats.rs): per queue, frames and bytes received (each of them also forwarded), then
+// the two table overflow counts of the interface.
+#define KP_QUEUE_RX(q) ((q) * 2)
+#define KP_QUEUE_RX_BYTES(q) ((q) * 2 + 1)
+#define KP_MAC_OVERFLOW (ETHERTAP_MAX_QUEUES * 2)
+#define KP_ETYPE_OVERFLOW (ETHERTAP_MAX_QUEUES * 2 + 1)
+#define KP_COUNTERS (ETHERTAP_MAX_QUEUES * 2 + 2)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KP_COUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+} kpath_counters SEC(".maps");
+
+// Source MAC (as a big-endian 48-bit number) -> frames; as many MACs as a worker's table.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u64);
+} kpath_macs SEC(".maps");
+
+struct etype_row {
+	__u64 frames;
+	__u64 last_src;
+};
+
+// (VLAN level << 16 | Ethertype, 0 for an 802.3 length) -> frames and the last source MAC.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 128);
+	__type(key, __u32);
+	__type(value, struct etype_row);
+} kpath_etypes SEC(".maps");
+
+// The 4096-bit overflow sketch of stats.rs, as 64 words.
+#define SKETCH_WORDS 64
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SKETCH_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} kpath_sketch SEC(".maps");
+
+#define KPATH_MARK 0x65746b70 // "etkp"
+#define MAX_VLAN_TAGS 4
+
+static __always_inline void add(void *map, __u32 key, __u64 n)
 {
-	__u64 *c = bpf_map_lookup_elem(&counters, &which);
+	__u64 *c = bpf_map_lookup_elem(map, &key);
 	if (c)
-		*c += 1;
+		*c += n;
+}
+
+// stats.rs sketch_hash: the same bit in both, so that the two sketches merge by OR.
+static __always_inline __u64 sketch_hash(__u64 x)
+{
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static __always_inline void count_mac(__u64 src)
+{
+	__u64 one = 1, *frames = bpf_map_lookup_elem(&kpath_macs, &src);
+	if (frames) {
+		*frames += 1;
+		return;
+	}
+	if (!bpf_map_update_elem(&kpath_macs, &src, &one, BPF_NOEXIST))
+		return;
+	// Another CPU may have inserted it meanwhile; only a full table is overflow.
+	frames = bpf_map_lookup_elem(&kpath_macs, &src);
+	if (frames) {
+		*frames += 1;
+		return;
+	}
+	add(&kpath_counters, KP_MAC_OVERFLOW, 1);
+	__u32 bit = sketch_hash(src) >> 52;
+	__u32 word = bit / 64;
+	__u64 *w = bpf_map_lookup_elem(&kpath_sketch, &word);
+	if (w)
+		*w |= 1ULL << (bit % 64);
+}
+
+static __always_inline void count_etype(__u32 level, __u16 type, __u64 src)
+{
+	__u32 key = level << 16 | (type < 0x600 ? 0 : type);
+	struct etype_row first = { 1, src }, *row = bpf_map_lookup_elem(&kpath_etypes, &key);
+	if (!row && bpf_map_update_elem(&kpath_etypes, &key, &first, BPF_NOEXIST) == 0)
+		return;
+	if (!row)
+		row = bpf_map_lookup_elem(&kpath_etypes, &key);
+	if (row) {
+		row->frames += 1;
+		row->last_src = src;
+	} else {
+		add(&kpath_counters, KP_ETYPE_OVERFLOW, 1);
+	}
+}
+
+// The worker's QueueStats::on_rx, for a frame that never reaches it.
+static __always_inline void kpath_count(struct xdp_md *ctx, __u32 queue)
+{
+	unsigned char *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	__u64 src = 0;
+	__u32 at = 12;
+
+	add(&kpath_counters, KP_QUEUE_RX(queue), 1);
+	add(&kpath_counters, KP_QUEUE_RX_BYTES(queue), bpf_xdp_get_buff_len(ctx));
+	if (data + 12 > end)
+		return;
+	for (int i = 0; i < 6; i++)
+		src = src << 8 | data[6 + i];
+	count_mac(src);
+	for (__u32 level = 0; level <= MAX_VLAN_TAGS; level++) {
+		if (data + at + 2 > end)
+			break;
+		__u16 type = (__u16)data[at] << 8 | data[at + 1];
+		count_etype(level, type, src);
+		if ((type != 0x8100 && type != 0x88a8) || level == MAX_VLAN_TAGS)
+			break;
+		at += 4;
+	}
+}
+
+// Marks the frame for the TC program; false if the driver keeps no metadata.
+static __always_inline int kpath_mark(struct xdp_md *ctx)
+{
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(__u32)))
+		return 0;
+	__u32 *meta = (void *)(long)ctx->data_meta;
+	if ((void *)(meta + 1) > (void *)(long)ctx->data)
+		return 0;
+	*meta = KPATH_MARK;
+	return 1;
 }
 
 // xdp.frags: the program reads nothing past the first buffer, so it may see frames in several
@@ -43,14 +197,37 @@ static __always_inline void count(__u32 which)
 SEC("xdp.frags")
 int ethertap_xdp(struct xdp_md *ctx)
 {
-	__u32 queue = ctx->rx_queue_index;
+	__u32 queue = ctx->rx_queue_index, zero = 0;
+	struct kpath_cfg *cfg = bpf_map_lookup_elem(&kpath_cfg, &zero);
 	long action;
 
-	count(CNT_SEEN);
+	add(&counters, CNT_SEEN, 1);
+	if (cfg && cfg->forward && queue < ETHERTAP_MAX_QUEUES &&
+	    bpf_map_lookup_elem(&xsks, &queue) && kpath_mark(ctx)) {
+		kpath_count(ctx, queue);
+		add(&counters, CNT_KERNEL, 1);
+		return XDP_PASS;
+	}
 	// XDP_PASS as the fallback keeps queues the engine does not serve usable by the host.
 	action = bpf_redirect_map(&xsks, queue, XDP_PASS);
-	count(action == XDP_REDIRECT ? CNT_REDIRECTED : CNT_PASSED);
+	add(&counters, action == XDP_REDIRECT ? CNT_REDIRECTED : CNT_PASSED, 1);
 	return action;
+}
+
+// TC ingress (a tcx link): forwards what the XDP program marked, and nothing else.
+SEC("tcx/ingress")
+int ethertap_tc(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	__u32 *meta = (void *)(long)skb->data_meta, zero = 0;
+	struct kpath_cfg *cfg;
+
+	if ((void *)(meta + 1) > data || *meta != KPATH_MARK)
+		return -1; // TCX_NEXT: not ours
+	cfg = bpf_map_lookup_elem(&kpath_cfg, &zero);
+	if (!cfg || !cfg->out_ifindex)
+		return -1;
+	return bpf_redirect(cfg->out_ifindex, 0);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

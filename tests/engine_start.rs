@@ -163,6 +163,13 @@ fn a_killed_engine_leaves_nothing_behind_and_a_new_start_works() {
         "serving fewer queues than the interface has is reported: {early:?}"
     );
     assert!(attached(&lab, "p0"));
+    let tcx = |lab: &Lab| {
+        lab.in_ns(&lab.br, || {
+            let idx = ethertap::ixdp::netdev::if_index("p0").expect("p0");
+            ethertap::ixdp::xdp::tcx_ingress_programs(idx).expect("query tcx")
+        })
+    };
+    assert_eq!(tcx(&lab), 1, "the kernel path's TC program is attached");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -173,6 +180,11 @@ fn a_killed_engine_leaves_nothing_behind_and_a_new_start_works() {
     assert!(
         wait_for(Duration::from_secs(5), || !attached(&lab, "p0")),
         "the bpf_link went with the process"
+    );
+    assert_eq!(
+        tcx(&lab),
+        0,
+        "the kernel path's tcx link went with the process too"
     );
     assert_eq!(promiscuity(&lab, "p0"), 0);
     let _ = start_bin(&mut lab, &args);

@@ -65,6 +65,10 @@ pub struct StartArgs {
     #[arg(long, value_name = "USEC", default_value_t = DEFAULT_MAX_WAIT.as_micros() as u64,
           value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub poll_wait: u64,
+    /// In bridge mode, send every frame through the workers, also those nothing in user space
+    /// wants (by default the kernel forwards those: docs/kernel-path.md).
+    #[arg(long)]
+    pub no_kernel_path: bool,
     /// Pin workers to these CPUs, e.g. `1` or `0,2-3` (worker i on the i-th CPU of the list).
     #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
     pub cpus: Option<CpuList>,
@@ -204,6 +208,7 @@ impl StartArgs {
                 ..Layout::default()
             },
             take_over: self.take_over,
+            kernel_path: !self.no_kernel_path,
         }
     }
 

@@ -3,13 +3,14 @@
 
 use super::chain;
 use super::fanout::TapQueue;
+use super::kpath::{KernelPath, KernelStats};
 use super::netdev::{self, NetdevError, OffloadGuard, PromiscGuard};
 use super::pacing::Polling;
 use super::policy::{Policy, PolicyCell};
-use super::stats::StatsBoard;
+use super::stats::{KernelTally, StatsBoard};
 pub use super::view::LinkState;
 use super::worker::{Refresh, RingSnapshot, Worker};
-use super::xdp::{self, XdpAttachment, XdpError};
+use super::xdp::{self, KernelMaps, XdpAttachment, XdpError};
 use super::xsk::{self, QueueSockets, XskError};
 use super::{EngineView, Freshness, InterfaceInfo, RingDetails, RingError, XdpMode};
 use crate::pqueue::{self, InterfaceDesc, Layout, Producer};
@@ -47,6 +48,9 @@ pub struct EngineConfig {
     pub layout: Layout,
     /// Take the queue from another live engine that feeds it (`--take-over`).
     pub take_over: bool,
+    /// In bridge mode, forward the frames nothing in user space wants in the kernel
+    /// (docs/kernel-path.md); false: every frame goes through the workers.
+    pub kernel_path: bool,
 }
 
 impl EngineConfig {
@@ -63,7 +67,13 @@ impl EngineConfig {
             queue_name: Some(pqueue::DEFAULT_NAME.to_string()),
             layout: Layout::default(),
             take_over: false,
+            kernel_path: true,
         }
+    }
+
+    /// Whether the kernel path is wanted: bridge mode and `kernel_path`.
+    fn wants_kernel_path(&self) -> bool {
+        self.kernel_path && self.interfaces.len() == 2
     }
 }
 
@@ -191,6 +201,10 @@ struct Shared {
     running: Arc<AtomicBool>,
     /// [interface]: the [`LinkState`] the control thread saw last.
     links: Vec<AtomicU8>,
+    /// [interface]: the kernel path's maps, which every later program instance reuses.
+    kernel_maps: Vec<KernelMaps>,
+    /// The kernel path (bridge mode with `kernel_path`).
+    kpath: Option<Arc<KernelPath>>,
 }
 
 impl EngineView for Shared {
@@ -458,8 +472,53 @@ fn attach_programs(
         xdp::remove_stale(name, idx)?;
     }
     ifs()
-        .map(|(name, &idx)| XdpAttachment::attach(name, idx, config.xdp_mode))
+        .map(|(name, &idx)| {
+            XdpAttachment::attach(name, idx, config.xdp_mode, config.wants_kernel_path(), None)
+        })
         .collect()
+}
+
+/// The kernel path of a bridge, when wanted; a kernel that refuses the TC program leaves every
+/// frame to the workers, with a warning.
+fn start_kernel_path(
+    config: &EngineConfig,
+    ifindexes: &[u32],
+    attachments: &[XdpAttachment],
+    shared: &Shared,
+    warnings: &mut Vec<String>,
+) -> Option<Arc<KernelPath>> {
+    if !config.wants_kernel_path() {
+        return None;
+    }
+    // Generic XDP hands the frame to TC ingress without its MAC header length on this kernel
+    // (6.18: TC sees the frame from the network header on), so neither the mark nor the
+    // redirect would be right there: generic mode keeps every frame in the workers.
+    let mut usable = attachments.iter().all(|a| a.mode == super::XdpMode::Drv);
+    for (name, a) in config.interfaces.iter().zip(attachments) {
+        if let Some(e) = &a.tc_error {
+            usable = false;
+            warnings.push(format!(
+                "{name}: no kernel path (attaching the TC program: {e}; tcx needs Linux 6.6): \
+                 every frame goes through the workers"
+            ));
+        }
+    }
+    let ports = config
+        .interfaces
+        .iter()
+        .zip(ifindexes)
+        .zip(&shared.kernel_maps)
+        .map(|((name, &idx), maps)| (name.clone(), idx, maps))
+        .collect();
+    match KernelPath::start(ports, shared.policy.clone(), usable) {
+        Ok(kp) => Some(kp),
+        Err(e) => {
+            warnings.push(format!(
+                "no kernel path ({e}): every frame goes through the workers"
+            ));
+            None
+        }
+    }
 }
 
 /// Puts every socket into its interface's XSKMAP at its queue id.
@@ -594,10 +653,28 @@ impl Shared {
             queues: producer.into_iter().map(TapQueue::new).collect(),
             ..Policy::default()
         };
+        let kernel_maps = attachments
+            .iter()
+            .map(XdpAttachment::kernel_maps)
+            .collect::<Result<Vec<_>, _>>()?;
+        let kernel: Vec<Option<Arc<dyn KernelTally>>> = if config.wants_kernel_path() {
+            kernel_maps
+                .iter()
+                .map(|m| {
+                    KernelStats::new(m)
+                        .ok()
+                        .map(|k| Arc::new(k) as Arc<dyn KernelTally>)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Shared {
             queue,
             policy: Arc::new(PolicyCell::new(policy)),
-            stats: StatsBoard::new(n, nqueues),
+            stats: StatsBoard::new(n, nqueues).with_kernel(kernel),
+            kernel_maps,
+            kpath: None,
             snapshots: (0..n)
                 .map(|_| (0..nqueues).map(|_| Arc::default()).collect())
                 .collect(),
@@ -635,13 +712,9 @@ impl Engine {
         bind_sockets(&attachments, &sockets)?;
         let producer = open_packet_queue(&config)?;
         let promisc = promiscuous(&config.interfaces, &ifindexes)?;
-        let shared = Arc::new(Shared::new(
-            &config,
-            queues,
-            zerocopy,
-            &attachments,
-            producer,
-        )?);
+        let mut shared = Shared::new(&config, queues, zerocopy, &attachments, producer)?;
+        shared.kpath = start_kernel_path(&config, &ifindexes, &attachments, &shared, &mut warnings);
+        let shared = Arc::new(shared);
         let engine = Engine {
             shared,
             run: Mutex::new(Running {
@@ -788,7 +861,18 @@ impl Engine {
             name: name.clone(),
             source,
         })?;
-        let attachment = XdpAttachment::attach(name, ifindex, self.config.xdp_mode)?;
+        let attachment = XdpAttachment::attach(
+            name,
+            ifindex,
+            self.config.xdp_mode,
+            self.config.wants_kernel_path(),
+            Some(&self.shared.kernel_maps[i]),
+        )?;
+        if let Some(e) = &attachment.tc_error {
+            crate::log::warn(&format!(
+                "{name}: no kernel path after picking it up again (attaching the TC program: {e})"
+            ));
+        }
         let counters = attachment.counters_map()?;
         let promisc = PromiscGuard::enable(ifindex).map_err(|source| StartError::Promiscuous {
             name: name.clone(),
@@ -810,7 +894,11 @@ impl Engine {
         let (sockets, _) =
             open_all_queues(&self.config.interfaces, self.queues, self.config.force_copy)?;
         bind_sockets(&run.attachments, &sockets)?;
-        self.spawn_workers(&mut run, sockets)
+        self.spawn_workers(&mut run, sockets)?;
+        if let Some(kp) = &self.shared.kpath {
+            kp.set_ifindex(i, ifindex);
+        }
+        Ok(())
     }
 
     /// The queues of the taps another engine took over (`--take-over`), each with that
@@ -843,6 +931,9 @@ impl Engine {
         // Detach first, so no frame is redirected to a socket that is closing.
         for a in &mut run.attachments {
             a.detach();
+        }
+        if let Some(kp) = &self.shared.kpath {
+            kp.shutdown();
         }
         run.stop.store(true, Ordering::Relaxed);
         for w in run.workers.drain(..) {

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod fanout;
 pub mod fastpath;
 pub mod fault;
+pub mod kpath;
 pub mod machash;
 pub mod netdev;
 pub mod pacing;

@@ -250,13 +250,24 @@ pub fn speed_mbps(name: &str) -> Option<u64> {
 
 /// Whether the interface is administratively up.
 pub fn is_up(name: &str) -> io::Result<bool> {
+    Ok(flags(name)? & libc::IFF_UP != 0)
+}
+
+/// The interface flags of `name` (`SIOCGIFFLAGS`).
+fn flags(name: &str) -> io::Result<i32> {
     let sock = control_socket()?;
     let mut req = ifreq(name)?;
     // SAFETY: SIOCGIFFLAGS fills ifr_flags of the ifreq we own.
     unsafe { ioctl::get_flags(sock.as_raw_fd(), &mut req) }?;
     // SAFETY: the kernel set the flags member of the union.
-    let flags = unsafe { req.ifr_ifru.ifru_flags };
-    Ok(flags as i32 & libc::IFF_UP != 0)
+    Ok(i32::from(unsafe { req.ifr_ifru.ifru_flags }))
+}
+
+/// Whether the interface `name` is up and operational (IFF_RUNNING: it has a carrier, as the
+/// kernel's link watch last saw it).
+pub fn is_running(name: &str) -> io::Result<bool> {
+    let running = libc::IFF_UP | libc::IFF_RUNNING;
+    Ok(flags(name)? & running == running)
 }
 
 /// Promiscuous mode held through a packet-socket membership: the kernel counts it, so the

@@ -104,12 +104,19 @@ impl Policy {
 /// counts the updates, so that the control plane can tell that a command changed something
 /// (and log it) without knowing the words.
 #[derive(Default)]
-pub struct PolicyCell(ArcSwap<Policy>, AtomicU64);
+pub struct PolicyCell(ArcSwap<Policy>, AtomicU64, Observer);
+
+/// Called after every update (the kernel path recomputes its flags).
+type Observer = std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>;
 
 impl PolicyCell {
     /// A cell publishing `policy`.
     pub fn new(policy: Policy) -> PolicyCell {
-        PolicyCell(ArcSwap::from_pointee(policy), AtomicU64::new(0))
+        PolicyCell(
+            ArcSwap::from_pointee(policy),
+            AtomicU64::new(0),
+            Observer::new(),
+        )
     }
 
     /// How many updates were published so far.
@@ -137,6 +144,15 @@ impl PolicyCell {
             next
         });
         self.1.fetch_add(1, Ordering::AcqRel);
+        if let Some(observer) = self.2.get() {
+            observer();
+        }
+    }
+
+    /// Calls `observer` after every later update, once the new snapshot is published (one
+    /// observer per cell; a second one is ignored).
+    pub fn observe(&self, observer: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.2.set(observer);
     }
 }
 

@@ -110,7 +110,8 @@ pub struct MacReport {
 
 /// Bits of the sketch that estimates how many distinct MACs did not fit.
 const SKETCH_BITS: usize = 4096;
-const SKETCH_WORDS: usize = SKETCH_BITS / 64;
+/// 64-bit words of the overflow sketch.
+pub const SKETCH_WORDS: usize = SKETCH_BITS / 64;
 
 /// Distinct source MACs that did not fit in a full MAC table, estimated by linear counting: each
 /// such MAC sets one hashed bit of a 4096-bit map, and n = -m ln(zero bits / m). Exact counting
@@ -139,6 +140,12 @@ pub enum OverflowEstimate {
 }
 
 impl OverflowSketch {
+    /// A sketch of these 64 words (bit `b` is bit `b % 64` of word `b / 64`), as the kernel
+    /// path keeps it.
+    pub fn from_words(words: [u64; SKETCH_WORDS]) -> OverflowSketch {
+        OverflowSketch(words)
+    }
+
     /// Adds the MACs of `other` (the sketch of their union).
     pub fn merge(&mut self, other: &OverflowSketch) {
         for (a, b) in self.0.iter_mut().zip(other.0) {
@@ -198,6 +205,11 @@ struct EtypeSlot {
 #[inline]
 fn bump(a: &AtomicU64, n: u64) {
     a.store(a.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+/// Bits of the overflow sketch set by `mac` (the kernel path's program computes the same).
+pub fn sketch_bit(mac: u64) -> usize {
+    (sketch_hash(mac) >> 52) as usize
 }
 
 /// A full mix for the overflow sketch: linear counting assumes random-looking bits, and a plain
@@ -294,7 +306,7 @@ impl QueueStats {
             if k == 0 {
                 if self.macs_used.load(Relaxed) >= MAC_TABLE_CAPACITY as u64 {
                     bump(&self.mac_overflow, 1);
-                    let bit = (sketch_hash(mac) >> 52) as usize;
+                    let bit = sketch_bit(mac);
                     let word = &self.mac_overflow_sketch[bit / 64];
                     word.store(word.load(Relaxed) | 1 << (bit % 64), Relaxed);
                 } else {
@@ -509,9 +521,36 @@ impl QueueStats {
     }
 }
 
-/// The statistics of the whole engine: `[interface][queue]`.
+/// Statistics kept outside the workers: the frames an interface's kernel path forwarded
+/// (docs/kernel-path.md). Each one was received on that interface and transmitted on the other.
+/// Readers see them as if a worker had counted them; everything is since the last `reset`.
+pub trait KernelTally: Send + Sync {
+    /// Frames and bytes received on queue `q` and forwarded, in `rx`/`rx_bytes`.
+    fn queue(&self, q: usize) -> Counters;
+    /// Frames and bytes received on every queue (also the unserved ones) and forwarded.
+    fn total(&self) -> Counters;
+    /// Their source MACs and the sketch of the MACs that did not fit.
+    fn macs(&self) -> (MacReport, OverflowSketch);
+    /// Their Ethertypes per VLAN level.
+    fn etypes(&self) -> EtypeReport;
+    /// Zero everything as seen by readers.
+    fn reset(&self);
+}
+
+/// What the kernel forwarded in `k` (received) as the transmit side of the other port.
+fn as_transmitted(k: Counters) -> Counters {
+    Counters {
+        tx: k.rx,
+        tx_bytes: k.rx_bytes,
+        ..Counters::default()
+    }
+}
+
+/// The statistics of the whole engine: `[interface][queue]`, plus the kernel path's.
 pub struct StatsBoard {
     queues: Vec<Vec<Arc<QueueStats>>>,
+    /// `[interface]`: its kernel path, when it has one (bridge mode).
+    kernel: Vec<Option<Arc<dyn KernelTally>>>,
     /// `reset` calls so far (the control plane logs commands that change something).
     resets: AtomicU64,
 }
@@ -523,8 +562,17 @@ impl StatsBoard {
             queues: (0..ifaces)
                 .map(|_| (0..queues).map(|_| Arc::new(QueueStats::new())).collect())
                 .collect(),
+            kernel: (0..ifaces).map(|_| None).collect(),
             resets: AtomicU64::new(0),
         }
+    }
+
+    /// The board with `kernel[i]` as interface `i`'s kernel path (two interfaces: what one
+    /// forwards is transmitted on the other).
+    pub fn with_kernel(mut self, kernel: Vec<Option<Arc<dyn KernelTally>>>) -> StatsBoard {
+        self.kernel = kernel;
+        self.kernel.resize_with(self.queues.len(), || None);
+        self
     }
 
     /// Interfaces on the board.
@@ -538,41 +586,72 @@ impl StatsBoard {
     }
 
     /// The statistics a worker writes. Panics on indices outside `new`'s dimensions (a
-    /// programming error in the engine, not user input; words use [`StatsBoard::get`]).
+    /// programming error in the engine, not user input; words use [`StatsBoard::queue_counters`]).
     pub fn queue(&self, ifidx: usize, q: usize) -> Arc<QueueStats> {
         self.queues[ifidx][q].clone()
-    }
-
-    /// The statistics of one queue, if there is such a queue (for the words).
-    pub fn get(&self, ifidx: usize, q: usize) -> Option<&QueueStats> {
-        self.queues.get(ifidx)?.get(q).map(|a| &**a)
     }
 
     fn of(&self, ifidx: usize) -> &[Arc<QueueStats>] {
         self.queues.get(ifidx).map_or(&[], Vec::as_slice)
     }
 
-    /// The counters of an interface, summed over its queues.
+    fn kernel_of(&self, ifidx: usize) -> Option<&dyn KernelTally> {
+        self.kernel.get(ifidx)?.as_deref()
+    }
+
+    /// The kernel path whose frames go out on `ifidx`: the other interface's.
+    fn kernel_into(&self, ifidx: usize) -> Option<&dyn KernelTally> {
+        (self.queues.len() == 2 && ifidx < 2)
+            .then(|| self.kernel_of(1 - ifidx))
+            .flatten()
+    }
+
+    /// The counters of one queue of an interface, the kernel path's frames of that queue
+    /// included; None if there is no such queue (for the words).
+    pub fn queue_counters(&self, ifidx: usize, q: usize) -> Option<Counters> {
+        let mut c = self.queues.get(ifidx)?.get(q)?.counters();
+        if let Some(k) = self.kernel_of(ifidx) {
+            c += k.queue(q);
+        }
+        if let Some(k) = self.kernel_into(ifidx) {
+            c += as_transmitted(k.queue(q));
+        }
+        Some(c)
+    }
+
+    /// The counters of an interface, summed over its queues and its kernel path.
     pub fn totals(&self, ifidx: usize) -> Counters {
         let mut sum = Counters::default();
         for q in self.of(ifidx) {
             sum += q.counters();
         }
+        if let Some(k) = self.kernel_of(ifidx) {
+            sum += k.total();
+        }
+        if let Some(k) = self.kernel_into(ifidx) {
+            sum += as_transmitted(k.total());
+        }
         sum
     }
 
-    /// The source MACs of an interface, merged over its queues.
+    /// The source MACs of an interface, merged over its queues and its kernel path.
     pub fn macs(&self, ifidx: usize) -> MacReport {
         let mut merged = std::collections::HashMap::<Mac, u64>::new();
         let mut overflow = 0;
         let mut sketch = OverflowSketch::default();
-        for q in self.of(ifidx) {
-            let r = q.macs();
+        let mut add = |r: MacReport, s: &OverflowSketch| {
             overflow += r.overflow;
-            sketch.merge(&q.overflow_sketch());
+            sketch.merge(s);
             for m in r.macs {
                 *merged.entry(m.mac).or_default() += m.frames;
             }
+        };
+        for q in self.of(ifidx) {
+            add(q.macs(), &q.overflow_sketch());
+        }
+        if let Some(k) = self.kernel_of(ifidx) {
+            let (r, s) = k.macs();
+            add(r, &s);
         }
         let mut macs: Vec<MacCount> = merged
             .into_iter()
@@ -586,13 +665,14 @@ impl StatsBoard {
         }
     }
 
-    /// The Ethertypes of an interface, merged over its queues. Queues keep no common clock, so
-    /// the last source MAC shown is that of the queue that saw the type most often.
+    /// The Ethertypes of an interface, merged over its queues and its kernel path. They keep
+    /// no common clock, so the last source MAC shown is that of the one that saw the type most
+    /// often.
     pub fn etypes(&self, ifidx: usize) -> EtypeReport {
         let mut merged = std::collections::BTreeMap::<(u8, u16), (u64, u64, Mac)>::new();
         let mut overflow = 0;
-        for q in self.of(ifidx) {
-            let r = q.etypes();
+        let kernel = self.kernel_of(ifidx).map(|k| k.etypes());
+        for r in self.of(ifidx).iter().map(|q| q.etypes()).chain(kernel) {
             overflow += r.overflow;
             for t in r.types {
                 let e = merged
@@ -617,10 +697,13 @@ impl StatsBoard {
         EtypeReport { types, overflow }
     }
 
-    /// `if.stats.reset`: zero every queue of every interface.
+    /// `if.stats.reset`: zero every queue of every interface, and the kernel paths.
     pub fn reset(&self) {
         for q in self.queues.iter().flatten() {
             q.reset();
+        }
+        for k in self.kernel.iter().flatten() {
+            k.reset();
         }
         self.resets.fetch_add(1, AcqRel);
     }
@@ -865,6 +948,97 @@ mod tests {
         assert_eq!(q.etypes().types.len(), 1);
     }
 
+    /// A kernel path with fixed figures: 5 frames (300 bytes) on queue 1, 4 of them from B and
+    /// one from A, all IPv4; the sketch has one bit set.
+    #[derive(Default)]
+    struct FixedKernel {
+        resets: AtomicU64,
+    }
+
+    impl KernelTally for FixedKernel {
+        fn queue(&self, q: usize) -> Counters {
+            if q != 1 {
+                return Counters::default();
+            }
+            Counters {
+                rx: 5,
+                rx_bytes: 300,
+                ..Counters::default()
+            }
+        }
+        fn total(&self) -> Counters {
+            self.queue(1)
+        }
+        fn macs(&self) -> (MacReport, OverflowSketch) {
+            let mut words = [0; SKETCH_WORDS];
+            words[0] = 1;
+            let report = MacReport {
+                macs: vec![
+                    MacCount { mac: B, frames: 4 },
+                    MacCount { mac: A, frames: 1 },
+                ],
+                overflow: 2,
+                overflow_macs: OverflowEstimate::About(1),
+            };
+            (report, OverflowSketch::from_words(words))
+        }
+        fn etypes(&self) -> EtypeReport {
+            EtypeReport {
+                types: vec![EtypeCount {
+                    level: 0,
+                    ethertype: 0x0800,
+                    frames: 5,
+                    last_src: B,
+                }],
+                overflow: 1,
+            }
+        }
+        fn reset(&self) {
+            self.resets.fetch_add(1, Relaxed);
+        }
+    }
+
+    #[test]
+    fn the_board_counts_the_kernel_path_as_received_here_and_transmitted_there() {
+        let kernel = Arc::new(FixedKernel::default());
+        let board =
+            StatsBoard::new(2, 2).with_kernel(vec![Some(kernel.clone() as Arc<dyn KernelTally>)]);
+        board.queue(0, 0).on_rx(&frame(A, &[], 0x0800));
+        board.queue(0, 0).add_counts(&Counters {
+            rx_bytes: 60,
+            ..Counters::default()
+        });
+        let t = board.totals(0);
+        assert_eq!((t.rx, t.rx_bytes, t.tx), (6, 360, 0));
+        let t = board.totals(1);
+        assert_eq!((t.rx, t.tx, t.tx_bytes), (0, 5, 300), "forwarded out of 1");
+        assert_eq!(board.queue_counters(0, 1).unwrap().rx, 5);
+        assert_eq!(board.queue_counters(0, 0).unwrap().rx, 1);
+        assert_eq!(board.queue_counters(1, 1).unwrap().tx, 5);
+        assert_eq!(board.queue_counters(1, 0).unwrap().tx, 0);
+        let m = board.macs(0);
+        assert_eq!(
+            m.macs,
+            vec![
+                MacCount { mac: B, frames: 4 },
+                MacCount { mac: A, frames: 2 }
+            ]
+        );
+        assert_eq!(m.overflow, 2);
+        assert_eq!(
+            m.overflow_macs,
+            OverflowEstimate::About(1),
+            "the sketches merge"
+        );
+        let e = board.etypes(0);
+        assert_eq!((e.types[0].frames, e.types[0].last_src), (6, B));
+        assert_eq!(e.overflow, 1);
+        assert!(board.macs(1).macs.is_empty(), "no kernel path on 1");
+        board.reset();
+        assert_eq!(kernel.resets.load(Relaxed), 1);
+        assert_eq!(board.totals(0).rx, 5, "the fixed kernel figures stay");
+    }
+
     #[test]
     fn board_sums_queues_and_resets_everything() {
         let board = StatsBoard::new(2, 2);
@@ -893,6 +1067,6 @@ mod tests {
         board.reset();
         assert_eq!(board.totals(0), Counters::default());
         assert!(board.macs(0).macs.is_empty() && board.etypes(1).types.is_empty());
-        assert!(board.get(2, 0).is_none() && board.get(0, 2).is_none());
+        assert!(board.queue_counters(2, 0).is_none() && board.queue_counters(0, 2).is_none());
     }
 }

@@ -484,10 +484,10 @@ fn if_qstats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
     let (i, info) = pop_interface(cx, e)?;
     let q = cx.pop_int()?;
     let queues = info.queues as usize;
-    let Some(stats) = usize::try_from(q)
+    let Some(c) = usize::try_from(q)
         .ok()
         .filter(|&q| q < queues)
-        .and_then(|q| e.stats().get(i, q))
+        .and_then(|q| e.stats().queue_counters(i, q))
     else {
         return Err(WordError::new(format!(
             "{q} is not a queue of interface {i} ({})",
@@ -495,7 +495,6 @@ fn if_qstats(cx: &mut Ctx<'_>, e: &dyn EngineView) -> Result<(), WordError> {
         )));
     };
     let q = q as usize;
-    let c = stats.counters();
     let mut s = format!("{i} {} queue {q}\n", info.name);
     counter_lines(&mut s, &c);
     fi_counter_lines(&mut s, 2, &c);
@@ -525,6 +524,7 @@ fn ring_lines(s: &mut String, d: &RingDetails) {
         ("xdp seen", p.seen),
         ("xdp redirected", p.redirected),
         ("xdp passed", p.passed),
+        ("xdp kernel path", p.kernel),
     ] {
         s.push_str(&stat_line(2, label, value));
     }

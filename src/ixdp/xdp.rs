@@ -1,7 +1,9 @@
 //! The project's XDP program (`bpf/ethertap.bpf.c`): one loaded instance per interface, so
 //! each interface has its own XSKMAP; attached through a bpf_link (the kernel removes it when
 //! the last fd closes, so a killed engine leaves nothing behind), with netlink-attached
-//! leftovers of older or foreign runs of ethertap removed before attaching.
+//! leftovers of older or foreign runs of ethertap removed before attaching. The same object's TC
+//! program forwards the kernel path's frames (docs/kernel-path.md); it is attached through a
+//! tcx link, which goes with the process as well.
 
 use super::XdpMode;
 use libbpf_rs::libbpf_sys as sys;
@@ -16,7 +18,19 @@ static PROGRAM_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/etherta
 pub const PROGRAM_NAME: &str = "ethertap_xdp";
 
 /// Keys of the program's per-CPU `counters` array, in [`ProgramCounters`] order.
-const CNT_MAX: u32 = 3;
+const CNT_MAX: u32 = 4;
+
+/// The TC program's name in the kernel.
+pub const TC_PROGRAM_NAME: &str = "ethertap_tc";
+
+/// The maps of the kernel path, in [`KernelMaps`] order.
+const KERNEL_MAP_NAMES: [&str; 5] = [
+    "kpath_cfg",
+    "kpath_counters",
+    "kpath_macs",
+    "kpath_etypes",
+    "kpath_sketch",
+];
 
 /// The counters of `bpf/ethertap.bpf.c`, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,6 +41,24 @@ pub struct ProgramCounters {
     pub redirected: u64,
     /// Frames it passed to the kernel stack (no socket on their queue).
     pub passed: u64,
+    /// Frames it left to the kernel path (counted there, forwarded by the TC program).
+    pub kernel: u64,
+}
+
+/// The maps of an interface's kernel path (`bpf/ethertap.bpf.c`). The engine keeps the first
+/// instance's for its whole life and every later instance on the interface reuses them, so the
+/// kernel path's flag and statistics carry on when an interface is picked up again.
+pub struct KernelMaps {
+    /// `kpath_cfg`: the flag and the output's ifindex.
+    pub cfg: MapHandle,
+    /// `kpath_counters`: frames and bytes per queue, the table overflows.
+    pub counters: MapHandle,
+    /// `kpath_macs`: source MAC -> frames, per CPU.
+    pub macs: MapHandle,
+    /// `kpath_etypes`: (level, Ethertype) -> frames and last source MAC, per CPU.
+    pub etypes: MapHandle,
+    /// `kpath_sketch`: the MAC overflow sketch, per CPU.
+    pub sketch: MapHandle,
 }
 
 /// What went wrong with the XDP program of an interface.
@@ -124,12 +156,25 @@ pub enum XdpError {
     /// The counters map could not be shared with the control thread.
     #[error("duplicating the counters map fd: {0}")]
     CountersMap(#[source] libbpf_rs::Error),
+    /// A fresh instance could not take over the kernel path's maps.
+    #[error("reusing the kernel path's map {name}: {source}")]
+    ReuseMap {
+        /// The map.
+        name: &'static str,
+        /// libbpf's error.
+        source: libbpf_rs::Error,
+    },
 }
 
 /// The program loaded and attached to one interface. Dropping it detaches the program.
 pub struct XdpAttachment {
     ifname: String,
     link: Option<OwnedFd>,
+    /// The TC program's tcx link; None where the kernel refused it (then there is no kernel
+    /// path, see `tc_error`).
+    tc_link: Option<OwnedFd>,
+    /// Why the TC program could not be attached.
+    pub tc_error: Option<io::Error>,
     object: Object,
     xsks: MapHandle,
     counters: MapHandle,
@@ -235,16 +280,76 @@ fn attach_mode_now(ifindex: u32) -> XdpMode {
     }
 }
 
-/// Opens and loads a fresh instance of the program object.
-fn load_object() -> Result<Object, XdpError> {
+/// Opens and loads a fresh instance of the program object, on the kernel path's maps of an
+/// earlier instance when there was one.
+fn load_object(reuse: Option<&KernelMaps>) -> Result<Object, XdpError> {
     let load = |step| move |source| XdpError::Load { step, source };
-    ObjectBuilder::default()
+    let mut open = ObjectBuilder::default()
         .name("ethertap")
         .map_err(load("XDP program"))?
         .open_memory(PROGRAM_OBJECT)
-        .map_err(load("opening the XDP program"))?
-        .load()
+        .map_err(load("opening the XDP program"))?;
+    if let Some(maps) = reuse {
+        let handles = [
+            &maps.cfg,
+            &maps.counters,
+            &maps.macs,
+            &maps.etypes,
+            &maps.sketch,
+        ];
+        for (name, handle) in KERNEL_MAP_NAMES.into_iter().zip(handles) {
+            let mut map = open
+                .maps_mut()
+                .find(|m| m.name() == name)
+                .ok_or(XdpError::Missing(name))?;
+            map.reuse_fd(handle.as_fd())
+                .map_err(|source| XdpError::ReuseMap { name, source })?;
+        }
+    }
+    open.load()
         .map_err(load("loading the XDP program into the kernel"))
+}
+
+/// Attaches the TC program `prog_fd` to the ingress of `ifindex` through a tcx link (kernel 6.6
+/// and later).
+fn attach_tcx(prog_fd: RawFd, ifindex: u32) -> io::Result<OwnedFd> {
+    let opts = sys::bpf_link_create_opts {
+        sz: std::mem::size_of::<sys::bpf_link_create_opts>() as _,
+        ..Default::default()
+    };
+    // SAFETY: opts is valid and sized for the call; prog_fd is a loaded TC program.
+    let fd = unsafe { sys::bpf_link_create(prog_fd, ifindex as i32, sys::BPF_TCX_INGRESS, &opts) };
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(-fd));
+    }
+    // SAFETY: a fresh link fd nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// How many programs are attached to the tcx ingress of `ifindex` (what `kill -9` must not
+/// leave behind).
+pub fn tcx_ingress_programs(ifindex: u32) -> io::Result<u32> {
+    let mut opts = sys::bpf_prog_query_opts {
+        sz: std::mem::size_of::<sys::bpf_prog_query_opts>() as _,
+        ..Default::default()
+    };
+    // SAFETY: opts is valid and sized for the call; without a prog_ids buffer the kernel only
+    // fills in the count.
+    let rc = unsafe { sys::bpf_prog_query_opts(ifindex as i32, sys::BPF_TCX_INGRESS, &mut opts) };
+    if rc < 0 {
+        return Err(io::Error::from_raw_os_error(-rc));
+    }
+    // SAFETY: the union member the kernel wrote (count and prog_cnt are the same field).
+    Ok(unsafe { opts.__bindgen_anon_1.count })
+}
+
+/// The fd of the program `name` of `object`.
+fn program_fd(object: &Object, name: &'static str) -> Result<RawFd, XdpError> {
+    object
+        .progs()
+        .find(|p| p.name() == name)
+        .map(|p| p.as_fd().as_raw_fd())
+        .ok_or(XdpError::Missing(name))
 }
 
 /// The map `name` of `object`, as a handle of its own.
@@ -301,20 +406,35 @@ fn attach_in_mode(
 }
 
 impl XdpAttachment {
-    /// Loads a fresh instance of the program and attaches it to the interface in `mode`.
-    pub fn attach(ifname: &str, ifindex: u32, mode: XdpMode) -> Result<XdpAttachment, XdpError> {
-        let object = load_object()?;
-        let prog_fd = object
-            .progs()
-            .find(|p| p.name() == PROGRAM_NAME)
-            .map(|p| p.as_fd().as_raw_fd())
-            .ok_or(XdpError::Missing("ethertap_xdp program"))?;
+    /// Loads a fresh instance of the programs, on the kernel path's maps `reuse` when given,
+    /// and attaches the XDP program to the interface in `mode` and the TC program (`kernel`:
+    /// the kernel path is wanted) to its ingress.
+    pub fn attach(
+        ifname: &str,
+        ifindex: u32,
+        mode: XdpMode,
+        kernel: bool,
+        reuse: Option<&KernelMaps>,
+    ) -> Result<XdpAttachment, XdpError> {
+        let object = load_object(reuse)?;
+        let prog_fd = program_fd(&object, PROGRAM_NAME)?;
+        let tc_fd = program_fd(&object, TC_PROGRAM_NAME)?;
         let xsks = map_handle(&object, "xsks")?;
         let counters = map_handle(&object, "counters")?;
         let link = attach_in_mode(ifname, prog_fd, ifindex, mode)?;
+        let (tc_link, tc_error) = if kernel {
+            match attach_tcx(tc_fd, ifindex) {
+                Ok(l) => (Some(l), None),
+                Err(e) => (None, Some(e)),
+            }
+        } else {
+            (None, None)
+        };
         Ok(XdpAttachment {
             ifname: ifname.to_string(),
             link: Some(link),
+            tc_link,
+            tc_error,
             object,
             xsks,
             counters,
@@ -343,9 +463,28 @@ impl XdpAttachment {
         MapHandle::try_from(&self.counters).map_err(XdpError::CountersMap)
     }
 
-    /// Detaches the program now (also done on drop).
+    /// Handles of the kernel path's maps for the control side (valid after the attachment is
+    /// gone, and what a later instance reuses).
+    pub fn kernel_maps(&self) -> Result<KernelMaps, XdpError> {
+        let h = |name| map_handle(&self.object, name);
+        Ok(KernelMaps {
+            cfg: h(KERNEL_MAP_NAMES[0])?,
+            counters: h(KERNEL_MAP_NAMES[1])?,
+            macs: h(KERNEL_MAP_NAMES[2])?,
+            etypes: h(KERNEL_MAP_NAMES[3])?,
+            sketch: h(KERNEL_MAP_NAMES[4])?,
+        })
+    }
+
+    /// Whether the TC program is attached (the kernel path can forward).
+    pub fn has_kernel_path(&self) -> bool {
+        self.tc_link.is_some()
+    }
+
+    /// Detaches the programs now (also done on drop).
     pub fn detach(&mut self) {
         self.link = None;
+        self.tc_link = None;
     }
 }
 
@@ -361,12 +500,13 @@ pub fn read_counters(counters_map: &MapHandle) -> ProgramCounters {
             _ => 0,
         }
     };
-    let [seen, redirected, passed]: [u64; CNT_MAX as usize] =
+    let [seen, redirected, passed, kernel]: [u64; CNT_MAX as usize] =
         std::array::from_fn(|k| sum(k as u32));
     ProgramCounters {
         seen,
         redirected,
         passed,
+        kernel,
     }
 }
 

@@ -65,6 +65,7 @@ impl EngineView for TestEngine {
             seen: 13,
             redirected: 14,
             passed: 15,
+            kernel: 16,
         };
         // Queue 0 answers, queue 1 does not.
         let freshness = [Freshness::Fresh, Freshness::NoAnswer][queue.min(1)];
