@@ -221,6 +221,8 @@ while True:
       start_engine --xdp-mode drv --poll-wait "${1#et-drv-w}" ;;
     et-tap-collect)
       PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv ;;
+    et-tap-skb)  # et-tap-collect in generic mode (the default on a veth)
+      PRESET=$WORK/tap.rpcl start_engine --xdp-mode skb ;;
     et-tap-pcapng)  # et-tap-deep with collect writing pcapng (issue 11)
       PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv --slots 32768 ;;
     et-tap-deep)  # the same with a packet queue of 32768 slots (64 MiB) instead of 4096

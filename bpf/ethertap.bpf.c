@@ -41,7 +41,9 @@ struct {
 struct kpath_cfg {
 	__u32 forward;     // 1: frames of served queues take the kernel path
 	__u32 out_ifindex; // the other port
+	__u32 generic;     // 1: attached in generic (skb) mode: redirect from XDP, no TC
 };
+
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -202,8 +204,18 @@ int ethertap_xdp(struct xdp_md *ctx)
 	long action;
 
 	add(&counters, CNT_SEEN, 1);
-	if (cfg && cfg->forward && queue < ETHERTAP_MAX_QUEUES &&
-	    bpf_map_lookup_elem(&xsks, &queue) && kpath_mark(ctx)) {
+	if (cfg && cfg->generic) {
+		// Generic XDP transmits a redirected skb on the output itself, whatever the
+		// output's driver, and TC ingress would not see the frame's Ethernet header
+		// here (docs/kernel-path.md): the frame goes out from XDP.
+		if (cfg->forward && cfg->out_ifindex && queue < ETHERTAP_MAX_QUEUES &&
+		    bpf_map_lookup_elem(&xsks, &queue)) {
+			kpath_count(ctx, queue);
+			add(&counters, CNT_KERNEL, 1);
+			return bpf_redirect(cfg->out_ifindex, 0);
+		}
+	} else if (cfg && cfg->forward && queue < ETHERTAP_MAX_QUEUES &&
+		   bpf_map_lookup_elem(&xsks, &queue) && kpath_mark(ctx)) {
 		kpath_count(ctx, queue);
 		add(&counters, CNT_KERNEL, 1);
 		return XDP_PASS;
@@ -222,10 +234,10 @@ int ethertap_tc(struct __sk_buff *skb)
 	__u32 *meta = (void *)(long)skb->data_meta, zero = 0;
 	struct kpath_cfg *cfg;
 
-	if ((void *)(meta + 1) > data || *meta != KPATH_MARK)
-		return -1; // TCX_NEXT: not ours
 	cfg = bpf_map_lookup_elem(&kpath_cfg, &zero);
 	if (!cfg || !cfg->out_ifindex)
+		return -1; // TCX_NEXT: not ours
+	if ((void *)(meta + 1) > data || *meta != KPATH_MARK)
 		return -1;
 	return bpf_redirect(cfg->out_ifindex, 0);
 }

@@ -82,11 +82,20 @@ fn settle(lab: &Lab, eng: &mut LabEngine, kernel: bool) -> u64 {
 
 /// What the statistics words print after `frames` crossed an engine started with
 /// `kernel_path`, and how many frames the kernel path forwarded.
-fn statistics_after(kernel_path: bool, frames: &[Vec<u8>]) -> (Vec<String>, u64) {
-    let test = if kernel_path { "kpon" } else { "kpoff" };
+fn statistics_after(
+    kernel_path: bool,
+    mode: ethertap::ixdp::XdpMode,
+    frames: &[Vec<u8>],
+) -> (Vec<String>, u64) {
+    let test = match (kernel_path, mode) {
+        (false, _) => "kpoff",
+        (true, ethertap::ixdp::XdpMode::Skb) => "kpskb",
+        (true, _) => "kpon",
+    };
     let lab = Lab::bridge(test);
     let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
     config.kernel_path = kernel_path;
+    config.xdp_mode = mode;
     config.queue_name = Some(format!("et-{test}-{}", std::process::id()));
     let mut eng = lab.start_engine_with(config);
     let before = settle(&lab, &mut eng, kernel_path);
@@ -121,25 +130,35 @@ fn statistics_after(kernel_path: bool, frames: &[Vec<u8>]) -> (Vec<String>, u64)
 
 #[test]
 fn untapped_frames_take_the_kernel_path_and_read_exactly_as_through_the_workers() {
+    use ethertap::ixdp::XdpMode;
     let frames = mixed_frames();
-    let (workers, forwarded_by_workers) = statistics_after(false, &frames);
-    let (kernel, forwarded_in_kernel) = statistics_after(true, &frames);
-    assert_eq!(
-        forwarded_in_kernel,
-        frames.len() as u64,
-        "every frame took the kernel path"
-    );
+    let (workers, forwarded_by_workers) = statistics_after(false, XdpMode::Drv, &frames);
     assert_eq!(forwarded_by_workers, 0, "--no-kernel-path keeps it off");
-    for (k, w) in kernel.iter().zip(&workers) {
-        assert_eq!(k, w, "the statistics read the same on both paths");
+    for mode in [XdpMode::Drv, XdpMode::Skb] {
+        let (kernel, forwarded_in_kernel) = statistics_after(true, mode, &frames);
+        assert_eq!(
+            forwarded_in_kernel,
+            frames.len() as u64,
+            "{mode:?}: every frame took the kernel path"
+        );
+        for (k, w) in kernel.iter().zip(&workers) {
+            // The mode is the one thing that differs.
+            let k = k
+                .replace("COPY SKB", "COPY DRV")
+                .replace("\"xdp_mode\":\"skb\"", "\"xdp_mode\":\"drv\"");
+            assert_eq!(
+                &k, w,
+                "{mode:?}: the statistics read the same on both paths"
+            );
+        }
+        assert!(
+            kernel[0].contains("rx                    300"),
+            "{}",
+            kernel[0]
+        );
+        assert!(kernel[1].contains("200"), "E0's frames: {}", kernel[1]);
+        assert!(kernel[2].contains("8100"), "tags are walked: {}", kernel[2]);
     }
-    assert!(
-        kernel[0].contains("rx                    300"),
-        "{}",
-        kernel[0]
-    );
-    assert!(kernel[1].contains("200"), "E0's frames: {}", kernel[1]);
-    assert!(kernel[2].contains("8100"), "tags are walked: {}", kernel[2]);
 }
 
 /// A sender of numbered frames from h1 until stopped; returns how many it sent.
@@ -284,37 +303,45 @@ fn a_reset_zeroes_both_paths() {
 }
 
 #[test]
-fn generic_mode_and_no_kernel_path_keep_every_frame_in_the_workers_and_a_stop_removes_the_tc_program(
-) {
-    let lab = Lab::bridge("kpskb");
-    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
-    config.xdp_mode = ethertap::ixdp::XdpMode::Skb;
-    config.queue_name = Some(format!("et-kpskb-{}", std::process::id()));
-    let mut eng = lab.start_engine_with(config);
+fn a_stop_removes_the_tc_program_and_no_kernel_path_attaches_none() {
+    let lab = Lab::bridge("kpstop");
     let tcx = |lab: &Lab| {
         lab.in_ns(&lab.br, || {
             let idx = ethertap::ixdp::netdev::if_index("p0").expect("p0");
             ethertap::ixdp::xdp::tcx_ingress_programs(idx).expect("query tcx")
         })
     };
+    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
+    config.kernel_path = false;
+    config.queue_name = Some(format!("et-kpstop-{}", std::process::id()));
+    let mut eng = lab.start_engine_with(config);
+    assert_eq!(tcx(&lab), 0, "--no-kernel-path attaches no TC program");
     let ping = lab.sh(&lab.h1, &format!("ping -c 3 -i 0.05 -W 2 {H2_IP}"));
     assert!(ping.contains("3 received"), "{ping}");
-    assert_eq!(qstat(&mut eng, 0, 0, "xdp kernel path"), 0);
+    assert_eq!(kernel_frames(&mut eng), 0);
     eng.stop();
-    assert_eq!(tcx(&lab), 0, "stopping removes the TC program");
     let mut eng = lab.start_engine("kpnat");
-    assert_eq!(tcx(&lab), 1, "native mode attaches it");
+    assert_eq!(tcx(&lab), 1, "the default attaches it");
     let before = settle(&lab, &mut eng, true);
     let ping = lab.sh(&lab.h1, &format!("ping -c 3 -i 0.05 -W 2 {H2_IP}"));
     assert!(ping.contains("3 received"), "{ping}");
     assert_eq!(kernel_frames(&mut eng) - before, 3, "the echo requests");
     eng.stop();
-    assert_eq!(tcx(&lab), 0);
+    assert_eq!(tcx(&lab), 0, "stopping removes it");
 }
 
 #[test]
-fn jumbo_frames_cross_the_kernel_path_whole() {
-    let lab = Lab::bridge("kpjum");
+fn jumbo_frames_cross_the_kernel_path_whole_in_native_mode() {
+    jumbo(ethertap::ixdp::XdpMode::Drv, "kpjum");
+}
+
+#[test]
+fn jumbo_frames_cross_the_kernel_path_whole_in_generic_mode() {
+    jumbo(ethertap::ixdp::XdpMode::Skb, "kpjus");
+}
+
+fn jumbo(mode: ethertap::ixdp::XdpMode, test: &str) {
+    let lab = Lab::bridge(test);
     for (ns, i) in [
         (&lab.h1, "e0"),
         (&lab.br, "p0"),
@@ -323,7 +350,10 @@ fn jumbo_frames_cross_the_kernel_path_whole() {
     ] {
         lab.ip(ns, &["link", "set", i, "mtu", "9000"]);
     }
-    let mut eng = lab.start_engine("kpjum");
+    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
+    config.xdp_mode = mode;
+    config.queue_name = Some(format!("et-{test}-{}", std::process::id()));
+    let mut eng = lab.start_engine_with(config);
     let before = settle(&lab, &mut eng, true);
     let frames: Vec<Vec<u8>> = [60, 1514, 1515, 3000, 4097, 8000, 9013, 9014]
         .iter()

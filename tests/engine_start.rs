@@ -210,9 +210,18 @@ fn a_stale_netlink_attached_program_of_ours_is_removed_at_start() {
     assert!(attached(&lab, "p0"));
     let queue_file = QueueFile::new("ststa");
     let queue = queue_file.0.clone();
+    // Native mode, so that the stale generic-mode program shows if it stayed.
     let _ = start_bin(
         &mut lab,
-        &["--no-preset", "--queue-name", &queue, "p0", "p1"],
+        &[
+            "--no-preset",
+            "--xdp-mode",
+            "drv",
+            "--queue-name",
+            &queue,
+            "p0",
+            "p1",
+        ],
     );
     let state = xdp_state(&lab, "p0");
     assert!(

@@ -24,7 +24,8 @@ pub const DEFAULT_PRESET: &str = "/etc/ethertap.rpcl";
 /// `--xdp-mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum XdpModeArg {
-    /// Native mode where the driver supports it, else generic.
+    /// Native mode where the driver supports it, else generic; generic first on a veth (native
+    /// mode only adds a copy there).
     Auto,
     /// Native (driver) mode only.
     Drv,

@@ -490,10 +490,7 @@ fn start_kernel_path(
     if !config.wants_kernel_path() {
         return None;
     }
-    // Generic XDP hands the frame to TC ingress without its MAC header length on this kernel
-    // (6.18: TC sees the frame from the network header on), so neither the mark nor the
-    // redirect would be right there: generic mode keeps every frame in the workers.
-    let mut usable = attachments.iter().all(|a| a.mode == super::XdpMode::Drv);
+    let mut usable = true;
     for (name, a) in config.interfaces.iter().zip(attachments) {
         if let Some(e) = &a.tc_error {
             usable = false;
@@ -507,8 +504,9 @@ fn start_kernel_path(
         .interfaces
         .iter()
         .zip(ifindexes)
+        .zip(attachments)
         .zip(&shared.kernel_maps)
-        .map(|((name, &idx), maps)| (name.clone(), idx, maps))
+        .map(|(((name, &idx), a), maps)| (name.clone(), idx, a.mode == super::XdpMode::Skb, maps))
         .collect();
     match KernelPath::start(ports, shared.policy.clone(), usable) {
         Ok(kp) => Some(kp),
@@ -868,6 +866,7 @@ impl Engine {
             self.config.wants_kernel_path(),
             Some(&self.shared.kernel_maps[i]),
         )?;
+        let generic = attachment.mode == super::XdpMode::Skb;
         if let Some(e) = &attachment.tc_error {
             crate::log::warn(&format!(
                 "{name}: no kernel path after picking it up again (attaching the TC program: {e})"
@@ -896,7 +895,7 @@ impl Engine {
         bind_sockets(&run.attachments, &sockets)?;
         self.spawn_workers(&mut run, sockets)?;
         if let Some(kp) = &self.shared.kpath {
-            kp.set_ifindex(i, ifindex);
+            kp.set_ifindex(i, ifindex, generic);
         }
         Ok(())
     }

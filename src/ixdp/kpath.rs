@@ -205,10 +205,13 @@ impl KernelTally for KernelStats {
 struct Port {
     name: String,
     ifindex: u32,
+    /// Its XDP program runs in generic (skb) mode: the TC program learns the XDP program's
+    /// decision per CPU instead of from the frame's metadata.
+    generic: bool,
     cfg: MapHandle,
     /// Its state when the engine's threads last looked.
     link: LinkState,
-    /// The value last written to `cfg`, to write only changes.
+    /// The value last written to `cfg` (flag, output), to write only changes.
     written: Option<(bool, u32)>,
 }
 
@@ -224,19 +227,20 @@ pub struct KernelPath {
 }
 
 impl KernelPath {
-    /// The kernel path of the two ports `(name, ifindex, maps)` under `policy`; `usable`: the
-    /// TC program is attached on both. Starts the link watcher and sets the flags.
+    /// The kernel path of the two ports `(name, ifindex, generic mode, maps)` under `policy`;
+    /// `usable`: the TC program is attached on both. Starts the link watcher and sets the flags.
     pub fn start(
-        ports: Vec<(String, u32, &KernelMaps)>,
+        ports: Vec<(String, u32, bool, &KernelMaps)>,
         policy: Arc<PolicyCell>,
         usable: bool,
     ) -> std::io::Result<Arc<KernelPath>> {
         let ports = ports
             .into_iter()
-            .map(|(name, ifindex, maps)| {
+            .map(|(name, ifindex, generic, maps)| {
                 Ok(Port {
                     name,
                     ifindex,
+                    generic,
                     cfg: MapHandle::try_from(&maps.cfg)
                         .map_err(|e| std::io::Error::other(e.to_string()))?,
                     link: LinkState::Down,
@@ -274,11 +278,13 @@ impl KernelPath {
         self.usable
     }
 
-    /// Port `i` is now `ifindex` (picked up again under a new index); called in the ports'
-    /// namespace.
-    pub fn set_ifindex(&self, i: usize, ifindex: u32) {
+    /// Port `i` is now `ifindex`, attached in generic mode or not (picked up again under a new
+    /// index); called in the ports' namespace.
+    pub fn set_ifindex(&self, i: usize, ifindex: u32, generic: bool) {
         if let Some(p) = lock(&self.ports).get_mut(i) {
             p.ifindex = ifindex;
+            p.generic = generic;
+            p.written = None;
         }
         self.relink();
     }
@@ -326,9 +332,10 @@ impl KernelPath {
             if p.written == Some((on, out)) {
                 continue;
             }
-            let mut value = [0u8; 8];
+            let mut value = [0u8; 12];
             value[..4].copy_from_slice(&u32::from(on).to_ne_bytes());
-            value[4..].copy_from_slice(&out.to_ne_bytes());
+            value[4..8].copy_from_slice(&out.to_ne_bytes());
+            value[8..].copy_from_slice(&u32::from(p.generic).to_ne_bytes());
             if p.cfg
                 .update(&0u32.to_ne_bytes(), &value, MapFlags::ANY)
                 .is_ok()
