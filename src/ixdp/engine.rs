@@ -4,6 +4,7 @@
 use super::chain;
 use super::fanout::TapQueue;
 use super::kpath::{KernelPath, KernelStats};
+use super::lock;
 use super::netdev::{self, NetdevError, OffloadGuard, PromiscGuard};
 use super::pacing::Polling;
 use super::policy::{Policy, PolicyCell};
@@ -17,7 +18,7 @@ use crate::pqueue::{self, InterfaceDesc, Layout, Producer};
 use libbpf_rs::MapHandle;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -273,12 +274,6 @@ impl Shared {
         }
         Freshness::NoAnswer
     }
-}
-
-/// A mutex's contents even when a thread panicked while holding it: every value kept behind
-/// the engine's mutexes stays consistent between statements.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A running engine. Stops (and restores the interfaces) on `stop()` or drop.

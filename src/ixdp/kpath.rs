@@ -13,19 +13,20 @@
 //!
 //! [`StatsBoard`]: super::stats::StatsBoard
 
+use super::lock;
 use super::netdev;
 use super::policy::{Policy, PolicyCell};
 use super::stats::{
-    Counters, EtypeCount, EtypeReport, KernelTally, MacCount, MacReport, OverflowSketch,
+    sort_macs, Counters, EtypeCount, EtypeReport, KernelTally, MacCount, MacReport, OverflowSketch,
     SKETCH_WORDS,
 };
 use super::view::LinkState;
-use super::xdp::KernelMaps;
+use super::xdp::{per_cpu, u64_at, KernelMaps};
 use crate::wire::Mac;
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 
 /// Queues the program keeps counters for (`ETHERTAP_MAX_QUEUES`).
@@ -47,23 +48,6 @@ pub fn kernel_forwards(policy: &Policy, links: &[LinkState], i: usize) -> bool {
         && !policy.fault[i].enabled
         && policy.drop_hash.is_empty()
         && links.iter().all(|&l| l == LinkState::Up)
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The per-CPU values of `key` in `map`, each read as `T` from its first bytes (none where
-/// the kernel does not answer).
-fn per_cpu<T>(map: &MapHandle, key: &[u8], read: impl Fn(&[u8]) -> Option<T>) -> Vec<T> {
-    match map.lookup_percpu(key, MapFlags::ANY) {
-        Ok(Some(values)) => values.iter().filter_map(|v| read(v)).collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn u64_at(v: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_ne_bytes(v.get(at..at + 8)?.try_into().ok()?))
 }
 
 /// The kernel path's statistics of one interface, read from its maps.
@@ -145,7 +129,7 @@ impl KernelTally for KernelStats {
                 })
             })
             .collect();
-        macs.sort_by(|a, b| b.frames.cmp(&a.frames).then(a.mac.cmp(&b.mac)));
+        sort_macs(&mut macs);
         let words = std::array::from_fn(|w| {
             per_cpu(&self.sketch, &(w as u32).to_ne_bytes(), |v| u64_at(v, 0))
                 .into_iter()
@@ -273,11 +257,6 @@ impl KernelPath {
         Ok(kp)
     }
 
-    /// Whether the TC program is attached on both ports.
-    pub fn usable(&self) -> bool {
-        self.usable
-    }
-
     /// Port `i` is now `ifindex`, attached in generic mode or not (picked up again under a new
     /// index); called in the ports' namespace.
     pub fn set_ifindex(&self, i: usize, ifindex: u32, generic: bool) {
@@ -287,14 +266,6 @@ impl KernelPath {
             p.written = None;
         }
         self.relink();
-    }
-
-    /// Whether port `i` forwards in the kernel now.
-    pub fn forwarding(&self, i: usize) -> bool {
-        lock(&self.ports)
-            .get(i)
-            .and_then(|p| p.written)
-            .is_some_and(|(on, _)| on)
     }
 
     /// Reads the ports' link states again. Only the engine's own threads call it (start and

@@ -22,6 +22,12 @@ pub mod worker;
 pub mod xdp;
 pub mod xsk;
 
+/// A mutex's contents even when a thread panicked while holding it: every value the engine keeps
+/// behind a mutex stays consistent between statements.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub use engine::{Engine, EngineConfig, StartError, MAX_QUEUES};
 pub use pacing::Polling;
 pub use view::{

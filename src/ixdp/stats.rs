@@ -97,6 +97,11 @@ pub struct MacCount {
     pub frames: u64,
 }
 
+/// Sorts a MAC table into report order: most frames first, then by MAC.
+pub fn sort_macs(macs: &mut [MacCount]) {
+    macs.sort_by(|a, b| b.frames.cmp(&a.frames).then(a.mac.cmp(&b.mac)));
+}
+
 /// The source-MAC table of a queue or an interface, sorted by frames (most first), then MAC.
 #[derive(Clone, Default, Debug, PartialEq, Eq)]
 pub struct MacReport {
@@ -484,8 +489,7 @@ impl QueueStats {
             }
         }
         r.overflow = self.mac_overflow.load(Relaxed);
-        r.macs
-            .sort_by(|a, b| b.frames.cmp(&a.frames).then(a.mac.cmp(&b.mac)));
+        sort_macs(&mut r.macs);
         r
     }
 
@@ -657,7 +661,7 @@ impl StatsBoard {
             .into_iter()
             .map(|(mac, frames)| MacCount { mac, frames })
             .collect();
-        macs.sort_by(|a, b| b.frames.cmp(&a.frames).then(a.mac.cmp(&b.mac)));
+        sort_macs(&mut macs);
         MacReport {
             macs,
             overflow,

@@ -489,11 +489,6 @@ impl XdpAttachment {
         })
     }
 
-    /// Whether the TC program is attached (the kernel path can forward).
-    pub fn has_kernel_path(&self) -> bool {
-        self.tc_link.is_some()
-    }
-
     /// Detaches the programs now (also done on drop).
     pub fn detach(&mut self) {
         self.link = None;
@@ -505,13 +500,9 @@ impl XdpAttachment {
 /// does not answer).
 pub fn read_counters(counters_map: &MapHandle) -> ProgramCounters {
     let sum = |key: u32| -> u64 {
-        match counters_map.lookup_percpu(&key.to_ne_bytes(), MapFlags::ANY) {
-            Ok(Some(per_cpu)) => per_cpu
-                .iter()
-                .filter_map(|v| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?)))
-                .sum(),
-            _ => 0,
-        }
+        per_cpu(counters_map, &key.to_ne_bytes(), |v| u64_at(v, 0))
+            .into_iter()
+            .sum()
     };
     let [seen, redirected, passed, kernel]: [u64; CNT_MAX as usize] =
         std::array::from_fn(|k| sum(k as u32));
@@ -521,6 +512,20 @@ pub fn read_counters(counters_map: &MapHandle) -> ProgramCounters {
         passed,
         kernel,
     }
+}
+
+/// The per-CPU values of `key` in `map`, each read as `T` from its bytes (none where the
+/// kernel does not answer).
+pub fn per_cpu<T>(map: &MapHandle, key: &[u8], read: impl Fn(&[u8]) -> Option<T>) -> Vec<T> {
+    match map.lookup_percpu(key, MapFlags::ANY) {
+        Ok(Some(values)) => values.iter().filter_map(|v| read(v)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The native-endian u64 at byte `at` of a map value or key.
+pub fn u64_at(v: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(v.get(at..at + 8)?.try_into().ok()?))
 }
 
 // SAFETY: the libbpf object is only touched by the thread owning the attachment (load, drop);
