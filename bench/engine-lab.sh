@@ -22,7 +22,9 @@
 # interleaved, median) and CPU seconds per million delivered frames (sender + the system's
 # process + the capture process, if any + ksoftirqd, from /proc: the kernel charges softirq
 # time to the task it interrupted, and every softirq here runs in one of those).
-# Then the tap: ethertap with the RX tap on p0 and `collect` writing pcap to /dev/shm, against
+# Then the tap: ethertap with the RX tap on p0 and `collect` writing pcap to /dev/shm (et-tap-collect:
+# native mode; et-tap-skb: generic mode, the default on a veth; both with the kernel tap, and
+# et-tap-workers and et-tap-skb-workers the same with --no-kernel-tap), against
 # `tcpdump -w` and `netsniff-ng` on p0 of the Linux bridge, same rates: captured / sent
 # (et-tap-deep: the same ethertap tap with a packet queue of 32768 slots; et-tap-pcapng: et-tap-deep
 # with collect writing pcapng (capture time, interface and direction per frame); et-tap-filter: the
@@ -63,7 +65,7 @@
 # BUSY=N (N busy loops competing for the CPUs during the whole run),
 # ENGINE_PRESET (an RPCL file ethertap runs at start), KEEP=1 (keep the last engine log in /tmp),
 # BASE_BIN (another ethertap build, run as systems et-drv-base and, with the collect beside it
-# or BASE_COLLECT, et-tap-base: before/after in one run; both are then in the default systems),
+# or BASE_COLLECT, et-tap-base, and et-tap-skb-base in generic mode: before/after in one run; both are then in the default systems),
 # TAP_FILTER (the expression of et-tap-filter; default: four tests the sender's frames pass),
 # LAT_RATES, LAT_PINGS, LAT_INTERVAL, LAT_SYSTEMS (the latency part; default: SYSTEMS).
 # System et-drv-workers is et-drv with --no-kernel-path: every frame through the workers, as
@@ -223,12 +225,18 @@ while True:
       PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv ;;
     et-tap-skb)  # et-tap-collect in generic mode (the default on a veth)
       PRESET=$WORK/tap.rpcl start_engine --xdp-mode skb ;;
+    et-tap-workers)  # et-tap-collect with --no-kernel-tap: tapped frames through the workers
+      PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv --no-kernel-tap ;;
+    et-tap-skb-workers)  # et-tap-skb with --no-kernel-tap
+      PRESET=$WORK/tap.rpcl start_engine --xdp-mode skb --no-kernel-tap ;;
     et-tap-pcapng)  # et-tap-deep with collect writing pcapng (issue 11)
       PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv --slots 32768 ;;
     et-tap-deep)  # the same with a packet queue of 32768 slots (64 MiB) instead of 4096
       PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv --slots 32768 ;;
     et-tap-filter)  # et-tap-deep with the filter $TAP_FILTER
       PRESET=$WORK/tap-filter.rpcl start_engine --xdp-mode drv --slots 32768 ;;
+    et-tap-skb-base)  # et-tap-skb with BASE_BIN and the collect beside it (before/after)
+      ENGINE_BIN=$BASE_BIN PRESET=$WORK/tap.rpcl start_engine --xdp-mode skb ;;
     et-tap-base)  # et-tap-collect with BASE_BIN and the collect beside it (before/after)
       ENGINE_BIN=$BASE_BIN PRESET=$WORK/tap.rpcl start_engine --xdp-mode drv ;;
     et-tap-2q)  # et-tap-deep feeding a second queue of its own, a collect on each (issue 13)
@@ -263,7 +271,7 @@ capture_start() {
     tcpdump) ip netns exec "$BR" tcpdump -i p0 -n -q -w "$WORK/cap.pcap" 2>"$WORK/cap.log" & ;;
     netsniff-ng) ip netns exec "$BR" netsniff-ng --in p0 --out "$WORK/cap.pcap" --silent \
                    >"$WORK/cap.log" 2>&1 & ;;
-    et-tap-base) "${BASE_COLLECT:-$(dirname "$BASE_BIN")/collect}" -s -q "$P.q" "$WORK/cap.pcap" \
+    et-tap-base|et-tap-skb-base) "${BASE_COLLECT:-$(dirname "$BASE_BIN")/collect}" -s -q "$P.q" "$WORK/cap.pcap" \
                    2>"$WORK/cap.log" & ;;
     et-tap-pcapng) "$COLLECT" -s --pcapng -q "$P.q" "$WORK/cap.pcap" 2>"$WORK/cap.log" & ;;
     et-tap-2q)
@@ -315,24 +323,24 @@ cap_ticks() {  # CPU ticks of every capture process of the step
 # step SYSTEM KPPS FRAMES [capture]: prints one result line (also appended to $WORK/results).
 step() {
   local sys=$1 kpps=$2 frames=$3 cap=${4:-}
-  local s0 r0 s1 r1 k0 k1 p0 p1 out secs scpu captured=-
+  local s0 r0 s1 r1 k0 k1 p0 p1 c0 c1 out secs scpu captured=-
   [ -n "$cap" ] && capture_start "$sys"
   s0=$(counter "$H1" e0 tx_packets); r0=$(counter "$H2" e1 rx_packets)
-  k0=$(ksoftirqd_ticks); p0=$(( $(ticks_of "$SUT_PID") + $(cap_ticks) ))
+  k0=$(ksoftirqd_ticks); c0=$(cap_ticks); p0=$(( $(ticks_of "$SUT_PID") + c0 ))
   out=$(ip netns exec "$H1" nice -n "$SENDER_NICE" taskset -c "$SENDER_CPU" "$BLAST" e0 "$frames" --rate $((kpps * 1000)) --flows "$BLAST_FLOWS" --batch-us "$BLAST_BATCH_US" \
         --dst $SINK --src $E0MAC --size "$SIZE" --limit 30)
   sleep 0.3
   s1=$(counter "$H1" e0 tx_packets); r1=$(counter "$H2" e1 rx_packets)
-  k1=$(ksoftirqd_ticks); p1=$(( $(ticks_of "$SUT_PID") + $(cap_ticks) ))
+  k1=$(ksoftirqd_ticks); c1=$(cap_ticks); p1=$(( $(ticks_of "$SUT_PID") + c1 ))
   [ -n "$cap" ] && captured=$(capture_stop "$sys")
   secs=$(sed -E 's/.* in ([0-9.]+) s.*/\1/' <<<"$out")
   scpu=$(sed -E 's/.*cpu ([0-9.]+) s.*/\1/' <<<"$out")
   awk -v sys="$sys" -v kpps="$kpps" -v s=$((s1 - s0)) -v r=$((r1 - r0)) -v t="$secs" \
-      -v cpu="$scpu" -v kt=$((k1 - k0)) -v pt=$((p1 - p0)) -v tck="$TCK" -v cap="$captured" 'BEGIN {
+      -v cpu="$scpu" -v kt=$((k1 - k0)) -v pt=$((p1 - p0)) -v ct=$((c1 - c0)) -v tck="$TCK" -v cap="$captured" 'BEGIN {
     c = cpu + (kt + pt) / tck
     loss = (s > r && s > 0) ? 100 * (s - r) / s : 0
-    capt = (cap == "-") ? "" : sprintf("  captured %7d (%6.2f %% of sent)", cap, (s > 0 ? 100 * cap / s : 0))
     m = r > 0 ? 1e6 / r : 0
+    capt = (cap == "-") ? "" : sprintf("  captured %7d (%6.2f %% of sent; process: system %.2f, capture %.2f)", cap, (s > 0 ? 100 * cap / s : 0), (pt - ct) / tck * m, ct / tck * m)
     printf "%-15s %-5s sent %7d in %6.3f s (%.3f Mpps)  delivered %7d (%.3f Mpps)  loss %6.2f %%  cpu %5.2f s/Mframe (sender %.2f, process %.2f, ksoftirqd %.2f)%s\n",
       sys, (kpps == 0 ? "full" : kpps "k"), s, t, s / t / 1e6, r, r / t / 1e6, loss, c * m, cpu * m, pt / tck * m, kt / tck * m, capt
   }' | tee -a "$WORK/results"

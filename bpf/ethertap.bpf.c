@@ -8,6 +8,10 @@
 // itself, marks the frame in its XDP metadata and passes it to the stack, where the TC ingress
 // program redirects every marked frame to the other port. The mark, not a second look at the
 // flag, decides in TC, so a flag change between the two programs cannot strand a frame.
+//
+// With the tap flag also set, a tap wants the frame: the program copies it into `ktap_ring` first
+// (the kernel tap, src/ixdp/ktap.rs). When the ring is full, the frame goes to the AF_XDP
+// socket instead, where the worker forwards and taps it: the tap never loses a frame to a ring.
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -27,7 +31,9 @@ enum {
 	CNT_REDIRECTED = 1, // handed to a socket
 	CNT_PASSED = 2,     // no socket on this queue: left to the kernel stack
 	CNT_KERNEL = 3,     // forwarded on the kernel path
-	CNT_MAX = 4,
+	CNT_KTAP = 4,       // of those, copied into ktap_ring for the taps
+	CNT_KTAP_FULL = 5,  // wanted by the kernel tap, but the ring was full: given to the socket
+	CNT_MAX = 6,
 };
 
 struct {
@@ -42,6 +48,7 @@ struct kpath_cfg {
 	__u32 forward;     // 1: frames of served queues take the kernel path
 	__u32 out_ifindex; // the other port
 	__u32 generic;     // 1: attached in generic (skb) mode: redirect from XDP, no TC
+	__u32 tap;         // 1: copy every kernel-path frame into ktap_ring for the taps
 };
 
 
@@ -98,6 +105,40 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } kpath_sketch SEC(".maps");
+
+// The kernel tap's records: a header, then the frame whole (src/ixdp/ktap.rs reads them).
+struct ktap_hdr {
+	__u64 mono_ns; // bpf_ktime_get_ns() at the copy
+	__u32 len;     // the frame's length, every buffer
+	__u32 queue;   // the receive queue
+};
+
+// The longest frame the kernel tap copies (longer ones take the worker path): a 9000-byte MTU
+// with four VLAN tags fits.
+#define KTAP_MAX_FRAME 9216
+
+// The verifier bounds a length by a mask more reliably than by comparisons (the compiler may
+// check one register and pass another): a copy is (len - 1) & KTAP_MASK plus one bytes.
+#define KTAP_MASK 0x3fff
+
+struct ktap_scratch {
+	struct ktap_hdr hdr;
+	__u8 data[KTAP_MASK + 1];
+};
+
+// Where a record is put together: a ring record is reserved with a size known to the verifier,
+// and a frame's length is not.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ktap_scratch);
+} ktap_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} ktap_ring SEC(".maps");
 
 #define KPATH_MARK 0x65746b70 // "etkp"
 #define MAX_VLAN_TAGS 4
@@ -193,8 +234,40 @@ static __always_inline int kpath_mark(struct xdp_md *ctx)
 	return 1;
 }
 
-// xdp.frags: the program reads nothing past the first buffer, so it may see frames in several
-// buffers (multi-buffer XDP). veth refuses a native program that is not frags-aware once the
+// Copies the frame into ktap_ring; false (nothing written) when it is too long or the ring
+// is full.
+static __always_inline int ktap_copy(struct xdp_md *ctx, __u32 queue)
+{
+	__u32 zero = 0, len = bpf_xdp_get_buff_len(ctx);
+	struct ktap_scratch *s = bpf_map_lookup_elem(&ktap_scratch, &zero);
+
+	if (!s || len < 14 || len > KTAP_MAX_FRAME)
+		return 0;
+	len = ((len - 1) & KTAP_MASK) + 1; // the same value, in bounds the verifier sees
+	if (bpf_xdp_load_bytes(ctx, 0, s->data, len))
+		return 0;
+	s->hdr.mono_ns = bpf_ktime_get_ns();
+	s->hdr.len = len;
+	s->hdr.queue = queue;
+	return bpf_ringbuf_output(&ktap_ring, s, sizeof(s->hdr) + len, 0) == 0;
+}
+
+// The tap copy of a kernel-path frame when the tap flag asks for it; false: the frame must go to
+// the socket instead.
+static __always_inline int ktap(struct xdp_md *ctx, struct kpath_cfg *cfg, __u32 queue)
+{
+	if (!cfg->tap)
+		return 1;
+	if (ktap_copy(ctx, queue)) {
+		add(&counters, CNT_KTAP, 1);
+		return 1;
+	}
+	add(&counters, CNT_KTAP_FULL, 1);
+	return 0;
+}
+
+// xdp.frags: the program reads past the first buffer only through bpf_xdp_load_bytes, so it may
+// see frames in several buffers (multi-buffer XDP). veth refuses a native program that is not frags-aware once the
 // MTU is too large for one page, and only a frags-aware program hands long frames to a socket.
 SEC("xdp.frags")
 int ethertap_xdp(struct xdp_md *ctx)
@@ -209,16 +282,21 @@ int ethertap_xdp(struct xdp_md *ctx)
 		// output's driver, and TC ingress would not see the frame's Ethernet header
 		// here (docs/kernel-path.md): the frame goes out from XDP.
 		if (cfg->forward && cfg->out_ifindex && queue < ETHERTAP_MAX_QUEUES &&
-		    bpf_map_lookup_elem(&xsks, &queue)) {
+		    bpf_map_lookup_elem(&xsks, &queue) && ktap(ctx, cfg, queue)) {
 			kpath_count(ctx, queue);
 			add(&counters, CNT_KERNEL, 1);
 			return bpf_redirect(cfg->out_ifindex, 0);
 		}
 	} else if (cfg && cfg->forward && queue < ETHERTAP_MAX_QUEUES &&
 		   bpf_map_lookup_elem(&xsks, &queue) && kpath_mark(ctx)) {
-		kpath_count(ctx, queue);
-		add(&counters, CNT_KERNEL, 1);
-		return XDP_PASS;
+		// Marked first: a driver without metadata must not have the frame tapped here and
+		// again by the worker.
+		if (ktap(ctx, cfg, queue)) {
+			kpath_count(ctx, queue);
+			add(&counters, CNT_KERNEL, 1);
+			return XDP_PASS;
+		}
+		bpf_xdp_adjust_meta(ctx, (int)sizeof(__u32));
 	}
 	// XDP_PASS as the fallback keeps queues the engine does not serve usable by the host.
 	action = bpf_redirect_map(&xsks, queue, XDP_PASS);

@@ -1,8 +1,8 @@
 //! The kernel path (docs/kernel-path.md): in bridge mode, frames nothing in user space wants
 //! are counted by the XDP program and forwarded by the TC program. These lab tests (root) show
 //! that such frames cross unchanged, that every statistic reads exactly as when the workers
-//! forward them, and that switching between the two paths under traffic loses, duplicates and
-//! misses nothing.
+//! forward them, that switching between the two paths under traffic loses, duplicates and
+//! misses nothing, and that the kernel tap records every tapped frame of the kernel path.
 
 mod lab;
 
@@ -12,18 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const OTHER: Mac = Mac([0x00, 0x1b, 0x21, 0x0a, 0x0b, 0x0c]);
-
-/// A line of `if.qstats` output, by its label.
-fn qstat(eng: &mut LabEngine, ifidx: usize, queue: usize, label: &str) -> u64 {
-    let text = eng.ok(&format!("{queue} {ifidx} if.qstats"));
-    text.lines()
-        .find_map(|l| {
-            let l = l.trim_start();
-            let rest = l.strip_prefix(label)?;
-            rest.trim().parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no `{label}` in:\n{text}"))
-}
 
 /// Frames from h1 to h2: two sources, untagged, 802.1Q, QinQ and an 802.3 length.
 fn mixed_frames() -> Vec<Vec<u8>> {
@@ -59,22 +47,19 @@ fn assert_same_frames(got: &[Vec<u8>], sent: &[Vec<u8>]) {
 
 /// Frames of the kernel path on port 0 so far (the XDP program's counter, never reset).
 fn kernel_frames(eng: &mut LabEngine) -> u64 {
-    qstat(eng, 0, 0, "xdp kernel path")
+    eng.qstat(0, 0, "xdp kernel path")
 }
 
-/// Waits until port 0 forwards in the kernel (when `kernel`) and then empties the statistics:
-/// the lab's veths report a carrier only once the kernel's link watch ran, up to a second
-/// after they came up, and the kernel path waits for it. Returns the kernel-path frames so far.
+/// Waits until port 0 forwards in the kernel (when `kernel`; `LabEngine::wait_for_kernel_path`)
+/// and then empties the statistics. Returns the kernel-path frames so far.
 fn settle(lab: &Lab, eng: &mut LabEngine, kernel: bool) -> u64 {
-    let tx = lab.packet_socket(&lab.h1, "e0");
     let rx = lab.packet_socket(&lab.h2, "e1");
     let probe = frame(E1_MAC, Mac([2, 0, 0, 0, 0, 0x99]), &[], 999_999, 60);
-    let ready = wait_for(Duration::from_secs(5), || {
-        tx.send(&probe);
-        std::thread::sleep(Duration::from_millis(20));
-        !kernel || kernel_frames(eng) > 0
-    });
-    assert!(ready, "port 0 never forwarded in the kernel");
+    if kernel {
+        eng.wait_for_kernel_path(lab, &probe);
+    } else {
+        lab.packet_socket(&lab.h1, "e0").send(&probe);
+    }
     let _ = rx.collect(usize::MAX, Duration::from_millis(200));
     eng.ok("if.stats.reset");
     kernel_frames(eng)
@@ -105,9 +90,9 @@ fn statistics_after(
     let got = rx.collect(frames.len(), QUIET);
     assert_same_frames(&got, frames);
     let kernel = kernel_frames(&mut eng) - before;
-    let per_queue: u64 = (0..2).map(|q| qstat(&mut eng, 0, q, "rx")).sum();
+    let per_queue: u64 = (0..2).map(|q| eng.qstat(0, q, "rx")).sum();
     assert_eq!(per_queue, frames.len() as u64, "if.qstats rx adds up");
-    let per_queue_tx: u64 = (0..2).map(|q| qstat(&mut eng, 1, q, "tx")).sum();
+    let per_queue_tx: u64 = (0..2).map(|q| eng.qstat(1, q, "tx")).sum();
     assert_eq!(per_queue_tx, frames.len() as u64, "if.qstats tx adds up");
     let words = [
         "if.stats",
@@ -180,7 +165,7 @@ fn switching_paths_under_traffic_loses_duplicates_and_misses_nothing() {
     let lab = Lab::bridge("kpsw");
     let mut eng = lab.start_engine("kpsw");
     let kernel_before = settle(&lab, &mut eng, true);
-    let redirected_before = qstat(&mut eng, 0, 0, "xdp redirected");
+    let redirected_before = eng.qstat(0, 0, "xdp redirected");
     let rx = lab.packet_socket(&lab.h2, "e1");
     let stop = Arc::new(AtomicBool::new(false));
     let sender = send_until(&lab, stop.clone(), 0);
@@ -216,18 +201,46 @@ fn switching_paths_under_traffic_loses_duplicates_and_misses_nothing() {
     assert_eq!(eng.stat(0, "rx"), sent as u64);
     assert_eq!(eng.stat(1, "tx"), sent as u64);
     let kernel = kernel_frames(&mut eng) - kernel_before;
-    let redirected = qstat(&mut eng, 0, 0, "xdp redirected") - redirected_before;
+    let redirected = eng.qstat(0, 0, "xdp redirected") - redirected_before;
     assert!(
         kernel > 0 && redirected > 0 && kernel + redirected == sent as u64,
         "both paths carried frames: kernel {kernel}, workers {redirected}, sent {sent}"
     );
 }
 
+/// Frames port 0's kernel path copied into the kernel tap's ring so far.
+fn kernel_tapped(eng: &mut LabEngine) -> u64 {
+    eng.qstat(0, 0, "xdp kernel tap")
+}
+
 #[test]
-fn a_tap_turned_on_gets_every_frame_from_then_on() {
-    let lab = Lab::bridge("kptap");
-    let mut eng = lab.start_engine("kptap");
+fn a_tap_turned_on_gets_every_frame_from_then_on_through_the_workers() {
+    tap_turned_on("kptap", false, ethertap::ixdp::XdpMode::Drv);
+}
+
+#[test]
+fn a_tap_turned_on_gets_every_frame_from_then_on_through_the_kernel_tap() {
+    tap_turned_on("kptkd", true, ethertap::ixdp::XdpMode::Drv);
+}
+
+#[test]
+fn the_kernel_tap_works_in_generic_mode() {
+    tap_turned_on("kptks", true, ethertap::ixdp::XdpMode::Skb);
+}
+
+/// Three rounds of 500 untapped then 500 tapped frames (RX tap on 0, TX tap on 1): every
+/// tapped frame is in the queue once per tap point, unchanged and stamped with the time it was
+/// seen; with `kernel_tap`, every frame takes the kernel path, else the tapped ones go through
+/// the workers.
+fn tap_turned_on(test: &str, kernel_tap: bool, mode: ethertap::ixdp::XdpMode) {
+    let lab = Lab::bridge(test);
+    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
+    config.kernel_tap = kernel_tap;
+    config.xdp_mode = mode;
+    config.queue_name = Some(format!("et-{test}-{}", std::process::id()));
+    let mut eng = lab.start_engine_with(config);
     let before = settle(&lab, &mut eng, true);
+    let tapped_before = kernel_tapped(&mut eng);
     let tx = lab.packet_socket(&lab.h1, "e0");
     let rx = lab.packet_socket(&lab.h2, "e1");
     let batch = |from: u32| -> Vec<Vec<u8>> {
@@ -247,29 +260,130 @@ fn a_tap_turned_on_gets_every_frame_from_then_on() {
         );
         eng.ok("0 tap.rx.enable 1 tap.tx.enable");
         let tapped = batch(round * 1000 + 500);
+        let sent_at = ethertap::pqueue::now_ns();
         tx.send_all(&tapped);
         assert_eq!(rx.collect(tapped.len(), QUIET).len(), tapped.len());
         let queue = drain_queue(&eng.queue_name, 2 * tapped.len());
-        for dir in [
-            ethertap::pqueue::Direction::Rx,
-            ethertap::pqueue::Direction::Tx,
+        let now = ethertap::pqueue::now_ns();
+        for (dir, ifindex) in [
+            (ethertap::pqueue::Direction::Rx, 0),
+            (ethertap::pqueue::Direction::Tx, 1),
         ] {
-            let copies: Vec<Vec<u8>> = queue
-                .iter()
-                .filter(|t| t.dir == dir)
-                .map(|t| t.data.clone())
-                .collect();
-            assert_frames(&copies, &tapped, &format!("round {round}: {dir:?} tap"));
+            let copies: Vec<&Tapped> = queue.iter().filter(|t| t.dir == dir).collect();
+            let data: Vec<Vec<u8>> = copies.iter().map(|t| t.data.clone()).collect();
+            assert_frames(&data, &tapped, &format!("round {round}: {dir:?} tap"));
+            assert!(
+                copies.iter().all(|t| t.ifindex == ifindex),
+                "round {round}: {dir:?} copies name port {ifindex}"
+            );
+            assert!(
+                copies
+                    .iter()
+                    .all(|t| t.ts_ns >= sent_at.saturating_sub(1_000_000) && t.ts_ns <= now),
+                "round {round}: {dir:?} copies are stamped between the send and the drain"
+            );
         }
         eng.ok("0 tap.rx.disable 1 tap.tx.disable");
     }
     assert_eq!(eng.stat(0, "rx"), 3000);
     assert_eq!(eng.stat(1, "tx"), 3000);
+    let (kernel, tapped_in_kernel) = if kernel_tap { (3000, 1500) } else { (1500, 0) };
     assert_eq!(
         kernel_frames(&mut eng) - before,
-        1500,
-        "the untapped frames took the kernel path"
+        kernel,
+        "frames of the kernel path"
     );
+    assert_eq!(
+        kernel_tapped(&mut eng) - tapped_before,
+        tapped_in_kernel,
+        "frames the kernel tap copied"
+    );
+    assert_eq!(eng.qstat(0, 0, "xdp kernel tap full"), 0);
+}
+
+#[test]
+fn the_kernel_tap_records_long_frames_whole() {
+    let lab = Lab::bridge("kptjm");
+    for (ns, i) in [
+        (&lab.h1, "e0"),
+        (&lab.br, "p0"),
+        (&lab.br, "p1"),
+        (&lab.h2, "e1"),
+    ] {
+        lab.ip(ns, &["link", "set", i, "mtu", "9000"]);
+    }
+    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
+    config.queue_name = Some(format!("et-kptjm-{}", std::process::id()));
+    // Slots that hold a whole 9014-byte frame.
+    config.layout.slot_size = 16384;
+    let mut eng = lab.start_engine_with(config);
+    let before = settle(&lab, &mut eng, true);
+    eng.ok("0 tap.rx.enable");
+    let frames = long_frames();
+    let tx = lab.packet_socket(&lab.h1, "e0");
+    let rx = lab.packet_socket(&lab.h2, "e1");
+    tx.send_all(&frames);
+    assert_same_frames(&rx.collect(frames.len(), QUIET), &frames);
+    let copies: Vec<Vec<u8>> = drain_queue(&eng.queue_name, frames.len())
+        .into_iter()
+        .map(|t| t.data)
+        .collect();
+    assert_same_frames(&copies, &frames);
+    assert_eq!(kernel_frames(&mut eng) - before, frames.len() as u64);
+    assert_eq!(kernel_tapped(&mut eng), frames.len() as u64);
+}
+
+#[test]
+fn a_full_kernel_tap_ring_hands_frames_to_the_workers_and_loses_none() {
+    let lab = Lab::bridge("kptfull");
+    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
+    config.queue_name = Some(format!("et-kptfull-{}", std::process::id()));
+    // Room for three records of these frames: a burst overflows it at once.
+    config.kernel_tap_ring = 4096;
+    let mut eng = lab.start_engine_with(config);
+    settle(&lab, &mut eng, true);
+    let (tapped0, full0) = (
+        kernel_tapped(&mut eng),
+        eng.qstat(0, 0, "xdp kernel tap full"),
+    );
+    eng.ok("0 tap.rx.enable");
+    let frames: Vec<Vec<u8>> = (0..1000)
+        .map(|i| frame(E1_MAC, E0_MAC, &[], i, 1000))
+        .collect();
+    let tx = lab.packet_socket(&lab.h1, "e0");
+    let rx = lab.packet_socket(&lab.h2, "e1");
+    tx.send_all(&frames);
+    assert_same_frames(&rx.collect(frames.len(), QUIET), &frames);
+    let copies: Vec<Vec<u8>> = drain_queue(&eng.queue_name, frames.len())
+        .into_iter()
+        .map(|t| t.data)
+        .collect();
+    assert_same_frames(&copies, &frames);
+    let in_ring = kernel_tapped(&mut eng) - tapped0;
+    let to_workers = eng.qstat(0, 0, "xdp kernel tap full") - full0;
+    assert_eq!(in_ring + to_workers, 1000, "each frame took one of the two");
+    assert!(
+        in_ring > 0 && to_workers > 0,
+        "both carried frames: ring {in_ring}, workers {to_workers}"
+    );
+    assert_eq!(eng.stat(0, "rx"), 1000);
+    assert_eq!(eng.stat(1, "tx"), 1000);
+}
+
+/// Frames of every length class up to the longest untagged frame at MTU 9000, with bytes that
+/// differ all along the frame, so a piece out of place shows.
+fn long_frames() -> Vec<Vec<u8>> {
+    [60, 1514, 1515, 3000, 4097, 8000, 9013, 9014]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| {
+            let mut f = frame(E1_MAC, E0_MAC, &[], i as u32, len);
+            for (at, b) in f.iter_mut().enumerate().skip(24) {
+                *b = (at * 7 + i) as u8;
+            }
+            f
+        })
+        .collect()
 }
 
 #[test]
@@ -355,18 +469,7 @@ fn jumbo(mode: ethertap::ixdp::XdpMode, test: &str) {
     config.queue_name = Some(format!("et-{test}-{}", std::process::id()));
     let mut eng = lab.start_engine_with(config);
     let before = settle(&lab, &mut eng, true);
-    let frames: Vec<Vec<u8>> = [60, 1514, 1515, 3000, 4097, 8000, 9013, 9014]
-        .iter()
-        .enumerate()
-        .map(|(i, &len)| {
-            let mut f = frame(E1_MAC, E0_MAC, &[], i as u32, len);
-            // Bytes that differ all along the frame, so a piece out of place shows.
-            for (at, b) in f.iter_mut().enumerate().skip(24) {
-                *b = (at * 7 + i) as u8;
-            }
-            f
-        })
-        .collect();
+    let frames = long_frames();
     let tx = lab.packet_socket(&lab.h1, "e0");
     let rx = lab.packet_socket(&lab.h2, "e1");
     tx.send_all(&frames);

@@ -124,12 +124,14 @@ fn if_qstats_shows_one_queue_and_the_ring_details() {
   xdp redirected        14
   xdp passed            15
   xdp kernel path       16
+  xdp kernel tap        17
+  xdp kernel tap full   18
   (worker did not answer: values may be old)
 "
     );
     let fresh = run(&mut vm, "0 0 if.qstats").unwrap();
     assert!(
-        fresh.ends_with("  xdp kernel path       16\n"),
+        fresh.ends_with("  xdp kernel tap full   18\n"),
         "no note when the worker answered: {fresh}"
     );
     let other = run(&mut vm, "0 1 if.qstats").unwrap();

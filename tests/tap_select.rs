@@ -332,29 +332,17 @@ fn sample_10_taps_exactly_1000_of_10000_qualifying_frames() {
     let lab = Lab::bridge("tssamp");
     let mut eng = lab.start_engine("tssamp");
     eng.ok("0 tap.rx.enable \"udp port 1234\" tap.filter 10 tap.sample");
+    // Frames the filter refuses do not count: wait for the kernel path with them, so that the
+    // whole sequence goes one way (the switch has a test of its own below).
+    eng.wait_for_kernel_path(&lab, &udp(&[], 7001, 4321, 999_999));
     let s0 = lab.packet_socket(&lab.h1, "e0");
     let s1 = lab.packet_socket(&lab.h2, "e1");
-    // 10,000 qualifying frames of one flow (one queue, one worker) between 10,000 others.
-    let frames: Vec<Vec<u8>> = (0..20_000u32)
-        .map(|i| match i % 2 {
-            0 => udp(&[], 7000, 1234, i / 2),
-            _ => udp(&[], 7001, 4321, i / 2),
-        })
-        .collect();
+    let _ = s1.collect(usize::MAX, Duration::from_millis(200));
+    // 10,000 qualifying frames of one flow (one queue) between 10,000 others.
+    let frames = sampled_frames(0);
     s0.send_all(&frames);
     assert_eq!(s1.collect(frames.len(), QUIET).len(), frames.len());
-    let tapped = drain_queue(&eng.queue_name, 1000);
-    let seqs: Vec<u32> = tapped
-        .iter()
-        .map(|t| {
-            assert_eq!(
-                t.data[36..38],
-                1234u16.to_be_bytes(),
-                "only qualifying frames"
-            );
-            u32::from_be_bytes(t.data[42..46].try_into().unwrap())
-        })
-        .collect();
+    let seqs = sampled_seqs(&eng, 1000);
     let per_queue: Vec<String> = (0..2)
         .map(|q| {
             eng.ok(&format!("{q} 0 if.qstats"))
@@ -368,6 +356,71 @@ fn sample_10_taps_exactly_1000_of_10000_qualifying_frames() {
         seqs,
         (0..10_000).step_by(10).collect::<Vec<u32>>(),
         "the first and every tenth qualifying frame (port 0 queues: {per_queue:?})"
+    );
+}
+
+/// 10,000 frames of the qualifying flow (`udp port 1234`, sequence numbers from `first`)
+/// between 10,000 others.
+fn sampled_frames(first: u32) -> Vec<Vec<u8>> {
+    (0..20_000u32)
+        .map(|i| match i % 2 {
+            0 => udp(&[], 7000, 1234, first + i / 2),
+            _ => udp(&[], 7001, 4321, first + i / 2),
+        })
+        .collect()
+}
+
+/// The sequence numbers of the frames the tap took, each checked to qualify.
+fn sampled_seqs(eng: &LabEngine, expect: usize) -> Vec<u32> {
+    drain_queue(&eng.queue_name, expect)
+        .iter()
+        .map(|t| {
+            assert_eq!(
+                t.data[36..38],
+                1234u16.to_be_bytes(),
+                "only qualifying frames"
+            );
+            u32::from_be_bytes(t.data[42..46].try_into().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn sampling_counts_on_across_a_switch_between_the_kernel_tap_and_the_workers() {
+    let lab = Lab::bridge("tsswit");
+    let mut eng = lab.start_engine("tsswit");
+    eng.ok("0 tap.rx.enable \"udp port 1234\" tap.filter 10 tap.sample");
+    eng.wait_for_kernel_path(&lab, &udp(&[], 7001, 4321, 999_999));
+    let s0 = lab.packet_socket(&lab.h1, "e0");
+    let s1 = lab.packet_socket(&lab.h2, "e1");
+    let _ = s1.collect(usize::MAX, Duration::from_millis(200));
+    let kernel0 = eng.qstat(0, 0, "xdp kernel tap");
+    // Half through the kernel tap, then (fault injection on, nothing injected) half through
+    // the workers, then back.
+    let mut sent = 0;
+    for (i, switch) in ["0 fault.enable", "0 fault.disable", ""].iter().enumerate() {
+        let frames = sampled_frames(i as u32 * 10_000);
+        s0.send_all(&frames);
+        assert_eq!(s1.collect(frames.len(), QUIET).len(), frames.len());
+        sent += frames.len() / 2;
+        if !switch.is_empty() {
+            eng.ok(switch);
+        }
+    }
+    let seqs = sampled_seqs(&eng, sent / 10);
+    assert_eq!(
+        seqs.len(),
+        sent / 10,
+        "exactly one in ten qualifying frames"
+    );
+    let mut distinct = seqs.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), seqs.len(), "each frame at most once");
+    let through_kernel = eng.qstat(0, 0, "xdp kernel tap") - kernel0;
+    assert_eq!(
+        through_kernel, 40_000,
+        "two of the three rounds took the kernel tap"
     );
 }
 

@@ -4,10 +4,12 @@
 use super::chain;
 use super::fanout::TapQueue;
 use super::kpath::{KernelPath, KernelStats};
+use super::ktap::ReaderConfig;
 use super::lock;
 use super::netdev::{self, NetdevError, OffloadGuard, PromiscGuard};
 use super::pacing::Polling;
 use super::policy::{Policy, PolicyCell};
+use super::select::Sampler;
 use super::stats::{KernelTally, StatsBoard};
 pub use super::view::LinkState;
 use super::worker::{Refresh, RingSnapshot, Worker};
@@ -52,6 +54,12 @@ pub struct EngineConfig {
     /// In bridge mode, forward the frames nothing in user space wants in the kernel
     /// (docs/kernel-path.md); false: every frame goes through the workers.
     pub kernel_path: bool,
+    /// With the kernel path, forward tapped frames in the kernel too, each copied into a ring
+    /// for the taps (the kernel tap, docs/kernel-path.md); false: tapped frames go through the
+    /// workers.
+    pub kernel_tap: bool,
+    /// Bytes of the kernel tap's ring per interface: a power of two, at least 4096.
+    pub kernel_tap_ring: u32,
 }
 
 impl EngineConfig {
@@ -69,6 +77,8 @@ impl EngineConfig {
             layout: Layout::default(),
             take_over: false,
             kernel_path: true,
+            kernel_tap: true,
+            kernel_tap_ring: xdp::DEFAULT_KTAP_RING,
         }
     }
 
@@ -97,6 +107,9 @@ pub enum StartError {
     /// `--nice` outside -20..19.
     #[error("--nice {0}: must be -20..19")]
     Nice(i32),
+    /// `--kernel-tap-ring` not a power of two of at least 4096 bytes.
+    #[error("--kernel-tap-ring {0}: must be a power of two, at least 4096 (bytes)")]
+    RingSize(u32),
     /// Not running as root.
     #[error("ethertap start needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW): run it with sudo")]
     NotRoot,
@@ -196,6 +209,8 @@ struct Shared {
     snapshots: Vec<Vec<Arc<RingSnapshot>>>,
     /// [queue]
     refresh: Vec<Arc<Refresh>>,
+    /// [queue]: the tap sampling count, shared by its worker and the kernel tap's reader.
+    samplers: Vec<Sampler>,
     /// [interface]: the XDP program's counters map (replaced when an interface is picked up
     /// again).
     program_counters: Mutex<Vec<MapHandle>>,
@@ -323,6 +338,9 @@ fn check_config(config: &EngineConfig) -> Result<(), StartError> {
     }
     if let Some(nice) = config.nice.filter(|n| !(-20..=19).contains(n)) {
         return Err(StartError::Nice(nice));
+    }
+    if !xdp::valid_ring_size(config.kernel_tap_ring) {
+        return Err(StartError::RingSize(config.kernel_tap_ring));
     }
     if !nix::unistd::geteuid().is_root() {
         return Err(StartError::NotRoot);
@@ -468,7 +486,14 @@ fn attach_programs(
     }
     ifs()
         .map(|(name, &idx)| {
-            XdpAttachment::attach(name, idx, config.xdp_mode, config.wants_kernel_path(), None)
+            XdpAttachment::attach(
+                name,
+                idx,
+                config.xdp_mode,
+                config.wants_kernel_path(),
+                config.kernel_tap_ring,
+                None,
+            )
         })
         .collect()
 }
@@ -503,8 +528,17 @@ fn start_kernel_path(
         .zip(&shared.kernel_maps)
         .map(|(((name, &idx), a), maps)| (name.clone(), idx, a.mode == super::XdpMode::Skb, maps))
         .collect();
-    match KernelPath::start(ports, shared.policy.clone(), usable) {
-        Ok(kp) => Some(kp),
+    let tap = config.kernel_tap.then(|| ReaderConfig {
+        polling: config.polling,
+        cpu: config.cpus.first().copied(),
+        nice: config.nice,
+    });
+    let tap = tap.map(|config| (config, shared.samplers.clone()));
+    match KernelPath::start(ports, shared.policy.clone(), usable, tap) {
+        Ok((kp, warning)) => {
+            warnings.extend(warning);
+            Some(kp)
+        }
         Err(e) => {
             warnings.push(format!(
                 "no kernel path ({e}): every frame goes through the workers"
@@ -672,6 +706,7 @@ impl Shared {
                 .map(|_| (0..nqueues).map(|_| Arc::default()).collect())
                 .collect(),
             refresh: (0..nqueues).map(|_| Arc::default()).collect(),
+            samplers: (0..nqueues).map(|_| Sampler::default()).collect(),
             program_counters: Mutex::new(
                 attachments
                     .iter()
@@ -746,6 +781,7 @@ impl Engine {
                 stats: (0..n).map(|i| shared.stats.queue(i, q)).collect(),
                 snapshots: (0..n).map(|i| shared.snapshots[i][q].clone()).collect(),
                 refresh: shared.refresh[q].clone(),
+                sampler: shared.samplers[q].clone(),
                 stop: run.stop.clone(),
             };
             let handle = std::thread::Builder::new()
@@ -859,6 +895,7 @@ impl Engine {
             ifindex,
             self.config.xdp_mode,
             self.config.wants_kernel_path(),
+            self.config.kernel_tap_ring,
             Some(&self.shared.kernel_maps[i]),
         )?;
         let generic = attachment.mode == super::XdpMode::Skb;

@@ -413,6 +413,48 @@ fn receive_stage<S: FrameStore>(
     }
 }
 
+/// Stages 2 and 6 for a frame that the kernel path forwarded unchanged from `port` to `out`
+/// (bridge mode), over its copy `frame` (the kernel tap, ktap.rs): the RX tap on `port` and the
+/// TX tap on `out`, by the same rule as for a worker's frames.
+#[inline]
+pub fn tap_forwarded(
+    policy: &Policy,
+    sampler: &mut Sampler,
+    port: usize,
+    out: usize,
+    frame: &[u8],
+    ts_ns: u64,
+) {
+    if policy.queues.is_empty() {
+        return;
+    }
+    let points = [
+        (policy.tap_rx.get(port), port, Direction::Rx),
+        (policy.tap_tx.get(out), out, Direction::Tx),
+    ];
+    for (on, ifindex, dir) in points {
+        if on != Some(&true) {
+            continue;
+        }
+        if let Some(cap) = tap_rule(policy, sampler, frame) {
+            let tag = Tag {
+                ifindex: ifindex as u8,
+                dir,
+                ts_ns,
+                marks: Marks::NONE,
+            };
+            fan_out(
+                &policy.queues,
+                frame,
+                || std::iter::once(frame),
+                cap,
+                tag,
+                None,
+            );
+        }
+    }
+}
+
 /// Counts a frame that does not go out.
 #[inline(always)]
 fn tally(counts: &mut Counters, v: Verdict) {
@@ -991,6 +1033,46 @@ mod tests {
             tapped(&mut consumer),
             vec![(0, Direction::Rx, BAD), (1, Direction::Tx, BAD)]
         );
+    }
+
+    #[test]
+    fn the_kernel_taps_copies_are_chosen_as_a_workers_are() {
+        let frames = vec![
+            udp(E0, &[], 1234, 10),
+            udp(BAD, &[], 1234, 10),
+            udp(BAD, &[], 5, 10),
+            frame(BAD, 64),
+        ];
+        let p = Policy {
+            tap_hash: [BAD].into_iter().collect(),
+            ..filtered("udp port 1234")
+        };
+        let (_w, producer, mut worker_side) = TestQueue::new("ktap-w");
+        batch(&p, BRIDGE, Some(&producer), frames.clone(), 0, 64);
+        let expect = tapped(&mut worker_side);
+        assert_eq!(
+            expect,
+            vec![(0, Direction::Rx, BAD), (1, Direction::Tx, BAD)]
+        );
+        let (_k, producer, mut kernel_side) = TestQueue::new("ktap-k");
+        let kp = Policy {
+            queues: vec![TapQueue::new(producer)],
+            ..p
+        };
+        let mut sampler = Sampler::default();
+        for f in &frames {
+            tap_forwarded(&kp, &mut sampler, 0, 1, f, 77);
+        }
+        assert_eq!(tapped(&mut kernel_side), expect);
+        let untapped = Policy {
+            tap_rx: [false; MAX_IFS],
+            tap_tx: [false; MAX_IFS],
+            ..kp
+        };
+        for f in &frames {
+            tap_forwarded(&untapped, &mut sampler, 0, 1, f, 77);
+        }
+        assert!(tapped(&mut kernel_side).is_empty(), "no tap point is on");
     }
 
     #[test]

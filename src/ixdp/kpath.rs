@@ -3,7 +3,7 @@
 //! copy into user space or a wake-up of a worker.
 //!
 //! Which port forwards in the kernel is a pure function of the policy snapshot and the link
-//! states ([`kernel_forwards`]). The control side writes it into each port's `kpath_cfg` map
+//! states ([`kernel_route`]). The control side writes it into each port's `kpath_cfg` map
 //! after every policy update and every link change ([`KernelPath::refresh`]); a thread of its
 //! own listens for the kernel's link notifications so that a port going down is noticed at once,
 //! also where nothing polls the engine. The workers are not involved.
@@ -13,9 +13,11 @@
 //!
 //! [`StatsBoard`]: super::stats::StatsBoard
 
+use super::ktap::{self, ReaderConfig};
 use super::lock;
 use super::netdev;
 use super::policy::{Policy, PolicyCell};
+use super::select::Sampler;
 use super::stats::{
     sort_macs, Counters, EtypeCount, EtypeReport, KernelTally, MacCount, MacReport, OverflowSketch,
     SKETCH_WORDS,
@@ -35,19 +37,42 @@ const MAC_OVERFLOW: u32 = 2 * PROGRAM_QUEUES as u32;
 const ETYPE_OVERFLOW: u32 = MAC_OVERFLOW + 1;
 const N_COUNTERS: usize = ETYPE_OVERFLOW as usize + 1;
 
-/// Whether frames received on port `i` may take the kernel path under `policy`: bridge mode,
-/// no tap that would want them (RX tap on `i`, TX tap on the other port), no fault injection on
-/// `i`, an empty drop machash, and both ports up.
-pub fn kernel_forwards(policy: &Policy, links: &[LinkState], i: usize) -> bool {
+/// Where the frames received on a port go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelRoute {
+    /// Through the workers (AF_XDP).
+    Workers,
+    /// Forwarded in the kernel; `tap`: each copied into the kernel tap's ring on the way.
+    Kernel {
+        /// A tap wants the frames (the kernel tap, ktap.rs).
+        tap: bool,
+    },
+}
+
+/// Where frames received on port `i` go under `policy`. They may take the kernel path in bridge
+/// mode when fault injection is off on `i`, the drop machash is empty and both ports are up.
+/// A tap that wants them (RX tap on `i`, TX tap on the other port) keeps them in user space,
+/// unless `kernel_tap`: then the kernel path copies them into the kernel tap's ring.
+pub fn kernel_route(
+    policy: &Policy,
+    links: &[LinkState],
+    i: usize,
+    kernel_tap: bool,
+) -> KernelRoute {
     if links.len() != 2 || i > 1 {
-        return false;
+        return KernelRoute::Workers;
     }
     let o = 1 - i;
     let tapped = !policy.queues.is_empty() && (policy.tap_rx[i] || policy.tap_tx[o]);
-    !tapped
+    let kernel = (!tapped || kernel_tap)
         && !policy.fault[i].enabled
         && policy.drop_hash.is_empty()
-        && links.iter().all(|&l| l == LinkState::Up)
+        && links.iter().all(|&l| l == LinkState::Up);
+    if kernel {
+        KernelRoute::Kernel { tap: tapped }
+    } else {
+        KernelRoute::Workers
+    }
 }
 
 /// The kernel path's statistics of one interface, read from its maps.
@@ -195,8 +220,8 @@ struct Port {
     cfg: MapHandle,
     /// Its state when the engine's threads last looked.
     link: LinkState,
-    /// The value last written to `cfg` (flag, output), to write only changes.
-    written: Option<(bool, u32)>,
+    /// The route and output last written to `cfg`, to write only changes.
+    written: Option<(KernelRoute, u32)>,
 }
 
 /// The kernel path of a bridge: decides which port forwards in the kernel.
@@ -206,18 +231,46 @@ pub struct KernelPath {
     /// False where the TC program could not be attached on every port (`--kernel-path off`
     /// never makes one): the flags stay off.
     usable: bool,
-    stop: AtomicBool,
+    /// The kernel tap's reader runs: tapped frames may take the kernel path.
+    tap: bool,
+    stop: Arc<AtomicBool>,
     watcher: Mutex<Option<JoinHandle<()>>>,
+    reader: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl KernelPath {
     /// The kernel path of the two ports `(name, ifindex, generic mode, maps)` under `policy`;
-    /// `usable`: the TC program is attached on both. Starts the link watcher and sets the flags.
+    /// `usable`: the TC program is attached on both; `tap`: start the kernel tap's reader this
+    /// way, with the queues' sampling counts (None: tapped frames go through the workers). Starts the link watcher and sets the
+    /// flags. The warning says why the kernel tap could not start, if it could not.
     pub fn start(
         ports: Vec<(String, u32, bool, &KernelMaps)>,
         policy: Arc<PolicyCell>,
         usable: bool,
-    ) -> std::io::Result<Arc<KernelPath>> {
+        tap: Option<(ReaderConfig, Vec<Sampler>)>,
+    ) -> std::io::Result<(Arc<KernelPath>, Option<String>)> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut warning = None;
+        let reader = match tap.filter(|_| usable && ports.len() == 2) {
+            Some((config, samplers)) => {
+                let rings = ports
+                    .iter()
+                    .map(|(_, _, _, maps)| MapHandle::try_from(&maps.ring))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| std::io::Error::other(e.to_string()));
+                let spawn = |r| ktap::spawn(r, policy.clone(), samplers, config, stop.clone());
+                match rings.and_then(spawn) {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        warning = Some(format!(
+                            "no kernel tap ({e}): tapped frames go through the workers"
+                        ));
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         let ports = ports
             .into_iter()
             .map(|(name, ifindex, generic, maps)| {
@@ -236,8 +289,10 @@ impl KernelPath {
             ports: Mutex::new(ports),
             policy: policy.clone(),
             usable,
-            stop: AtomicBool::new(false),
+            tap: reader.is_some(),
+            stop,
             watcher: Mutex::new(None),
+            reader: Mutex::new(reader),
         });
         let weak: Weak<KernelPath> = Arc::downgrade(&kp);
         policy.observe(Box::new(move || {
@@ -254,7 +309,7 @@ impl KernelPath {
                 .spawn(move || watch(sock, weak))?;
             *lock(&kp.watcher) = Some(handle);
         }
-        Ok(kp)
+        Ok((kp, warning))
     }
 
     /// Port `i` is now `ifindex`, attached in generic mode or not (picked up again under a new
@@ -297,30 +352,39 @@ impl KernelPath {
         let links: Vec<LinkState> = ports.iter().map(|p| p.link).collect();
         let n = ports.len();
         for i in 0..n {
-            let on = self.usable && kernel_forwards(&policy, &links, i);
+            let route = if self.usable {
+                kernel_route(&policy, &links, i, self.tap)
+            } else {
+                KernelRoute::Workers
+            };
             let out = if n == 2 { ports[1 - i].ifindex } else { 0 };
             let p = &mut ports[i];
-            if p.written == Some((on, out)) {
+            if p.written == Some((route, out)) {
                 continue;
             }
-            let mut value = [0u8; 12];
-            value[..4].copy_from_slice(&u32::from(on).to_ne_bytes());
-            value[4..8].copy_from_slice(&out.to_ne_bytes());
-            value[8..].copy_from_slice(&u32::from(p.generic).to_ne_bytes());
+            let (on, tap) = match route {
+                KernelRoute::Workers => (false, false),
+                KernelRoute::Kernel { tap } => (true, tap),
+            };
+            // struct kpath_cfg of bpf/ethertap.bpf.c
+            let fields = [u32::from(on), out, u32::from(p.generic), u32::from(tap)];
+            let value: Vec<u8> = fields.iter().flat_map(|f| f.to_ne_bytes()).collect();
             if p.cfg
                 .update(&0u32.to_ne_bytes(), &value, MapFlags::ANY)
                 .is_ok()
             {
-                p.written = Some((on, out));
+                p.written = Some((route, out));
             }
         }
     }
 
-    /// Turns the kernel path off and stops the watcher.
+    /// Stops the watcher and the kernel tap's reader.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = lock(&self.watcher).take() {
-            let _ = h.join();
+        for thread in [&self.watcher, &self.reader] {
+            if let Some(h) = lock(thread).take() {
+                let _ = h.join();
+            }
         }
     }
 }
@@ -406,6 +470,11 @@ mod tests {
 
     const UP: [LinkState; 2] = [LinkState::Up, LinkState::Up];
 
+    /// Whether port `i` forwards in the kernel without the kernel tap.
+    fn forwards(p: &Policy, links: &[LinkState], i: usize) -> bool {
+        kernel_route(p, links, i, false) != KernelRoute::Workers
+    }
+
     fn with_queue() -> (Policy, String) {
         let name = format!("et-kpath-unit-{}", std::process::id());
         let producer = Producer::open(
@@ -426,37 +495,28 @@ mod tests {
     #[test]
     fn an_untouched_bridge_forwards_both_ways_in_the_kernel() {
         let p = Policy::default();
-        assert!(kernel_forwards(&p, &UP, 0) && kernel_forwards(&p, &UP, 1));
+        assert!(forwards(&p, &UP, 0) && forwards(&p, &UP, 1));
     }
 
     #[test]
     fn mirror_mode_and_unknown_ports_never_do() {
         let p = Policy::default();
-        assert!(!kernel_forwards(&p, &[LinkState::Up], 0));
-        assert!(!kernel_forwards(&p, &UP, 2));
+        assert!(!forwards(&p, &[LinkState::Up], 0));
+        assert!(!forwards(&p, &UP, 2));
     }
 
     #[test]
     fn a_tap_keeps_the_frames_it_wants_in_user_space() {
         let (mut p, name) = with_queue();
         p.tap_rx[0] = true;
-        assert!(!kernel_forwards(&p, &UP, 0), "RX tap on 0 wants 0's frames");
-        assert!(
-            kernel_forwards(&p, &UP, 1),
-            "1's frames are not tapped anywhere"
-        );
+        assert!(!forwards(&p, &UP, 0), "RX tap on 0 wants 0's frames");
+        assert!(forwards(&p, &UP, 1), "1's frames are not tapped anywhere");
         p.tap_rx[0] = false;
         p.tap_tx[1] = true;
-        assert!(
-            !kernel_forwards(&p, &UP, 0),
-            "TX tap on 1 wants what 0 forwards"
-        );
-        assert!(kernel_forwards(&p, &UP, 1));
+        assert!(!forwards(&p, &UP, 0), "TX tap on 1 wants what 0 forwards");
+        assert!(forwards(&p, &UP, 1));
         p.queues.clear();
-        assert!(
-            kernel_forwards(&p, &UP, 0),
-            "an engine without taps taps nothing"
-        );
+        assert!(forwards(&p, &UP, 0), "an engine without taps taps nothing");
         let _ = std::fs::remove_file(queue_path(&name));
     }
 
@@ -467,17 +527,45 @@ mod tests {
             enabled: true,
             ..FaultConfig::default()
         };
-        assert!(kernel_forwards(&p, &UP, 0) && !kernel_forwards(&p, &UP, 1));
+        assert!(forwards(&p, &UP, 0) && !forwards(&p, &UP, 1));
         let mut p = Policy {
             drop_hash: MacSet::new().inserted(Mac([2, 0, 0, 0, 0, 1])),
             ..Policy::default()
         };
-        assert!(!kernel_forwards(&p, &UP, 0) && !kernel_forwards(&p, &UP, 1));
+        assert!(!forwards(&p, &UP, 0) && !forwards(&p, &UP, 1));
         p.drop_hash = MacSet::new();
         for down in [LinkState::Down, LinkState::Gone] {
             let links = [LinkState::Up, down];
-            assert!(!kernel_forwards(&p, &links, 0), "output {down:?}");
-            assert!(!kernel_forwards(&p, &links, 1), "input {down:?}");
+            assert!(!forwards(&p, &links, 0), "output {down:?}");
+            assert!(!forwards(&p, &links, 1), "input {down:?}");
         }
+    }
+
+    #[test]
+    fn with_the_kernel_tap_tapped_frames_stay_in_the_kernel_and_are_copied() {
+        let (mut p, name) = with_queue();
+        let route = |p: &Policy, i| kernel_route(p, &UP, i, true);
+        assert_eq!(route(&p, 0), KernelRoute::Kernel { tap: false });
+        p.tap_rx[0] = true;
+        assert_eq!(route(&p, 0), KernelRoute::Kernel { tap: true });
+        assert_eq!(route(&p, 1), KernelRoute::Kernel { tap: false });
+        p.tap_tx[0] = true;
+        assert_eq!(
+            route(&p, 1),
+            KernelRoute::Kernel { tap: true },
+            "TX tap on 0 wants what 1 forwards"
+        );
+        p.fault[0] = FaultConfig {
+            enabled: true,
+            ..FaultConfig::default()
+        };
+        assert_eq!(route(&p, 0), KernelRoute::Workers, "faults need a worker");
+        assert_eq!(
+            kernel_route(&p, &[LinkState::Up, LinkState::Down], 1, true),
+            KernelRoute::Workers
+        );
+        p.queues.clear();
+        assert_eq!(route(&p, 1), KernelRoute::Kernel { tap: false });
+        let _ = std::fs::remove_file(queue_path(&name));
     }
 }

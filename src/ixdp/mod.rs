@@ -8,6 +8,7 @@ pub mod fanout;
 pub mod fastpath;
 pub mod fault;
 pub mod kpath;
+pub mod ktap;
 pub mod machash;
 pub mod netdev;
 pub mod pacing;

@@ -85,13 +85,18 @@ pub struct Pacer {
 impl Pacer {
     /// A pacer for `polling`, measuring from `now`.
     pub fn new(polling: Polling, now: Instant) -> Pacer {
+        Pacer::gathering(polling, GATHER, now)
+    }
+
+    /// A pacer for `polling` whose waits try to gather `gather` frames (the workers: [`GATHER`]).
+    pub fn gathering(polling: Polling, gather: usize, now: Instant) -> Pacer {
         let (busy, max_wait) = match polling {
             Polling::Busy => (true, Duration::ZERO),
             Polling::Proportional { max_wait } => (false, max_wait),
         };
         Pacer {
             busy,
-            coalescer: Coalescer::new(max_wait, GATHER, now),
+            coalescer: Coalescer::new(max_wait, gather, now),
         }
     }
 

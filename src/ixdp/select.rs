@@ -1,5 +1,5 @@
 //! What a tap point copies once the tap flag and the TAP machash let a frame through: the
-//! pcap-filter expression ([`TapFilter`]), one frame in n ([`Sample`], counted per worker by a
+//! pcap-filter expression ([`TapFilter`]), one frame in n ([`Sample`], counted per receive queue by a
 //! [`Sampler`]) and how much of it ([`SnapLen`]). Each is a small immutable value that lives in
 //! the policy snapshot, so the workers read it without a lock; a queue that narrows the global
 //! selection (fan-out) holds its own `TapFilter` and `SnapLen`.
@@ -8,6 +8,7 @@ use super::cbpf::{self, Insn, Program};
 use super::chain::FrameBytes;
 use std::fmt;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// Longest filter expression, in bytes. libpcap's optimiser grows faster than the cube of the
@@ -246,30 +247,46 @@ impl fmt::Display for Sample {
     }
 }
 
-/// A worker's count of qualifying frames for [`Sample`]: deterministic, no random draw, no
-/// shared state. The first qualifying frame is taken, then every n-th after it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The count of qualifying frames for [`Sample`] of one receive queue: deterministic, no random
+/// draw. The first qualifying frame is taken, then every n-th after it.
+///
+/// A queue's frames are judged by its worker or, while they take the kernel path, by the kernel
+/// tap's reader; clones share one count, so that a switch between the two paths neither
+/// restarts nor splits the sequence. Each frame is decided by one atomic update: while both
+/// paths carry frames of the queue (for a moment after a switch) exactly one in n decisions is
+/// a take, in the order the decisions are made.
+#[derive(Clone, Debug, Default)]
 pub struct Sampler {
     /// Qualifying frames to skip before the next one is taken.
-    skip: u32,
+    skip: Arc<AtomicU32>,
+}
+
+/// Samplers are equal when their counts are (whether or not they share one).
+impl PartialEq for Sampler {
+    fn eq(&self, other: &Sampler) -> bool {
+        self.skip.load(Relaxed) == other.skip.load(Relaxed)
+    }
 }
 
 impl Sampler {
     /// Whether to take this qualifying frame under `sample`. When n shrinks, the frames still
     /// to skip are cut to the new n, so the next frame taken is at most n away.
     #[inline(always)]
-    pub fn take(&mut self, sample: Sample) -> bool {
+    pub fn take(&self, sample: Sample) -> bool {
         let n = sample.get();
         if n == 1 {
             return true;
         }
-        if self.skip == 0 {
-            self.skip = n - 1;
-            true
-        } else {
-            self.skip = self.skip.min(n - 1) - 1;
-            false
-        }
+        let next = |skip: u32| {
+            Some(if skip == 0 {
+                n - 1
+            } else {
+                skip.min(n - 1) - 1
+            })
+        };
+        // The closure always answers, so both arms hold the previous count.
+        let (Ok(before) | Err(before)) = self.skip.fetch_update(Relaxed, Relaxed, next);
+        before == 0
     }
 }
 
@@ -494,18 +511,44 @@ mod tests {
     }
 
     #[test]
+    fn clones_of_a_sampler_continue_one_count() {
+        let ten = Sample::new(10).unwrap();
+        let worker = Sampler::default();
+        let reader = worker.clone();
+        // Frames alternate between the two holders: still the first and every tenth.
+        let taken: Vec<usize> = (0..30)
+            .filter(|i| if i % 2 == 0 { &worker } else { &reader }.take(ten))
+            .collect();
+        assert_eq!(taken, vec![0, 10, 20]);
+        let other = Sampler::default();
+        assert!(other.take(ten), "a new sampler counts on its own");
+        // Threads deciding at once: exactly one in ten of all decisions is a take.
+        let shared = Sampler::default();
+        let takes: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let mine = shared.clone();
+                    s.spawn(move || (0..25_000).filter(|_| mine.take(ten)).count())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(takes, 10_000);
+    }
+
+    #[test]
     fn sampling_takes_exactly_one_in_n_starting_with_the_first() {
         let ten = Sample::new(10).unwrap();
-        let mut s = Sampler::default();
+        let s = Sampler::default();
         let taken: Vec<usize> = (0..10_000).filter(|_| s.take(ten)).collect::<Vec<_>>();
         assert_eq!(taken.len(), 1000);
-        let mut s = Sampler::default();
+        let s = Sampler::default();
         let first: Vec<usize> = (0..12).filter(|_| s.take(ten)).collect();
         assert_eq!(first, vec![0, 10]);
-        let mut s = Sampler::default();
+        let s = Sampler::default();
         assert!((0..100).all(|_| s.take(Sample::ALL)));
         // From 1 in 1000 to 1 in 3: the next frame taken is at most 3 away.
-        let mut s = Sampler::default();
+        let s = Sampler::default();
         assert!(s.take(Sample::new(1000).unwrap()));
         let three = Sample::new(3).unwrap();
         let next: Vec<bool> = (0..7).map(|_| s.take(three)).collect();

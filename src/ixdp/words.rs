@@ -180,7 +180,7 @@ pub static ENGINE_WORDS: &[EngineWord] = &[
     },
     EngineWord {
         name: "tap.sample",
-        help: "tap one frame in n of those that qualify, counted per worker; 1 = every frame ( n - )",
+        help: "tap one frame in n of those that qualify, counted per receive queue; 1 = every frame ( n - )",
         run: tap_sample,
     },
     EngineWord {
@@ -525,6 +525,8 @@ fn ring_lines(s: &mut String, d: &RingDetails) {
         ("xdp redirected", p.redirected),
         ("xdp passed", p.passed),
         ("xdp kernel path", p.kernel),
+        ("xdp kernel tap", p.kernel_tapped),
+        ("xdp kernel tap full", p.kernel_tap_full),
     ] {
         s.push_str(&stat_line(2, label, value));
     }

@@ -9,6 +9,7 @@ use super::fastpath::{self, BatchContext, FrameLists, FrameStore, Marked, Route,
 use super::fault::FaultRng;
 use super::pacing::{Next, Pacer, Polling, Round};
 use super::policy::{Policy, PolicyCell};
+use super::select::Sampler;
 use super::stats::QueueStats;
 use super::view::RingFigures;
 use super::xsk::{Port, QueueSockets, RX_RING_SIZE, TX_RING_SIZE};
@@ -114,6 +115,8 @@ pub struct Worker {
     pub snapshots: Vec<Arc<RingSnapshot>>,
     /// Ring-detail requests of the control thread.
     pub refresh: Arc<Refresh>,
+    /// Its queue's tap sampling count (shared with the kernel tap's reader).
+    pub sampler: Sampler,
     /// Raised when the engine stops.
     pub stop: Arc<AtomicBool>,
 }
@@ -189,7 +192,7 @@ impl FrameStore for UmemFrames<'_> {
 impl Worker {
     /// The thread's body: rounds over the sockets until the engine stops.
     pub fn run(mut self) {
-        self.settle_thread();
+        settle_thread(self.cpu, self.nice);
         let mut scratch = Scratch {
             rx: (0..self.sockets.ports.len())
                 .map(|_| Reassembly::new(BATCH))
@@ -199,6 +202,7 @@ impl Worker {
             marked: Vec::with_capacity(2 * BATCH),
         };
         let mut state = WorkerState::new(FaultRng::for_worker(self.sockets.queue as usize));
+        state.sampler = self.sampler.clone();
         let mut pollfds = poll_fds(&self.sockets.ports);
         let mut pacer = Pacer::new(self.polling, Instant::now());
         let mut tx_dirty = vec![false; self.sockets.ports.len()];
@@ -213,16 +217,6 @@ impl Worker {
                     let _ = nix::poll::poll(&mut pollfds, PollTimeout::from(ms));
                 }
             }
-        }
-    }
-
-    /// Pins and renices the thread as configured.
-    fn settle_thread(&self) {
-        if let Some(cpu) = self.cpu {
-            pin_to_cpu(cpu);
-        }
-        if let Some(nice) = self.nice {
-            set_thread_nice(nice);
         }
     }
 
@@ -534,6 +528,16 @@ fn tx_kick(port: &mut Port) -> bool {
 }
 
 /// Niceness is per thread on Linux: PRIO_PROCESS with a thread id changes only that thread.
+/// Pins the calling thread to `cpu` and renices it, as configured.
+pub(super) fn settle_thread(cpu: Option<usize>, nice: Option<i32>) {
+    if let Some(cpu) = cpu {
+        pin_to_cpu(cpu);
+    }
+    if let Some(nice) = nice {
+        set_thread_nice(nice);
+    }
+}
+
 fn set_thread_nice(nice: i32) {
     let tid = nix::unistd::gettid().as_raw();
     // SAFETY: a plain syscall about the calling thread (nix has no setpriority).

@@ -18,18 +18,27 @@ static PROGRAM_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/etherta
 pub const PROGRAM_NAME: &str = "ethertap_xdp";
 
 /// Keys of the program's per-CPU `counters` array, in [`ProgramCounters`] order.
-const CNT_MAX: u32 = 4;
+const CNT_MAX: u32 = 6;
+
+/// The kernel tap's ring per interface by default, bytes (`ethertap start --kernel-tap-ring`).
+pub const DEFAULT_KTAP_RING: u32 = 4 << 20;
+
+/// Whether `bytes` can be the size of a BPF ring buffer: a power of two, at least a page.
+pub fn valid_ring_size(bytes: u32) -> bool {
+    bytes.is_power_of_two() && bytes >= 4096
+}
 
 /// The TC program's name in the kernel.
 pub const TC_PROGRAM_NAME: &str = "ethertap_tc";
 
 /// The maps of the kernel path, in [`KernelMaps`] order.
-const KERNEL_MAP_NAMES: [&str; 5] = [
+const KERNEL_MAP_NAMES: [&str; 6] = [
     "kpath_cfg",
     "kpath_counters",
     "kpath_macs",
     "kpath_etypes",
     "kpath_sketch",
+    "ktap_ring",
 ];
 
 /// The counters of `bpf/ethertap.bpf.c`, summed over CPUs.
@@ -43,6 +52,10 @@ pub struct ProgramCounters {
     pub passed: u64,
     /// Frames it left to the kernel path (counted there, forwarded by the TC program).
     pub kernel: u64,
+    /// Of those, frames copied into the kernel tap's ring.
+    pub kernel_tapped: u64,
+    /// Frames the kernel tap wanted while its ring was full: handed to the socket instead.
+    pub kernel_tap_full: u64,
 }
 
 /// The maps of an interface's kernel path (`bpf/ethertap.bpf.c`). The engine keeps the first
@@ -59,6 +72,8 @@ pub struct KernelMaps {
     pub etypes: MapHandle,
     /// `kpath_sketch`: the MAC overflow sketch, per CPU.
     pub sketch: MapHandle,
+    /// `ktap_ring`: the kernel tap's copies of tapped kernel-path frames.
+    pub ring: MapHandle,
 }
 
 /// What went wrong with the XDP program of an interface.
@@ -161,6 +176,14 @@ pub enum XdpError {
     ReuseMap {
         /// The map.
         name: &'static str,
+        /// libbpf's error.
+        source: libbpf_rs::Error,
+    },
+    /// The kernel tap's ring could not be given its size.
+    #[error("sizing the kernel tap's ring to {bytes} bytes: {source}")]
+    RingSize {
+        /// The size asked for.
+        bytes: u32,
         /// libbpf's error.
         source: libbpf_rs::Error,
     },
@@ -281,8 +304,8 @@ fn attach_mode_now(ifindex: u32) -> XdpMode {
 }
 
 /// Opens and loads a fresh instance of the program object, on the kernel path's maps of an
-/// earlier instance when there was one.
-fn load_object(reuse: Option<&KernelMaps>) -> Result<Object, XdpError> {
+/// earlier instance when there was one, else with a kernel tap ring of `ring_bytes`.
+fn load_object(reuse: Option<&KernelMaps>, ring_bytes: u32) -> Result<Object, XdpError> {
     let load = |step| move |source| XdpError::Load { step, source };
     let mut open = ObjectBuilder::default()
         .name("ethertap")
@@ -296,6 +319,7 @@ fn load_object(reuse: Option<&KernelMaps>) -> Result<Object, XdpError> {
             &maps.macs,
             &maps.etypes,
             &maps.sketch,
+            &maps.ring,
         ];
         for (name, handle) in KERNEL_MAP_NAMES.into_iter().zip(handles) {
             let mut map = open
@@ -305,6 +329,16 @@ fn load_object(reuse: Option<&KernelMaps>) -> Result<Object, XdpError> {
             map.reuse_fd(handle.as_fd())
                 .map_err(|source| XdpError::ReuseMap { name, source })?;
         }
+    } else {
+        let name = KERNEL_MAP_NAMES[5];
+        open.maps_mut()
+            .find(|m| m.name() == name)
+            .ok_or(XdpError::Missing(name))?
+            .set_max_entries(ring_bytes)
+            .map_err(|source| XdpError::RingSize {
+                bytes: ring_bytes,
+                source,
+            })?;
     }
     open.load()
         .map_err(load("loading the XDP program into the kernel"))
@@ -419,17 +453,19 @@ fn attach_in_mode(
 }
 
 impl XdpAttachment {
-    /// Loads a fresh instance of the programs, on the kernel path's maps `reuse` when given,
-    /// and attaches the XDP program to the interface in `mode` and the TC program (`kernel`:
-    /// the kernel path is wanted) to its ingress.
+    /// Loads a fresh instance of the programs, on the kernel path's maps `reuse` when given
+    /// (else with a kernel tap ring of `ring_bytes`), and attaches the XDP program to the
+    /// interface in `mode` and the TC program (`kernel`: the kernel path is wanted) to its
+    /// ingress.
     pub fn attach(
         ifname: &str,
         ifindex: u32,
         mode: XdpMode,
         kernel: bool,
+        ring_bytes: u32,
         reuse: Option<&KernelMaps>,
     ) -> Result<XdpAttachment, XdpError> {
-        let object = load_object(reuse)?;
+        let object = load_object(reuse, ring_bytes)?;
         let prog_fd = program_fd(&object, PROGRAM_NAME)?;
         let tc_fd = program_fd(&object, TC_PROGRAM_NAME)?;
         let xsks = map_handle(&object, "xsks")?;
@@ -486,6 +522,7 @@ impl XdpAttachment {
             macs: h(KERNEL_MAP_NAMES[2])?,
             etypes: h(KERNEL_MAP_NAMES[3])?,
             sketch: h(KERNEL_MAP_NAMES[4])?,
+            ring: h(KERNEL_MAP_NAMES[5])?,
         })
     }
 
@@ -504,13 +541,15 @@ pub fn read_counters(counters_map: &MapHandle) -> ProgramCounters {
             .into_iter()
             .sum()
     };
-    let [seen, redirected, passed, kernel]: [u64; CNT_MAX as usize] =
-        std::array::from_fn(|k| sum(k as u32));
+    let [seen, redirected, passed, kernel, kernel_tapped, kernel_tap_full]: [u64; CNT_MAX
+        as usize] = std::array::from_fn(|k| sum(k as u32));
     ProgramCounters {
         seen,
         redirected,
         passed,
         kernel,
+        kernel_tapped,
+        kernel_tap_full,
     }
 }
 

@@ -11,7 +11,7 @@ use crate::coalesce::Coalescer;
 /// The longest a consumer whose last batch emptied its lanes waits for packets to gather
 /// before it looks again (docs/pqueue.md, "Sleeping and waking"): the latency it may add to a
 /// packet, and at most one wake-up per wait whatever the rate.
-pub const DEFAULT_GATHER_WAIT: Duration = Duration::from_micros(500);
+pub const DEFAULT_GATHER_WAIT: Duration = Duration::from_millis(2);
 /// Packets such a wait tries to gather (collect's batch).
 const GATHER: usize = 256;
 

@@ -282,6 +282,28 @@ impl LabEngine {
             .unwrap_or_else(|| panic!("no `{label}` for interface {ifidx} in:\n{text}"))
     }
 
+    /// A line of `if.qstats` output, by its label.
+    pub fn qstat(&mut self, ifidx: usize, queue: usize, label: &str) -> u64 {
+        let text = self.ok(&format!("{queue} {ifidx} if.qstats"));
+        text.lines()
+            .find_map(|l| l.trim_start().strip_prefix(label)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `{label}` in:\n{text}"))
+    }
+
+    /// Sends `probe` from h1 until port 0 forwards in the kernel: the lab's veths report a
+    /// carrier only once the kernel's link watch ran, up to a second after they came up, and
+    /// the kernel path waits for it. Returns the kernel-path frames of port 0 so far.
+    pub fn wait_for_kernel_path(&mut self, lab: &Lab, probe: &[u8]) -> u64 {
+        let tx = lab.packet_socket(&lab.h1, "e0");
+        let ready = wait_for(Duration::from_secs(5), || {
+            tx.send(probe);
+            std::thread::sleep(Duration::from_millis(20));
+            self.qstat(0, 0, "xdp kernel path") > 0
+        });
+        assert!(ready, "port 0 never forwarded in the kernel");
+        self.qstat(0, 0, "xdp kernel path")
+    }
+
     pub fn stop(&mut self) {
         if let Some(e) = self.engine.take() {
             e.stop();
@@ -427,6 +449,8 @@ pub struct Tapped {
     pub data: Vec<u8>,
     pub ifindex: u8,
     pub dir: ethertap::pqueue::Direction,
+    /// Wall-clock time of the capture, ns since the epoch.
+    pub ts_ns: u64,
 }
 
 /// Everything in the queue until `expect` packets came or it stayed empty for a while.
@@ -451,6 +475,7 @@ pub fn drain_queue(name: &str, expect: usize) -> Vec<Tapped> {
                 data: p.data.to_vec(),
                 ifindex: p.ifindex,
                 dir: p.dir,
+                ts_ns: p.ts_ns,
             });
         }
         let enough = out.len() >= expect && quiet_since.elapsed() > Duration::from_millis(300);

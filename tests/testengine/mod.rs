@@ -66,6 +66,8 @@ impl EngineView for TestEngine {
             redirected: 14,
             passed: 15,
             kernel: 16,
+            kernel_tapped: 17,
+            kernel_tap_full: 18,
         };
         // Queue 0 answers, queue 1 does not.
         let freshness = [Freshness::Fresh, Freshness::NoAnswer][queue.min(1)];
