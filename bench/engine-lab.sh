@@ -63,7 +63,7 @@
 # sender's scheduling niceness, default 0; the sender stands in for a wire and a NIC, which no
 # program can take the CPU from),
 # BUSY=N (N busy loops competing for the CPUs during the whole run),
-# ENGINE_PRESET (an RPCL file ethertap runs at start), KEEP=1 (keep the last engine log in /tmp),
+# ENGINE_PRESET (an RPCL file ethertap runs at start), KEEP=1 (keep the last engine and capture logs in /tmp),
 # BASE_BIN (another ethertap build, run as systems et-drv-base and, with the collect beside it
 # or BASE_COLLECT, et-tap-base, and et-tap-skb-base in generic mode: before/after in one run; both are then in the default systems),
 # TAP_FILTER (the expression of et-tap-filter; default: four tests the sender's frames pass),
@@ -304,6 +304,7 @@ capture_stop() {  # prints the frames captured: the fewest of the copies (et-tap
   kill -INT "$CAP_PID" "${CAP_MORE[@]}" 2>/dev/null || true
   for p in "$CAP_PID" "${CAP_MORE[@]}"; do wait "$p" 2>/dev/null || true; done
   CAP_PID= CAP_MORE=()
+  [ -n "${KEEP:-}" ] && cp "$WORK/cap.log" "/tmp/$P.cap.log" 2>/dev/null
   total=$(count_frames "$WORK/cap.pcap")
   case $sys in
     et-tap-2q) n=$(count_frames "$WORK/cap.2.pcap"); [ "$n" -lt "$total" ] && total=$n ;;
@@ -333,6 +334,11 @@ step() {
   s1=$(counter "$H1" e0 tx_packets); r1=$(counter "$H2" e1 rx_packets)
   k1=$(ksoftirqd_ticks); c1=$(cap_ticks); p1=$(( $(ticks_of "$SUT_PID") + c1 ))
   [ -n "$cap" ] && captured=$(capture_stop "$sys")
+  # A tap of ours that missed frames: say where they went (queue full, kernel tap full).
+  if [ -n "$cap" ] && [[ $sys == et-* ]] && [ "$captured" -lt $((s1 - s0)) ]; then
+    ETHERTAP_RUN_DIR=$WORK ip netns exec "$BR" "${ENGINE_BIN:-$BIN}" eval "tap.queue.status 0 0 if.qstats" 2>&1 |
+      grep -E '^ *(inserted|full|rx|xdp [a-z ]+) +[0-9]+$' | sed 's/^/#   missed frames: /' >&2
+  fi
   secs=$(sed -E 's/.* in ([0-9.]+) s.*/\1/' <<<"$out")
   scpu=$(sed -E 's/.*cpu ([0-9.]+) s.*/\1/' <<<"$out")
   awk -v sys="$sys" -v kpps="$kpps" -v s=$((s1 - s0)) -v r=$((r1 - r0)) -v t="$secs" \

@@ -25,7 +25,7 @@ use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Bytes before the frame in a ring record (`struct ktap_hdr` of bpf/ethertap.bpf.c): the
 /// CLOCK_MONOTONIC time of the copy in ns, the frame's length, the receive queue.
@@ -39,8 +39,9 @@ const ROUND_RECORDS: usize = 256;
 /// latency only to the capture, and the reader waits for batches many times the workers'.
 const GATHER: usize = 256;
 /// The longest such wait. At the highest rate a veth carries (1.5 Mpps) the ring fills 4 MiB
-/// in about 30 ms, so nothing is near full after 2 ms.
-const MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+/// in about 30 ms, so nothing is near full after 2 ms; a small packet queue shortens it
+/// (`Reader::room`).
+const MAX_WAIT: Duration = Duration::from_millis(2);
 
 /// How the reader thread runs.
 #[derive(Clone, Copy, Debug)]
@@ -123,6 +124,21 @@ impl Reader<'_> {
             return;
         };
         tap_forwarded(&self.policy, sampler, port, 1 - port, r.frame, ts);
+    }
+
+    /// The longest wait that leaves every packet queue's lanes three quarters free at `rate`
+    /// records a second: a wait must not fill a small queue (`--slots`) by itself.
+    fn room(&self, rate: f64) -> Duration {
+        let slots = self
+            .policy
+            .queues
+            .iter()
+            .map(|q| q.producer.layout().slots)
+            .min();
+        match slots {
+            Some(slots) if rate > 0.0 => Duration::from_secs_f64(f64::from(slots) / 4.0 / rate),
+            _ => Duration::MAX,
+        }
     }
 
     /// Adds the round's received frames to the queues' interface counters.
@@ -228,7 +244,9 @@ fn run(
         match pacer.next(&round, Instant::now) {
             Next::Go => {}
             Next::Spin => std::hint::spin_loop(),
-            Next::Wait(wait) => std::thread::sleep(wait),
+            Next::Wait(wait) => {
+                std::thread::sleep(wait.min(reader.borrow().room(pacer.rate())));
+            }
             Next::Poll(ms) => wait_for_records(rb.epoll_fd(), ms.min(POLL_MS)),
         }
     }

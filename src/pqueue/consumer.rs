@@ -774,6 +774,18 @@ impl Consumer {
         self.queue.layout()
     }
 
+    /// The longest nap that leaves a lane three quarters empty at the measured rate, so that a
+    /// small queue (`--slots`) is never filled by the consumer's own nap.
+    fn nap_room(&self) -> Duration {
+        let quarter = f64::from(self.queue.layout().slots) / 4.0;
+        let rate = self.coalescer.rate();
+        if rate > 0.0 {
+            Duration::from_secs_f64(quarter / rate)
+        } else {
+            Duration::MAX
+        }
+    }
+
     /// Takes up to `max` packets from the lanes, starting with a different lane each time.
     fn take_any(&mut self, batch: &mut Batch, max: usize) -> usize {
         if let Some(k) = self.lane {
@@ -813,7 +825,7 @@ impl Consumer {
     ) -> Result<usize, Error> {
         if self.drained {
             if let Some(wait) = self.coalescer.wait() {
-                std::thread::sleep(wait.min(timeout));
+                std::thread::sleep(wait.min(timeout).min(self.nap_room()));
             }
         }
         let n = self.try_pop(batch, max)?;
