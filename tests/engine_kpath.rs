@@ -29,6 +29,27 @@ fn mixed_frames() -> Vec<Vec<u8>> {
     frames
 }
 
+/// The engine configuration of a lab bridge p0–p1, with a packet queue named after `test`.
+fn bridge_config(test: &str) -> ethertap::ixdp::EngineConfig {
+    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
+    config.queue_name = Some(format!("et-{test}-{}", std::process::id()));
+    config
+}
+
+/// A lab bridge whose four interfaces have an MTU of 9000.
+fn jumbo_lab(test: &str) -> Lab {
+    let lab = Lab::bridge(test);
+    for (ns, i) in [
+        (&lab.h1, "e0"),
+        (&lab.br, "p0"),
+        (&lab.br, "p1"),
+        (&lab.h2, "e1"),
+    ] {
+        lab.ip(ns, &["link", "set", i, "mtu", "9000"]);
+    }
+    lab
+}
+
 /// `got` holds exactly the frames of `sent`, unchanged. Not necessarily in the order sent: the
 /// lab's packet socket spreads frames over the two queues of its veth by a hash of their
 /// contents, even frames of one flow, and a bridge keeps the order of each queue only.
@@ -78,10 +99,9 @@ fn statistics_after(
         (true, _) => "kpon",
     };
     let lab = Lab::bridge(test);
-    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
+    let mut config = bridge_config(test);
     config.kernel_path = kernel_path;
     config.xdp_mode = mode;
-    config.queue_name = Some(format!("et-{test}-{}", std::process::id()));
     let mut eng = lab.start_engine_with(config);
     let before = settle(&lab, &mut eng, kernel_path);
     let tx = lab.packet_socket(&lab.h1, "e0");
@@ -234,10 +254,9 @@ fn the_kernel_tap_works_in_generic_mode() {
 /// the workers.
 fn tap_turned_on(test: &str, kernel_tap: bool, mode: ethertap::ixdp::XdpMode) {
     let lab = Lab::bridge(test);
-    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
+    let mut config = bridge_config(test);
     config.kernel_tap = kernel_tap;
     config.xdp_mode = mode;
-    config.queue_name = Some(format!("et-{test}-{}", std::process::id()));
     let mut eng = lab.start_engine_with(config);
     let before = settle(&lab, &mut eng, true);
     let tapped_before = kernel_tapped(&mut eng);
@@ -303,32 +322,15 @@ fn tap_turned_on(test: &str, kernel_tap: bool, mode: ethertap::ixdp::XdpMode) {
 
 #[test]
 fn the_kernel_tap_records_long_frames_whole() {
-    let lab = Lab::bridge("kptjm");
-    for (ns, i) in [
-        (&lab.h1, "e0"),
-        (&lab.br, "p0"),
-        (&lab.br, "p1"),
-        (&lab.h2, "e1"),
-    ] {
-        lab.ip(ns, &["link", "set", i, "mtu", "9000"]);
-    }
-    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
-    config.queue_name = Some(format!("et-kptjm-{}", std::process::id()));
+    let lab = jumbo_lab("kptjm");
+    let mut config = bridge_config("kptjm");
     // Slots that hold a whole 9014-byte frame.
     config.layout.slot_size = 16384;
     let mut eng = lab.start_engine_with(config);
     let before = settle(&lab, &mut eng, true);
     eng.ok("0 tap.rx.enable");
     let frames = long_frames();
-    let tx = lab.packet_socket(&lab.h1, "e0");
-    let rx = lab.packet_socket(&lab.h2, "e1");
-    tx.send_all(&frames);
-    assert_same_frames(&rx.collect(frames.len(), QUIET), &frames);
-    let copies: Vec<Vec<u8>> = drain_queue(&eng.queue_name, frames.len())
-        .into_iter()
-        .map(|t| t.data)
-        .collect();
-    assert_same_frames(&copies, &frames);
+    send_and_tap(&lab, &eng, &frames);
     assert_eq!(kernel_frames(&mut eng) - before, frames.len() as u64);
     assert_eq!(kernel_tapped(&mut eng), frames.len() as u64);
 }
@@ -336,8 +338,7 @@ fn the_kernel_tap_records_long_frames_whole() {
 #[test]
 fn a_full_kernel_tap_ring_hands_frames_to_the_workers_and_loses_none() {
     let lab = Lab::bridge("kptfull");
-    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
-    config.queue_name = Some(format!("et-kptfull-{}", std::process::id()));
+    let mut config = bridge_config("kptfull");
     // Room for three records of these frames: a burst overflows it at once.
     config.kernel_tap_ring = 4096;
     let mut eng = lab.start_engine_with(config);
@@ -350,15 +351,7 @@ fn a_full_kernel_tap_ring_hands_frames_to_the_workers_and_loses_none() {
     let frames: Vec<Vec<u8>> = (0..1000)
         .map(|i| frame(E1_MAC, E0_MAC, &[], i, 1000))
         .collect();
-    let tx = lab.packet_socket(&lab.h1, "e0");
-    let rx = lab.packet_socket(&lab.h2, "e1");
-    tx.send_all(&frames);
-    assert_same_frames(&rx.collect(frames.len(), QUIET), &frames);
-    let copies: Vec<Vec<u8>> = drain_queue(&eng.queue_name, frames.len())
-        .into_iter()
-        .map(|t| t.data)
-        .collect();
-    assert_same_frames(&copies, &frames);
+    send_and_tap(&lab, &eng, &frames);
     let in_ring = kernel_tapped(&mut eng) - tapped0;
     let to_workers = eng.qstat(0, 0, "xdp kernel tap full") - full0;
     assert_eq!(in_ring + to_workers, 1000, "each frame took one of the two");
@@ -368,6 +361,20 @@ fn a_full_kernel_tap_ring_hands_frames_to_the_workers_and_loses_none() {
     );
     assert_eq!(eng.stat(0, "rx"), 1000);
     assert_eq!(eng.stat(1, "tx"), 1000);
+}
+
+/// Sends `frames` from h1 and checks that each crossed once, unchanged, and is in the packet
+/// queue once (one tap point on).
+fn send_and_tap(lab: &Lab, eng: &LabEngine, frames: &[Vec<u8>]) {
+    let tx = lab.packet_socket(&lab.h1, "e0");
+    let rx = lab.packet_socket(&lab.h2, "e1");
+    tx.send_all(frames);
+    assert_same_frames(&rx.collect(frames.len(), QUIET), frames);
+    let copies: Vec<Vec<u8>> = drain_queue(&eng.queue_name, frames.len())
+        .into_iter()
+        .map(|t| t.data)
+        .collect();
+    assert_same_frames(&copies, frames);
 }
 
 /// Frames of every length class up to the longest untagged frame at MTU 9000, with bytes that
@@ -425,9 +432,8 @@ fn a_stop_removes_the_tc_program_and_no_kernel_path_attaches_none() {
             ethertap::ixdp::xdp::tcx_ingress_programs(idx).expect("query tcx")
         })
     };
-    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
+    let mut config = bridge_config("kpstop");
     config.kernel_path = false;
-    config.queue_name = Some(format!("et-kpstop-{}", std::process::id()));
     let mut eng = lab.start_engine_with(config);
     assert_eq!(tcx(&lab), 0, "--no-kernel-path attaches no TC program");
     let ping = lab.sh(&lab.h1, &format!("ping -c 3 -i 0.05 -W 2 {H2_IP}"));
@@ -455,18 +461,9 @@ fn jumbo_frames_cross_the_kernel_path_whole_in_generic_mode() {
 }
 
 fn jumbo(mode: ethertap::ixdp::XdpMode, test: &str) {
-    let lab = Lab::bridge(test);
-    for (ns, i) in [
-        (&lab.h1, "e0"),
-        (&lab.br, "p0"),
-        (&lab.br, "p1"),
-        (&lab.h2, "e1"),
-    ] {
-        lab.ip(ns, &["link", "set", i, "mtu", "9000"]);
-    }
-    let mut config = ethertap::ixdp::EngineConfig::new(vec!["p0".into(), "p1".into()]);
+    let lab = jumbo_lab(test);
+    let mut config = bridge_config(test);
     config.xdp_mode = mode;
-    config.queue_name = Some(format!("et-{test}-{}", std::process::id()));
     let mut eng = lab.start_engine_with(config);
     let before = settle(&lab, &mut eng, true);
     let frames = long_frames();
