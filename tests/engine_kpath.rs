@@ -321,6 +321,39 @@ fn tap_turned_on(test: &str, kernel_tap: bool, mode: ethertap::ixdp::XdpMode) {
 }
 
 #[test]
+fn the_kernel_tap_reads_both_ports_at_once() {
+    let lab = Lab::bridge("kptbo");
+    let mut eng = lab.start_engine_with(bridge_config("kptbo"));
+    settle(&lab, &mut eng, true);
+    eng.ok("0 tap.rx.enable 1 tap.rx.enable");
+    let one_way = |src, dst, from: u32| -> Vec<Vec<u8>> {
+        (from..from + 2000)
+            .map(|i| frame(dst, src, &[], i, 70))
+            .collect()
+    };
+    let (east, west) = (one_way(E0_MAC, E1_MAC, 0), one_way(E1_MAC, E0_MAC, 10_000));
+    let (h1, h2) = (
+        lab.packet_socket(&lab.h1, "e0"),
+        lab.packet_socket(&lab.h2, "e1"),
+    );
+    std::thread::scope(|s| {
+        s.spawn(|| h1.send_all(&east));
+        s.spawn(|| h2.send_all(&west));
+    });
+    let queue = drain_queue(&eng.queue_name, east.len() + west.len());
+    for (port, sent) in [(0, &east), (1, &west)] {
+        let copies: Vec<Vec<u8>> = queue
+            .iter()
+            .filter(|t| t.ifindex == port)
+            .map(|t| t.data.clone())
+            .collect();
+        assert_same_frames(&copies, sent);
+    }
+    let tapped: u64 = (0..2).map(|i| eng.qstat(i, 0, "xdp kernel tap")).sum();
+    assert_eq!(tapped, 4000, "both ports' frames took the kernel tap");
+}
+
+#[test]
 fn the_kernel_tap_records_long_frames_whole() {
     let lab = jumbo_lab("kptjm");
     let mut config = bridge_config("kptjm");

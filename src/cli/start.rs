@@ -82,7 +82,9 @@ pub struct StartArgs {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_KTAP_RING,
           value_parser = parse_ring_size)]
     pub kernel_tap_ring: u32,
-    /// Pin workers to these CPUs, e.g. `1` or `0,2-3` (worker i on the i-th CPU of the list).
+    /// Pin workers to these CPUs, e.g. `1` or `0,2-3` (worker i on the i-th CPU of the list;
+    /// the kernel tap's reader on the CPU after the workers' if the list has one, else with
+    /// worker 0).
     #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
     pub cpus: Option<CpuList>,
     /// Scheduling niceness of the worker threads (-20..19). A negative value keeps a worker on

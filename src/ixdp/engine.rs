@@ -528,9 +528,10 @@ fn start_kernel_path(
         .zip(&shared.kernel_maps)
         .map(|(((name, &idx), a), maps)| (name.clone(), idx, a.mode == super::XdpMode::Skb, maps))
         .collect();
+    // The CPU after the workers' when the list has one, else the first worker's.
+    let queues = shared.samplers.len();
     let tap = config.kernel_tap.then(|| ReaderConfig {
-        polling: config.polling,
-        cpu: config.cpus.first().copied(),
+        cpu: config.cpus.get(queues).or(config.cpus.first()).copied(),
         nice: config.nice,
     });
     let tap = tap.map(|config| (config, shared.samplers.clone()));

@@ -210,6 +210,58 @@ impl KernelTally for KernelStats {
     }
 }
 
+/// `struct kpath_cfg` of bpf/ethertap.bpf.c.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CfgValue {
+    forward: bool,
+    out_ifindex: u32,
+    generic: bool,
+    tap: bool,
+}
+
+impl CfgValue {
+    fn of(route: KernelRoute, out_ifindex: u32, generic: bool) -> CfgValue {
+        let (forward, tap) = match route {
+            KernelRoute::Workers => (false, false),
+            KernelRoute::Kernel { tap } => (true, tap),
+        };
+        CfgValue {
+            forward,
+            out_ifindex,
+            generic,
+            tap,
+        }
+    }
+
+    fn bytes(&self) -> [u8; 16] {
+        let fields = [
+            u32::from(self.forward),
+            self.out_ifindex,
+            u32::from(self.generic),
+            u32::from(self.tap),
+        ];
+        let mut b = [0u8; 16];
+        for (chunk, f) in b.chunks_exact_mut(4).zip(fields) {
+            chunk.copy_from_slice(&f.to_ne_bytes());
+        }
+        b
+    }
+}
+
+/// The values to write, in order, to change a port's `kpath_cfg` from `old` to `new`. The
+/// program reads the fields one by one, and a map update is a plain copy, so a frame may see
+/// some fields old and some new. The tap flag goes up before the forward flag may change, and
+/// down only after: no frame is then forwarded in the kernel without its copy while a tap wants
+/// it (at worst one is copied that nobody wants, which the reader drops).
+fn cfg_writes(old: Option<CfgValue>, new: CfgValue) -> Vec<CfgValue> {
+    let step = old.and_then(|old| match (old.tap, new.tap) {
+        (false, true) => Some(CfgValue { tap: true, ..old }),
+        (true, false) => Some(CfgValue { tap: true, ..new }),
+        _ => None,
+    });
+    step.into_iter().chain([new]).collect()
+}
+
 /// One port's side: its name, its current ifindex and its flag map.
 struct Port {
     name: String,
@@ -241,25 +293,42 @@ pub struct KernelPath {
 impl KernelPath {
     /// The kernel path of the two ports `(name, ifindex, generic mode, maps)` under `policy`;
     /// `usable`: the TC program is attached on both; `tap`: start the kernel tap's reader this
-    /// way, with the queues' sampling counts (None: tapped frames go through the workers). Starts the link watcher and sets the
-    /// flags. The warning says why the kernel tap could not start, if it could not.
+    /// way, with the queues' sampling counts (None: tapped frames go through the workers).
+    /// Starts the link watcher and sets the flags. The warning says why the kernel tap could
+    /// not start, if it could not. Everything that can fail comes before any thread starts
+    /// and any flag is written, so an error leaves every frame to the workers.
     pub fn start(
         ports: Vec<(String, u32, bool, &KernelMaps)>,
         policy: Arc<PolicyCell>,
         usable: bool,
         tap: Option<(ReaderConfig, Vec<Sampler>)>,
     ) -> std::io::Result<(Arc<KernelPath>, Option<String>)> {
+        let handle = |m: &MapHandle| {
+            MapHandle::try_from(m).map_err(|e| std::io::Error::other(e.to_string()))
+        };
+        let rings = ports
+            .iter()
+            .map(|(_, _, _, maps)| handle(&maps.ring))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let ports = ports
+            .into_iter()
+            .map(|(name, ifindex, generic, maps)| {
+                Ok(Port {
+                    name,
+                    ifindex,
+                    generic,
+                    cfg: handle(&maps.cfg)?,
+                    link: LinkState::Down,
+                    written: None,
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let sock = usable.then(link_notifications).transpose()?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut warning = None;
         let reader = match tap.filter(|_| usable && ports.len() == 2) {
             Some((config, samplers)) => {
-                let rings = ports
-                    .iter()
-                    .map(|(_, _, _, maps)| MapHandle::try_from(&maps.ring))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| std::io::Error::other(e.to_string()));
-                let spawn = |r| ktap::spawn(r, policy.clone(), samplers, config, stop.clone());
-                match rings.and_then(spawn) {
+                match ktap::spawn(rings, policy.clone(), samplers, config, stop.clone()) {
                     Ok(h) => Some(h),
                     Err(e) => {
                         warning = Some(format!(
@@ -271,20 +340,6 @@ impl KernelPath {
             }
             None => None,
         };
-        let ports = ports
-            .into_iter()
-            .map(|(name, ifindex, generic, maps)| {
-                Ok(Port {
-                    name,
-                    ifindex,
-                    generic,
-                    cfg: MapHandle::try_from(&maps.cfg)
-                        .map_err(|e| std::io::Error::other(e.to_string()))?,
-                    link: LinkState::Down,
-                    written: None,
-                })
-            })
-            .collect::<std::io::Result<_>>()?;
         let kp = Arc::new(KernelPath {
             ports: Mutex::new(ports),
             policy: policy.clone(),
@@ -294,6 +349,19 @@ impl KernelPath {
             watcher: Mutex::new(None),
             reader: Mutex::new(reader),
         });
+        if let Some(sock) = sock {
+            let weak = Arc::downgrade(&kp);
+            let spawned = std::thread::Builder::new()
+                .name("ixdp-links".into())
+                .spawn(move || watch(sock, weak));
+            match spawned {
+                Ok(h) => *lock(&kp.watcher) = Some(h),
+                Err(e) => {
+                    kp.shutdown();
+                    return Err(e);
+                }
+            }
+        }
         let weak: Weak<KernelPath> = Arc::downgrade(&kp);
         policy.observe(Box::new(move || {
             if let Some(kp) = weak.upgrade() {
@@ -301,14 +369,6 @@ impl KernelPath {
             }
         }));
         kp.relink();
-        if usable {
-            let sock = link_notifications()?;
-            let weak = Arc::downgrade(&kp);
-            let handle = std::thread::Builder::new()
-                .name("ixdp-links".into())
-                .spawn(move || watch(sock, weak))?;
-            *lock(&kp.watcher) = Some(handle);
-        }
         Ok((kp, warning))
     }
 
@@ -362,17 +422,15 @@ impl KernelPath {
             if p.written == Some((route, out)) {
                 continue;
             }
-            let (on, tap) = match route {
-                KernelRoute::Workers => (false, false),
-                KernelRoute::Kernel { tap } => (true, tap),
-            };
-            // struct kpath_cfg of bpf/ethertap.bpf.c
-            let fields = [u32::from(on), out, u32::from(p.generic), u32::from(tap)];
-            let value: Vec<u8> = fields.iter().flat_map(|f| f.to_ne_bytes()).collect();
-            if p.cfg
-                .update(&0u32.to_ne_bytes(), &value, MapFlags::ANY)
-                .is_ok()
-            {
+            let old = p.written.map(|(r, o)| CfgValue::of(r, o, p.generic));
+            let written = cfg_writes(old, CfgValue::of(route, out, p.generic))
+                .iter()
+                .all(|v| {
+                    p.cfg
+                        .update(&0u32.to_ne_bytes(), &v.bytes(), MapFlags::ANY)
+                        .is_ok()
+                });
+            if written {
                 p.written = Some((route, out));
             }
         }
@@ -567,5 +625,46 @@ mod tests {
         p.queues.clear();
         assert_eq!(route(&p, 1), KernelRoute::Kernel { tap: false });
         let _ = std::fs::remove_file(queue_path(&name));
+    }
+
+    #[test]
+    fn the_tap_flag_goes_up_before_and_down_after_the_forward_flag() {
+        let v = |route, out| CfgValue::of(route, out, true);
+        let (workers, kernel, tapped) = (
+            KernelRoute::Workers,
+            KernelRoute::Kernel { tap: false },
+            KernelRoute::Kernel { tap: true },
+        );
+        let both = |forward| CfgValue {
+            forward,
+            out_ifindex: 7,
+            generic: true,
+            tap: true,
+        };
+        // Fault injection turned off under a tap: the tap flag first, then forwarding.
+        assert_eq!(
+            cfg_writes(Some(v(workers, 7)), v(tapped, 7)),
+            [both(false), v(tapped, 7)]
+        );
+        // Turned on again: forwarding stops while the tap flag is still up.
+        assert_eq!(
+            cfg_writes(Some(v(tapped, 7)), v(workers, 7)),
+            [both(false), v(workers, 7)]
+        );
+        assert_eq!(
+            cfg_writes(Some(v(workers, 7)), v(kernel, 7)),
+            [v(kernel, 7)]
+        );
+        assert_eq!(
+            cfg_writes(None, v(tapped, 7)),
+            [v(tapped, 7)],
+            "the first write"
+        );
+        let bytes = v(tapped, 7).bytes();
+        let fields: Vec<u32> = bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_ne_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(fields, [1, 7, 1, 1], "forward, out_ifindex, generic, tap");
     }
 }

@@ -10,9 +10,9 @@
 //! batches. A ring that is full loses nothing: the program hands the frame to the AF_XDP socket
 //! instead, and the worker forwards and taps it.
 //!
-//! The thread waits as the workers do ([`Pacer`]): it reads at once while the rings keep
-//! filling, lets records gather at medium rates and sleeps on the rings' epoll descriptor
-//! when traffic is low.
+//! The thread waits as the workers do ([`Pacer`]), with longer bounds: it reads at once while
+//! the rings keep filling, lets records gather at medium rates and sleeps on the rings' epoll
+//! descriptors when traffic is low.
 
 use super::fastpath::tap_forwarded;
 use super::pacing::{Next, Pacer, Polling, Round, POLL_MS};
@@ -20,6 +20,7 @@ use super::policy::{Policy, PolicyCell};
 use super::select::Sampler;
 use crate::pqueue;
 use libbpf_rs::{MapHandle, RingBufferBuilder};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use std::cell::RefCell;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,11 +44,11 @@ const GATHER: usize = 256;
 /// (`Reader::room`).
 const MAX_WAIT: Duration = Duration::from_millis(2);
 
-/// How the reader thread runs.
+/// How the reader thread runs. It always waits in proportion to the traffic, with bounds of its
+/// own ([`GATHER`], [`MAX_WAIT`]): `--busy-poll` and `--poll-wait` are for the workers, which
+/// forward frames, and a spinning reader would only take a core from a worker.
 #[derive(Clone, Copy, Debug)]
 pub struct ReaderConfig {
-    /// How it waits (the workers' policy).
-    pub polling: Polling,
     /// The CPU to pin it to.
     pub cpu: Option<usize>,
     /// Its niceness.
@@ -174,7 +175,7 @@ pub fn spawn(
         .name("ixdp-ktap".into())
         .spawn(move || {
             super::worker::settle_thread(config.cpu, config.nice);
-            run(&rings, &policy, samplers, config.polling, &stop, ready);
+            run(&rings, &policy, samplers, &stop, ready);
         })?;
     match started.recv() {
         Ok(Ok(())) => Ok(handle),
@@ -193,7 +194,6 @@ fn run(
     rings: &[MapHandle],
     cell: &PolicyCell,
     samplers: Vec<Sampler>,
-    polling: Polling,
     stop: &AtomicBool,
     ready: std::sync::mpsc::Sender<Result<(), libbpf_rs::Error>>,
 ) {
@@ -205,64 +205,81 @@ fn run(
         offset_ns: 0,
         received: [0; 2],
     });
-    let rb = (|| {
-        let mut builder = RingBufferBuilder::new();
-        for (port, ring) in rings.iter().enumerate().take(2) {
+    // A consumer per ring: libbpf reads the rings of one consumer in order and stops after n
+    // records, so with one consumer a busy first ring would starve the second.
+    let rbs = rings
+        .iter()
+        .enumerate()
+        .take(2)
+        .map(|(port, ring)| {
             let reader = &reader;
+            let mut builder = RingBufferBuilder::new();
             builder.add(ring, move |rec: &[u8]| {
                 reader.borrow_mut().record(port, rec);
                 0
             })?;
-        }
-        builder.build()
-    })();
-    let rb = match rb {
-        Ok(rb) => {
+            builder.build()
+        })
+        .collect::<Result<Vec<_>, _>>();
+    let rbs = match rbs {
+        Ok(rbs) => {
             let _ = ready.send(Ok(()));
-            rb
+            rbs
         }
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
-    let polling = match polling {
-        Polling::Busy => Polling::Busy,
-        Polling::Proportional { .. } => Polling::Proportional { max_wait: MAX_WAIT },
-    };
-    let mut pacer = Pacer::gathering(polling, GATHER, Instant::now());
+    let mut pacer = Pacer::gathering(
+        Polling::Proportional { max_wait: MAX_WAIT },
+        GATHER,
+        Instant::now(),
+    );
     while !stop.load(Ordering::Relaxed) {
         reader.borrow_mut().begin();
-        let n = rb.consume_raw_n(ROUND_RECORDS).max(0) as usize;
+        let mut n = 0;
+        let mut more = false;
+        for rb in &rbs {
+            let got = rb.consume_raw_n(ROUND_RECORDS).max(0) as usize;
+            n += got;
+            more |= got >= ROUND_RECORDS;
+        }
         reader.borrow_mut().end();
         let round = Round {
             received: n,
             work: n,
-            more: n >= ROUND_RECORDS,
+            more,
             tx_waiting: false,
         };
         match pacer.next(&round, Instant::now) {
-            Next::Go => {}
-            Next::Spin => std::hint::spin_loop(),
+            Next::Go | Next::Spin => {}
             Next::Wait(wait) => {
                 std::thread::sleep(wait.min(reader.borrow().room(pacer.rate())));
             }
-            Next::Poll(ms) => wait_for_records(rb.epoll_fd(), ms.min(POLL_MS)),
+            Next::Poll(ms) => wait_for_records(&rbs, ms.min(POLL_MS)),
         }
     }
     // What the rings still hold when the engine stops goes to the queues too.
     reader.borrow_mut().begin();
-    rb.consume_raw();
+    for rb in &rbs {
+        rb.consume_raw();
+    }
     reader.borrow_mut().end();
 }
 
 /// Sleeps until a ring holds a record (the program wakes its reader when it writes into an
 /// empty ring), at most `ms`.
-fn wait_for_records(epoll_fd: i32, ms: u8) {
-    // SAFETY: the descriptor belongs to the ring buffer, alive for this whole call.
-    let fd = unsafe { BorrowedFd::borrow_raw(epoll_fd) };
-    let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
-    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+fn wait_for_records(rbs: &[libbpf_rs::RingBuffer<'_>], ms: u8) {
+    let mut fds: Vec<PollFd<'_>> = rbs
+        .iter()
+        .map(|rb| {
+            // SAFETY: the descriptor belongs to the ring buffer, alive for this whole call.
+            let fd = unsafe { BorrowedFd::borrow_raw(rb.epoll_fd()) };
+            PollFd::new(fd, PollFlags::POLLIN)
+        })
+        .collect();
+    let _ = nix::poll::poll(&mut fds, PollTimeout::from(ms));
 }
 
 #[cfg(test)]

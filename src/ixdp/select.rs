@@ -253,8 +253,8 @@ impl fmt::Display for Sample {
 /// A queue's frames are judged by its worker or, while they take the kernel path, by the kernel
 /// tap's reader; clones share one count, so that a switch between the two paths neither
 /// restarts nor splits the sequence. Each frame is decided by one atomic update: while both
-/// paths carry frames of the queue (for a moment after a switch) exactly one in n decisions is
-/// a take, in the order the decisions are made.
+/// paths carry frames of the queue (after a switch, or for good when the two ports take
+/// different paths) exactly one in n decisions is a take, in the order the decisions are made.
 #[derive(Clone, Debug, Default)]
 pub struct Sampler {
     /// Qualifying frames to skip before the next one is taken.
