@@ -130,14 +130,19 @@ impl Reader<'_> {
     /// The longest wait that leaves every packet queue's lanes three quarters free at `rate`
     /// records a second: a wait must not fill a small queue (`--slots`) by itself.
     fn room(&self, rate: f64) -> Duration {
-        let slots = self
-            .policy
-            .queues
-            .iter()
-            .map(|q| q.producer.layout().slots)
-            .min();
+        let p = &self.policy;
+        let slots = p.queues.iter().map(|q| q.producer.layout().slots).min();
+        // A record fills a slot per tap point that takes it: two with the RX tap on its input
+        // and the TX tap on its output.
+        let copies = (0..2)
+            .map(|i| u32::from(p.tap_rx[i]) + u32::from(p.tap_tx[1 - i]))
+            .max()
+            .unwrap_or(1)
+            .max(1);
         match slots {
-            Some(slots) if rate > 0.0 => Duration::from_secs_f64(f64::from(slots) / 4.0 / rate),
+            Some(slots) if rate > 0.0 => {
+                Duration::from_secs_f64(f64::from(slots) / 4.0 / (rate * f64::from(copies)))
+            }
             _ => Duration::MAX,
         }
     }
