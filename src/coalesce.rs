@@ -54,6 +54,16 @@ impl Coalescer {
         self.rate
     }
 
+    /// How long `items` take to arrive at the measured rate (`Duration::MAX` before any rate is
+    /// measured): the bound that keeps a wait from filling a buffer of that many.
+    pub fn time_for(&self, items: f64) -> Duration {
+        if self.rate > 0.0 {
+            Duration::from_secs_f64(items / self.rate)
+        } else {
+            Duration::MAX
+        }
+    }
+
     /// How long to wait for `gather` items at the measured rate, at most `max_wait`; `None`
     /// when even `max_wait` would gather fewer than [`MIN_GATHERED`] (a wait would cost a
     /// wake-up and gather nothing), or when the wait is shorter than [`MIN_WAIT`].

@@ -329,15 +329,7 @@ fn snaplen_96_keeps_96_bytes_and_the_original_length() {
 
 #[test]
 fn sample_10_taps_exactly_1000_of_10000_qualifying_frames() {
-    let lab = Lab::bridge("tssamp");
-    let mut eng = lab.start_engine("tssamp");
-    eng.ok("0 tap.rx.enable \"udp port 1234\" tap.filter 10 tap.sample");
-    // Frames the filter refuses do not count: wait for the kernel path with them, so that the
-    // whole sequence goes one way (the switch has a test of its own below).
-    eng.wait_for_kernel_path(&lab, &udp(&[], 7001, 4321, 999_999));
-    let s0 = lab.packet_socket(&lab.h1, "e0");
-    let s1 = lab.packet_socket(&lab.h2, "e1");
-    let _ = s1.collect(usize::MAX, Duration::from_millis(200));
+    let (_lab, mut eng, s0, s1) = sampling_lab("tssamp");
     // 10,000 qualifying frames of one flow (one queue) between 10,000 others.
     let frames = sampled_frames(0);
     s0.send_all(&frames);
@@ -357,6 +349,21 @@ fn sample_10_taps_exactly_1000_of_10000_qualifying_frames() {
         (0..10_000).step_by(10).collect::<Vec<u32>>(),
         "the first and every tenth qualifying frame (port 0 queues: {per_queue:?})"
     );
+}
+
+/// A lab bridge tapping one in ten frames of `udp port 1234` received on port 0, once port 0
+/// forwards in the kernel, and packet sockets on h1 and h2 (h2's drained).
+fn sampling_lab(test: &str) -> (Lab, LabEngine, Wire, Wire) {
+    let lab = Lab::bridge(test);
+    let mut eng = lab.start_engine(test);
+    eng.ok("0 tap.rx.enable \"udp port 1234\" tap.filter 10 tap.sample");
+    // Frames the filter refuses do not count: wait for the kernel path with them, so that a
+    // test's frames go one way unless it switches.
+    eng.wait_for_kernel_path(&lab, &udp(&[], 7001, 4321, 999_999));
+    let s0 = lab.packet_socket(&lab.h1, "e0");
+    let s1 = lab.packet_socket(&lab.h2, "e1");
+    let _ = s1.collect(usize::MAX, Duration::from_millis(200));
+    (lab, eng, s0, s1)
 }
 
 /// 10,000 frames of the qualifying flow (`udp port 1234`, sequence numbers from `first`)
@@ -387,13 +394,7 @@ fn sampled_seqs(eng: &LabEngine, expect: usize) -> Vec<u32> {
 
 #[test]
 fn sampling_counts_on_across_a_switch_between_the_kernel_tap_and_the_workers() {
-    let lab = Lab::bridge("tsswit");
-    let mut eng = lab.start_engine("tsswit");
-    eng.ok("0 tap.rx.enable \"udp port 1234\" tap.filter 10 tap.sample");
-    eng.wait_for_kernel_path(&lab, &udp(&[], 7001, 4321, 999_999));
-    let s0 = lab.packet_socket(&lab.h1, "e0");
-    let s1 = lab.packet_socket(&lab.h2, "e1");
-    let _ = s1.collect(usize::MAX, Duration::from_millis(200));
+    let (_lab, mut eng, s0, s1) = sampling_lab("tsswit");
     let kernel0 = eng.qstat(0, 0, "xdp kernel tap");
     // Half through the kernel tap, then (fault injection on, nothing injected) half through
     // the workers, then back.

@@ -530,11 +530,13 @@ fn start_kernel_path(
         .collect();
     // The CPU after the workers' when the list has one, else the first worker's.
     let queues = shared.samplers.len();
-    let tap = config.kernel_tap.then(|| ReaderConfig {
-        cpu: config.cpus.get(queues).or(config.cpus.first()).copied(),
-        nice: config.nice,
+    let tap = config.kernel_tap.then(|| {
+        let reader = ReaderConfig {
+            cpu: config.cpus.get(queues).or(config.cpus.first()).copied(),
+            nice: config.nice,
+        };
+        (reader, shared.samplers.clone())
     });
-    let tap = tap.map(|config| (config, shared.samplers.clone()));
     match KernelPath::start(ports, shared.policy.clone(), usable, tap) {
         Ok((kp, warning)) => {
             warnings.extend(warning);

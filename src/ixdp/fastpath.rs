@@ -389,6 +389,25 @@ fn tap_rule<F: FrameBytes + ?Sized>(
     takes.then(|| policy.snaplen.cap(frame.wire_len()))
 }
 
+/// A tap point past its flag: the tap rule, then the copy (`parts`, the frame's buffers) into
+/// every queue that takes it, tagged `tag`.
+#[inline(always)]
+fn tap_point<'p, F, P>(
+    policy: &Policy,
+    sampler: &mut Sampler,
+    frame: &F,
+    parts: impl Fn() -> P,
+    tag: Tag,
+    flow: Option<u64>,
+) where
+    F: FrameBytes + ?Sized,
+    P: Iterator<Item = &'p [u8]>,
+{
+    if let Some(cap) = tap_rule(policy, sampler, frame) {
+        fan_out(&policy.queues, frame, parts, cap, tag, flow);
+    }
+}
+
 /// Stages 1 and 2: statistics, then the RX tap.
 #[inline(always)]
 fn receive_stage<S: FrameStore>(
@@ -402,15 +421,13 @@ fn receive_stage<S: FrameStore>(
     if !rx_tap {
         return;
     }
-    if let Some(cap) = tap_rule(cx.policy, sampler, frame) {
-        let tag = Tag {
-            ifindex: cx.port as u8,
-            dir: Direction::Rx,
-            ts_ns: cx.ts,
-            marks: Marks::NONE,
-        };
-        fan_out(&cx.policy.queues, frame, || frame.parts(), cap, tag, None);
-    }
+    let tag = Tag {
+        ifindex: cx.port as u8,
+        dir: Direction::Rx,
+        ts_ns: cx.ts,
+        marks: Marks::NONE,
+    };
+    tap_point(cx.policy, sampler, frame, || frame.parts(), tag, None);
 }
 
 /// Stages 2 and 6 for a frame that the kernel path forwarded unchanged from `port` to `out`
@@ -436,22 +453,13 @@ pub fn tap_forwarded(
         if on != Some(&true) {
             continue;
         }
-        if let Some(cap) = tap_rule(policy, sampler, frame) {
-            let tag = Tag {
-                ifindex: ifindex as u8,
-                dir,
-                ts_ns,
-                marks: Marks::NONE,
-            };
-            fan_out(
-                &policy.queues,
-                frame,
-                || std::iter::once(frame),
-                cap,
-                tag,
-                None,
-            );
-        }
+        let tag = Tag {
+            ifindex: ifindex as u8,
+            dir,
+            ts_ns,
+            marks: Marks::NONE,
+        };
+        tap_point(policy, sampler, frame, || std::iter::once(frame), tag, None);
     }
 }
 
@@ -576,15 +584,13 @@ fn tx_tap_stage<S: FrameStore>(
         };
         // SAFETY: frames going out are held by the caller until it hands them to the ring.
         let frame = unsafe { Frame::new(store, &frames[at..at + n]) };
-        if let Some(cap) = tap_rule(cx.policy, sampler, &frame) {
-            let tag = Tag {
-                ifindex: out as u8,
-                dir: Direction::Tx,
-                ts_ns: cx.ts,
-                marks,
-            };
-            fan_out(&cx.policy.queues, &frame, || frame.parts(), cap, tag, flow);
-        }
+        let tag = Tag {
+            ifindex: out as u8,
+            dir: Direction::Tx,
+            ts_ns: cx.ts,
+            marks,
+        };
+        tap_point(cx.policy, sampler, &frame, || frame.parts(), tag, flow);
         at += n;
     }
 }

@@ -75,6 +75,11 @@ pub fn kernel_route(
     }
 }
 
+/// A handle of its own on the map behind `m`.
+fn dup(m: &MapHandle) -> std::io::Result<MapHandle> {
+    MapHandle::try_from(m).map_err(|e| std::io::Error::other(e.to_string()))
+}
+
 /// The kernel path's statistics of one interface, read from its maps.
 pub struct KernelStats {
     counters: MapHandle,
@@ -88,9 +93,6 @@ pub struct KernelStats {
 impl KernelStats {
     /// A reader of the maps `maps` (handles of its own).
     pub fn new(maps: &KernelMaps) -> std::io::Result<KernelStats> {
-        let dup = |m: &MapHandle| -> std::io::Result<MapHandle> {
-            MapHandle::try_from(m).map_err(|e| std::io::Error::other(e.to_string()))
-        };
         Ok(KernelStats {
             counters: dup(&maps.counters)?,
             macs: dup(&maps.macs)?,
@@ -272,8 +274,8 @@ struct Port {
     cfg: MapHandle,
     /// Its state when the engine's threads last looked.
     link: LinkState,
-    /// The route and output last written to `cfg`, to write only changes.
-    written: Option<(KernelRoute, u32)>,
+    /// The value last written to `cfg`, to write only changes.
+    written: Option<CfgValue>,
 }
 
 /// The kernel path of a bridge: decides which port forwards in the kernel.
@@ -303,12 +305,9 @@ impl KernelPath {
         usable: bool,
         tap: Option<(ReaderConfig, Vec<Sampler>)>,
     ) -> std::io::Result<(Arc<KernelPath>, Option<String>)> {
-        let handle = |m: &MapHandle| {
-            MapHandle::try_from(m).map_err(|e| std::io::Error::other(e.to_string()))
-        };
         let rings = ports
             .iter()
-            .map(|(_, _, _, maps)| handle(&maps.ring))
+            .map(|(_, _, _, maps)| dup(&maps.ring))
             .collect::<std::io::Result<Vec<_>>>()?;
         let ports = ports
             .into_iter()
@@ -317,7 +316,7 @@ impl KernelPath {
                     name,
                     ifindex,
                     generic,
-                    cfg: handle(&maps.cfg)?,
+                    cfg: dup(&maps.cfg)?,
                     link: LinkState::Down,
                     written: None,
                 })
@@ -419,19 +418,17 @@ impl KernelPath {
             };
             let out = if n == 2 { ports[1 - i].ifindex } else { 0 };
             let p = &mut ports[i];
-            if p.written == Some((route, out)) {
+            let new = CfgValue::of(route, out, p.generic);
+            if p.written == Some(new) {
                 continue;
             }
-            let old = p.written.map(|(r, o)| CfgValue::of(r, o, p.generic));
-            let written = cfg_writes(old, CfgValue::of(route, out, p.generic))
-                .iter()
-                .all(|v| {
-                    p.cfg
-                        .update(&0u32.to_ne_bytes(), &v.bytes(), MapFlags::ANY)
-                        .is_ok()
-                });
+            let written = cfg_writes(p.written, new).iter().all(|v| {
+                p.cfg
+                    .update(&0u32.to_ne_bytes(), &v.bytes(), MapFlags::ANY)
+                    .is_ok()
+            });
             if written {
-                p.written = Some((route, out));
+                p.written = Some(new);
             }
         }
     }

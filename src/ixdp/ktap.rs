@@ -15,9 +15,10 @@
 //! descriptors when traffic is low.
 
 use super::fastpath::tap_forwarded;
-use super::pacing::{Next, Pacer, Polling, Round, POLL_MS};
+use super::pacing::{Next, Pacer, Polling, Round};
 use super::policy::{Policy, PolicyCell};
 use super::select::Sampler;
+use super::xdp::{u32_at, u64_at};
 use crate::pqueue;
 use libbpf_rs::{MapHandle, RingBufferBuilder};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -69,9 +70,9 @@ pub struct Record<'a> {
 impl<'a> Record<'a> {
     /// Parses a record; None for one shorter than its header says.
     pub fn parse(rec: &'a [u8]) -> Option<Record<'a>> {
-        let mono_ns = u64::from_ne_bytes(rec.get(..8)?.try_into().ok()?);
-        let len = u32::from_ne_bytes(rec.get(8..12)?.try_into().ok()?) as usize;
-        let queue = u32::from_ne_bytes(rec.get(12..16)?.try_into().ok()?);
+        let mono_ns = u64_at(rec, 0)?;
+        let len = u32_at(rec, 8)? as usize;
+        let queue = u32_at(rec, 12)?;
         let frame = rec.get(RECORD_HEADER..RECORD_HEADER.checked_add(len)?)?;
         Some(Record {
             mono_ns,
@@ -127,11 +128,13 @@ impl Reader<'_> {
         tap_forwarded(&self.policy, sampler, port, 1 - port, r.frame, ts);
     }
 
-    /// The longest wait that leaves every packet queue's lanes three quarters free at `rate`
-    /// records a second: a wait must not fill a small queue (`--slots`) by itself.
-    fn room(&self, rate: f64) -> Duration {
+    /// The longest wait that leaves every packet queue's lanes three quarters free at the
+    /// rate `pacer` measured: a wait must not fill a small queue (`--slots`) by itself.
+    fn room(&self, pacer: &Pacer) -> Duration {
         let p = &self.policy;
-        let slots = p.queues.iter().map(|q| q.producer.layout().slots).min();
+        let Some(slots) = p.queues.iter().map(|q| q.producer.layout().slots).min() else {
+            return Duration::MAX;
+        };
         // A record fills a slot per tap point that takes it: two with the RX tap on its input
         // and the TX tap on its output.
         let copies = (0..2)
@@ -139,12 +142,7 @@ impl Reader<'_> {
             .max()
             .unwrap_or(1)
             .max(1);
-        match slots {
-            Some(slots) if rate > 0.0 => {
-                Duration::from_secs_f64(f64::from(slots) / 4.0 / (rate * f64::from(copies)))
-            }
-            _ => Duration::MAX,
-        }
+        pacer.time_for(f64::from(slots) / 4.0 / f64::from(copies))
     }
 
     /// Adds the round's received frames to the queues' interface counters.
@@ -260,9 +258,9 @@ fn run(
         match pacer.next(&round, Instant::now) {
             Next::Go | Next::Spin => {}
             Next::Wait(wait) => {
-                std::thread::sleep(wait.min(reader.borrow().room(pacer.rate())));
+                std::thread::sleep(wait.min(reader.borrow().room(&pacer)));
             }
-            Next::Poll(ms) => wait_for_records(&rbs, ms.min(POLL_MS)),
+            Next::Poll(ms) => wait_for_records(&rbs, ms),
         }
     }
     // What the rings still hold when the engine stops goes to the queues too.

@@ -105,6 +105,11 @@ impl Pacer {
         self.coalescer.rate()
     }
 
+    /// How long `items` frames take to arrive at the measured rate ([`Coalescer::time_for`]).
+    pub fn time_for(&self, items: f64) -> Duration {
+        self.coalescer.time_for(items)
+    }
+
     /// After `round`: what to do before the next one. `now` is read only by the proportional
     /// policy (busy polling spins without looking at the clock).
     pub fn next(&mut self, round: &Round, now: impl FnOnce() -> Instant) -> Next {

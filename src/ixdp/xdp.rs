@@ -562,9 +562,14 @@ pub fn per_cpu<T>(map: &MapHandle, key: &[u8], read: impl Fn(&[u8]) -> Option<T>
     }
 }
 
-/// The native-endian u64 at byte `at` of a map value or key.
+/// The native-endian u64 at byte `at` of a map value, key or ring record.
 pub fn u64_at(v: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_ne_bytes(v.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// The native-endian u32 at byte `at` of a map value, key or ring record.
+pub fn u32_at(v: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(v.get(at..at + 4)?.try_into().ok()?))
 }
 
 // SAFETY: the libbpf object is only touched by the thread owning the attachment (load, drop);

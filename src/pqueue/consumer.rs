@@ -778,12 +778,7 @@ impl Consumer {
     /// small queue (`--slots`) is never filled by the consumer's own nap.
     fn nap_room(&self) -> Duration {
         let quarter = f64::from(self.queue.layout().slots) / 4.0;
-        let rate = self.coalescer.rate();
-        if rate > 0.0 {
-            Duration::from_secs_f64(quarter / rate)
-        } else {
-            Duration::MAX
-        }
+        self.coalescer.time_for(quarter)
     }
 
     /// Takes up to `max` packets from the lanes, starting with a different lane each time.
